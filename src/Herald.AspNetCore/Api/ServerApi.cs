@@ -1,0 +1,210 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Herald.Protocol;
+using Herald.Sessions;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
+
+namespace Herald.AspNetCore.Api;
+
+/// <summary>The server API under <c>/api</c>, for the application's backend; every call needs the API key.</summary>
+internal static class ServerApi
+{
+    public static void Map(IEndpointRouteBuilder endpoints, HeraldNode node)
+    {
+        var keyHash = node.Options.ApiKey is { Length: > 0 } key ? SHA256.HashData(Encoding.UTF8.GetBytes(key)) : null;
+
+        endpoints.MapPost("/api/publish", context => Authorized(context, keyHash, () => PublishAsync(context, node)));
+        endpoints.MapGet("/api/channels/{channel}/history", context => Authorized(context, keyHash, () => HistoryAsync(context, node)));
+        endpoints.MapGet("/api/channels/{channel}/presence", context => Authorized(context, keyHash, () => PresenceAsync(context, node)));
+        endpoints.MapGet("/api/stats", context => Authorized(context, keyHash, () => StatsAsync(context, node)));
+    }
+
+    private static Task Authorized(HttpContext context, byte[]? keyHash, Func<Task> next)
+    {
+        if (keyHash is null)
+        {
+            return HttpErrors.WriteAsync(context, StatusCodes.Status401Unauthorized, ErrorCodes.Unauthorized, "the server API is disabled: Herald:ApiKey is not set");
+        }
+        var header = context.Request.Headers.Authorization.ToString();
+        const string Prefix = "Bearer ";
+        if (!header.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase))
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            return HttpErrors.WriteAsync(context, StatusCodes.Status401Unauthorized, ErrorCodes.Unauthorized, "send the API key as 'Authorization: Bearer <key>'");
+        }
+        // Hash both sides so that the comparison takes the same time whatever the key's length or content.
+        var given = SHA256.HashData(Encoding.UTF8.GetBytes(header[Prefix.Length..].Trim()));
+        if (!CryptographicOperations.FixedTimeEquals(given, keyHash))
+        {
+            context.Response.Headers.WWWAuthenticate = "Bearer error=\"invalid_token\"";
+            return HttpErrors.WriteAsync(context, StatusCodes.Status401Unauthorized, ErrorCodes.Unauthorized, "wrong API key");
+        }
+        return next();
+    }
+
+    private static async Task PublishAsync(HttpContext context, HeraldNode node)
+    {
+        var max = node.Options.MaxMessageBytes;
+        if (context.Request.ContentLength > max + 1024)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {max + 1024} bytes");
+            return;
+        }
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = max + 1024;
+        }
+        ApiPublishRequest? request;
+        try
+        {
+            request = await JsonSerializer.DeserializeAsync(context.Request.Body, ApiJsonContext.Default.ApiPublishRequest, context.RequestAborted);
+        }
+        catch (JsonException ex)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, $"invalid JSON body ({ex.Path ?? "$"}); expected {{\"channel\":\"…\",\"data\":…}}");
+            return;
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {max + 1024} bytes");
+            return;
+        }
+        if (request is null)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "expected {\"channel\":\"…\",\"data\":…}");
+            return;
+        }
+        if (ChannelName.Validate(request.Channel, node.Options, out var ns) is { } problem)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.InvalidChannel, problem);
+            return;
+        }
+        if (request.Data is not { } data)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "the field 'data' is required");
+            return;
+        }
+        var payload = ChannelCommands.CompactJson(data);
+        if (payload.Length > max)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"data is larger than {max} bytes");
+            return;
+        }
+        var position = await node.PublishAsync(request.Channel!, ns!, payload, info: null, context.RequestAborted);
+        await HttpErrors.WriteJsonAsync(context, ProtocolWriter.Write(position, static (w, p) =>
+        {
+            w.WriteStartObject();
+            w.WriteString(ProtocolNames.Epoch, p.Epoch);
+            w.WriteNumber(ProtocolNames.Offset, p.Offset);
+            w.WriteEndObject();
+        }));
+    }
+
+    private static async Task HistoryAsync(HttpContext context, HeraldNode node)
+    {
+        var channel = (string?)context.Request.RouteValues["channel"];
+        if (ChannelName.Validate(channel, node.Options, out var ns) is { } problem)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.InvalidChannel, problem);
+            return;
+        }
+        var query = context.Request.Query;
+        var max = node.Options.MaxHistoryLimit;
+        var limit = max;
+        if (query.TryGetValue("limit", out var limitText) && (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit < 1 || limit > max))
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, $"'limit' must be an integer between 1 and {max}");
+            return;
+        }
+        ulong? after = null;
+        if (query.TryGetValue("offset", out var offsetText))
+        {
+            if (!ulong.TryParse(offsetText, NumberStyles.None, CultureInfo.InvariantCulture, out var offset))
+            {
+                await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "'offset' must be a non-negative integer");
+                return;
+            }
+            after = offset;
+        }
+        string? epoch = query.TryGetValue("epoch", out var epochText) ? epochText.ToString() : null;
+        var history = await node.ReadHistoryAsync(channel!, ns!, after, limit, context.RequestAborted);
+        if (epoch is not null && epoch != history.Position.Epoch)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status409Conflict, ErrorCodes.EpochMismatch, $"the channel's epoch is {history.Position.Epoch}, not {epoch}");
+            return;
+        }
+        if (after > history.Position.Offset && (epoch is null || epoch == history.Position.Epoch))
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.InvalidPosition, $"offset {after} is beyond the channel's head {history.Position.Offset}");
+            return;
+        }
+        await HttpErrors.WriteJsonAsync(context, ProtocolWriter.Write(history, static (w, h) =>
+        {
+            w.WriteStartObject();
+            w.WriteString(ProtocolNames.Epoch, h.Position.Epoch);
+            w.WriteNumber(ProtocolNames.Offset, h.Position.Offset);
+            ProtocolWriter.WritePublications(w, h.Publications);
+            w.WriteEndObject();
+        }));
+    }
+
+    private static async Task PresenceAsync(HttpContext context, HeraldNode node)
+    {
+        var channel = (string?)context.Request.RouteValues["channel"];
+        if (ChannelName.Validate(channel, node.Options, out var ns) is { } problem)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.InvalidChannel, problem);
+            return;
+        }
+        if (!ns!.Presence)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status404NotFound, ErrorCodes.NotAvailable, $"presence is not enabled for {channel}");
+            return;
+        }
+        var members = node.GetPresence(channel!);
+        await HttpErrors.WriteJsonAsync(context, ProtocolWriter.Write(members, static (w, m) =>
+        {
+            w.WriteStartObject();
+            ChannelCommands.WritePresence(w, m);
+            w.WriteEndObject();
+        }));
+    }
+
+    private static Task StatsAsync(HttpContext context, HeraldNode node)
+    {
+        var metrics = node.Metrics;
+        return HttpErrors.WriteJsonAsync(context, ProtocolWriter.Write((node, metrics), static (w, s) =>
+        {
+            w.WriteStartObject();
+            w.WriteString("node", s.node.NodeId);
+            w.WriteStartObject("connections");
+            w.WriteNumber("websocket", s.metrics.WebSocketConnections);
+            w.WriteEndObject();
+            w.WriteNumber("channels", s.node.ActiveChannels);
+            w.WriteNumber("publications", s.metrics.Publications);
+            w.WriteNumber("deliveries", s.metrics.Deliveries);
+            w.WriteNumber("slowConsumerCloses", s.metrics.SlowConsumerCloses);
+            w.WriteNumber("commands", s.metrics.Commands);
+            w.WriteNumber("commandErrors", s.metrics.CommandErrors);
+            w.WriteEndObject();
+        }));
+    }
+}
+
+/// <summary>The body of <c>POST /api/publish</c>.</summary>
+internal sealed class ApiPublishRequest
+{
+    [JsonPropertyName("channel")] public string? Channel { get; set; }
+
+    [JsonPropertyName("data")] public JsonElement? Data { get; set; }
+}
+
+[JsonSourceGenerationOptions(NumberHandling = JsonNumberHandling.Strict)]
+[JsonSerializable(typeof(ApiPublishRequest))]
+internal sealed partial class ApiJsonContext : JsonSerializerContext;

@@ -1,0 +1,43 @@
+using Herald;
+using Herald.AspNetCore.Hosting;
+using Herald.Brokers;
+using Herald.Sessions;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers Herald in an ASP.NET Core application.</summary>
+public static class HeraldServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds Herald: options bound from the <c>Herald</c> configuration section (then <paramref name="configure"/>),
+    /// validated at start; the in-memory broker unless another <see cref="IBroker"/> is registered; the node.
+    /// Map the endpoints with <c>app.MapHerald()</c>.
+    /// </summary>
+    public static IServiceCollection AddHerald(this IServiceCollection services, Action<HeraldOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        var options = services.AddOptions<HeraldOptions>().BindConfiguration(HeraldOptions.SectionName);
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<HeraldOptions>, HeraldOptionsValidator>());
+        options.ValidateDataAnnotations().ValidateOnStart();
+
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<IBroker>(sp => new MemoryBroker(sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton<HeraldNode>(sp => new HeraldNode(
+            sp.GetRequiredService<IOptions<HeraldOptions>>().Value,
+            sp.GetRequiredService<IBroker>(),
+            sp.GetService<IConnectAuthenticator>(),
+            sp.GetRequiredService<ILoggerFactory>(),
+            sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton<HeraldMarker>();
+        services.AddHostedService<HeraldHostedService>();
+        return services;
+    }
+}

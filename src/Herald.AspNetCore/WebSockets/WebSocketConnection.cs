@@ -1,0 +1,251 @@
+using System.Buffers;
+using System.Net.WebSockets;
+using Herald.Protocol;
+using Herald.Sessions;
+using Microsoft.Extensions.Logging;
+
+namespace Herald.AspNetCore.WebSockets;
+
+/// <summary>
+/// One WebSocket connection: a reader that hands complete text messages to the session, and a single writer that
+/// drains the session's outbound queue into one frame and one write per batch. The transport carries frames; it
+/// never interprets a command.
+/// </summary>
+// RunAsync owns and disposes every resource before it returns; the type is never used after that.
+#pragma warning disable CA1001
+internal sealed partial class WebSocketConnection : ISessionTransport
+#pragma warning restore CA1001
+{
+    /// <summary>The largest frame the writer builds from queued messages; a single larger message still goes out whole.</summary>
+    internal const int MaxBatchBytes = 256 * 1024;
+
+    private readonly HeraldNode _node;
+    private readonly FrameGuardStream _stream;
+    private readonly WebSocket _socket;
+    private readonly ClientSession _session;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _abort = new();
+    private int _closeRequested;
+    private int _closeCode = CloseCodes.Normal;
+    private string _closeReason = "";
+    private Timer? _closeDeadline;
+
+    public WebSocketConnection(HeraldNode node, Stream upgraded, string? subProtocol, ILogger logger)
+    {
+        _node = node;
+        _logger = logger;
+        var options = node.Options;
+        _stream = new FrameGuardStream(upgraded, options.MaxMessageBytes);
+        _socket = WebSocket.CreateFromStream(_stream, new WebSocketCreationOptions
+        {
+            IsServer = true,
+            SubProtocol = subProtocol,
+            KeepAliveInterval = options.KeepAliveInterval,
+            KeepAliveTimeout = options.KeepAliveInterval > TimeSpan.Zero ? options.KeepAliveTimeout : Timeout.InfiniteTimeSpan,
+        });
+        _session = new ClientSession(node, this);
+    }
+
+    public string Name => "websocket";
+
+    public async Task RunAsync(CancellationToken requestAborted)
+    {
+        _node.Metrics.WebSocketConnectionChanged(+1);
+        using var connectTimer = new Timer(
+            static state => ((WebSocketConnection)state!).OnConnectTimeout(), this, _node.Options.ConnectTimeout, Timeout.InfiniteTimeSpan);
+        using var aborted = requestAborted.Register(static state => ((WebSocketConnection)state!).Abort(), this);
+        var writer = Task.Run(WriteLoopAsync, CancellationToken.None);
+        try
+        {
+            await ReadLoopAsync();
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
+        {
+            Log.ReadEnded(_logger, _session.ClientId, ex.Message);
+        }
+        catch (Exception ex)
+        {
+            Log.ConnectionFailed(_logger, _session.ClientId, ex);
+            Close(CloseCodes.InternalError, "internal error");
+        }
+        finally
+        {
+            // However the reader ended, the writer must finish: it sends our close frame (or gives up at the deadline).
+            Close(CloseCodes.Normal, "");
+            await writer;
+            await _session.TerminateAsync();
+            if (!_abort.IsCancellationRequested)
+            {
+                await _stream.LingerAsync(_node.Options.CloseTimeout);
+            }
+            if (_closeDeadline is { } deadline)
+            {
+                await deadline.DisposeAsync();
+            }
+            _socket.Dispose();
+            await _stream.DisposeAsync();
+            _abort.Dispose();
+            _node.Metrics.WebSocketConnectionChanged(-1);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Close(int code, string reason)
+    {
+        if (Interlocked.Exchange(ref _closeRequested, 1) != 0)
+        {
+            return;
+        }
+        _closeCode = code;
+        _closeReason = reason;
+        if (code == CloseCodes.SlowConsumer)
+        {
+            _session.Outbound.Discard();
+        }
+        else
+        {
+            _session.Outbound.Complete(); // the writer sends what is queued (e.g. an error reply), then the close frame
+        }
+        // A peer that never answers our close frame, or never reads, is dropped at the deadline.
+        _closeDeadline = new Timer(static state => ((WebSocketConnection)state!).Abort(), this, _node.Options.CloseTimeout, Timeout.InfiniteTimeSpan);
+    }
+
+    private bool Closing => Volatile.Read(ref _closeRequested) != 0;
+
+    private void OnConnectTimeout()
+    {
+        if (!_session.IsConnected)
+        {
+            Close(CloseCodes.ConnectTimeout, "no connect command in time");
+        }
+    }
+
+    private void Abort()
+    {
+        try
+        {
+            _abort.Cancel();
+            _socket.Abort();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        var max = _node.Options.MaxMessageBytes;
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(max + 1, 4096));
+        try
+        {
+            while (true)
+            {
+                var count = 0;
+                ValueWebSocketReceiveResult result;
+                do
+                {
+                    if (count == buffer.Length)
+                    {
+                        if (buffer.Length > max)
+                        {
+                            Close(CloseCodes.MessageTooBig, $"message larger than {max} bytes");
+                            count = -1;
+                        }
+                        else
+                        {
+                            var larger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, max + 1));
+                            buffer.AsSpan(0, count).CopyTo(larger);
+                            ArrayPool<byte>.Shared.Return(buffer);
+                            buffer = larger;
+                        }
+                    }
+                    // Once over the limit the rest of the message is read and thrown away while the close handshake runs.
+                    var target = count < 0 ? buffer.AsMemory() : buffer.AsMemory(count);
+                    result = await _socket.ReceiveAsync(target, _abort.Token);
+                    if (result.MessageType == WebSocketMessageType.Close)
+                    {
+                        return;
+                    }
+                    if (count >= 0)
+                    {
+                        count += result.Count;
+                        if (count > max)
+                        {
+                            Close(CloseCodes.MessageTooBig, $"message larger than {max} bytes");
+                            count = -1;
+                        }
+                    }
+                }
+                while (!result.EndOfMessage);
+
+                if (Closing || count < 0)
+                {
+                    continue; // closing: drain input until the peer's close frame
+                }
+                if (result.MessageType == WebSocketMessageType.Binary)
+                {
+                    Close(CloseCodes.UnsupportedData, "binary messages are not supported; send JSON text");
+                    continue;
+                }
+                await _session.HandleMessageAsync(buffer.AsMemory(0, count), _abort.Token);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var reader = _session.Outbound.Reader;
+        var frame = new ArrayBufferWriter<byte>(4096);
+        try
+        {
+            while (await reader.WaitToReadAsync(_abort.Token))
+            {
+                frame.ResetWrittenCount();
+                long taken = 0;
+                while (frame.WrittenCount < MaxBatchBytes && reader.TryRead(out var message))
+                {
+                    if (frame.WrittenCount > 0)
+                    {
+                        frame.Write("\n"u8);
+                    }
+                    frame.Write(message.Span);
+                    taken += message.Length;
+                }
+                if (frame.WrittenCount == 0)
+                {
+                    continue;
+                }
+                await _socket.SendAsync(frame.WrittenMemory, WebSocketMessageType.Text, endOfMessage: true, _abort.Token);
+                _session.Outbound.Written(taken);
+                if (frame.Capacity > MaxBatchBytes * 2)
+                {
+                    frame = new ArrayBufferWriter<byte>(4096); // one huge message should not pin its buffer for the connection's life
+                }
+            }
+            if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived && !_stream.Tripped)
+            {
+                await _socket.CloseOutputAsync((WebSocketCloseStatus)_closeCode, _closeReason, _abort.Token);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
+        {
+            Log.WriteEnded(_logger, _session.ClientId, ex.Message);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 300, Level = LogLevel.Debug, Message = "WebSocket {ClientId}: reading ended: {Reason}")]
+        public static partial void ReadEnded(ILogger logger, string clientId, string reason);
+
+        [LoggerMessage(EventId = 301, Level = LogLevel.Debug, Message = "WebSocket {ClientId}: writing ended: {Reason}")]
+        public static partial void WriteEnded(ILogger logger, string clientId, string reason);
+
+        [LoggerMessage(EventId = 302, Level = LogLevel.Error, Message = "WebSocket {ClientId} failed")]
+        public static partial void ConnectionFailed(ILogger logger, string clientId, Exception exception);
+    }
+}

@@ -1,0 +1,137 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Herald;
+
+/// <summary>
+/// Herald's settings, bound from the configuration section <c>Herald</c>. Every limit has a default here and a
+/// line in <c>docs/configuration.md</c>.
+/// </summary>
+public sealed class HeraldOptions
+{
+    /// <summary>The configuration section these options bind from.</summary>
+    public const string SectionName = "Herald";
+
+    /// <summary>The namespace that channels without a <c>namespace:</c> prefix belong to.</summary>
+    public const string DefaultNamespace = "default";
+
+    /// <summary>The key the server API (<c>/api/…</c>) requires as <c>Authorization: Bearer</c>.</summary>
+    public string? ApiKey { get; set; }
+
+    /// <summary>Whether clients may connect without a token. Default <see langword="false"/>.</summary>
+    public bool AllowAnonymous { get; set; }
+
+    /// <summary>Browser origins allowed to open WebSockets and make cross-origin polls; empty allows same-host only.</summary>
+    public IList<string> AllowedOrigins { get; } = [];
+
+    /// <summary>Connection token settings.</summary>
+    public TokenOptions Token { get; set; } = new();
+
+    /// <summary>Namespaces by name. A bare channel name belongs to <see cref="DefaultNamespace"/>, which always exists.</summary>
+    public IDictionary<string, NamespaceOptions> Namespaces { get; } =
+        new Dictionary<string, NamespaceOptions>(StringComparer.Ordinal);
+
+    /// <summary>Largest inbound WebSocket message, command body or publication payload, in bytes. Default 64 KiB.</summary>
+    [Range(256, 64 * 1024 * 1024)]
+    public int MaxMessageBytes { get; set; } = 64 * 1024;
+
+    /// <summary>Most channels one connection may be subscribed to at once. Default 128.</summary>
+    [Range(1, 100_000)]
+    public int MaxSubscriptionsPerConnection { get; set; } = 128;
+
+    /// <summary>Longest channel name, in characters. Default 255.</summary>
+    [Range(1, 1024)]
+    public int MaxChannelNameLength { get; set; } = 255;
+
+    /// <summary>How long a new WebSocket may take to send <c>connect</c> before it is closed with 4001. Default 10 s.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How often the server pings an idle WebSocket. Default 25 s; zero disables keepalive.</summary>
+    public TimeSpan KeepAliveInterval { get; set; } = TimeSpan.FromSeconds(25);
+
+    /// <summary>How long the server waits for the pong before it drops the connection as dead. Default 20 s.</summary>
+    public TimeSpan KeepAliveTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>How long the server waits for the peer's side of a close handshake before dropping the socket. Default 5 s.</summary>
+    public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Most messages waiting to be written to one connection before it is closed as a slow consumer (4002). Default 10,000.</summary>
+    [Range(16, 10_000_000)]
+    public int MaxQueuedMessages { get; set; } = 10_000;
+
+    /// <summary>Most bytes waiting to be written to one connection before it is closed as a slow consumer (4002). Default 8 MiB.</summary>
+    [Range(4096, long.MaxValue)]
+    public long MaxQueuedBytes { get; set; } = 8L * 1024 * 1024;
+
+    /// <summary>Most publications one <c>history</c> call returns, and the default when no limit is asked. Default 1,000.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxHistoryLimit { get; set; } = 1000;
+
+    /// <summary>Returns the options of the namespace a channel belongs to, or <see langword="null"/> when it is unknown.</summary>
+    public NamespaceOptions? FindNamespace(string name) =>
+        Namespaces.TryGetValue(name, out var ns) ? ns
+        : name == DefaultNamespace ? DefaultNamespaceFallback
+        : null;
+
+    private static readonly NamespaceOptions DefaultNamespaceFallback = new();
+
+    /// <summary>Checks the settings that attributes cannot express; returns the problems found.</summary>
+    public IEnumerable<string> Validate()
+    {
+        if (ConnectTimeout <= TimeSpan.Zero)
+        {
+            yield return "Herald:ConnectTimeout must be positive.";
+        }
+        if (KeepAliveInterval < TimeSpan.Zero || KeepAliveTimeout < TimeSpan.Zero)
+        {
+            yield return "Herald:KeepAliveInterval and Herald:KeepAliveTimeout must not be negative.";
+        }
+        if (CloseTimeout <= TimeSpan.Zero)
+        {
+            yield return "Herald:CloseTimeout must be positive.";
+        }
+        foreach (var (name, ns) in Namespaces)
+        {
+            if (!ChannelName.IsValidNamespaceName(name))
+            {
+                yield return $"Herald:Namespaces:{name}: a namespace name is 1-64 characters of A-Z a-z 0-9 _ - .";
+            }
+            if (ns.HistorySize < 0 || ns.HistorySize > 1_000_000)
+            {
+                yield return $"Herald:Namespaces:{name}:HistorySize must be between 0 and 1000000.";
+            }
+            if (ns.HistoryTtl < TimeSpan.Zero)
+            {
+                yield return $"Herald:Namespaces:{name}:HistoryTtl must not be negative.";
+            }
+        }
+    }
+}
+
+/// <summary>Per-namespace channel behaviour: <c>Herald:Namespaces:&lt;ns&gt;:…</c>.</summary>
+public sealed class NamespaceOptions
+{
+    /// <summary>How many recent publications each channel keeps for recovery and history. Default 100; 0 keeps none.</summary>
+    public int HistorySize { get; set; } = 100;
+
+    /// <summary>How long a publication stays in history. Default 5 minutes; zero means no time limit.</summary>
+    public TimeSpan HistoryTtl { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Whether connected clients may publish (the server API always may). Default <see langword="false"/>.</summary>
+    public bool AllowClientPublish { get; set; }
+
+    /// <summary>Whether the namespace tracks and answers presence. Default <see langword="false"/>.</summary>
+    public bool Presence { get; set; }
+}
+
+/// <summary>Connection token (JWT) settings: <c>Herald:Token:…</c>.</summary>
+public sealed class TokenOptions
+{
+    /// <summary>The HS256 key that signs connection tokens.</summary>
+    public string? Secret { get; set; }
+
+    /// <summary>The required <c>iss</c>, when set.</summary>
+    public string? Issuer { get; set; }
+
+    /// <summary>The required <c>aud</c>, when set.</summary>
+    public string? Audience { get; set; }
+}

@@ -1,0 +1,133 @@
+using Herald.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace Herald.Sessions;
+
+/// <summary>
+/// The protocol state of one persistent connection: connect, subscriptions and command handling. Transport
+/// independent: a transport hands it frames and writes out what it queues in <see cref="Outbound"/>.
+/// </summary>
+/// <remarks>Commands of one session are handled one at a time, in order, so replies keep the order of commands.</remarks>
+public sealed partial class ClientSession
+{
+    private readonly ISessionTransport _transport;
+    private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly Lock _gate = new();
+    private readonly ILogger _logger;
+    private ClientInfo? _client;
+    private bool _terminated;
+
+    /// <summary>Creates a session for a new connection.</summary>
+    public ClientSession(HeraldNode node, ISessionTransport transport)
+    {
+        Node = node ?? throw new ArgumentNullException(nameof(node));
+        _transport = transport ?? throw new ArgumentNullException(nameof(transport));
+        _logger = node.LoggerFactory.CreateLogger<ClientSession>();
+        ClientId = node.NewClientId();
+        Outbound = new OutboundQueue(node.Options.MaxQueuedMessages, node.Options.MaxQueuedBytes, OnSlowConsumer);
+    }
+
+    /// <summary>The node this session lives on.</summary>
+    public HeraldNode Node { get; }
+
+    /// <summary>The server-assigned id of this connection.</summary>
+    public string ClientId { get; }
+
+    /// <summary>What waits to be written to the connection.</summary>
+    public OutboundQueue Outbound { get; }
+
+    /// <summary>Whether <c>connect</c> succeeded.</summary>
+    public bool IsConnected => Volatile.Read(ref _client) is not null;
+
+    /// <summary>How many channels the session is subscribed to.</summary>
+    public int SubscriptionCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _subscriptions.Count;
+            }
+        }
+    }
+
+    /// <summary>Handles one inbound message: one or more commands separated by <c>\n</c>.</summary>
+    public async ValueTask HandleMessageAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default)
+    {
+        while (!message.IsEmpty && !_terminated)
+        {
+            var newline = message.Span.IndexOf((byte)'\n');
+            var line = newline < 0 ? message : message[..newline];
+            message = newline < 0 ? ReadOnlyMemory<byte>.Empty : message[(newline + 1)..];
+            if (!line.IsEmpty && line.Span[^1] == (byte)'\r')
+            {
+                line = line[..^1];
+            }
+            if (line.Span.Trim(" \t"u8).IsEmpty)
+            {
+                continue;
+            }
+            await HandleCommandAsync(line, cancellationToken);
+        }
+    }
+
+    /// <summary>Queues a message for the connection; returns <see langword="false"/> when the queue refused it.</summary>
+    public bool Enqueue(ReadOnlyMemory<byte> message) => Outbound.TryEnqueue(message);
+
+    /// <summary>Ends the session: drops its subscriptions and presence. Safe to call more than once.</summary>
+    public async ValueTask TerminateAsync()
+    {
+        Subscription[] subscriptions;
+        lock (_gate)
+        {
+            if (_terminated)
+            {
+                return;
+            }
+            _terminated = true;
+            subscriptions = [.. _subscriptions.Values];
+            _subscriptions.Clear();
+        }
+        Outbound.Discard();
+        foreach (var subscription in subscriptions)
+        {
+            await DropSubscriptionAsync(subscription);
+        }
+    }
+
+    internal void OnSlowConsumer()
+    {
+        Node.Metrics.SlowConsumerClosed();
+        Log.SlowConsumer(_logger, ClientId, Outbound.QueuedBytes);
+        Outbound.Discard();
+        _transport.Close(CloseCodes.SlowConsumer, "slow consumer: outbound queue full");
+    }
+
+    internal void OnInsufficientState(string reason)
+    {
+        Log.InsufficientState(_logger, ClientId, reason);
+        _transport.Close(CloseCodes.InsufficientState, "insufficient state, resubscribe with since");
+    }
+
+    private async ValueTask DropSubscriptionAsync(Subscription subscription)
+    {
+        subscription.Close();
+        if (subscription.Namespace.Presence && _client is { } client)
+        {
+            Node.RemovePresence(subscription.Channel, client);
+        }
+        await Node.RemoveSubscriptionAsync(subscription);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Client {ClientId} closed as a slow consumer ({QueuedBytes} bytes queued)")]
+        public static partial void SlowConsumer(ILogger logger, string clientId, long queuedBytes);
+
+        [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "Client {ClientId} closed: {Reason}")]
+        public static partial void InsufficientState(ILogger logger, string clientId, string reason);
+
+        [LoggerMessage(EventId = 202, Level = LogLevel.Error, Message = "Client {ClientId}: command {Op} failed")]
+        public static partial void CommandFailed(ILogger logger, string clientId, string? op, Exception exception);
+    }
+}

@@ -1,0 +1,88 @@
+using System.Threading.Channels;
+
+namespace Herald.Sessions;
+
+/// <summary>
+/// The bounded queue of messages waiting to be written to one connection. Its single writer (the transport)
+/// drains everything queued into one frame and one write.
+/// </summary>
+/// <remarks>
+/// Bounded by count and by bytes. The full-mode policy is "refuse": when either bound is passed the queue trips
+/// once, drops what it holds (so the memory is freed at once) and calls the overflow hook, which closes the
+/// connection as a slow consumer. Publishers never wait for a slow subscriber.
+/// </remarks>
+public sealed class OutboundQueue
+{
+    private readonly Channel<ReadOnlyMemory<byte>> _channel;
+    private readonly long _maxBytes;
+    private readonly Action _onOverflow;
+    private long _bytes;
+    private int _tripped;
+
+    /// <summary>Creates the queue.</summary>
+    public OutboundQueue(int maxMessages, long maxBytes, Action onOverflow)
+    {
+        _maxBytes = maxBytes;
+        _onOverflow = onOverflow ?? throw new ArgumentNullException(nameof(onOverflow));
+        _channel = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(maxMessages)
+        {
+            FullMode = BoundedChannelFullMode.Wait, // so that TryWrite reports "full" instead of silently dropping
+            SingleReader = false,
+            SingleWriter = false,
+            AllowSynchronousContinuations = false,
+        });
+    }
+
+    /// <summary>The consuming side, for the connection's writer.</summary>
+    public ChannelReader<ReadOnlyMemory<byte>> Reader => _channel.Reader;
+
+    /// <summary>Bytes queued and not yet written.</summary>
+    public long QueuedBytes => Volatile.Read(ref _bytes);
+
+    /// <summary>Whether the queue overflowed.</summary>
+    public bool Tripped => Volatile.Read(ref _tripped) != 0;
+
+    /// <summary>Queues a message; returns <see langword="false"/> when the queue is closed or has just overflowed.</summary>
+    public bool TryEnqueue(ReadOnlyMemory<byte> message)
+    {
+        if (Volatile.Read(ref _tripped) != 0)
+        {
+            return false;
+        }
+        if (Interlocked.Add(ref _bytes, message.Length) > _maxBytes || !_channel.Writer.TryWrite(message))
+        {
+            Interlocked.Add(ref _bytes, -message.Length);
+            if (!_channel.Reader.Completion.IsCompleted)
+            {
+                Trip();
+            }
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>Tells the queue that the writer has written <paramref name="bytes"/> bytes of what it took.</summary>
+    public void Written(long bytes) => Interlocked.Add(ref _bytes, -bytes);
+
+    /// <summary>Accepts no more messages; the writer still drains what is queued.</summary>
+    public void Complete() => _channel.Writer.TryComplete();
+
+    /// <summary>Accepts no more messages and drops what is queued.</summary>
+    public void Discard()
+    {
+        _channel.Writer.TryComplete();
+        while (_channel.Reader.TryRead(out var dropped))
+        {
+            Interlocked.Add(ref _bytes, -dropped.Length);
+        }
+    }
+
+    private void Trip()
+    {
+        if (Interlocked.Exchange(ref _tripped, 1) == 0)
+        {
+            Discard();
+            _onOverflow();
+        }
+    }
+}

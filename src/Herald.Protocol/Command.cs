@@ -1,0 +1,49 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Herald.Protocol;
+
+/// <summary>A client → server command, as sent over WebSocket frames, <c>POST /cmd</c> and polling bodies.</summary>
+public sealed class Command
+{
+    /// <summary>The client's correlation id, echoed in the reply.</summary>
+    [JsonPropertyName("id")] public long? Id { get; set; }
+
+    /// <summary>The operation: <c>connect</c>, <c>subscribe</c>, <c>unsubscribe</c>, <c>publish</c>, <c>history</c>, <c>presence</c>, <c>ping</c>.</summary>
+    [JsonPropertyName("op")] public string? Op { get; set; }
+
+    /// <summary>The connection token (<c>connect</c>).</summary>
+    [JsonPropertyName("token")] public string? Token { get; set; }
+
+    /// <summary>The channel the command is about.</summary>
+    [JsonPropertyName("channel")] public string? Channel { get; set; }
+
+    /// <summary>The position to recover from (<c>subscribe</c>) or read after (<c>history</c>).</summary>
+    [JsonPropertyName("since")] public SincePosition? Since { get; set; }
+
+    /// <summary>The payload to publish (<c>publish</c>).</summary>
+    [JsonPropertyName("data")] public JsonElement? Data { get; set; }
+
+    /// <summary>The maximum number of publications to return (<c>history</c>).</summary>
+    [JsonPropertyName("limit")] public int? Limit { get; set; }
+}
+
+/// <summary>A position as the client sends it; both fields are required when the object is present.</summary>
+public sealed class SincePosition
+{
+    /// <summary>The last offset the client saw.</summary>
+    [JsonPropertyName("offset")] public ulong? Offset { get; set; }
+
+    /// <summary>The epoch that offset belongs to.</summary>
+    [JsonPropertyName("epoch")] public string? Epoch { get; set; }
+}
+
+/// <summary>Source-generated (reflection-free) JSON metadata for the protocol's inbound types.</summary>
+[JsonSourceGenerationOptions(
+    PropertyNameCaseInsensitive = false,
+    ReadCommentHandling = JsonCommentHandling.Disallow,
+    AllowTrailingCommas = false,
+    NumberHandling = JsonNumberHandling.Strict,
+    MaxDepth = 64)]
+[JsonSerializable(typeof(Command))]
+public sealed partial class ProtocolJsonContext : JsonSerializerContext;

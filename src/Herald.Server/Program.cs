@@ -1,0 +1,36 @@
+using System.Security.Cryptography;
+using Herald;
+using Herald.Server;
+
+var builder = WebApplication.CreateBuilder(args);
+
+// Port 8080 unless --urls, ASPNETCORE_URLS or configuration says otherwise.
+if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
+{
+    builder.WebHost.UseUrls("http://localhost:8080");
+}
+
+// The server API needs a key; rather than running with the API silently disabled, make one up and say so.
+var generatedApiKey = string.IsNullOrEmpty(builder.Configuration["Herald:ApiKey"])
+    ? Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)).Replace('+', '-').Replace('/', '_')
+    : null;
+builder.Services.AddHerald(options =>
+{
+    if (generatedApiKey is not null)
+    {
+        options.ApiKey = generatedApiKey;
+    }
+});
+
+var app = builder.Build();
+app.MapHerald();
+
+if (generatedApiKey is not null)
+{
+    ServerLog.GeneratedApiKey(app.Logger, generatedApiKey);
+}
+var options = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<HeraldOptions>>().Value;
+var namespaces = string.Join(", ", options.Namespaces.Keys.Prepend(HeraldOptions.DefaultNamespace).Distinct());
+ServerLog.Profile(app.Logger, app.Environment.EnvironmentName, options.AllowAnonymous, namespaces);
+
+await app.RunAsync();
