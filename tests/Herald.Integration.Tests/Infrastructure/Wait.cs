@@ -1,0 +1,18 @@
+namespace Herald.Integration.Tests.Infrastructure;
+
+public static class Wait
+{
+    /// <summary>Polls a condition until it holds or the timeout passes (then fails the test with <paramref name="what"/>).</summary>
+    public static async Task UntilAsync(Func<bool> condition, TimeSpan timeout, string what)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                Assert.Fail($"timed out after {timeout.TotalSeconds:0.#} s waiting for: {what}");
+            }
+            await Task.Delay(10);
+        }
+    }
+}

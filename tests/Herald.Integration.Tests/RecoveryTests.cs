@@ -1,0 +1,148 @@
+using System.Text.Json;
+using Herald.Integration.Tests.Infrastructure;
+
+namespace Herald.Integration.Tests;
+
+public sealed class RecoveryTests : IAsyncLifetime
+{
+    private TestServer _server = null!;
+
+    public async Task InitializeAsync() => _server = await TestServer.StartAsync();
+
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task SubscribeWithSince_ReturnsExactlyTheMissedPublications()
+    {
+        await using var client = await _server.ConnectAsync();
+        var first = await client.CommandAsync("""{"op":"subscribe","channel":"chat:rec"}""");
+        var epoch = first.GetProperty("result").GetProperty("epoch").GetString();
+        await client.CommandAsync("""{"op":"unsubscribe","channel":"chat:rec"}""");
+        for (var i = 1; i <= 5; i++)
+        {
+            await _server.PublishAsync("chat:rec", $$$"""{"n":{{{i}}}}""");
+        }
+        var again = await client.CommandAsync($$$"""{"op":"subscribe","channel":"chat:rec","since":{"offset":2,"epoch":"{{{epoch}}}"}}""");
+        var result = again.GetProperty("result");
+        Assert.True(result.GetProperty("recovered").GetBoolean());
+        Assert.Equal(5UL, result.GetProperty("offset").GetUInt64());
+        Assert.Equal([3UL, 4UL, 5UL], result.GetProperty("publications").EnumerateArray().Select(p => p.GetProperty("offset").GetUInt64()));
+        await _server.PublishAsync("chat:rec", "6");
+        Assert.Equal(6UL, (await client.NextPushAsync()).GetProperty("push").GetProperty("pub").GetProperty("offset").GetUInt64());
+    }
+
+    [Theory]
+    [InlineData("small:gone", 1UL, true)]    // 9 published, window of 5: offsets 2..4 are gone
+    [InlineData("nohist:gone", 3UL, true)]   // no history at all
+    [InlineData("small:gone2", 1UL, false)]  // another epoch
+    public async Task SubscribeWithSince_OutsideWindowOrOtherEpoch_IsRecoveredFalseWithCurrentPosition(string channel, ulong offset, bool sameEpoch)
+    {
+        for (var i = 0; i < 9; i++)
+        {
+            await _server.PublishAsync(channel, "{}");
+        }
+        await using var client = await _server.ConnectAsync();
+        var head = await client.CommandAsync($$"""{"op":"history","channel":"{{channel}}","limit":1}""");
+        var epoch = sameEpoch ? head.GetProperty("result").GetProperty("epoch").GetString() : "another";
+        var reply = await client.CommandAsync($$$"""{"op":"subscribe","channel":"{{{channel}}}","since":{"offset":{{{offset}}},"epoch":"{{{epoch}}}"}}""");
+        var result = reply.GetProperty("result");
+        Assert.False(result.GetProperty("recovered").GetBoolean());
+        Assert.Equal(9UL, result.GetProperty("offset").GetUInt64());
+        Assert.Equal(head.GetProperty("result").GetProperty("epoch").GetString(), result.GetProperty("epoch").GetString());
+        Assert.Empty(result.GetProperty("publications").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task SubscribeWithSince_AtHead_IsRecoveredWithNothingMissed()
+    {
+        await _server.PublishAsync("nohist:head", "{}");
+        await using var client = await _server.ConnectAsync();
+        var epoch = (await client.CommandAsync("""{"op":"subscribe","channel":"nohist:head"}""")).GetProperty("result").GetProperty("epoch").GetString();
+        await client.CommandAsync("""{"op":"unsubscribe","channel":"nohist:head"}""");
+        var reply = await client.CommandAsync($$$"""{"op":"subscribe","channel":"nohist:head","since":{"offset":1,"epoch":"{{{epoch}}}"}}""");
+        Assert.True(reply.GetProperty("result").GetProperty("recovered").GetBoolean());
+    }
+
+    [Fact]
+    public async Task SubscribeWithSince_BeyondHead_IsInvalidPosition()
+    {
+        await using var client = await _server.ConnectAsync();
+        var epoch = (await client.CommandAsync("""{"op":"history","channel":"chat:future"}""")).GetProperty("result").GetProperty("epoch").GetString();
+        var reply = await client.CommandAsync($$$"""{"op":"subscribe","channel":"chat:future","since":{"offset":7,"epoch":"{{{epoch}}}"}}""");
+        Assert.Equal("invalid_position", reply.GetProperty("error").GetProperty("code").GetString());
+        // The failed subscribe left nothing behind: subscribing again works.
+        Assert.True((await client.CommandAsync("""{"op":"subscribe","channel":"chat:future"}""")).TryGetProperty("result", out _));
+    }
+
+    [Fact]
+    public async Task ResubscribeWithSince_RacingPublishers_DeliversEveryOffsetOnceInOrder()
+    {
+        const int Publishers = 4;
+        const int PerPublisher = 1500;
+        const int Total = Publishers * PerPublisher;
+        const string Channel = "chat:race";
+        var seen = new List<ulong>(Total);
+        var epoch = "";
+        ulong last = 0;
+
+        void Take(JsonElement pub)
+        {
+            var offset = pub.GetProperty("offset").GetUInt64();
+            seen.Add(offset);
+            last = offset;
+        }
+
+        var publisherClients = new List<WsClient>();
+        for (var p = 0; p < Publishers; p++)
+        {
+            publisherClients.Add(await _server.ConnectAsync());
+        }
+        var subscriber = await _server.ConnectAsync();
+        epoch = (await subscriber.CommandAsync($$"""{"op":"subscribe","channel":"{{Channel}}"}""")).GetProperty("result").GetProperty("epoch").GetString()!;
+
+        using var stop = new CancellationTokenSource();
+        var publishing = publisherClients.Select((client, p) => Task.Run(async () =>
+        {
+            for (var i = 0; i < PerPublisher; i++)
+            {
+                var reply = await client.CommandAsync($$$$"""{"op":"publish","channel":"{{{{Channel}}}}","data":{"p":{{{{p}}}},"i":{{{{i}}}}}}""");
+                Assert.True(reply.TryGetProperty("result", out _), reply.ToString());
+            }
+        })).ToArray();
+
+        // Drop and come back several times mid-stream, each time on a new connection, recovering from the last offset seen.
+        var drops = 0;
+        while (last < Total)
+        {
+            var target = Math.Min((ulong)Total, last + 700);
+            while (last < target)
+            {
+                Take((await subscriber.NextPushAsync(TimeSpan.FromSeconds(20))).GetProperty("push").GetProperty("pub"));
+            }
+            if (last >= Total)
+            {
+                break;
+            }
+            subscriber.Socket.Abort();
+            await subscriber.DisposeAsync();
+            drops++;
+            subscriber = await _server.ConnectAsync();
+            var reply = await subscriber.CommandAsync($$$"""{"op":"subscribe","channel":"{{{Channel}}}","since":{"offset":{{{last}}},"epoch":"{{{epoch}}}"}}""");
+            var result = reply.GetProperty("result");
+            Assert.True(result.GetProperty("recovered").GetBoolean(), reply.ToString());
+            foreach (var pub in result.GetProperty("publications").EnumerateArray())
+            {
+                Take(pub);
+            }
+        }
+        await Task.WhenAll(publishing);
+        await subscriber.DisposeAsync();
+        foreach (var client in publisherClients)
+        {
+            await client.DisposeAsync();
+        }
+
+        Assert.True(drops >= 3, $"only {drops} drops happened");
+        Assert.Equal(Enumerable.Range(1, Total).Select(i => (ulong)i), seen);
+    }
+}
