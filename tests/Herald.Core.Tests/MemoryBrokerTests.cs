@@ -1,0 +1,104 @@
+using System.Collections.Concurrent;
+using Herald.Brokers;
+using Herald.Protocol;
+
+namespace Herald.Core.Tests;
+
+public sealed class MemoryBrokerTests
+{
+    private sealed class Recorder : IBrokerEventHandler
+    {
+        public ConcurrentQueue<(string Channel, ulong Offset, string Epoch)> Seen { get; } = new();
+
+        public void HandlePublication(string channel, Publication publication, string epoch) => Seen.Enqueue((channel, publication.Offset, epoch));
+    }
+
+    private sealed class ManualTime : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = DateTimeOffset.UnixEpoch.AddDays(1000);
+
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    private static readonly HistoryPolicy Keep10 = new(10, TimeSpan.Zero);
+
+    [Fact]
+    public async Task Publish_AssignsGapFreeOffsetsPerChannel_InDeliveryOrder()
+    {
+        var broker = new MemoryBroker();
+        var recorder = new Recorder();
+        await broker.StartAsync(recorder);
+        await Parallel.ForAsync(0, 4000, async (i, ct) => await broker.PublishAsync(i % 2 == 0 ? "a" : "b", "1"u8.ToArray(), null, Keep10, ct));
+        foreach (var channel in new[] { "a", "b" })
+        {
+            var offsets = recorder.Seen.Where(s => s.Channel == channel).Select(s => s.Offset).ToList();
+            Assert.Equal(Enumerable.Range(1, 2000).Select(i => (ulong)i), offsets);
+            Assert.Single(recorder.Seen.Where(s => s.Channel == channel).Select(s => s.Epoch).Distinct());
+        }
+    }
+
+    [Fact]
+    public async Task Epochs_DifferPerChannelAndPerBroker()
+    {
+        var first = new MemoryBroker();
+        var second = new MemoryBroker();
+        await first.StartAsync(new Recorder());
+        await second.StartAsync(new Recorder());
+        var a = await first.PublishAsync("x", "1"u8.ToArray(), null, Keep10);
+        var b = await first.PublishAsync("y", "1"u8.ToArray(), null, Keep10);
+        var c = await second.PublishAsync("x", "1"u8.ToArray(), null, Keep10);
+        Assert.NotEqual(a.Epoch, b.Epoch);
+        Assert.NotEqual(a.Epoch, c.Epoch); // a restarted process is a new epoch
+    }
+
+    [Fact]
+    public async Task History_KeepsSizeAndTtl()
+    {
+        var time = new ManualTime();
+        var broker = new MemoryBroker(time);
+        await broker.StartAsync(new Recorder());
+        var policy = new HistoryPolicy(3, TimeSpan.FromMinutes(1));
+        for (var i = 0; i < 5; i++)
+        {
+            await broker.PublishAsync("c", "1"u8.ToArray(), null, policy);
+            time.Now += TimeSpan.FromSeconds(20);
+        }
+        var history = await broker.ReadHistoryAsync("c", 0, 100, policy);
+        // Size 3 keeps 3..5; offset 3 was published exactly 60 s ago, at the TTL edge, and is still kept.
+        Assert.Equal(5UL, history.Position.Offset);
+        Assert.Equal([3UL, 4UL, 5UL], history.Publications.Select(p => p.Offset));
+        time.Now += TimeSpan.FromSeconds(1);
+        Assert.Equal([4UL, 5UL], (await broker.ReadHistoryAsync("c", 0, 100, policy)).Publications.Select(p => p.Offset));
+        time.Now += TimeSpan.FromMinutes(5);
+        var expired = await broker.ReadHistoryAsync("c", 0, 100, policy);
+        Assert.Empty(expired.Publications);
+        Assert.Equal(5UL, expired.Position.Offset); // the head survives the window
+    }
+
+    [Fact]
+    public async Task History_WithoutOffset_ReturnsNewestUpToLimit_OldestFirst()
+    {
+        var broker = new MemoryBroker();
+        await broker.StartAsync(new Recorder());
+        for (var i = 0; i < 8; i++)
+        {
+            await broker.PublishAsync("c", "1"u8.ToArray(), null, Keep10);
+        }
+        Assert.Equal([6UL, 7UL, 8UL], (await broker.ReadHistoryAsync("c", null, 3, Keep10)).Publications.Select(p => p.Offset));
+        Assert.Equal([3UL, 4UL], (await broker.ReadHistoryAsync("c", 2, 2, Keep10)).Publications.Select(p => p.Offset));
+    }
+
+    [Fact]
+    public async Task Publication_Json_IsEncodedOnceAndCarriesInfo()
+    {
+        var broker = new MemoryBroker();
+        var recorder = new Recorder();
+        await broker.StartAsync(recorder);
+        await broker.PublishAsync("c", """{"a":1}"""u8.ToArray(), new ClientInfo("alice", "n-1"), Keep10);
+        var publication = (await broker.ReadHistoryAsync("c", 0, 1, Keep10)).Publications[0];
+        Assert.Equal("""{"offset":1,"data":{"a":1},"info":{"user":"alice","client":"n-1"}}""", System.Text.Encoding.UTF8.GetString(publication.Json.Span));
+        Assert.True(publication.Json.Span == publication.Json.Span); // the same cached bytes
+        Assert.Equal("""{"push":{"channel":"c","pub":{"offset":1,"data":{"a":1},"info":{"user":"alice","client":"n-1"}}}}""",
+            System.Text.Encoding.UTF8.GetString(ProtocolWriter.EncodePush("c", publication)));
+    }
+}

@@ -1,0 +1,52 @@
+using Herald.Sessions;
+
+namespace Herald.Core.Tests;
+
+public sealed class OutboundQueueTests
+{
+    [Fact]
+    public void PassingTheCountBound_TripsOnce_AndDropsWhatWasQueued()
+    {
+        var trips = 0;
+        var queue = new OutboundQueue(maxMessages: 3, maxBytes: 1000, () => trips++);
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.True(queue.TryEnqueue(new byte[10]));
+        }
+        Assert.Equal(30, queue.QueuedBytes);
+        Assert.False(queue.TryEnqueue(new byte[10]));
+        Assert.False(queue.TryEnqueue(new byte[10]));
+        Assert.Equal(1, trips);
+        Assert.True(queue.Tripped);
+        Assert.Equal(0, queue.QueuedBytes);
+        Assert.False(queue.Reader.TryRead(out _));
+    }
+
+    [Fact]
+    public void PassingTheByteBound_Trips()
+    {
+        var trips = 0;
+        var queue = new OutboundQueue(maxMessages: 100, maxBytes: 25, () => trips++);
+        Assert.True(queue.TryEnqueue(new byte[20]));
+        Assert.False(queue.TryEnqueue(new byte[10]));
+        Assert.Equal(1, trips);
+    }
+
+    [Fact]
+    public void WrittenBytes_FreeRoom()
+    {
+        var queue = new OutboundQueue(maxMessages: 100, maxBytes: 25, () => Assert.Fail("must not trip"));
+        Assert.True(queue.TryEnqueue(new byte[20]));
+        Assert.True(queue.Reader.TryRead(out var message));
+        queue.Written(message.Length);
+        Assert.True(queue.TryEnqueue(new byte[20]));
+    }
+
+    [Fact]
+    public void CompletedQueue_RefusesWithoutTripping()
+    {
+        var queue = new OutboundQueue(10, 1000, () => Assert.Fail("must not trip"));
+        queue.Complete();
+        Assert.False(queue.TryEnqueue(new byte[1]));
+    }
+}
