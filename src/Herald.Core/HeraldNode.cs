@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Herald.Brokers;
 using Herald.Diagnostics;
+using Herald.Polling;
 using Herald.Protocol;
 using Herald.Sessions;
 using Microsoft.Extensions.Logging;
@@ -40,6 +41,9 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
 
     /// <summary>Decides who may connect.</summary>
     public IConnectAuthenticator Authenticator { get; }
+
+    /// <summary>Long polls parked on this node.</summary>
+    public PollWaiters PollWaiters { get; } = new();
 
     /// <summary>Counters of this node.</summary>
     public HeraldMetrics Metrics { get; } = new();
@@ -182,6 +186,7 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     /// <remarks>The fan-out: the push frame is encoded once and the same bytes are queued to every subscriber.</remarks>
     public void HandlePublication(string channel, Publication publication, string epoch)
     {
+        PollWaiters.Wake(channel);
         if (!_channels.TryGetValue(channel, out var subscribers))
         {
             return;

@@ -66,6 +66,13 @@ public sealed class HeraldOptions
     [Range(1, 1_000_000)]
     public int MaxHistoryLimit { get; set; } = 1000;
 
+    /// <summary>Most channels one poll may ask about. Default 64.</summary>
+    [Range(1, 10_000)]
+    public int MaxPollChannels { get; set; } = 64;
+
+    /// <summary>Longest a long poll may be held (the cap on its <c>wait</c>). Default 30 s.</summary>
+    public TimeSpan MaxPollWait { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Returns the options of the namespace a channel belongs to, or <see langword="null"/> when it is unknown.</summary>
     public NamespaceOptions? FindNamespace(string name) =>
         Namespaces.TryGetValue(name, out var ns) ? ns
@@ -84,6 +91,10 @@ public sealed class HeraldOptions
         if (KeepAliveInterval < TimeSpan.Zero || KeepAliveTimeout < TimeSpan.Zero)
         {
             yield return "Herald:KeepAliveInterval and Herald:KeepAliveTimeout must not be negative.";
+        }
+        if (MaxPollWait < TimeSpan.Zero || MaxPollWait > TimeSpan.FromMinutes(10))
+        {
+            yield return "Herald:MaxPollWait must be between 0 and 10 minutes.";
         }
         if (CloseTimeout <= TimeSpan.Zero)
         {

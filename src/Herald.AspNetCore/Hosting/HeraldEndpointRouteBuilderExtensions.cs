@@ -2,6 +2,7 @@ using Herald;
 using Herald.AspNetCore;
 using Herald.AspNetCore.Api;
 using Herald.AspNetCore.Hosting;
+using Herald.AspNetCore.Polling;
 using Herald.AspNetCore.WebSockets;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -14,7 +15,7 @@ namespace Microsoft.AspNetCore.Builder;
 public static class HeraldEndpointRouteBuilderExtensions
 {
     /// <summary>
-    /// Maps <c>/ws</c>, <c>/api/publish</c>, <c>/api/channels/{channel}/history</c>,
+    /// Maps <c>/ws</c>, <c>/poll</c>, <c>/cmd</c>, <c>/api/publish</c>, <c>/api/channels/{channel}/history</c>,
     /// <c>/api/channels/{channel}/presence</c>, <c>/api/stats</c> and <c>/healthz</c>.
     /// </summary>
     public static IEndpointRouteBuilder MapHerald(this IEndpointRouteBuilder endpoints)
@@ -28,6 +29,9 @@ public static class HeraldEndpointRouteBuilderExtensions
         var logger = endpoints.ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger("Herald.WebSocket");
 
         endpoints.Map("/ws", context => WebSocketEndpoint.HandleAsync(context, node, logger));
+        var pollAnswers = new PollAnswerCache();
+        endpoints.MapMethods("/poll", [HttpMethods.Get, HttpMethods.Post], context => PollEndpoint.HandleAsync(context, node, pollAnswers));
+        endpoints.MapPost("/cmd", context => CommandEndpoint.HandleAsync(context, node));
         ServerApi.Map(endpoints, node);
         endpoints.MapGet("/healthz", context => HttpErrors.WriteJsonAsync(context, """{"status":"ok"}"""u8.ToArray()));
         return endpoints;

@@ -18,6 +18,9 @@ public sealed class HeraldMetrics : IDisposable
     private long _webSocketConnections;
     private long _commands;
     private long _commandErrors;
+    private long _pollsWithData;
+    private long _pollsEmpty;
+    private long _pollsNotModified;
 
     /// <summary>Creates the counters and registers the meter's instruments.</summary>
     public HeraldMetrics()
@@ -28,6 +31,12 @@ public sealed class HeraldMetrics : IDisposable
         _meter.CreateObservableCounter("herald.slow_consumer_closes", () => SlowConsumerCloses, description: "Connections closed because their outbound queue was full.");
         _meter.CreateObservableCounter("herald.commands", () => Commands, description: "Client commands handled.");
         _meter.CreateObservableCounter("herald.command_errors", () => CommandErrors, description: "Client commands answered with an error.");
+        _meter.CreateObservableCounter("herald.poll_requests", () => new[]
+        {
+            new Measurement<long>(PollsWithData, new KeyValuePair<string, object?>("result", "data")),
+            new Measurement<long>(PollsEmpty, new KeyValuePair<string, object?>("result", "empty")),
+            new Measurement<long>(PollsNotModified, new KeyValuePair<string, object?>("result", "not_modified")),
+        }, description: "Poll requests answered, by result.");
         _meter.CreateObservableUpDownCounter("herald.connections", () => new Measurement<long>(WebSocketConnections, new KeyValuePair<string, object?>("transport", "websocket")), description: "Open connections by transport.");
     }
 
@@ -49,13 +58,27 @@ public sealed class HeraldMetrics : IDisposable
     /// <summary>Commands answered with an error.</summary>
     public long CommandErrors => Volatile.Read(ref _commandErrors);
 
+    /// <summary>Polls answered with publications (or a changed position).</summary>
+    public long PollsWithData => Volatile.Read(ref _pollsWithData);
+
+    /// <summary>Polls answered with nothing new.</summary>
+    public long PollsEmpty => Volatile.Read(ref _pollsEmpty);
+
+    /// <summary>Polls answered <c>304 Not Modified</c>.</summary>
+    public long PollsNotModified => Volatile.Read(ref _pollsNotModified);
+
+    /// <summary>Counts an answered poll.</summary>
+    public void PollAnswered(bool hasData, bool notModified) =>
+        Interlocked.Increment(ref notModified ? ref _pollsNotModified : ref hasData ? ref _pollsWithData : ref _pollsEmpty);
+
     internal void Published() => Interlocked.Increment(ref _publications);
 
     internal void Delivered(int count) => Interlocked.Add(ref _deliveries, count);
 
     internal void SlowConsumerClosed() => Interlocked.Increment(ref _slowConsumerCloses);
 
-    internal void CommandHandled(bool failed)
+    /// <summary>Counts a handled command.</summary>
+    public void CommandHandled(bool failed)
     {
         Interlocked.Increment(ref _commands);
         if (failed)

@@ -1,0 +1,82 @@
+using Herald.Protocol;
+
+namespace Herald.AspNetCore.Polling;
+
+/// <summary>A channel's part of a poll answer: <c>{"epoch":…,"offset":…,"recovered":…,"publications":[…]}</c>.</summary>
+/// <param name="Json">The encoded part, shared between polls with the same cursor.</param>
+/// <param name="HasNews">Whether the client learns something new (publications, a new position, or a lost window).</param>
+/// <param name="InvalidPosition">The cursor is beyond the channel's head.</param>
+/// <param name="Head">The channel's head offset.</param>
+internal sealed record ChannelAnswer(ReadOnlyMemory<byte> Json, bool HasNews, bool InvalidPosition, ulong Head);
+
+/// <summary>
+/// Computes channel answers, and shares them between polls holding the same cursor: when one publication wakes
+/// thousands of long polls parked at the same offset, the answer is read and serialised once.
+/// </summary>
+/// <remarks>A fixed number of slots, indexed by channel, so the cache never grows with the number of channels.</remarks>
+internal sealed class PollAnswerCache
+{
+    private const int Slots = 1024;
+    private readonly Entry?[] _entries = new Entry?[Slots];
+
+    public async ValueTask<ChannelAnswer> AnswerAsync(HeraldNode node, PollCursor cursor, CancellationToken cancellationToken)
+    {
+        if (cursor.Since is not { } since)
+        {
+            // A first poll: the position, nothing old. Cheap enough not to cache.
+            var head = await node.ReadHistoryAsync(cursor.Channel, cursor.Namespace, null, 0, cancellationToken);
+            return new ChannelAnswer(Encode(head.Position, recovered: null, []), HasNews: true, InvalidPosition: false, head.Position.Offset);
+        }
+
+        var history = await node.ReadHistoryAsync(cursor.Channel, cursor.Namespace, since.Offset, node.Options.MaxHistoryLimit, cancellationToken);
+        var position = history.Position;
+        var slot = (int)((uint)StringComparer.Ordinal.GetHashCode(cursor.Channel) % Slots);
+        if (Volatile.Read(ref _entries[slot]) is { } cached && cached.Channel == cursor.Channel && cached.Since == since && cached.Head == position)
+        {
+            return cached.Answer;
+        }
+
+        ChannelAnswer answer;
+        if (since.Epoch != position.Epoch)
+        {
+            answer = new(Encode(position, recovered: false, []), HasNews: true, false, position.Offset);
+        }
+        else if (since.Offset > position.Offset)
+        {
+            return new(ReadOnlyMemory<byte>.Empty, false, InvalidPosition: true, position.Offset);
+        }
+        else if (since.Offset == position.Offset)
+        {
+            answer = new(Encode(position, recovered: true, []), HasNews: false, false, position.Offset);
+        }
+        else if (history.Publications.Count == 0 || history.Publications[0].Offset != since.Offset + 1)
+        {
+            // What the client missed has left the history window (size or TTL): say so rather than skip it.
+            answer = new(Encode(position, recovered: false, []), HasNews: true, false, position.Offset);
+        }
+        else
+        {
+            // The cursor handed back is the last publication included, which is the head unless the limit cut the batch.
+            var last = history.Publications[^1].Offset;
+            answer = new(Encode(position with { Offset = last }, recovered: true, history.Publications), HasNews: true, false, position.Offset);
+        }
+        Volatile.Write(ref _entries[slot], new Entry(cursor.Channel, since, position, answer));
+        return answer;
+    }
+
+    private static byte[] Encode(StreamPosition position, bool? recovered, IReadOnlyList<Publication> publications) =>
+        ProtocolWriter.Write((position, recovered, publications), static (w, s) =>
+        {
+            w.WriteStartObject();
+            w.WriteString(ProtocolNames.Epoch, s.position.Epoch);
+            w.WriteNumber(ProtocolNames.Offset, s.position.Offset);
+            if (s.recovered is { } recovered)
+            {
+                w.WriteBoolean(ProtocolNames.Recovered, recovered);
+            }
+            ProtocolWriter.WritePublications(w, s.publications);
+            w.WriteEndObject();
+        });
+
+    private sealed record Entry(string Channel, StreamPosition Since, StreamPosition Head, ChannelAnswer Answer);
+}

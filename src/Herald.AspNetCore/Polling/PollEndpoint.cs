@@ -1,0 +1,162 @@
+using System.Buffers;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Herald.Protocol;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace Herald.AspNetCore.Polling;
+
+/// <summary>
+/// <c>GET|POST /poll</c>: short polling (answer at once) and long polling (hold until a publication or the wait
+/// ends). Stateless: each request carries its cursors, so any node can answer any poll.
+/// </summary>
+internal static class PollEndpoint
+{
+    public static async Task HandleAsync(HttpContext context, HeraldNode node, PollAnswerCache cache)
+    {
+        var options = node.Options;
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = options.MaxMessageBytes;
+        }
+        if (context.Request.ContentLength > options.MaxMessageBytes)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {options.MaxMessageBytes} bytes");
+            return;
+        }
+        if (await HttpAuth.AuthenticateAsync(context, node) is null)
+        {
+            return;
+        }
+        var (request, status, code, message) = await PollRequest.ParseAsync(context, options);
+        if (request is null)
+        {
+            await HttpErrors.WriteAsync(context, status, code!, message!);
+            return;
+        }
+
+        var aborted = context.RequestAborted;
+        var deadline = node.TimeProvider.GetUtcNow() + request.Wait;
+        Herald.Polling.PollWaiters.Registration? parked = null;
+        try
+        {
+            while (true)
+            {
+                // Park before reading positions, so that a publication landing in between still wakes us.
+                if (request.Wait > TimeSpan.Zero && parked is null)
+                {
+                    parked = node.PollWaiters.Park(request.Cursors.Select(c => c.Channel).ToArray());
+                }
+                var answers = new ChannelAnswer[request.Cursors.Count];
+                var news = false;
+                for (var i = 0; i < answers.Length; i++)
+                {
+                    var answer = await cache.AnswerAsync(node, request.Cursors[i], aborted);
+                    if (answer.InvalidPosition)
+                    {
+                        await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.InvalidPosition,
+                            $"{request.Cursors[i].Channel}: offset {request.Cursors[i].Since!.Value.Offset} is beyond the channel's head {answer.Head}");
+                        return;
+                    }
+                    answers[i] = answer;
+                    news |= answer.HasNews;
+                }
+                var remaining = deadline - node.TimeProvider.GetUtcNow();
+                if (news || parked is null || remaining <= TimeSpan.Zero)
+                {
+                    await WriteAnswerAsync(context, node, request, answers, news);
+                    return;
+                }
+                var woken = parked.Woken;
+                var timeout = Task.Delay(remaining, node.TimeProvider, aborted);
+                await Task.WhenAny(woken, timeout);
+                if (aborted.IsCancellationRequested)
+                {
+                    return; // the client went away: the registration is dropped below and nothing is written
+                }
+                if (woken.IsCompleted)
+                {
+                    parked.Dispose();
+                    parked = null; // re-park on the next turn, then re-read
+                }
+            }
+        }
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            parked?.Dispose();
+        }
+    }
+
+    private static async Task WriteAnswerAsync(HttpContext context, HeraldNode node, PollRequest request, ChannelAnswer[] answers, bool news)
+    {
+        var response = context.Response;
+        // "private, no-cache": a browser may keep the answer but must revalidate it (ETag → 304); shared caches must not keep it.
+        response.Headers.CacheControl = "private, no-cache";
+        // Only "nothing new" answers repeat, so only they get a validator; an answer with news moves the cursor.
+        var etag = news ? null : ETagOf(answers);
+        if (etag is not null)
+        {
+            response.Headers.ETag = etag;
+        }
+        if (etag is not null && context.Request.Headers.IfNoneMatch == etag)
+        {
+            node.Metrics.PollAnswered(hasData: false, notModified: true);
+            response.StatusCode = StatusCodes.Status304NotModified;
+            return;
+        }
+        node.Metrics.PollAnswered(news, notModified: false);
+        var length = 15; // {"channels":{ }}
+        for (var i = 0; i < answers.Length; i++)
+        {
+            length += request.Cursors[i].Channel.Length + 4 + answers[i].Json.Length;
+        }
+        var body = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            var at = Append(body, 0, "{\"channels\":{"u8);
+            for (var i = 0; i < answers.Length; i++)
+            {
+                if (i > 0)
+                {
+                    body[at++] = (byte)',';
+                }
+                body[at++] = (byte)'"';
+                // Channel names never need escaping (see ChannelName), so they are copied as they are.
+                at += System.Text.Encoding.ASCII.GetBytes(request.Cursors[i].Channel, body.AsSpan(at));
+                at = Append(body, at, "\":"u8);
+                at = Append(body, at, answers[i].Json.Span);
+            }
+            at = Append(body, at, "}}"u8);
+            response.StatusCode = StatusCodes.Status200OK;
+            response.ContentType = "application/json";
+            response.ContentLength = at;
+            await response.Body.WriteAsync(body.AsMemory(0, at), context.RequestAborted);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(body);
+        }
+    }
+
+    private static int Append(byte[] body, int at, ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(body.AsSpan(at));
+        return at + bytes.Length;
+    }
+
+    private static string ETagOf(ChannelAnswer[] answers)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var answer in answers)
+        {
+            hash.AppendData(answer.Json.Span);
+        }
+        Span<byte> digest = stackalloc byte[32];
+        hash.GetHashAndReset(digest);
+        return $"\"{Convert.ToHexStringLower(digest[..12])}\"";
+    }
+}

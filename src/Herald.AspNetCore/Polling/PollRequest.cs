@@ -1,0 +1,121 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Herald.Protocol;
+using Microsoft.AspNetCore.Http;
+
+namespace Herald.AspNetCore.Polling;
+
+/// <summary>One channel of a poll and the cursor the client holds for it.</summary>
+internal sealed record PollCursor(string Channel, NamespaceOptions Namespace, StreamPosition? Since);
+
+/// <summary>A parsed poll: the channels with their cursors, and how long the client will wait.</summary>
+internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan Wait)
+{
+    /// <summary>Parses <c>GET /poll?channel=…&amp;offset=…&amp;epoch=…&amp;wait=…</c> or a <c>POST /poll</c> body.</summary>
+    /// <returns>The request, or an error code and message for a 4xx answer.</returns>
+    public static async Task<(PollRequest? Request, int Status, string? Code, string? Message)> ParseAsync(HttpContext context, HeraldOptions options)
+    {
+        var entries = new List<(string? Channel, string? Offset, string? Epoch)>();
+        string? waitText;
+        if (HttpMethods.IsGet(context.Request.Method))
+        {
+            var query = context.Request.Query;
+            if (query["channel"].Count > 1)
+            {
+                return Fail(ErrorCodes.BadRequest, "GET /poll takes one channel; use POST /poll for several");
+            }
+            entries.Add((query["channel"].ToString(), Nullable(query["offset"]), Nullable(query["epoch"])));
+            waitText = Nullable(query["wait"]);
+        }
+        else
+        {
+            PollBody? body;
+            try
+            {
+                body = await JsonSerializer.DeserializeAsync(context.Request.Body, PollJsonContext.Default.PollBody, context.RequestAborted);
+            }
+            catch (JsonException ex)
+            {
+                return Fail(ErrorCodes.BadRequest, $"invalid JSON body ({ex.Path ?? "$"}); expected {{\"channels\":{{\"<channel>\":{{\"offset\":…,\"epoch\":…}}}},\"wait\":…}}");
+            }
+            catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+            {
+                return (null, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {options.MaxMessageBytes} bytes");
+            }
+            if (body?.Channels is not { Count: > 0 } channels)
+            {
+                return Fail(ErrorCodes.BadRequest, "'channels' must name at least one channel");
+            }
+            if (channels.Count > options.MaxPollChannels)
+            {
+                return Fail(ErrorCodes.BadRequest, $"a poll may name at most {options.MaxPollChannels} channels");
+            }
+            foreach (var (name, cursor) in channels)
+            {
+                entries.Add((name, cursor?.Offset?.ToString(CultureInfo.InvariantCulture), cursor?.Epoch));
+            }
+            waitText = body.Wait?.ToString(CultureInfo.InvariantCulture);
+        }
+
+        var wait = TimeSpan.Zero;
+        if (waitText is not null)
+        {
+            if (!double.TryParse(waitText, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds)
+                || seconds < 0 || seconds > options.MaxPollWait.TotalSeconds)
+            {
+                return Fail(ErrorCodes.BadRequest, $"'wait' must be a number of seconds from 0 to {options.MaxPollWait.TotalSeconds:0.###}");
+            }
+            wait = TimeSpan.FromSeconds(seconds);
+        }
+
+        var cursors = new List<PollCursor>(entries.Count);
+        foreach (var (channel, offsetText, epoch) in entries)
+        {
+            if (ChannelName.Validate(channel, options, out var ns) is { } problem)
+            {
+                return Fail(ErrorCodes.InvalidChannel, problem);
+            }
+            StreamPosition? since = null;
+            if (offsetText is not null || epoch is not null)
+            {
+                if (offsetText is null || epoch is null)
+                {
+                    return Fail(ErrorCodes.BadRequest, $"{channel}: 'offset' and 'epoch' go together");
+                }
+                if (!ulong.TryParse(offsetText, NumberStyles.None, CultureInfo.InvariantCulture, out var offset))
+                {
+                    return Fail(ErrorCodes.BadRequest, $"{channel}: 'offset' must be a non-negative integer");
+                }
+                since = new StreamPosition(offset, epoch);
+            }
+            cursors.Add(new PollCursor(channel!, ns!, since));
+        }
+        return (new PollRequest(cursors, wait), 0, null, null);
+
+        static (PollRequest?, int, string?, string?) Fail(string code, string message) => (null, StatusCodes.Status400BadRequest, code, message);
+
+        static string? Nullable(Microsoft.Extensions.Primitives.StringValues value) => value.Count == 0 ? null : value.ToString();
+    }
+}
+
+/// <summary>The body of <c>POST /poll</c>.</summary>
+internal sealed class PollBody
+{
+    [JsonPropertyName("channels")] public Dictionary<string, PollBodyCursor?>? Channels { get; set; }
+
+    [JsonPropertyName("wait")] public double? Wait { get; set; }
+}
+
+/// <summary>A channel's cursor in a <c>POST /poll</c> body; both fields or neither.</summary>
+internal sealed class PollBodyCursor
+{
+    [JsonPropertyName("offset")] public ulong? Offset { get; set; }
+
+    [JsonPropertyName("epoch")] public string? Epoch { get; set; }
+}
+
+[JsonSourceGenerationOptions(NumberHandling = JsonNumberHandling.Strict)]
+[JsonSerializable(typeof(PollBody))]
+[JsonSerializable(typeof(Command))]
+internal sealed partial class PollJsonContext : JsonSerializerContext;
