@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Herald's one test command: builds everything (Release), runs the .NET tests and the Node interop tests, and ends
+# with a single line of the form `total: N passed, M failed`. Exits non-zero if anything failed.
+#
+#   bash test.sh
+#
+# Installs what is missing: Node.js/npm through apt-get (with sudo when not root). The .NET 10 SDK must be there.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+RESULTS_DIR="$ROOT/artifacts/test-results"
+LOG_DIR="$ROOT/artifacts/logs"
+INTEROP_DIR="$ROOT/tests/interop-node"
+HERALD_DLL="$ROOT/src/Herald.Server/bin/Release/net10.0/herald.dll"
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf 'test.sh: %s\n' "$*" >&2; exit 2; }
+
+# ---------------------------------------------------------------------------------------------------------------
+# prerequisites
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  die "the .NET SDK ('dotnet') is not installed or not on PATH. Install the .NET 10 SDK (https://dot.net/download, or e.g. 'apt-get install dotnet-sdk-10.0') and run this again."
+fi
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  say "node/npm missing: installing them with apt-get"
+  command -v apt-get >/dev/null 2>&1 || die "node and npm are missing and apt-get is not available; install Node.js 18+ with npm and run this again."
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "node and npm are missing; installing them needs root or sudo."
+    SUDO=(sudo)
+  fi
+  "${SUDO[@]}" apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm
+fi
+
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$NODE_MAJOR" -lt 18 ]; then
+  die "Node.js $(node --version) is too old for the interop tests (node:test, fetch); install Node.js 18 or newer."
+fi
+
+mkdir -p "$LOG_DIR"
+
+# ---------------------------------------------------------------------------------------------------------------
+# build (retried when another build holds a file: MSB3021/MSB3026/MSB3027, "used by another process")
+
+say "dotnet build Herald.slnx -c Release"
+build_ok=0
+for attempt in 1 2 3 4; do
+  set +e
+  dotnet build Herald.slnx -c Release 2>&1 | tee "$LOG_DIR/build.log"
+  build_rc=${PIPESTATUS[0]}
+  set -e
+  if [ "$build_rc" -eq 0 ]; then
+    build_ok=1
+    break
+  fi
+  if [ "$attempt" -lt 4 ] && grep -Eq 'MSB3021|MSB3026|MSB3027|CS2012|being used by another process|The process cannot access the file|Text file busy' "$LOG_DIR/build.log"; then
+    say "build failed on a locked file (attempt $attempt); retrying"
+    sleep $((attempt * 3))
+    continue
+  fi
+  break
+done
+
+if [ "$build_ok" -ne 1 ]; then
+  echo
+  echo "==================== summary ===================="
+  echo "build: FAILED (dotnet build exited $build_rc; log: artifacts/logs/build.log); no tests were run"
+  grep -E ': error [A-Z]+[0-9]+' "$LOG_DIR/build.log" | sort -u | head -20 || true
+  echo "total: 0 passed, 1 failed"
+  exit 1
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
+# .NET tests
+
+say "dotnet test Herald.slnx -c Release --no-build"
+rm -rf "$RESULTS_DIR"
+mkdir -p "$RESULTS_DIR"
+set +e
+dotnet test Herald.slnx -c Release --no-build --logger "trx;LogFilePrefix=results" --results-directory "$RESULTS_DIR" 2>&1 \
+  | tee "$LOG_DIR/dotnet-test.log"
+dotnet_rc=${PIPESTATUS[0]}
+set -e
+
+attr() { # attr NAME < element text
+  sed -n "s/.*[[:space:]]$1=\"\([0-9]*\)\".*/\1/p" | head -n 1
+}
+
+dotnet_passed=0
+dotnet_failed=0
+dotnet_total=0
+dotnet_lines=()
+dotnet_failures=()
+shopt -s nullglob
+trx_files=("$RESULTS_DIR"/*.trx)
+shopt -u nullglob
+for trx in "${trx_files[@]}"; do
+  counters="$(grep -o '<Counters [^>]*>' "$trx" | head -n 1 || true)"
+  [ -n "$counters" ] || continue
+  total=$(attr total <<<"$counters"); passed=$(attr passed <<<"$counters"); failed=$(attr failed <<<"$counters")
+  errors=$(attr error <<<"$counters"); timeouts=$(attr timeout <<<"$counters"); aborted=$(attr aborted <<<"$counters")
+  not_executed=$(attr notExecuted <<<"$counters")
+  bad=$(( ${failed:-0} + ${errors:-0} + ${timeouts:-0} + ${aborted:-0} ))
+  dotnet_total=$((dotnet_total + ${total:-0}))
+  dotnet_passed=$((dotnet_passed + ${passed:-0}))
+  dotnet_failed=$((dotnet_failed + bad))
+  assembly="$(grep -o 'codeBase="[^"]*"' "$trx" | head -n 1 | sed 's/codeBase="//; s/"$//; s#.*[/\\]##' || true)"
+  dotnet_lines+=("  ${assembly:-$(basename "$trx")}: total ${total:-0}, passed ${passed:-0}, failed $bad, not run ${not_executed:-0}")
+  while IFS= read -r name; do
+    [ -n "$name" ] && dotnet_failures+=("    FAILED ${assembly}: $name")
+  done < <(grep -o '<UnitTestResult [^>]*outcome="Failed"[^>]*>' "$trx" | sed -n 's/.*testName="\([^"]*\)".*/\1/p' \
+    | sed 's/&quot;/"/g; s/&apos;/'"'"'/g; s/&lt;/</g; s/&gt;/>/g; s/&amp;/\&/g' | head -n 30 || true)
+done
+dotnet_note=""
+if [ "$dotnet_rc" -ne 0 ] && [ "$dotnet_failed" -eq 0 ]; then
+  # The runner failed without a failed test in the results (a crash, a missing result file): that is a failure too.
+  dotnet_failed=1
+  dotnet_note="  dotnet test exited $dotnet_rc with no failed test in the .trx files (crash or missing results): counted as 1 failure"
+fi
+
+# ---------------------------------------------------------------------------------------------------------------
+# Node interop tests (the real server, driven by the `ws` package)
+
+say "npm ci && node --test (tests/interop-node, HERALD_DLL=$HERALD_DLL)"
+node_rc=0
+set +e
+(cd "$INTEROP_DIR" && npm ci --no-audit --no-fund) 2>&1 | tee "$LOG_DIR/npm-ci.log"
+npm_rc=${PIPESTATUS[0]}
+if [ "$npm_rc" -eq 0 ]; then
+  (cd "$INTEROP_DIR" && HERALD_DLL="$HERALD_DLL" node --test) 2>&1 | tee "$LOG_DIR/node-test.log"
+  node_rc=${PIPESTATUS[0]}
+else
+  : >"$LOG_DIR/node-test.log"
+fi
+set -e
+
+node_count() { # node_count pass|fail|cancelled|tests: the runner's top-level summary (TAP '# pass 5' or spec 'ℹ pass 5')
+  grep -E "^(#|ℹ) $1 [0-9]+\$" "$LOG_DIR/node-test.log" | tail -n 1 | grep -oE '[0-9]+$' || echo 0
+}
+node_total=$(node_count tests)
+node_passed=$(node_count pass)
+node_failed=$(( $(node_count fail) + $(node_count cancelled) ))
+node_note=""
+if [ "$npm_rc" -ne 0 ]; then
+  node_failed=$((node_failed + 1))
+  node_note="  npm ci failed (exit $npm_rc; log: artifacts/logs/npm-ci.log): interop tests not run, counted as 1 failure"
+elif [ "$node_rc" -ne 0 ] && [ "$node_failed" -eq 0 ]; then
+  node_failed=1
+  node_note="  node --test exited $node_rc with no failed test counted: counted as 1 failure"
+fi
+mapfile -t node_failures < <(grep -E '^[[:space:]]*(not ok [0-9]+ - |✖ )' "$LOG_DIR/node-test.log" | sed 's/^[[:space:]]*/    FAILED /' | head -n 30 || true)
+
+# ---------------------------------------------------------------------------------------------------------------
+# summary
+
+echo
+echo "==================== summary ===================="
+echo "dotnet test (exit $dotnet_rc; .trx files in artifacts/test-results): total $dotnet_total, passed $dotnet_passed, failed $dotnet_failed"
+if [ "${#trx_files[@]}" -eq 0 ]; then
+  echo "  no .trx files were written"
+fi
+grep -E '^[[:space:]]*(Passed|Failed)! +- ' "$LOG_DIR/dotnet-test.log" | sed 's/^[[:space:]]*/  /' || true
+for line in "${dotnet_lines[@]+"${dotnet_lines[@]}"}"; do echo "$line"; done
+for line in "${dotnet_failures[@]+"${dotnet_failures[@]}"}"; do echo "$line"; done
+[ -z "$dotnet_note" ] || echo "$dotnet_note"
+echo "node --test interop (exit $node_rc; log: artifacts/logs/node-test.log): total $node_total, passed $node_passed, failed $node_failed"
+grep -E '^(#|ℹ) (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ' "$LOG_DIR/node-test.log" | sed 's/^/  /' | paste -sd ' ' - || true
+for line in "${node_failures[@]+"${node_failures[@]}"}"; do echo "$line"; done
+[ -z "$node_note" ] || echo "$node_note"
+
+total_passed=$((dotnet_passed + node_passed))
+total_failed=$((dotnet_failed + node_failed))
+echo "total: $total_passed passed, $total_failed failed"
+if [ "$total_failed" -ne 0 ] || [ "$dotnet_rc" -ne 0 ] || [ "$node_rc" -ne 0 ] || [ "$npm_rc" -ne 0 ]; then
+  exit 1
+fi
