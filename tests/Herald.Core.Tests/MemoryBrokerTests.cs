@@ -101,4 +101,15 @@ public sealed class MemoryBrokerTests
         Assert.Equal("""{"push":{"channel":"c","pub":{"offset":1,"data":{"a":1},"info":{"user":"alice","client":"n-1"}}}}""",
             System.Text.Encoding.UTF8.GetString(ProtocolWriter.EncodePush("c", publication)));
     }
+
+    [Fact]
+    public async Task ReadingAChannelNeverPublishedTo_GivesTheEpochItsFirstPublicationWillHave()
+    {
+        var broker = new MemoryBroker();
+        await broker.StartAsync(new Recorder());
+        var before = await broker.ReadHistoryAsync("fresh", 0, 10, Keep10);
+        Assert.Equal(0UL, before.Position.Offset);
+        var published = await broker.PublishAsync("fresh", "1"u8.ToArray(), null, Keep10);
+        Assert.Equal(new StreamPosition(1, before.Position.Epoch), published);
+    }
 }

@@ -7,13 +7,15 @@ namespace Herald.Brokers;
 /// <summary>The embedded broker: every channel's log lives in this process's memory.</summary>
 /// <remarks>
 /// A channel's epoch is fixed for the life of the process, so a restart is seen by clients as a new epoch
-/// (<c>recovered:false</c>). Publications are appended and handed to the handler under the channel's lock, which
+/// (<c>recovered:false</c>). It is derived from a per-process seed and the channel name, so reading or subscribing
+/// to a channel that was never published to allocates nothing: only channels with publications have a log. Publications are appended and handed to the handler under the channel's lock, which
 /// is what makes delivery order equal offset order.
 /// </remarks>
 public sealed class MemoryBroker : IBroker
 {
     private readonly ConcurrentDictionary<string, ChannelLog> _logs = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
+    private readonly byte[] _epochSeed = RandomNumberGenerator.GetBytes(16);
     private IBrokerEventHandler? _handler;
 
     /// <summary>Creates the broker.</summary>
@@ -30,7 +32,7 @@ public sealed class MemoryBroker : IBroker
     public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default)
     {
         var handler = _handler ?? throw new InvalidOperationException("Start the broker before publishing.");
-        var log = _logs.GetOrAdd(channel, static _ => new ChannelLog(NewEpoch()));
+        var log = _logs.GetOrAdd(channel, static (name, self) => new ChannelLog(self.EpochOf(name)), this);
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         lock (log)
         {
@@ -45,7 +47,10 @@ public sealed class MemoryBroker : IBroker
     /// <inheritdoc/>
     public ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default)
     {
-        var log = _logs.GetOrAdd(channel, static _ => new ChannelLog(NewEpoch()));
+        if (!_logs.TryGetValue(channel, out var log))
+        {
+            return ValueTask.FromResult(new HistoryResult(new StreamPosition(0, EpochOf(channel)), []));
+        }
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         lock (log)
         {
@@ -87,7 +92,12 @@ public sealed class MemoryBroker : IBroker
     /// <inheritdoc/>
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 
-    private static string NewEpoch() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+    private string EpochOf(string channel)
+    {
+        Span<byte> digest = stackalloc byte[32];
+        HMACSHA256.HashData(_epochSeed, System.Text.Encoding.UTF8.GetBytes(channel), digest);
+        return Convert.ToHexStringLower(digest[..4]);
+    }
 
     private sealed class ChannelLog(string epoch)
     {

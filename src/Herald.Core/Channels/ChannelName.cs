@@ -2,7 +2,7 @@ namespace Herald;
 
 /// <summary>The channel naming rules: <c>namespace:name</c>, or a bare name in the default namespace.</summary>
 /// <remarks>
-/// Allowed characters are <c>A-Z a-z 0-9 _ - . : @ / = ~</c>, so a name never needs JSON or URL-path escaping
+/// Allowed characters are <c>A-Z a-z 0-9 _ - . : @ = ~</c>, so a name never needs JSON escaping and is always one URL path segment
 /// (which is why push frames can copy it verbatim). The namespace is the part before the first <c>:</c>.
 /// </remarks>
 public static class ChannelName
@@ -25,7 +25,7 @@ public static class ChannelName
         {
             if (!IsAllowed(c))
             {
-                return "channel names may contain only A-Z a-z 0-9 and _ - . : @ / = ~";
+                return "channel names may contain only A-Z a-z 0-9 and _ - . : @ = ~";
             }
         }
         var colon = channel.IndexOf(':', StringComparison.Ordinal);
@@ -43,5 +43,5 @@ public static class ChannelName
         name.Length is > 0 and <= 64 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.');
 
     private static bool IsAllowed(char c) =>
-        char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or ':' or '@' or '/' or '=' or '~';
+        char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or ':' or '@' or '=' or '~';
 }
