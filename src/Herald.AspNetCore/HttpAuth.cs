@@ -20,6 +20,10 @@ internal static class HttpAuth
                 return null;
             }
             token = header["Bearer ".Length..].Trim();
+            if (token.Length == 0)
+            {
+                token = null; // "Bearer" with nothing after it is the same as no token
+            }
         }
         var result = await node.Authenticator.AuthenticateAsync(token, context.RequestAborted);
         if (!result.Succeeded)

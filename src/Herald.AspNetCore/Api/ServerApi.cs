@@ -192,6 +192,12 @@ internal static class ServerApi
             w.WriteNumber("slowConsumerCloses", s.metrics.SlowConsumerCloses);
             w.WriteNumber("commands", s.metrics.Commands);
             w.WriteNumber("commandErrors", s.metrics.CommandErrors);
+            w.WriteStartObject("polls");
+            w.WriteNumber("parked", s.node.PollWaiters.Parked);
+            w.WriteNumber("withData", s.metrics.PollsWithData);
+            w.WriteNumber("empty", s.metrics.PollsEmpty);
+            w.WriteNumber("notModified", s.metrics.PollsNotModified);
+            w.WriteEndObject();
             w.WriteEndObject();
         }));
     }

@@ -31,7 +31,7 @@ public static class HeraldEndpointRouteBuilderExtensions
         endpoints.Map("/ws", context => WebSocketEndpoint.HandleAsync(context, node, logger));
         var pollAnswers = new PollAnswerCache();
         endpoints.MapMethods("/poll", [HttpMethods.Get, HttpMethods.Post], context => PollEndpoint.HandleAsync(context, node, pollAnswers));
-        endpoints.MapPost("/cmd", context => CommandEndpoint.HandleAsync(context, node));
+        endpoints.MapPost("/cmd", context => CommandEndpoint.HandleAsync(context, node, logger));
         ServerApi.Map(endpoints, node);
         endpoints.MapGet("/healthz", context => HttpErrors.WriteJsonAsync(context, """{"status":"ok"}"""u8.ToArray()));
         return endpoints;

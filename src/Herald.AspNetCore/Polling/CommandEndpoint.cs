@@ -2,6 +2,7 @@ using Herald.Protocol;
 using Herald.Sessions;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
 
 namespace Herald.AspNetCore.Polling;
 
@@ -9,9 +10,15 @@ namespace Herald.AspNetCore.Polling;
 /// <c>POST /cmd</c>: the WebSocket's stateless commands (publish, history, presence, ping) over plain HTTP, for
 /// polling clients. Same bodies, same rules, same error codes; the HTTP status mirrors the error code.
 /// </summary>
-internal static class CommandEndpoint
+internal static partial class CommandEndpoint
 {
-    public static async Task HandleAsync(HttpContext context, HeraldNode node)
+    private static partial class CommandLog
+    {
+        [LoggerMessage(EventId = 400, Level = LogLevel.Error, Message = "HTTP command {Op} failed")]
+        public static partial void Failed(ILogger logger, string? op, Exception exception);
+    }
+
+    public static async Task HandleAsync(HttpContext context, HeraldNode node, ILogger logger)
     {
         var max = node.Options.MaxMessageBytes;
         if (context.Request.ContentLength > max)
@@ -49,21 +56,36 @@ internal static class CommandEndpoint
         {
             // Each HTTP command is its own short-lived client; its id is for the publication's info only.
             var client = new ClientInfo(auth.User, node.NewClientId());
-            reply = command.Op switch
+            try
             {
-                Ops.Publish => await ChannelCommands.PublishAsync(node, client, command, context.RequestAborted),
-                Ops.History => await ChannelCommands.HistoryAsync(node, command, context.RequestAborted),
+                reply = await DispatchAsync(node, client, command, context.RequestAborted);
+            }
+            catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                CommandLog.Failed(logger, command.Op, ex);
+                reply = ProtocolWriter.EncodeError(command.Id, ErrorCodes.Internal, "the server failed to handle the command");
+            }
+        }
+        var failed = ProtocolWriter.IsErrorReply(reply);
+        node.Metrics.CommandHandled(failed);
+        await HttpErrors.WriteJsonAsync(context, reply, failed ? StatusOf(reply) : StatusCodes.Status200OK);
+    }
+
+    private static async ValueTask<byte[]> DispatchAsync(HeraldNode node, ClientInfo client, Command command, CancellationToken cancellationToken) =>
+            command.Op switch
+            {
+                Ops.Publish => await ChannelCommands.PublishAsync(node, client, command, cancellationToken),
+                Ops.History => await ChannelCommands.HistoryAsync(node, command, cancellationToken),
                 Ops.Presence => ChannelCommands.Presence(node, command),
                 Ops.Ping => ProtocolWriter.EncodeResult(command.Id, 0, static (_, _) => { }),
                 Ops.Connect or Ops.Subscribe or Ops.Unsubscribe => ProtocolWriter.EncodeError(command.Id, ErrorCodes.BadRequest,
                     $"'{command.Op}' needs a WebSocket; over HTTP, send the token as 'Authorization: Bearer' and receive with /poll"),
                 _ => ProtocolWriter.EncodeError(command.Id, ErrorCodes.UnknownOp, $"unknown op '{command.Op}'"),
             };
-        }
-        var failed = ProtocolWriter.IsErrorReply(reply);
-        node.Metrics.CommandHandled(failed);
-        await HttpErrors.WriteJsonAsync(context, reply, failed ? StatusOf(reply) : StatusCodes.Status200OK);
-    }
 
     /// <summary>The HTTP status for an error reply, from its code.</summary>
     private static int StatusOf(byte[] reply)

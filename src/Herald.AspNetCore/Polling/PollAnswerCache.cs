@@ -11,7 +11,7 @@ internal sealed record ChannelAnswer(ReadOnlyMemory<byte> Json, bool HasNews, bo
 
 /// <summary>
 /// Computes channel answers, and shares them between polls holding the same cursor: when one publication wakes
-/// thousands of long polls parked at the same offset, the answer is read and serialised once.
+/// thousands of long polls parked at the same offset, each reads the channel's head but the answer is serialised once.
 /// </summary>
 /// <remarks>A fixed number of slots, indexed by channel, so the cache never grows with the number of channels.</remarks>
 internal sealed class PollAnswerCache

@@ -55,7 +55,7 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
             {
                 entries.Add((name, cursor?.Offset?.ToString(CultureInfo.InvariantCulture), cursor?.Epoch));
             }
-            waitText = body.Wait?.ToString(CultureInfo.InvariantCulture);
+            waitText = body.Wait?.ToString("F6", CultureInfo.InvariantCulture);
         }
 
         var wait = TimeSpan.Zero;
