@@ -96,6 +96,18 @@ public sealed class HeraldOptions
         {
             yield return "Herald:MaxPollWait must be between 0 and 10 minutes.";
         }
+        if (Token.Secret is { Length: > 0 and < 32 })
+        {
+            yield return "Herald:Token:Secret must be at least 32 characters (HS256 needs a 256-bit key).";
+        }
+        if (Token.PublicKeyFile is { Length: > 0 } pem && !File.Exists(pem))
+        {
+            yield return $"Herald:Token:PublicKeyFile '{pem}' does not exist.";
+        }
+        if (Token.JwksFile is { Length: > 0 } jwks && !File.Exists(jwks))
+        {
+            yield return $"Herald:Token:JwksFile '{jwks}' does not exist.";
+        }
         if (CloseTimeout <= TimeSpan.Zero)
         {
             yield return "Herald:CloseTimeout must be positive.";
@@ -132,6 +144,12 @@ public sealed class NamespaceOptions
 
     /// <summary>Whether the namespace tracks and answers presence. Default <see langword="false"/>.</summary>
     public bool Presence { get; set; }
+
+    /// <summary>
+    /// Whether subscribing (and reading history and presence) needs a token grant for the channel. Default
+    /// <see langword="false"/>: any connected client may subscribe.
+    /// </summary>
+    public bool RequireGrant { get; set; }
 }
 
 /// <summary>Connection token (JWT) settings: <c>Herald:Token:…</c>.</summary>
@@ -145,4 +163,16 @@ public sealed class TokenOptions
 
     /// <summary>The required <c>aud</c>, when set.</summary>
     public string? Audience { get; set; }
+
+    /// <summary>A PEM file with the RSA or EC public key that verifies RS256 / ES256 tokens.</summary>
+    public string? PublicKeyFile { get; set; }
+
+    /// <summary>A JWKS file (<c>{"keys":[…]}</c>) with the public keys that verify RS256 / ES256 tokens.</summary>
+    public string? JwksFile { get; set; }
+
+    /// <summary>Tolerated clock difference for <c>exp</c> and <c>nbf</c>. Default 30 s.</summary>
+    public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Whether any token validation is configured.</summary>
+    public bool IsConfigured => !string.IsNullOrEmpty(Secret) || !string.IsNullOrEmpty(PublicKeyFile) || !string.IsNullOrEmpty(JwksFile);
 }

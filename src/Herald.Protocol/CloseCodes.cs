@@ -41,4 +41,7 @@ public static class CloseCodes
 
     /// <summary>The server could not keep a subscription gap-free (its log changed epoch). Reconnect and recover.</summary>
     public const int InsufficientState = 4004;
+
+    /// <summary>The connection's token expired and no <c>refresh</c> came in time. Reconnect with a fresh token.</summary>
+    public const int TokenExpired = 4005;
 }

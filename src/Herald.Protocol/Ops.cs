@@ -15,6 +15,8 @@ public static class Ops
     public const string History = "history";
     /// <summary>List the clients present in a channel.</summary>
     public const string Presence = "presence";
+    /// <summary>Replace the connection's token before it expires, keeping its subscriptions.</summary>
+    public const string Refresh = "refresh";
     /// <summary>Round-trip check.</summary>
     public const string Ping = "ping";
 }

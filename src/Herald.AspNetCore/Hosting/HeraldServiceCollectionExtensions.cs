@@ -1,5 +1,6 @@
 using Herald;
 using Herald.AspNetCore.Hosting;
+using Herald.AspNetCore.Security;
 using Herald.Brokers;
 using Herald.Sessions;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -33,10 +34,16 @@ public static class HeraldServiceCollectionExtensions
         services.TryAddSingleton<HeraldNode>(sp => new HeraldNode(
             sp.GetRequiredService<IOptions<HeraldOptions>>().Value,
             sp.GetRequiredService<IBroker>(),
-            sp.GetService<IConnectAuthenticator>(),
+            sp.GetService<IConnectAuthenticator>() ?? DefaultAuthenticator(sp),
             sp.GetRequiredService<ILoggerFactory>(),
             sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<HeraldMarker>();
+
+        static IConnectAuthenticator? DefaultAuthenticator(IServiceProvider sp)
+        {
+            var options = sp.GetRequiredService<IOptions<HeraldOptions>>().Value;
+            return options.Token.IsConfigured ? new JwtConnectAuthenticator(options, sp.GetRequiredService<TimeProvider>()) : null;
+        }
         services.AddHostedService<HeraldHostedService>();
         return services;
     }

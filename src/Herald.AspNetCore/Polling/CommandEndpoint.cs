@@ -58,7 +58,7 @@ internal static partial class CommandEndpoint
             var client = new ClientInfo(auth.User, node.NewClientId());
             try
             {
-                reply = await DispatchAsync(node, client, command, context.RequestAborted);
+                reply = await DispatchAsync(node, auth, client, command, context.RequestAborted);
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {
@@ -75,14 +75,14 @@ internal static partial class CommandEndpoint
         await HttpErrors.WriteJsonAsync(context, reply, failed ? StatusOf(reply) : StatusCodes.Status200OK);
     }
 
-    private static async ValueTask<byte[]> DispatchAsync(HeraldNode node, ClientInfo client, Command command, CancellationToken cancellationToken) =>
+    private static async ValueTask<byte[]> DispatchAsync(HeraldNode node, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken) =>
             command.Op switch
             {
-                Ops.Publish => await ChannelCommands.PublishAsync(node, client, command, cancellationToken),
-                Ops.History => await ChannelCommands.HistoryAsync(node, command, cancellationToken),
-                Ops.Presence => ChannelCommands.Presence(node, command),
+                Ops.Publish => await ChannelCommands.PublishAsync(node, auth, client, command, cancellationToken),
+                Ops.History => await ChannelCommands.HistoryAsync(node, auth, command, cancellationToken),
+                Ops.Presence => ChannelCommands.Presence(node, auth, command),
                 Ops.Ping => ProtocolWriter.EncodeResult(command.Id, 0, static (_, _) => { }),
-                Ops.Connect or Ops.Subscribe or Ops.Unsubscribe => ProtocolWriter.EncodeError(command.Id, ErrorCodes.BadRequest,
+                Ops.Connect or Ops.Subscribe or Ops.Unsubscribe or Ops.Refresh => ProtocolWriter.EncodeError(command.Id, ErrorCodes.BadRequest,
                     $"'{command.Op}' needs a WebSocket; over HTTP, send the token as 'Authorization: Bearer' and receive with /poll"),
                 _ => ProtocolWriter.EncodeError(command.Id, ErrorCodes.UnknownOp, $"unknown op '{command.Op}'"),
             };

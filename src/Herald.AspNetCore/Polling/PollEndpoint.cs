@@ -25,7 +25,7 @@ internal static class PollEndpoint
             await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {options.MaxMessageBytes} bytes");
             return;
         }
-        if (await HttpAuth.AuthenticateAsync(context, node) is null)
+        if (await HttpAuth.AuthenticateAsync(context, node) is not { } auth)
         {
             return;
         }
@@ -36,6 +36,14 @@ internal static class PollEndpoint
             return;
         }
 
+        foreach (var cursor in request.Cursors)
+        {
+            if (!Herald.Sessions.ChannelCommands.MaySubscribe(auth, cursor.Namespace, cursor.Channel))
+            {
+                await HttpErrors.WriteAsync(context, StatusCodes.Status403Forbidden, ErrorCodes.PermissionDenied, $"polling {cursor.Channel} needs a grant");
+                return;
+            }
+        }
         var aborted = context.RequestAborted;
         var deadline = node.TimeProvider.GetUtcNow() + request.Wait;
         Herald.Polling.PollWaiters.Registration? parked = null;

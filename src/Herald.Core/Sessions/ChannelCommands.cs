@@ -10,15 +10,16 @@ namespace Herald.Sessions;
 public static class ChannelCommands
 {
     /// <summary>Handles a publish by a client; returns the reply.</summary>
-    public static async ValueTask<byte[]> PublishAsync(HeraldNode node, ClientInfo client, Command command, CancellationToken cancellationToken = default)
+    public static async ValueTask<byte[]> PublishAsync(HeraldNode node, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(auth);
         ArgumentNullException.ThrowIfNull(node);
         ArgumentNullException.ThrowIfNull(command);
         if (ValidateChannel(node, command, out var ns) is { } invalid)
         {
             return invalid;
         }
-        if (!ns.AllowClientPublish)
+        if (!ns.AllowClientPublish && !auth.CanPublish(command.Channel!))
         {
             return Error(command, ErrorCodes.PermissionDenied, $"publish to {command.Channel} is not allowed");
         }
@@ -40,13 +41,18 @@ public static class ChannelCommands
     }
 
     /// <summary>Handles a history read; returns the reply.</summary>
-    public static async ValueTask<byte[]> HistoryAsync(HeraldNode node, Command command, CancellationToken cancellationToken = default)
+    public static async ValueTask<byte[]> HistoryAsync(HeraldNode node, AuthenticationResult auth, Command command, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(auth);
         ArgumentNullException.ThrowIfNull(node);
         ArgumentNullException.ThrowIfNull(command);
         if (ValidateChannel(node, command, out var ns) is { } invalid)
         {
             return invalid;
+        }
+        if (!MaySubscribe(auth, ns, command.Channel!))
+        {
+            return Error(command, ErrorCodes.PermissionDenied, $"reading {command.Channel} needs a grant");
         }
         var max = node.Options.MaxHistoryLimit;
         var limit = command.Limit ?? max;
@@ -75,8 +81,9 @@ public static class ChannelCommands
     }
 
     /// <summary>Handles a presence query; returns the reply.</summary>
-    public static byte[] Presence(HeraldNode node, Command command)
+    public static byte[] Presence(HeraldNode node, AuthenticationResult auth, Command command)
     {
+        ArgumentNullException.ThrowIfNull(auth);
         ArgumentNullException.ThrowIfNull(node);
         ArgumentNullException.ThrowIfNull(command);
         if (ValidateChannel(node, command, out var ns) is { } invalid)
@@ -86,6 +93,10 @@ public static class ChannelCommands
         if (!ns.Presence)
         {
             return Error(command, ErrorCodes.NotAvailable, $"presence is not enabled for {command.Channel}");
+        }
+        if (!MaySubscribe(auth, ns, command.Channel!))
+        {
+            return Error(command, ErrorCodes.PermissionDenied, $"presence of {command.Channel} needs a grant");
         }
         var members = node.GetPresence(command.Channel!);
         return ProtocolWriter.EncodeResult(command.Id, members, static (w, m) => WritePresence(w, m));
@@ -109,6 +120,14 @@ public static class ChannelCommands
 
     /// <summary>Re-encodes JSON compactly, so that a payload never carries a newline into newline-delimited frames.</summary>
     public static byte[] CompactJson(JsonElement data) => ProtocolWriter.Write(data, static (w, d) => d.WriteTo(w));
+
+    /// <summary>Whether the client may subscribe to (and read history and presence of) a channel.</summary>
+    public static bool MaySubscribe(AuthenticationResult auth, NamespaceOptions ns, string channel)
+    {
+        ArgumentNullException.ThrowIfNull(auth);
+        ArgumentNullException.ThrowIfNull(ns);
+        return !ns.RequireGrant || auth.CanSubscribe(channel);
+    }
 
     internal static byte[]? ValidateChannel(HeraldNode node, Command command, out NamespaceOptions ns)
     {

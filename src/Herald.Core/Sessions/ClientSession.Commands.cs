@@ -51,13 +51,15 @@ public sealed partial class ClientSession
         {
             return Reply(ChannelCommands.Error(command, ErrorCodes.NotConnected, $"send 'connect' before '{command.Op}'"));
         }
+        var auth = _auth!;
         return command.Op switch
         {
-            Ops.Subscribe => SubscribeAsync(command, client, cancellationToken),
+            Ops.Subscribe => SubscribeAsync(command, client, auth, cancellationToken),
+            Ops.Refresh => RefreshAsync(command, cancellationToken),
             Ops.Unsubscribe => UnsubscribeAsync(command),
-            Ops.Publish => Wrap(ChannelCommands.PublishAsync(Node, client, command, cancellationToken)),
-            Ops.History => Wrap(ChannelCommands.HistoryAsync(Node, command, cancellationToken)),
-            Ops.Presence => Reply(ChannelCommands.Presence(Node, command)),
+            Ops.Publish => Wrap(ChannelCommands.PublishAsync(Node, auth, client, command, cancellationToken)),
+            Ops.History => Wrap(ChannelCommands.HistoryAsync(Node, auth, command, cancellationToken)),
+            Ops.Presence => Reply(ChannelCommands.Presence(Node, auth, command)),
             Ops.Ping => Reply(ProtocolWriter.EncodeResult(command.Id, 0, static (_, _) => { })),
             _ => Reply(ChannelCommands.Error(command, ErrorCodes.UnknownOp, $"unknown op '{command.Op}'")),
         };
@@ -82,7 +84,9 @@ public sealed partial class ClientSession
             return null;
         }
         var client = new ClientInfo(auth.User, ClientId);
+        _auth = auth;
         Volatile.Write(ref _client, client);
+        ScheduleExpiry(auth.ExpiresAt);
         return ProtocolWriter.EncodeResult(command.Id, (client, Node.Options.KeepAliveInterval), static (w, s) =>
         {
             w.WriteString(ProtocolNames.Client, s.client.Client);
@@ -92,11 +96,41 @@ public sealed partial class ClientSession
         });
     }
 
-    private async ValueTask<byte[]?> SubscribeAsync(Command command, ClientInfo client, CancellationToken cancellationToken)
+    private async ValueTask<byte[]?> RefreshAsync(Command command, CancellationToken cancellationToken)
+    {
+        if (command.Token is null)
+        {
+            return ChannelCommands.Error(command, ErrorCodes.BadRequest, "the field 'token' is required");
+        }
+        var auth = await Node.Authenticator.AuthenticateAsync(command.Token, cancellationToken);
+        if (!auth.Succeeded)
+        {
+            return ChannelCommands.Error(command, ErrorCodes.Unauthorized, auth.Error ?? "unauthorized");
+        }
+        if (auth.User != _client!.User)
+        {
+            return ChannelCommands.Error(command, ErrorCodes.Unauthorized, "a refreshed token must be for the same user");
+        }
+        _auth = auth;
+        ScheduleExpiry(auth.ExpiresAt);
+        return ProtocolWriter.EncodeResult(command.Id, auth.ExpiresAt, static (w, e) =>
+        {
+            if (e is { } expires)
+            {
+                w.WriteNumber("expires", expires.ToUnixTimeSeconds());
+            }
+        });
+    }
+
+    private async ValueTask<byte[]?> SubscribeAsync(Command command, ClientInfo client, AuthenticationResult auth, CancellationToken cancellationToken)
     {
         if (ChannelCommands.ValidateChannel(Node, command, out var ns) is { } invalid)
         {
             return invalid;
+        }
+        if (!ChannelCommands.MaySubscribe(auth, ns, command.Channel!))
+        {
+            return ChannelCommands.Error(command, ErrorCodes.PermissionDenied, $"subscribing to {command.Channel} needs a grant");
         }
         var channel = command.Channel!;
         var subscription = new Subscription(this, channel, ns);

@@ -15,6 +15,8 @@ public sealed partial class ClientSession
     private readonly Lock _gate = new();
     private readonly ILogger _logger;
     private ClientInfo? _client;
+    private AuthenticationResult? _auth;
+    private ITimer? _expiry;
     private bool _terminated;
 
     /// <summary>Creates a session for a new connection.</summary>
@@ -89,10 +91,26 @@ public sealed partial class ClientSession
             _subscriptions.Clear();
         }
         Outbound.Discard();
+        _expiry?.Dispose();
         foreach (var subscription in subscriptions)
         {
             await DropSubscriptionAsync(subscription);
         }
+    }
+
+    /// <summary>Closes the connection with 4005 when its token expires, unless a refresh moves the deadline.</summary>
+    private void ScheduleExpiry(DateTimeOffset? expiresAt)
+    {
+        _expiry?.Dispose();
+        _expiry = null;
+        if (expiresAt is not { } at)
+        {
+            return;
+        }
+        var due = at - Node.TimeProvider.GetUtcNow();
+        _expiry = Node.TimeProvider.CreateTimer(
+            static state => ((ClientSession)state!)._transport.Close(CloseCodes.TokenExpired, "token expired"),
+            this, due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
     }
 
     internal void OnSlowConsumer()

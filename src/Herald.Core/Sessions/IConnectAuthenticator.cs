@@ -16,8 +16,36 @@ public sealed record AuthenticationResult(bool Succeeded, string User, string? E
     /// <summary>An accepted anonymous client.</summary>
     public static AuthenticationResult Anonymous { get; } = new(true, "", null);
 
+    /// <summary>Channel rights the token grants beyond what namespaces allow everyone.</summary>
+    public IReadOnlyList<ChannelGrant> Grants { get; init; } = [];
+
+    /// <summary>When the token expires; <see langword="null"/> for anonymous clients and tokens without <c>exp</c>.</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
+
     /// <summary>A refusal with a reason.</summary>
     public static AuthenticationResult Refuse(string error) => new(false, "", error);
+
+    /// <summary>Whether a grant allows subscribing to (and reading history and presence of) <paramref name="channel"/>.</summary>
+    public bool CanSubscribe(string channel) => Grants.Any(g => g.Subscribe && g.Matches(channel));
+
+    /// <summary>Whether a grant allows publishing to <paramref name="channel"/>.</summary>
+    public bool CanPublish(string channel) => Grants.Any(g => g.Publish && g.Matches(channel));
+}
+
+/// <summary>Rights on the channels matching a pattern: an exact name, or a prefix followed by <c>*</c>.</summary>
+/// <param name="Pattern">For example <c>chat:lobby</c>, <c>chat:*</c> or <c>*</c>.</param>
+/// <param name="Subscribe">May subscribe, read history and presence.</param>
+/// <param name="Publish">May publish.</param>
+public sealed record ChannelGrant(string Pattern, bool Subscribe, bool Publish)
+{
+    /// <summary>Whether the pattern covers <paramref name="channel"/>.</summary>
+    public bool Matches(string channel)
+    {
+        ArgumentNullException.ThrowIfNull(channel);
+        return Pattern.EndsWith('*')
+            ? channel.StartsWith(Pattern.AsSpan(0, Pattern.Length - 1), StringComparison.Ordinal)
+            : string.Equals(Pattern, channel, StringComparison.Ordinal);
+    }
 }
 
 /// <summary>Accepts clients without a token when <c>Herald:AllowAnonymous</c> is on; refuses every token.</summary>
@@ -25,7 +53,7 @@ internal sealed class AnonymousOnlyAuthenticator(HeraldOptions options) : IConne
 {
     public ValueTask<AuthenticationResult> AuthenticateAsync(string? token, CancellationToken cancellationToken = default) =>
         ValueTask.FromResult(
-            token is not null ? AuthenticationResult.Refuse("token validation is not configured on this server")
+            token is not null ? AuthenticationResult.Refuse("token validation is not configured on this server (set Herald:Token:Secret, PublicKeyFile or JwksFile)")
             : options.AllowAnonymous ? AuthenticationResult.Anonymous
             : AuthenticationResult.Refuse("a token is required (anonymous access is off)"));
 }
