@@ -48,6 +48,9 @@ public static class ErrorCodes
     /// <summary>The message or body is larger than the configured limit.</summary>
     public const string PayloadTooLarge = "payload_too_large";
 
+    /// <summary>A browser page from an origin not in <c>Herald:AllowedOrigins</c>.</summary>
+    public const string ForbiddenOrigin = "forbidden_origin";
+
     /// <summary>Too many requests; slow down.</summary>
     public const string RateLimited = "rate_limited";
 

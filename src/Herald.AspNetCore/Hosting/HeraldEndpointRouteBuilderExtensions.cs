@@ -3,6 +3,7 @@ using Herald.AspNetCore;
 using Herald.AspNetCore.Api;
 using Herald.AspNetCore.Hosting;
 using Herald.AspNetCore.Polling;
+using Herald.AspNetCore.Security;
 using Herald.AspNetCore.WebSockets;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -28,10 +29,33 @@ public static class HeraldEndpointRouteBuilderExtensions
         var node = endpoints.ServiceProvider.GetRequiredService<HeraldNode>();
         var logger = endpoints.ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger("Herald.WebSocket");
 
-        endpoints.Map("/ws", context => WebSocketEndpoint.HandleAsync(context, node, logger));
+        var origins = new OriginPolicy(node.Options);
+        endpoints.Map("/ws", async context =>
+        {
+            if (origins.IsAllowed(context, out var origin))
+            {
+                await WebSocketEndpoint.HandleAsync(context, node, logger);
+            }
+            else
+            {
+                await HttpErrors.WriteAsync(context, StatusCodes.Status403Forbidden, Herald.Protocol.ErrorCodes.ForbiddenOrigin, $"origin {origin} is not allowed (Herald:AllowedOrigins)");
+            }
+        });
         var pollAnswers = new PollAnswerCache();
-        endpoints.MapMethods("/poll", [HttpMethods.Get, HttpMethods.Post], context => PollEndpoint.HandleAsync(context, node, pollAnswers));
-        endpoints.MapPost("/cmd", context => CommandEndpoint.HandleAsync(context, node, logger));
+        endpoints.MapMethods("/poll", [HttpMethods.Get, HttpMethods.Post, HttpMethods.Options], async context =>
+        {
+            if (await origins.ApplyAsync(context))
+            {
+                await PollEndpoint.HandleAsync(context, node, pollAnswers);
+            }
+        });
+        endpoints.MapMethods("/cmd", [HttpMethods.Post, HttpMethods.Options], async context =>
+        {
+            if (await origins.ApplyAsync(context))
+            {
+                await CommandEndpoint.HandleAsync(context, node, logger);
+            }
+        });
         ServerApi.Map(endpoints, node);
         endpoints.MapGet("/healthz", context => HttpErrors.WriteJsonAsync(context, """{"status":"ok"}"""u8.ToArray()));
         return endpoints;
