@@ -73,6 +73,26 @@ public sealed class HeraldOptions
     /// <summary>Longest a long poll may be held (the cap on its <c>wait</c>). Default 30 s.</summary>
     public TimeSpan MaxPollWait { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Most commands one connection may send per second (a burst of as many is allowed). Default 200.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxCommandsPerSecond { get; set; } = 200;
+
+    /// <summary>Most publishes one connection may send per second. Default 50.</summary>
+    [Range(1, 1_000_000)]
+    public int MaxPublishesPerSecond { get; set; } = 50;
+
+    /// <summary>Most open WebSocket connections on this node. Default 50,000.</summary>
+    [Range(1, 10_000_000)]
+    public int MaxConnections { get; set; } = 50_000;
+
+    /// <summary>Most open WebSocket connections from one IP address. Default 1,000.</summary>
+    [Range(1, 10_000_000)]
+    public int MaxConnectionsPerIp { get; set; } = 1_000;
+
+    /// <summary>Most <c>/poll</c> and <c>/cmd</c> requests per second from one IP address. Default 200.</summary>
+    [Range(1, 10_000_000)]
+    public int MaxHttpRequestsPerSecondPerIp { get; set; } = 200;
+
     /// <summary>Returns the options of the namespace a channel belongs to, or <see langword="null"/> when it is unknown.</summary>
     public NamespaceOptions? FindNamespace(string name) =>
         Namespaces.TryGetValue(name, out var ns) ? ns

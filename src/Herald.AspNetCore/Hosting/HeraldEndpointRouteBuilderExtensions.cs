@@ -30,11 +30,16 @@ public static class HeraldEndpointRouteBuilderExtensions
         var logger = endpoints.ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger("Herald.WebSocket");
 
         var origins = new OriginPolicy(node.Options);
+        var limits = new RequestLimits(node.Options);
         endpoints.Map("/ws", async context =>
         {
             if (origins.IsAllowed(context, out var origin))
             {
-                await WebSocketEndpoint.HandleAsync(context, node, logger);
+                using var slot = await limits.AcquireConnectionAsync(context);
+                if (slot is not null)
+                {
+                    await WebSocketEndpoint.HandleAsync(context, node, logger);
+                }
             }
             else
             {
@@ -44,14 +49,14 @@ public static class HeraldEndpointRouteBuilderExtensions
         var pollAnswers = new PollAnswerCache();
         endpoints.MapMethods("/poll", [HttpMethods.Get, HttpMethods.Post, HttpMethods.Options], async context =>
         {
-            if (await origins.ApplyAsync(context))
+            if (await origins.ApplyAsync(context) && await limits.AllowRequestAsync(context))
             {
                 await PollEndpoint.HandleAsync(context, node, pollAnswers);
             }
         });
         endpoints.MapMethods("/cmd", [HttpMethods.Post, HttpMethods.Options], async context =>
         {
-            if (await origins.ApplyAsync(context))
+            if (await origins.ApplyAsync(context) && await limits.AllowRequestAsync(context))
             {
                 await CommandEndpoint.HandleAsync(context, node, logger);
             }

@@ -14,6 +14,13 @@ public sealed partial class ClientSession
             Reply(ProtocolWriter.EncodeError(id, ErrorCodes.BadRequest, parseError!), failed: true);
             return;
         }
+        if (!TryTake(_commands) || (command.Op == Ops.Publish && !TryTake(_publishes)))
+        {
+            Reply(ChannelCommands.Error(command, ErrorCodes.RateLimited, command.Op == Ops.Publish
+                ? $"more than {Node.Options.MaxPublishesPerSecond} publishes per second"
+                : $"more than {Node.Options.MaxCommandsPerSecond} commands per second"), failed: true);
+            return;
+        }
         byte[]? reply;
         try
         {

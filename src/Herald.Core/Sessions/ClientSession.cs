@@ -1,4 +1,5 @@
 using Herald.Protocol;
+using System.Threading.RateLimiting;
 using Microsoft.Extensions.Logging;
 
 namespace Herald.Sessions;
@@ -18,6 +19,8 @@ public sealed partial class ClientSession
     private AuthenticationResult? _auth;
     private ITimer? _expiry;
     private bool _terminated;
+    private readonly TokenBucketRateLimiter _commands;
+    private readonly TokenBucketRateLimiter _publishes;
 
     /// <summary>Creates a session for a new connection.</summary>
     public ClientSession(HeraldNode node, ISessionTransport transport)
@@ -27,6 +30,8 @@ public sealed partial class ClientSession
         _logger = node.LoggerFactory.CreateLogger<ClientSession>();
         ClientId = node.NewClientId();
         Outbound = new OutboundQueue(node.Options.MaxQueuedMessages, node.Options.MaxQueuedBytes, OnSlowConsumer);
+        _commands = PerSecond(node.Options.MaxCommandsPerSecond);
+        _publishes = PerSecond(node.Options.MaxPublishesPerSecond);
     }
 
     /// <summary>The node this session lives on.</summary>
@@ -92,10 +97,29 @@ public sealed partial class ClientSession
         }
         Outbound.Discard();
         _expiry?.Dispose();
+        _commands.Dispose();
+        _publishes.Dispose();
         foreach (var subscription in subscriptions)
         {
             await DropSubscriptionAsync(subscription);
         }
+    }
+
+    // Replenished lazily on use (no timer per connection): TryReplenish adds a period's tokens once a period has passed.
+    private static TokenBucketRateLimiter PerSecond(int limit) => new(new TokenBucketRateLimiterOptions
+    {
+        TokenLimit = limit,
+        TokensPerPeriod = limit,
+        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+        AutoReplenishment = false,
+        QueueLimit = 0,
+    });
+
+    private static bool TryTake(TokenBucketRateLimiter limiter)
+    {
+        limiter.TryReplenish();
+        using var lease = limiter.AttemptAcquire();
+        return lease.IsAcquired;
     }
 
     /// <summary>Closes the connection with 4005 when its token expires, unless a refresh moves the deadline.</summary>

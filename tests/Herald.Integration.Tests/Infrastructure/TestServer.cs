@@ -49,6 +49,11 @@ public sealed class TestServer : IAsyncDisposable
         builder.Services.AddHerald(o =>
         {
             o.ApiKey = ApiKey;
+            // Tests drive the server hard from one IP; the rate-limit tests lower these again.
+            o.MaxCommandsPerSecond = 1_000_000;
+            o.MaxPublishesPerSecond = 1_000_000;
+            o.MaxHttpRequestsPerSecondPerIp = 1_000_000;
+            o.MaxConnectionsPerIp = 100_000;
             o.AllowAnonymous = true;
             o.Namespaces["chat"] = new NamespaceOptions { HistorySize = 100_000, HistoryTtl = TimeSpan.FromMinutes(10), AllowClientPublish = true, Presence = true };
             o.Namespaces["small"] = new NamespaceOptions { HistorySize = 5, HistoryTtl = TimeSpan.FromMinutes(10), AllowClientPublish = true };
