@@ -9,12 +9,14 @@ public sealed partial class ClientSession
 
     private async ValueTask HandleCommandAsync(ReadOnlyMemory<byte> line, CancellationToken cancellationToken)
     {
+        // Every line counts against the command rate, parseable or not, so garbage cannot flood past the limit.
+        var withinRate = TryTake(_commands);
         if (!CommandParser.TryParse(line.Span, out var command, out var parseError, out var id))
         {
-            Reply(ProtocolWriter.EncodeError(id, ErrorCodes.BadRequest, parseError!), failed: true);
+            Reply(ProtocolWriter.EncodeError(id, withinRate ? ErrorCodes.BadRequest : ErrorCodes.RateLimited, withinRate ? parseError! : $"more than {Node.Options.MaxCommandsPerSecond} commands per second"), failed: true);
             return;
         }
-        if (!TryTake(_commands) || (command.Op == Ops.Publish && !TryTake(_publishes)))
+        if (!withinRate || (command.Op == Ops.Publish && !TryTake(_publishes)))
         {
             Reply(ChannelCommands.Error(command, ErrorCodes.RateLimited, command.Op == Ops.Publish
                 ? $"more than {Node.Options.MaxPublishesPerSecond} publishes per second"

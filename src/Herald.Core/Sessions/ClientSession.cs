@@ -131,7 +131,8 @@ public sealed partial class ClientSession
         {
             return;
         }
-        var due = at - Node.TimeProvider.GetUtcNow();
+        // The same skew that validation tolerates, so a token accepted moments after its exp is not dropped at once.
+        var due = at + Node.Options.Token.ClockSkew - Node.TimeProvider.GetUtcNow();
         _expiry = Node.TimeProvider.CreateTimer(
             static state => ((ClientSession)state!)._transport.Close(CloseCodes.TokenExpired, "token expired"),
             this, due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
