@@ -42,6 +42,21 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     /// <summary>Decides who may connect.</summary>
     public IConnectAuthenticator Authenticator { get; }
 
+    private readonly CancellationTokenSource _stopping = new();
+
+    /// <summary>Cancelled when the node begins to shut down: connections close with 1001 and parked polls answer.</summary>
+    public CancellationToken Stopping => _stopping.Token;
+
+    /// <summary>Starts an orderly shutdown: every connection is asked to close (1001) and every parked poll answers now.</summary>
+    public void BeginShutdown()
+    {
+        if (!_stopping.IsCancellationRequested)
+        {
+            _stopping.Cancel();
+            PollWaiters.WakeAll();
+        }
+    }
+
     /// <summary>Long polls parked on this node.</summary>
     public PollWaiters PollWaiters { get; } = new();
 
@@ -211,8 +226,10 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
     {
+        BeginShutdown();
         await Broker.DisposeAsync();
         Metrics.Dispose();
+        _stopping.Dispose();
     }
 
     private static HistoryPolicy PolicyOf(NamespaceOptions ns) => new(ns.HistorySize, ns.HistoryTtl);

@@ -3,12 +3,26 @@ using Microsoft.Extensions.Options;
 
 namespace Herald.AspNetCore.Hosting;
 
-/// <summary>Starts the node (and its broker) with the host, and disposes it at shutdown.</summary>
-internal sealed class HeraldHostedService(HeraldNode node) : IHostedService
+/// <summary>
+/// Starts the node (and its broker) with the host. When the application begins to stop — before the server stops
+/// accepting and waits for requests — the node closes its WebSockets with 1001 and answers parked polls, so clients
+/// learn at once to reconnect elsewhere instead of timing out.
+/// </summary>
+internal sealed class HeraldHostedService(HeraldNode node, IHostApplicationLifetime lifetime) : IHostedService
 {
-    public Task StartAsync(CancellationToken cancellationToken) => node.StartAsync(cancellationToken).AsTask();
+    private CancellationTokenRegistration _stopping;
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _stopping = lifetime.ApplicationStopping.Register(node.BeginShutdown);
+        return node.StartAsync(cancellationToken).AsTask();
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        node.BeginShutdown();
+        await _stopping.DisposeAsync();
+    }
 }
 
 /// <summary>Proves that <c>AddHerald()</c> ran, so that <c>MapHerald()</c> can fail fast with a clear message.</summary>

@@ -71,7 +71,7 @@ internal static class PollEndpoint
                     news |= answer.HasNews;
                 }
                 var remaining = deadline - node.TimeProvider.GetUtcNow();
-                if (news || parked is null || remaining <= TimeSpan.Zero)
+                if (news || parked is null || remaining <= TimeSpan.Zero || node.Stopping.IsCancellationRequested)
                 {
                     await WriteAnswerAsync(context, node, request, answers, news);
                     return;

@@ -1,32 +1,63 @@
 using System.Buffers.Binary;
 using System.Text;
+using System.Text.Unicode;
 
 namespace Herald.AspNetCore.WebSockets;
 
 /// <summary>
 /// A thin stream between the upgraded connection and .NET's WebSocket that reads the client's frame headers as
-/// they pass. It exists for two things the platform's WebSocket does not do:
+/// they pass. It exists for what the platform's WebSocket does not do (or does not do promptly):
 /// it refuses a frame (or fragmented message) whose announced length exceeds the message limit as soon as the
-/// header arrives, with close 1009, instead of buffering a trickle forever; and it knows when the peer's close
-/// frame has arrived, so that the connection can linger until then and our own close frame is not destroyed by a
-/// TCP reset.
+/// header arrives, with close 1009, instead of buffering a trickle forever; it refuses an unmasked client frame as
+/// soon as its header arrives, with close 1002 (the platform waits for four mask-key bytes that never come, so a
+/// short unmasked frame would hang the connection); it refuses a close frame whose reason is not UTF-8 with close
+/// 1007 (RFC 6455 §8.1; the platform answers 1002); and it knows when the peer's close frame has arrived, so that
+/// the connection can linger until then and our own close frame is not destroyed by a TCP reset.
 /// </summary>
-/// <remarks>Writes are serialised so that the close frame this stream injects never interleaves with a frame of the WebSocket's.</remarks>
+/// <remarks>
+/// Writes are serialised so that the close frame this stream injects never interleaves with a frame of the WebSocket's.
+/// After refusing a frame the parser keeps following the frame structure (skipping the refused frame's payload), so
+/// that <see cref="LingerAsync"/> still recognises the peer's answering close frame.
+/// </remarks>
 internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Stream
 {
+    private const int MaxControlPayload = 125;
+
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly CancellationTokenSource _readCancel = new();
     private readonly byte[] _header = new byte[14];
+    private readonly byte[] _maskKey = new byte[4];
+    private readonly byte[] _closePayload = new byte[MaxControlPayload];
     private int _headerFilled;
     private int _headerNeeded = 2;
     private long _payloadRemaining;
+    private long _payloadSeen;
     private bool _inPayload;
+    private bool _masked;
     private byte _opcode;
     private long _messageBytes;
+    private Violation? _pending;
     private volatile bool _tripped;
     private volatile bool _peerClosed;
+    private volatile bool _closeSent;
+    private int _disposed;
+    private CancellationTokenSource? _linkedRead;
+    private CancellationToken _linkedFor;
+    private readonly byte[] _outHeader = new byte[14];
+    private int _outHeaderFilled;
+    private long _outPayloadRemaining;
 
-    /// <summary>Whether this stream refused an oversized message and sent close 1009 itself.</summary>
+    /// <summary>A frame this stream refuses: the close code and reason to send.</summary>
+    private readonly record struct Violation(ushort Code, string Reason);
+
+    /// <summary>Whether this stream refused a frame and sent a close frame (1002, 1007 or 1009) itself.</summary>
     public bool Tripped => _tripped;
+
+    /// <summary>
+    /// Whether a close frame of ours has gone out (the WebSocket's, or this stream's own). Only then is there a close
+    /// frame worth lingering for; a connection aborted without one (keep-alive timeout, dead peer) can go at once.
+    /// </summary>
+    public bool CloseSent => _closeSent;
 
     /// <summary>Whether the peer's close frame has fully arrived (or the peer closed the TCP connection).</summary>
     public bool PeerClosed => _peerClosed;
@@ -43,16 +74,26 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
         {
             return 0;
         }
-        var read = await inner.ReadAsync(buffer, cancellationToken);
+        if (_pending is { } pending)
+        {
+            await TripAsync(pending, cancellationToken);
+            return 0;
+        }
+        var read = await inner.ReadAsync(buffer, ReadToken(cancellationToken));
         if (read == 0)
         {
             _peerClosed = true;
             return 0;
         }
-        if (!Inspect(buffer.Span[..read]))
+        if (Inspect(buffer.Span[..read], enforce: true, out var deliverable) is { } violation)
         {
-            _tripped = true;
-            await SendCloseAsync(1009, $"message larger than {maxMessageBytes} bytes", cancellationToken);
+            if (deliverable > 0)
+            {
+                // The frames before the refused one are whole and fine: let the WebSocket have them, refuse on the next read.
+                _pending = violation;
+                return deliverable;
+            }
+            await TripAsync(violation, cancellationToken);
             return 0; // the WebSocket sees the end of the stream and gives up; the transport lingers for the peer's close
         }
         return read;
@@ -68,6 +109,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
         {
             if (!_tripped)
             {
+                TrackOutbound(buffer.Span);
                 await inner.WriteAsync(buffer, cancellationToken);
             }
         }
@@ -102,12 +144,35 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
                     break;
                 }
                 // Parse without limits, only to notice the peer's close frame.
-                Inspect(scratch.AsSpan(0, read), enforceLimit: false);
+                Inspect(scratch.AsSpan(0, read), enforce: false, out _);
             }
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or ObjectDisposedException)
         {
         }
+    }
+
+    /// <summary>The caller's token, linked with this stream's disposal. The WebSocket reads one at a time, always with the same token, so the link is made once.</summary>
+    private CancellationToken ReadToken(CancellationToken caller)
+    {
+        if (!caller.CanBeCanceled)
+        {
+            return _readCancel.Token;
+        }
+        if (_linkedRead is null || _linkedFor != caller)
+        {
+            _linkedRead?.Dispose();
+            _linkedRead = CancellationTokenSource.CreateLinkedTokenSource(caller, _readCancel.Token);
+            _linkedFor = caller;
+        }
+        return _linkedRead.Token;
+    }
+
+    private Task TripAsync(Violation violation, CancellationToken cancellationToken)
+    {
+        _tripped = true;
+        _pending = null;
+        return SendCloseAsync(violation.Code, violation.Reason, cancellationToken);
     }
 
     private async Task SendCloseAsync(ushort code, string reason, CancellationToken cancellationToken)
@@ -124,6 +189,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
         }
         try
         {
+            _closeSent = true;
             await inner.WriteAsync(frame, cancellationToken);
             await inner.FlushAsync(cancellationToken);
         }
@@ -136,24 +202,79 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
         }
     }
 
-    /// <summary>Advances the frame parser over <paramref name="data"/>; returns false when a message is too large.</summary>
-    private bool Inspect(ReadOnlySpan<byte> data, bool enforceLimit = true)
+    /// <summary>Follows the frames the WebSocket writes (server frames are never masked) to notice our close frame.</summary>
+    private void TrackOutbound(ReadOnlySpan<byte> data)
     {
         while (!data.IsEmpty)
         {
+            if (_outPayloadRemaining > 0)
+            {
+                var take = (int)Math.Min(_outPayloadRemaining, data.Length);
+                _outPayloadRemaining -= take;
+                data = data[take..];
+                continue;
+            }
+            _outHeader[_outHeaderFilled++] = data[0];
+            data = data[1..];
+            if (_outHeaderFilled < 2)
+            {
+                continue;
+            }
+            var len7 = _outHeader[1] & 0x7F;
+            var needed = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((_outHeader[1] & 0x80) != 0 ? 4 : 0);
+            if (_outHeaderFilled < needed)
+            {
+                continue;
+            }
+            _outPayloadRemaining = len7 == 126 ? BinaryPrimitives.ReadUInt16BigEndian(_outHeader.AsSpan(2))
+                : len7 == 127 ? (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(_outHeader.AsSpan(2)), long.MaxValue)
+                : len7;
+            if ((_outHeader[0] & 0x0F) == 0x8)
+            {
+                _closeSent = true;
+            }
+            _outHeaderFilled = 0;
+        }
+    }
+
+    /// <summary>
+    /// Advances the frame parser over <paramref name="data"/>. With <paramref name="enforce"/>, returns the first frame
+    /// to refuse, and in <paramref name="deliverable"/> how many bytes of <paramref name="data"/> precede that frame's
+    /// header (those belong to earlier frames). Parsing always continues to the end of <paramref name="data"/>.
+    /// </summary>
+    private Violation? Inspect(ReadOnlySpan<byte> data, bool enforce, out int deliverable)
+    {
+        Violation? violation = null;
+        deliverable = data.Length;
+        var frameStart = 0; // where the current frame's header began in data (0: in an earlier read)
+        var position = 0;
+        while (position < data.Length)
+        {
             if (_inPayload)
             {
-                var take = (int)Math.Min(_payloadRemaining, data.Length);
-                _payloadRemaining -= take;
-                data = data[take..];
-                if (_payloadRemaining == 0)
+                var take = (int)Math.Min(_payloadRemaining, data.Length - position);
+                if (_opcode == 0x8 && _masked && _payloadSeen + _payloadRemaining <= MaxControlPayload)
                 {
-                    EndFrame();
+                    for (var i = 0; i < take; i++)
+                    {
+                        _closePayload[_payloadSeen + i] = (byte)(data[position + i] ^ _maskKey[(_payloadSeen + i) & 3]);
+                    }
+                }
+                _payloadSeen += take;
+                _payloadRemaining -= take;
+                position += take;
+                if (_payloadRemaining == 0 && EndFrame() is { } refused && enforce && violation is null)
+                {
+                    violation = refused;
+                    deliverable = frameStart;
                 }
                 continue;
             }
-            _header[_headerFilled++] = data[0];
-            data = data[1..];
+            if (_headerFilled == 0)
+            {
+                frameStart = position;
+            }
+            _header[_headerFilled++] = data[position++];
             if (_headerFilled == 2)
             {
                 var masked = (_header[1] & 0x80) != 0;
@@ -165,6 +286,11 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
                 continue;
             }
             _opcode = (byte)(_header[0] & 0x0F);
+            _masked = (_header[1] & 0x80) != 0;
+            if (_masked)
+            {
+                _header.AsSpan(_headerNeeded - 4, 4).CopyTo(_maskKey);
+            }
             var len = (long)(_header[1] & 0x7F);
             if (len == 126)
             {
@@ -180,28 +306,48 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
             if (_opcode is 0x0 or 0x1 or 0x2)
             {
                 _messageBytes = _opcode == 0x0 ? _messageBytes + len : len;
-                if (enforceLimit && (len > maxMessageBytes || _messageBytes > maxMessageBytes))
+            }
+            if (enforce && violation is null)
+            {
+                if (!_masked)
                 {
-                    return false;
+                    violation = new Violation(1002, "client frames must be masked");
+                    deliverable = frameStart;
+                }
+                else if (_opcode is 0x0 or 0x1 or 0x2 && (len > maxMessageBytes || _messageBytes > maxMessageBytes))
+                {
+                    violation = new Violation(1009, $"message larger than {maxMessageBytes} bytes");
+                    deliverable = frameStart;
                 }
             }
+            // The payload is skipped even when the frame is refused, so that the frames after it still parse.
             _payloadRemaining = len;
+            _payloadSeen = 0;
             _inPayload = true;
-            if (len == 0)
+            if (len == 0 && EndFrame() is { } refusedEmpty && enforce && violation is null)
             {
-                EndFrame();
+                violation = refusedEmpty;
+                deliverable = frameStart;
             }
         }
-        return true;
+        return violation;
     }
 
-    private void EndFrame()
+    /// <summary>Ends the current frame; returns a violation when it was a close frame whose reason is not UTF-8.</summary>
+    private Violation? EndFrame()
     {
         _inPayload = false;
-        if (_opcode == 0x8)
+        if (_opcode != 0x8)
         {
-            _peerClosed = true;
+            return null;
         }
+        _peerClosed = true;
+        // Shorter or longer close payloads are the WebSocket's to refuse (1002); here only the reason's encoding is checked.
+        if (_masked && _payloadSeen is > 2 and <= MaxControlPayload && !Utf8.IsValid(_closePayload.AsSpan(2, (int)_payloadSeen - 2)))
+        {
+            return new Violation(1007, "close reason is not valid UTF-8");
+        }
+        return null;
     }
 
     public override void Flush() => inner.Flush();
@@ -212,9 +358,14 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
 
     protected override void Dispose(bool disposing)
     {
-        // The upgraded stream belongs to Kestrel, which closes it when the request ends.
-        if (disposing)
+        // The upgraded stream belongs to Kestrel, which closes it when the request ends. But a read pending on it
+        // must end now: the WebSocket disposes its stream when it aborts (for example when the peer stops answering
+        // keep-alive pings), and a read that waits for a dead peer would keep the connection alive forever.
+        if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0)
         {
+            _readCancel.Cancel();
+            _linkedRead?.Dispose();
+            _readCancel.Dispose();
             _writeLock.Dispose();
         }
         base.Dispose(disposing);

@@ -30,6 +30,9 @@ internal sealed partial class WebSocketConnection : ISessionTransport
     private string _closeReason = "";
     private Timer? _closeDeadline;
 
+    /// <summary>Completed by <see cref="Close"/> once the close code and reason are set.</summary>
+    private readonly TaskCompletionSource _closeDecided = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public WebSocketConnection(HeraldNode node, Stream upgraded, string? subProtocol, ILogger logger)
     {
         _node = node;
@@ -54,6 +57,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
         using var connectTimer = new Timer(
             static state => ((WebSocketConnection)state!).OnConnectTimeout(), this, _node.Options.ConnectTimeout, Timeout.InfiniteTimeSpan);
         using var aborted = requestAborted.Register(static state => ((WebSocketConnection)state!).Abort(), this);
+        using var stopping = _node.Stopping.Register(static state => ((WebSocketConnection)state!).Close(CloseCodes.GoingAway, "server shutting down"), this);
         var writer = Task.Run(WriteLoopAsync, CancellationToken.None);
         try
         {
@@ -74,7 +78,9 @@ internal sealed partial class WebSocketConnection : ISessionTransport
             Close(CloseCodes.Normal, "");
             await writer;
             await _session.TerminateAsync();
-            if (!_abort.IsCancellationRequested)
+            // Linger only to protect a close frame of ours: a connection that was aborted without one (the peer stopped
+            // answering keep-alive pings, or the close deadline passed) has nothing to protect and goes at once.
+            if (!_abort.IsCancellationRequested && _stream.CloseSent)
             {
                 await _stream.LingerAsync(_node.Options.CloseTimeout);
             }
@@ -98,6 +104,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
         }
         _closeCode = code;
         _closeReason = reason;
+        _closeDecided.TrySetResult();
         if (code == CloseCodes.SlowConsumer)
         {
             _session.Outbound.Discard();
@@ -226,6 +233,9 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                     frame = new ArrayBufferWriter<byte>(4096); // one huge message should not pin its buffer for the connection's life
                 }
             }
+            // The queue can end before Close has set the code: an overflowing queue discards itself first and only
+            // then asks for close 4002. Wait for the decision, or the close frame would say 1000.
+            await _closeDecided.Task.WaitAsync(_abort.Token);
             if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived && !_stream.Tripped)
             {
                 await _socket.CloseOutputAsync((WebSocketCloseStatus)_closeCode, _closeReason, _abort.Token);

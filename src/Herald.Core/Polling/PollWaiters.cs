@@ -53,6 +53,24 @@ public sealed class PollWaiters
         }
     }
 
+    /// <summary>Wakes every parked poll (at shutdown).</summary>
+    public void WakeAll()
+    {
+        List<HashSet<TaskCompletionSource>> all;
+        lock (_gate)
+        {
+            all = [.. _byChannel.Values];
+            _byChannel.Clear();
+        }
+        foreach (var set in all)
+        {
+            foreach (var signal in set)
+            {
+                signal.TrySetResult();
+            }
+        }
+    }
+
     private void Unpark(IReadOnlyCollection<string> channels, TaskCompletionSource signal)
     {
         lock (_gate)
