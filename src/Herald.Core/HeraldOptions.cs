@@ -42,6 +42,12 @@ public sealed class HeraldOptions
     [Range(1, 1024)]
     public int MaxChannelNameLength { get; set; } = 255;
 
+    /// <summary>
+    /// How long a client may take to send a request's headers (the WebSocket handshake included) before Kestrel drops
+    /// it: the defence against slowloris. Applied to Kestrel's <c>RequestHeadersTimeout</c>. Default 10 s.
+    /// </summary>
+    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>How long a new WebSocket may take to send <c>connect</c> before it is closed with 4001. Default 10 s.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -104,6 +110,10 @@ public sealed class HeraldOptions
     /// <summary>Checks the settings that attributes cannot express; returns the problems found.</summary>
     public IEnumerable<string> Validate()
     {
+        if (HandshakeTimeout <= TimeSpan.Zero)
+        {
+            yield return "Herald:HandshakeTimeout must be positive.";
+        }
         if (ConnectTimeout <= TimeSpan.Zero)
         {
             yield return "Herald:ConnectTimeout must be positive.";

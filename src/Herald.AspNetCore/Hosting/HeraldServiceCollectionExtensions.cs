@@ -3,6 +3,7 @@ using Herald.AspNetCore.Hosting;
 using Herald.AspNetCore.Security;
 using Herald.Brokers;
 using Herald.Sessions;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -29,6 +30,8 @@ public static class HeraldServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<HeraldOptions>, HeraldOptionsValidator>());
         options.ValidateDataAnnotations().ValidateOnStart();
 
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<HeraldOptions>>((kestrel, herald) =>
+            kestrel.Limits.RequestHeadersTimeout = herald.Value.HandshakeTimeout);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IBroker>(sp => new MemoryBroker(sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<HeraldNode>(sp => new HeraldNode(
