@@ -17,7 +17,7 @@ public static class HeraldEndpointRouteBuilderExtensions
 {
     /// <summary>
     /// Maps <c>/ws</c>, <c>/poll</c>, <c>/cmd</c>, <c>/api/publish</c>, <c>/api/channels/{channel}/history</c>,
-    /// <c>/api/channels/{channel}/presence</c>, <c>/api/stats</c> and <c>/healthz</c>.
+    /// <c>/api/channels/{channel}/presence</c>, <c>/api/stats</c>, <c>/metrics</c> and <c>/healthz</c>.
     /// </summary>
     public static IEndpointRouteBuilder MapHerald(this IEndpointRouteBuilder endpoints)
     {
@@ -62,6 +62,7 @@ public static class HeraldEndpointRouteBuilderExtensions
             }
         });
         ServerApi.Map(endpoints, node);
+        endpoints.MapGet("/metrics", context => MetricsEndpoint.HandleAsync(context, node));
         endpoints.MapGet("/healthz", context => HttpErrors.WriteJsonAsync(context, """{"status":"ok"}"""u8.ToArray()));
         return endpoints;
     }

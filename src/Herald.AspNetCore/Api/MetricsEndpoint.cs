@@ -1,0 +1,46 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.AspNetCore.Http;
+
+namespace Herald.AspNetCore.Api;
+
+/// <summary>
+/// <c>GET /metrics</c>: the node's counters in the Prometheus text exposition format (version 0.0.4). The numbers
+/// are the same ones the <c>Herald</c> meter observes and <c>/api/stats</c> reports; nothing is counted twice.
+/// </summary>
+internal static class MetricsEndpoint
+{
+    public static Task HandleAsync(HttpContext context, HeraldNode node)
+    {
+        var m = node.Metrics;
+        var text = new StringBuilder(2048);
+        Metric(text, "herald_connections", "gauge", "Open connections by transport.", ("transport=\"websocket\"", m.WebSocketConnections));
+        Metric(text, "herald_channels", "gauge", "Channels with at least one subscriber on this node.", (null, node.ActiveChannels));
+        Metric(text, "herald_polls_parked", "gauge", "Long polls waiting for a publication.", (null, node.PollWaiters.Parked));
+        Metric(text, "herald_publications_total", "counter", "Publications appended through this node.", (null, m.Publications));
+        Metric(text, "herald_deliveries_total", "counter", "Publications queued to WebSocket subscribers of this node.", (null, m.Deliveries));
+        Metric(text, "herald_slow_consumer_closes_total", "counter", "Connections closed with 4002 because their outbound queue was full.", (null, m.SlowConsumerCloses));
+        Metric(text, "herald_commands_total", "counter", "Client commands handled (WebSocket and /cmd).", (null, m.Commands));
+        Metric(text, "herald_command_errors_total", "counter", "Client commands answered with an error.", (null, m.CommandErrors));
+        Metric(text, "herald_poll_requests_total", "counter", "Poll requests answered, by result.",
+            ("result=\"data\"", m.PollsWithData), ("result=\"empty\"", m.PollsEmpty), ("result=\"not_modified\"", m.PollsNotModified));
+        context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+        context.Response.Headers.CacheControl = "no-store";
+        return context.Response.WriteAsync(text.ToString());
+    }
+
+    private static void Metric(StringBuilder text, string name, string type, string help, params (string? Labels, long Value)[] samples)
+    {
+        text.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
+        text.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
+        foreach (var (labels, value) in samples)
+        {
+            text.Append(name);
+            if (labels is not null)
+            {
+                text.Append('{').Append(labels).Append('}');
+            }
+            text.Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        }
+    }
+}
