@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Herald's one test command: builds everything (Release), runs the .NET tests and the Node interop tests, and ends
+# Herald's one test command: builds everything (Release), runs the .NET tests, a bounded AFL++ fuzzing run
+# (tests/fuzz/run.sh, FUZZ_SECONDS, default 60), the Node interop tests and the TypeScript client tests (clients/js), and ends
 # with a single line of the form `total: N passed, M failed`. Exits non-zero if anything failed.
 #
 #   bash test.sh
 #
-# Installs what is missing: Node.js/npm through apt-get (with sudo when not root). The .NET 10 SDK must be there.
+# Installs what is missing: Node.js/npm and AFL++ through apt-get (with sudo when not root). The .NET 10 SDK must be there.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -125,6 +126,20 @@ if [ "$dotnet_rc" -ne 0 ] && [ "$dotnet_failed" -eq 0 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------------------------
+# Coverage-guided fuzzing: AFL++ through SharpFuzz, bounded by FUZZ_SECONDS (default 60); counts as one test.
+# It installs afl++ with apt-get when missing; findings are copied to tests/Herald.Core.Tests/FuzzRegressions/.
+
+say "bash tests/fuzz/run.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-60})"
+set +e
+bash "$ROOT/tests/fuzz/run.sh" 2>&1 | tee "$LOG_DIR/fuzz.log"
+fuzz_rc=${PIPESTATUS[0]}
+set -e
+fuzz_passed=0
+fuzz_failed=0
+if [ "$fuzz_rc" -eq 0 ]; then fuzz_passed=1; else fuzz_failed=1; fi
+fuzz_line="$(grep -E '^fuzz: [0-9]+ execs' "$LOG_DIR/fuzz.log" | tail -n 1 || true)"
+
+# ---------------------------------------------------------------------------------------------------------------
 # Node interop tests (the real server, driven by the `ws` package)
 
 say "npm ci && node --test (tests/interop-node, HERALD_DLL=$HERALD_DLL)"
@@ -157,6 +172,39 @@ fi
 mapfile -t node_failures < <(grep -E '^[[:space:]]*(not ok [0-9]+ - |✖ )' "$LOG_DIR/node-test.log" | sed 's/^[[:space:]]*/    FAILED /' | head -n 30 || true)
 
 # ---------------------------------------------------------------------------------------------------------------
+# TypeScript client tests (clients/js: tsc, then node --test against the real server)
+
+JS_CLIENT_DIR="$ROOT/clients/js"
+say "npm ci && npm test (clients/js, HERALD_DLL=$HERALD_DLL)"
+js_rc=0
+set +e
+(cd "$JS_CLIENT_DIR" && npm ci --no-audit --no-fund) 2>&1 | tee "$LOG_DIR/js-client-npm-ci.log"
+js_npm_rc=${PIPESTATUS[0]}
+if [ "$js_npm_rc" -eq 0 ]; then
+  (cd "$JS_CLIENT_DIR" && HERALD_DLL="$HERALD_DLL" npm test) 2>&1 | tee "$LOG_DIR/js-client-test.log"
+  js_rc=${PIPESTATUS[0]}
+else
+  : >"$LOG_DIR/js-client-test.log"
+fi
+set -e
+
+js_count() { # js_count pass|fail|cancelled|tests: as node_count, from the client's log
+  grep -E "^(#|ℹ) $1 [0-9]+\$" "$LOG_DIR/js-client-test.log" | tail -n 1 | grep -oE '[0-9]+$' || echo 0
+}
+js_total=$(js_count tests)
+js_passed=$(js_count pass)
+js_failed=$(( $(js_count fail) + $(js_count cancelled) ))
+js_note=""
+if [ "$js_npm_rc" -ne 0 ]; then
+  js_failed=$((js_failed + 1))
+  js_note="  npm ci failed (exit $js_npm_rc; log: artifacts/logs/js-client-npm-ci.log): client tests not run, counted as 1 failure"
+elif [ "$js_rc" -ne 0 ] && [ "$js_failed" -eq 0 ]; then
+  js_failed=1
+  js_note="  npm test exited $js_rc with no failed test counted (a tsc error?): counted as 1 failure"
+fi
+mapfile -t js_failures < <(grep -E '^[[:space:]]*(not ok [0-9]+ - |✖ )' "$LOG_DIR/js-client-test.log" | sed 's/^[[:space:]]*/    FAILED /' | head -n 30 || true)
+
+# ---------------------------------------------------------------------------------------------------------------
 # summary
 
 echo
@@ -169,14 +217,20 @@ grep -E '^[[:space:]]*(Passed|Failed)! +- ' "$LOG_DIR/dotnet-test.log" | sed 's/
 for line in "${dotnet_lines[@]+"${dotnet_lines[@]}"}"; do echo "$line"; done
 for line in "${dotnet_failures[@]+"${dotnet_failures[@]}"}"; do echo "$line"; done
 [ -z "$dotnet_note" ] || echo "$dotnet_note"
+echo "fuzz (exit $fuzz_rc; log: artifacts/logs/fuzz.log, afl-fuzz output in artifacts/fuzz/): ${fuzz_line:-no summary line}; $([ "$fuzz_rc" -eq 0 ] && echo passed || echo FAILED)"
 echo "node --test interop (exit $node_rc; log: artifacts/logs/node-test.log): total $node_total, passed $node_passed, failed $node_failed"
 grep -E '^(#|ℹ) (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ' "$LOG_DIR/node-test.log" | sed 's/^/  /' | paste -sd ' ' - || true
 for line in "${node_failures[@]+"${node_failures[@]}"}"; do echo "$line"; done
 [ -z "$node_note" ] || echo "$node_note"
+echo "npm test clients/js (exit $js_rc; log: artifacts/logs/js-client-test.log): total $js_total, passed $js_passed, failed $js_failed"
+grep -E '^(#|ℹ) (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ' "$LOG_DIR/js-client-test.log" | sed 's/^/  /' | paste -sd ' ' - || true
+for line in "${js_failures[@]+"${js_failures[@]}"}"; do echo "$line"; done
+[ -z "$js_note" ] || echo "$js_note"
 
-total_passed=$((dotnet_passed + node_passed))
-total_failed=$((dotnet_failed + node_failed))
+total_passed=$((dotnet_passed + fuzz_passed + node_passed + js_passed))
+total_failed=$((dotnet_failed + fuzz_failed + node_failed + js_failed))
 echo "total: $total_passed passed, $total_failed failed"
-if [ "$total_failed" -ne 0 ] || [ "$dotnet_rc" -ne 0 ] || [ "$node_rc" -ne 0 ] || [ "$npm_rc" -ne 0 ]; then
+if [ "$total_failed" -ne 0 ] || [ "$dotnet_rc" -ne 0 ] || [ "$fuzz_rc" -ne 0 ] || [ "$node_rc" -ne 0 ] || [ "$npm_rc" -ne 0 ] \
+  || [ "$js_rc" -ne 0 ] || [ "$js_npm_rc" -ne 0 ]; then
   exit 1
 fi

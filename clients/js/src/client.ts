@@ -1,0 +1,665 @@
+import { ClientErrorCodes, ErrorCodes, HeraldError, isFatal } from "./codes.js";
+import { LongPollTransport } from "./transport_longpoll.js";
+import { PollTransport } from "./transport_poll.js";
+import { WebSocketTransport } from "./transport_websocket.js";
+import type {
+  ChannelEntry,
+  Command,
+  ConnectionState,
+  ErrorEvent,
+  HeraldClientOptions,
+  HeraldEventMap,
+  HistoryOptions,
+  HistoryResult,
+  PresenceResult,
+  Publication,
+  PublishResult,
+  RecoveryEvent,
+  StreamPosition,
+  SubscriptionEventMap,
+  Transport,
+  TransportHost,
+  TransportName,
+} from "./types.js";
+
+const DEFAULT_TRANSPORTS: readonly TransportName[] = ["websocket", "longpoll", "poll"];
+const CHANNEL_PATTERN = /^[A-Za-z0-9_\-.:@=~]{1,255}$/;
+
+type Listener<T> = (event: T) => void;
+
+/** A small typed event emitter. A listener that throws does not stop the others. */
+class Emitter<M extends object> {
+  private readonly listeners = new Map<keyof M, Set<Listener<never>>>();
+
+  constructor(private readonly onListenerError: (err: unknown, event: keyof M) => void) {}
+
+  on<K extends keyof M>(event: K, listener: Listener<M[K]>): () => void {
+    let set = this.listeners.get(event);
+    if (set === undefined) {
+      set = new Set();
+      this.listeners.set(event, set);
+    }
+    set.add(listener as Listener<never>);
+    return () => this.off(event, listener);
+  }
+
+  off<K extends keyof M>(event: K, listener: Listener<M[K]>): void {
+    this.listeners.get(event)?.delete(listener as Listener<never>);
+  }
+
+  emit<K extends keyof M>(event: K, value: M[K]): void {
+    const set = this.listeners.get(event);
+    if (set === undefined) {
+      return;
+    }
+    for (const listener of [...set]) {
+      try {
+        (listener as Listener<M[K]>)(value);
+      } catch (err) {
+        this.onListenerError(err, event);
+      }
+    }
+  }
+}
+
+/** Throws `invalid_channel` for names the server would refuse for their syntax (docs/protocol.md, Channel names). */
+function validateChannel(channel: string): void {
+  const colon = channel.indexOf(":");
+  if (!CHANNEL_PATTERN.test(channel) || colon === 0 || colon === channel.length - 1) {
+    throw new HeraldError(ErrorCodes.InvalidChannel, `invalid channel name '${channel}'`);
+  }
+}
+
+/** The state of a {@link Subscription}. */
+export type SubscriptionState = "unsubscribed" | "subscribing" | "subscribed";
+
+/**
+ * One channel the client receives. It keeps the channel's cursor (`position`: the epoch and the last offset
+ * delivered), which every reconnect and transport switch sends as `since`, so publications are neither lost nor
+ * repeated.
+ */
+export class Subscription {
+  readonly channel: string;
+  /** @internal */ cursor: StreamPosition | undefined;
+  /** @internal a recovery that failed because the cursor was refused; reported with the next entry. */
+  lostFrom: StreamPosition | undefined;
+  private currentState: SubscriptionState = "subscribing";
+  private readonly emitter: Emitter<SubscriptionEventMap>;
+  private readonly client: HeraldClient;
+
+  /** @internal */
+  constructor(client: HeraldClient, channel: string, onListenerError: (err: unknown) => void) {
+    this.client = client;
+    this.channel = channel;
+    this.emitter = new Emitter(onListenerError);
+  }
+
+  /** "subscribing" until the server confirms (again after each reconnect), then "subscribed"; "unsubscribed" at the end. */
+  get state(): SubscriptionState {
+    return this.currentState;
+  }
+
+  /** The cursor: the epoch and the offset of the last publication delivered (or the start position). */
+  get position(): StreamPosition | undefined {
+    return this.cursor === undefined ? undefined : { ...this.cursor };
+  }
+
+  on<K extends keyof SubscriptionEventMap>(event: K, listener: Listener<SubscriptionEventMap[K]>): () => void {
+    return this.emitter.on(event, listener);
+  }
+
+  off<K extends keyof SubscriptionEventMap>(event: K, listener: Listener<SubscriptionEventMap[K]>): void {
+    this.emitter.off(event, listener);
+  }
+
+  /** Resolves with the position once the subscription is confirmed; rejects if it fails or after `timeoutMs`. */
+  ready(timeoutMs = 30_000): Promise<StreamPosition> {
+    if (this.currentState === "subscribed" && this.cursor !== undefined) {
+      return Promise.resolve({ ...this.cursor });
+    }
+    if (this.currentState === "unsubscribed") {
+      return Promise.reject(new HeraldError(ClientErrorCodes.Disconnected, `not subscribed to ${this.channel}`));
+    }
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        offSubscribed();
+        offError();
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new HeraldError(ClientErrorCodes.Timeout, `${this.channel} was not subscribed within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const offSubscribed = this.on("subscribed", (e) => {
+        done();
+        resolve({ ...e.position });
+      });
+      const offError = this.on("error", (e) => {
+        if (this.currentState === "unsubscribed") {
+          done();
+          reject(e.error);
+        }
+      });
+    });
+  }
+
+  /** Stops receiving the channel. */
+  unsubscribe(): void {
+    this.client.unsubscribe(this);
+  }
+
+  /** @internal */
+  setState(state: SubscriptionState): void {
+    this.currentState = state;
+  }
+
+  /** @internal */
+  emit<K extends keyof SubscriptionEventMap>(event: K, value: SubscriptionEventMap[K]): void {
+    this.emitter.emit(event, value);
+  }
+}
+
+interface Waiter {
+  resolve(transport: Transport): void;
+  reject(error: HeraldError): void;
+}
+
+/**
+ * The Herald client: connects over WebSocket, long polling or short polling (falling back in that order when a
+ * transport cannot connect), reconnects with exponential backoff and jitter, and recovers every subscription with
+ * `since` after each reconnect or transport switch, delivering each publication once, in offset order.
+ */
+export class HeraldClient {
+  readonly url: string;
+  private readonly options: HeraldClientOptions;
+  private forced: TransportName | undefined;
+  private readonly emitter: Emitter<HeraldEventMap>;
+  private readonly subs = new Map<string, Subscription>();
+  private currentState: ConnectionState = "disconnected";
+  private currentTransportName: TransportName | null = null;
+  /** The transport being tried or in use; callbacks from any other are ignored. */
+  private active: Transport | null = null;
+  private generation = 0;
+  private waiters: Waiter[] = [];
+  private cancelSleep: (() => void) | null = null;
+
+  constructor(url: string, options: HeraldClientOptions = {}) {
+    const parsed = new URL(url);
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+      throw new TypeError(`the url must be http(s)://host:port, not ${url}`);
+    }
+    this.url = url;
+    this.options = { ...options };
+    this.forced = options.transport;
+    this.emitter = new Emitter((err, event) => this.listenerFailed(err, String(event)));
+  }
+
+  /** "disconnected", "connecting" or "connected". */
+  get state(): ConnectionState {
+    return this.currentState;
+  }
+
+  /** The transport in use (or being tried); null when disconnected. */
+  get transport(): TransportName | null {
+    return this.currentTransportName;
+  }
+
+  on<K extends keyof HeraldEventMap>(event: K, listener: Listener<HeraldEventMap[K]>): () => void {
+    return this.emitter.on(event, listener);
+  }
+
+  off<K extends keyof HeraldEventMap>(event: K, listener: Listener<HeraldEventMap[K]>): void {
+    this.emitter.off(event, listener);
+  }
+
+  once<K extends keyof HeraldEventMap>(event: K, listener: Listener<HeraldEventMap[K]>): () => void {
+    const off = this.emitter.on(event, (value) => {
+      off();
+      listener(value);
+    });
+    return off;
+  }
+
+  /**
+   * Starts connecting (trying the transports in order) and resolves once connected. The client keeps reconnecting
+   * until `disconnect()`; the promise rejects only if `disconnect()` comes first or the server refuses the
+   * credentials.
+   */
+  connect(): Promise<void> {
+    const ready = this.waitConnected(Number.POSITIVE_INFINITY).then(() => undefined);
+    ready.catch(() => {}); // an ignored connect() must not be an unhandled rejection
+    if (this.currentState === "disconnected") {
+      const generation = ++this.generation;
+      void this.run(generation);
+    }
+    return ready;
+  }
+
+  /** Closes the transport and stops reconnecting. Subscriptions and their cursors stay: `connect()` resumes them. */
+  disconnect(): void {
+    this.generation++;
+    this.cancelSleep?.();
+    const transport = this.active;
+    this.active = null;
+    transport?.close();
+    for (const sub of this.subs.values()) {
+      sub.setState("subscribing");
+    }
+    this.setState("disconnected", null);
+    this.rejectWaiters(new HeraldError(ClientErrorCodes.Disconnected, "the client disconnected"));
+  }
+
+  /**
+   * Forces one transport (or, with undefined, goes back to the `transports` order). If the client is connected or
+   * connecting, it reconnects now; every subscription resumes from its cursor.
+   */
+  setTransport(transport: TransportName | undefined): void {
+    this.forced = transport;
+    if (this.currentState !== "disconnected") {
+      this.disconnect();
+      void this.connect();
+    }
+  }
+
+  /** Subscribes to a channel (or returns the existing subscription). `onPublication` is added as a listener. */
+  subscribe(channel: string, onPublication?: Listener<SubscriptionEventMap["publication"]>): Subscription {
+    validateChannel(channel);
+    let sub = this.subs.get(channel);
+    if (sub === undefined) {
+      sub = new Subscription(this, channel, (err) => this.listenerFailed(err, "subscription", channel));
+      this.subs.set(channel, sub);
+      if (this.currentState === "connected" && this.active !== null) {
+        this.active.subscribe(channel, undefined);
+      }
+    }
+    if (onPublication !== undefined) {
+      sub.on("publication", onPublication);
+    }
+    return sub;
+  }
+
+  /** The subscription to a channel, if any. */
+  getSubscription(channel: string): Subscription | undefined {
+    return this.subs.get(channel);
+  }
+
+  /** Stops receiving a channel. */
+  unsubscribe(channelOrSubscription: string | Subscription): void {
+    const channel = typeof channelOrSubscription === "string" ? channelOrSubscription : channelOrSubscription.channel;
+    const sub = this.subs.get(channel);
+    if (sub === undefined || (typeof channelOrSubscription !== "string" && sub !== channelOrSubscription)) {
+      return;
+    }
+    this.subs.delete(channel);
+    sub.setState("unsubscribed");
+    if (this.currentState === "connected" && this.active !== null) {
+      this.active.unsubscribe(channel);
+    }
+  }
+
+  /** Publishes `data` to a channel; resolves with its position. Waits for the connection if it is being made. */
+  async publish(channel: string, data: unknown): Promise<PublishResult> {
+    validateChannel(channel);
+    const result = (await this.command({ op: "publish", channel, data })) as PublishResult;
+    return { epoch: result.epoch, offset: result.offset };
+  }
+
+  /** Reads a channel's history: after `since`, or the newest `limit` publications. */
+  async history(channel: string, options: HistoryOptions = {}): Promise<HistoryResult> {
+    validateChannel(channel);
+    const command: Command = { op: "history", channel };
+    if (options.since !== undefined) {
+      command.since = { offset: options.since.offset, epoch: options.since.epoch };
+    }
+    if (options.limit !== undefined) {
+      command.limit = options.limit;
+    }
+    const result = (await this.command(command)) as HistoryResult;
+    return { epoch: result.epoch, offset: result.offset, publications: result.publications ?? [] };
+  }
+
+  /** The clients present in a channel (WebSocket subscribers on the node that answers), keyed by client id. */
+  async presence(channel: string): Promise<PresenceResult> {
+    validateChannel(channel);
+    const result = (await this.command({ op: "presence", channel })) as { presence?: PresenceResult };
+    return result.presence ?? {};
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // connection management
+
+  private get timeout(): number {
+    return this.options.timeout ?? 10_000;
+  }
+
+  private transportOrder(): TransportName[] {
+    if (this.forced !== undefined) {
+      return [this.forced];
+    }
+    const order = this.options.transports ?? DEFAULT_TRANSPORTS;
+    return order.length > 0 ? [...order] : [...DEFAULT_TRANSPORTS];
+  }
+
+  private backoff(attempt: number): number {
+    const min = Math.max(0, this.options.minReconnectDelay ?? 500);
+    const max = Math.max(min, this.options.maxReconnectDelay ?? 20_000);
+    const delay = Math.min(max, min * 2 ** Math.min(attempt, 30));
+    return delay / 2 + Math.random() * (delay / 2); // jitter: spread clients that lost the same server
+  }
+
+  /** The connection loop of one `connect()`: ends when `generation` changes or on a fatal error. */
+  private async run(generation: number): Promise<void> {
+    let attempt = 0;
+    let start = 0;
+    while (generation === this.generation) {
+      const order = this.transportOrder();
+      let next = 0;
+      for (let i = Math.min(start, order.length - 1); i < order.length; i++) {
+        const name = order[i]!;
+        this.setState("connecting", name);
+        const transport = this.createTransport(name);
+        this.active = transport;
+        try {
+          await transport.open();
+        } catch (err) {
+          const error = asHeraldError(err);
+          if (generation !== this.generation) {
+            return;
+          }
+          this.reportError(error, name);
+          if (isFatal(error)) {
+            this.fail(error);
+            return;
+          }
+          continue; // fall back to the next transport
+        }
+        if (generation !== this.generation) {
+          transport.close();
+          return;
+        }
+        attempt = 0;
+        this.setState("connected", name);
+        for (const sub of this.subs.values()) {
+          sub.setState("subscribing");
+          transport.subscribe(sub.channel, sub.cursor === undefined ? undefined : { ...sub.cursor });
+        }
+        this.resolveWaiters(transport);
+        const { error } = await transport.closed;
+        if (generation !== this.generation) {
+          return;
+        }
+        this.active = null;
+        for (const sub of this.subs.values()) {
+          sub.setState("subscribing");
+        }
+        if (error.code !== ClientErrorCodes.Disconnected) {
+          this.reportError(error, name);
+        }
+        if (isFatal(error)) {
+          this.fail(error);
+          return;
+        }
+        this.setState("connecting", name);
+        next = i; // it worked: reconnect with the same transport first
+        break;
+      }
+      start = next;
+      if (generation !== this.generation) {
+        return;
+      }
+      this.active = null;
+      await this.sleep(this.backoff(attempt++));
+    }
+  }
+
+  private createTransport(name: TransportName): Transport {
+    const client = this;
+    // Callbacks from a transport that is no longer the active one are ignored.
+    const host: TransportHost = {
+      token: this.options.token,
+      timeout: this.timeout,
+      channels() {
+        const map = new Map<string, StreamPosition | undefined>();
+        if (client.active === transport && client.currentState === "connected") {
+          for (const sub of client.subs.values()) {
+            map.set(sub.channel, sub.cursor === undefined ? undefined : { ...sub.cursor });
+          }
+        }
+        return map;
+      },
+      onEntry(channel, entry, since) {
+        if (client.active === transport) {
+          client.applyEntry(transport, channel, entry, since);
+        }
+      },
+      onPush(channel, pub) {
+        if (client.active === transport) {
+          client.applyPush(transport, channel, pub);
+        }
+      },
+      onChannelError(channel, error) {
+        if (client.active === transport) {
+          client.channelFailed(transport, channel, error);
+        }
+      },
+    };
+    const transport: Transport =
+      name === "websocket"
+        ? new WebSocketTransport(this.url, host, this.options.WebSocket)
+        : name === "longpoll"
+          ? new LongPollTransport(this.url, host, this.options.fetch, this.options.longPollWait ?? 25)
+          : new PollTransport(this.url, host, this.options.fetch, this.options.pollInterval ?? 1000);
+    return transport;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        if (self.cancelSleep === done) {
+          self.cancelSleep = null;
+        }
+        resolve();
+      }
+      this.cancelSleep = done;
+    });
+  }
+
+  private setState(state: ConnectionState, transport: TransportName | null): void {
+    const previous = this.currentState;
+    if (previous === state && this.currentTransportName === transport) {
+      return;
+    }
+    this.currentState = state;
+    this.currentTransportName = transport;
+    this.emitter.emit("state", { state, transport, previous });
+  }
+
+  private fail(error: HeraldError): void {
+    this.generation++;
+    this.active = null;
+    this.setState("disconnected", null);
+    this.rejectWaiters(error);
+  }
+
+  private waitConnected(timeoutMs: number): Promise<Transport> {
+    if (this.currentState === "connected" && this.active !== null) {
+      return Promise.resolve(this.active);
+    }
+    return new Promise((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waiter: Waiter = {
+        resolve: (t) => {
+          clearTimeout(timer);
+          resolve(t);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      if (Number.isFinite(timeoutMs)) {
+        timer = setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          reject(new HeraldError(ClientErrorCodes.Timeout, `not connected within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+      this.waiters.push(waiter);
+    });
+  }
+
+  private resolveWaiters(transport: Transport): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) {
+      w.resolve(transport);
+    }
+  }
+
+  private rejectWaiters(error: HeraldError): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) {
+      w.reject(error);
+    }
+  }
+
+  private async command(command: Command): Promise<unknown> {
+    if (this.currentState === "disconnected") {
+      throw new HeraldError(ClientErrorCodes.Disconnected, `cannot ${command.op}: the client is disconnected (call connect())`);
+    }
+    const transport = await this.waitConnected(this.timeout);
+    return transport.command(command);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // delivery: cursors, dedupe, recovery
+
+  private applyEntry(transport: Transport, channel: string, entry: ChannelEntry, since: StreamPosition | undefined): void {
+    const sub = this.subs.get(channel);
+    if (sub === undefined) {
+      return;
+    }
+    const lostFrom = sub.lostFrom ?? (entry.recovered === false ? (since ?? sub.cursor) : undefined);
+    if (entry.recovered === false || sub.cursor === undefined || sub.cursor.epoch !== entry.epoch) {
+      // A fresh start (no cursor yet) or a failed recovery: continue from the head the server gives.
+      sub.lostFrom = undefined;
+      sub.cursor = { epoch: entry.epoch, offset: entry.offset };
+      if (lostFrom !== undefined || (since !== undefined && since.epoch !== entry.epoch)) {
+        const event: RecoveryEvent = {
+          channel,
+          recovered: false,
+          epoch: entry.epoch,
+          offset: entry.offset,
+          since: lostFrom ?? since!,
+        };
+        sub.emit("recovery", event);
+        this.emitter.emit("recovery", event);
+      }
+      this.markSubscribed(sub);
+      return;
+    }
+    const publications = [...entry.publications].sort((a, b) => a.offset - b.offset);
+    for (const pub of publications) {
+      if (!this.deliver(transport, sub, entry.epoch, pub)) {
+        return;
+      }
+    }
+    if (entry.offset > sub.cursor.offset) {
+      if (entry.recovered === true) {
+        this.gap(transport, sub, entry.offset);
+        return;
+      }
+      sub.cursor = { epoch: entry.epoch, offset: entry.offset };
+    }
+    this.markSubscribed(sub);
+  }
+
+  private applyPush(transport: Transport, channel: string, pub: Publication): void {
+    const sub = this.subs.get(channel);
+    if (sub === undefined || sub.cursor === undefined) {
+      return;
+    }
+    this.deliver(transport, sub, sub.cursor.epoch, pub);
+  }
+
+  /** Delivers one publication if it is the next one; drops repeats; a gap resyncs. False after a gap. */
+  private deliver(transport: Transport, sub: Subscription, epoch: string, pub: Publication): boolean {
+    const cursor = sub.cursor!;
+    if (pub.offset <= cursor.offset) {
+      return true; // already delivered (a seam between transports or reconnects)
+    }
+    if (pub.offset !== cursor.offset + 1) {
+      this.gap(transport, sub, pub.offset);
+      return false;
+    }
+    sub.cursor = { epoch, offset: pub.offset };
+    const event = { channel: sub.channel, epoch, offset: pub.offset, data: pub.data, ...(pub.info ? { info: pub.info } : {}) };
+    sub.emit("publication", event);
+    this.emitter.emit("publication", event);
+    return this.active === transport && this.subs.get(sub.channel) === sub;
+  }
+
+  private gap(transport: Transport, sub: Subscription, offset: number): void {
+    // Never skip: reconnect, and the server recovers from the cursor (or says recovered: false).
+    this.reportError(
+      new HeraldError(ClientErrorCodes.Gap, `${sub.channel}: got offset ${offset} after ${sub.cursor?.offset}; resynchronising`),
+      transport.name,
+      sub.channel,
+    );
+    transport.close();
+  }
+
+  private markSubscribed(sub: Subscription): void {
+    if (sub.state !== "subscribed" && sub.cursor !== undefined) {
+      sub.setState("subscribed");
+      sub.emit("subscribed", { channel: sub.channel, position: { ...sub.cursor } });
+    }
+  }
+
+  private channelFailed(transport: Transport, channel: string, error: HeraldError): void {
+    const sub = this.subs.get(channel);
+    if (sub === undefined || error.code === ErrorCodes.AlreadySubscribed) {
+      return;
+    }
+    if (error.code === ErrorCodes.InvalidPosition) {
+      // The cursor is beyond the head: start again from the head and report the recovery as failed.
+      sub.lostFrom = sub.cursor;
+      sub.cursor = undefined;
+      transport.subscribe(channel, undefined);
+      return;
+    }
+    this.subs.delete(channel);
+    sub.setState("unsubscribed");
+    this.reportError(error, transport.name, channel, sub);
+  }
+
+  private reportError(error: HeraldError, transport: TransportName | null, channel?: string, sub?: Subscription): void {
+    const event: ErrorEvent = { error, transport };
+    if (channel !== undefined) {
+      event.channel = channel;
+    }
+    sub?.emit("error", event);
+    this.emitter.emit("error", event);
+  }
+
+  private listenerFailed(err: unknown, event: string, channel?: string): void {
+    if (event === "error") {
+      return; // never loop on a throwing error listener
+    }
+    const error = new HeraldError(ClientErrorCodes.ListenerError, `a '${event}' listener threw: ${String(err)}`, { cause: err });
+    const e: ErrorEvent = { error, transport: this.currentTransportName };
+    if (channel !== undefined) {
+      e.channel = channel;
+    }
+    this.emitter.emit("error", e);
+  }
+}
+
+function asHeraldError(err: unknown): HeraldError {
+  return err instanceof HeraldError
+    ? err
+    : new HeraldError(ClientErrorCodes.TransportFailed, String(err), { cause: err });
+}

@@ -1,0 +1,23 @@
+export { HeraldClient, Subscription } from "./client.js";
+export type { SubscriptionState } from "./client.js";
+export { ClientErrorCodes, CloseCodes, ErrorCodes, HeraldError, isFatal } from "./codes.js";
+export type { ClientErrorCode, CloseCode, ErrorCode } from "./codes.js";
+export { ConnectionState, TransportName } from "./types.js";
+export type {
+  ClientInfo,
+  ErrorEvent,
+  HeraldClientOptions,
+  HeraldEventMap,
+  HistoryOptions,
+  HistoryResult,
+  PresenceResult,
+  Publication,
+  PublicationEvent,
+  PublishResult,
+  RecoveryEvent,
+  StateEvent,
+  StreamPosition,
+  SubscriptionEventMap,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./types.js";

@@ -1,0 +1,314 @@
+import { ClientErrorCodes, CloseCodes, ErrorCodes, HeraldError } from "./codes.js";
+import type {
+  ChannelEntry,
+  Command,
+  Publication,
+  StreamPosition,
+  Transport,
+  TransportCloseInfo,
+  TransportHost,
+  WebSocketConstructor,
+  WebSocketLike,
+} from "./types.js";
+
+/** The WebSocket subprotocol Herald speaks. */
+export const SUBPROTOCOL = "herald.json";
+
+interface Pending {
+  resolve(result: unknown): void;
+  reject(error: HeraldError): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+interface ServerMessage {
+  id?: number;
+  result?: unknown;
+  error?: { code?: string; message?: string };
+  push?: { channel?: string; pub?: Publication };
+}
+
+/** `http(s)://host[:port][/base]` → `ws(s)://host[:port][/base]/ws`. */
+export function webSocketUrl(baseUrl: string): string {
+  const url = new URL(baseUrl);
+  url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
+  url.pathname = `${url.pathname.replace(/\/+$/, "")}/ws`;
+  url.search = "";
+  url.hash = "";
+  return url.toString();
+}
+
+/**
+ * The WebSocket transport: `GET /ws`, subprotocol `herald.json`, newline-delimited JSON both ways. `open` sends
+ * `connect` and resolves with its reply; subscriptions are sent with `since` so the server recovers what was missed.
+ */
+export class WebSocketTransport implements Transport {
+  readonly name = "websocket" as const;
+  readonly closed: Promise<TransportCloseInfo>;
+
+  private readonly url: string;
+  private readonly host: TransportHost;
+  private readonly ctor: WebSocketConstructor | undefined;
+  private ws: WebSocketLike | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private resolveClosed!: (info: TransportCloseInfo) => void;
+  private isClosed = false;
+  private keepAlive: ReturnType<typeof setInterval> | undefined;
+  private openFailed: ((error: HeraldError) => void) | null = null;
+  private readonly decoder = new TextDecoder();
+
+  constructor(baseUrl: string, host: TransportHost, ctor: WebSocketConstructor | undefined) {
+    this.url = webSocketUrl(baseUrl);
+    this.host = host;
+    this.ctor = ctor;
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  open(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const Ctor = this.ctor ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+      if (Ctor === undefined) {
+        reject(this.finish(new HeraldError(ClientErrorCodes.TransportFailed, "no WebSocket constructor (pass options.WebSocket)")));
+        return;
+      }
+      if (this.isClosed) {
+        reject(new HeraldError(ClientErrorCodes.Disconnected, "the transport is closed"));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.finish(new HeraldError(ClientErrorCodes.Timeout, `WebSocket did not connect within ${this.host.timeout} ms`));
+      }, this.host.timeout);
+      // Until connected, whatever ends the transport (an error, a close, close(), the timeout) rejects open().
+      this.openFailed = (error) => {
+        clearTimeout(timer);
+        reject(error);
+      };
+      const fail = (error: HeraldError) => this.finish(error);
+      let ws: WebSocketLike;
+      try {
+        ws = new Ctor(this.url, SUBPROTOCOL);
+      } catch (err) {
+        fail(new HeraldError(ClientErrorCodes.TransportFailed, `WebSocket failed: ${String(err)}`, { cause: err }));
+        return;
+      }
+      this.ws = ws;
+      ws.onopen = () => {
+        if (this.isClosed) {
+          return;
+        }
+        const connect: Command = { op: "connect" };
+        if (this.host.token !== undefined) {
+          connect.token = this.host.token;
+        }
+        this.request(connect).then(
+          (result) => {
+            if (this.isClosed) {
+              return;
+            }
+            clearTimeout(timer);
+            this.openFailed = null;
+            this.startKeepAlive(result);
+            resolve();
+          },
+          (err: HeraldError) => fail(err),
+        );
+      };
+      ws.onmessage = (event) => this.receive(event.data);
+      ws.onerror = () => {
+        // A close event follows; browsers give no detail here. Fail now in case it does not.
+        fail(new HeraldError(ClientErrorCodes.TransportFailed, "WebSocket error"));
+      };
+      ws.onclose = (event) => {
+        const code = event.code;
+        const message = `WebSocket closed (${code}${event.reason ? ` ${event.reason}` : ""})`;
+        const error =
+          code === CloseCodes.Unauthorized
+            ? new HeraldError(ErrorCodes.Unauthorized, message, { closeCode: code })
+            : new HeraldError(ClientErrorCodes.TransportFailed, message, { closeCode: code });
+        fail(error);
+      };
+    });
+  }
+
+  close(): void {
+    this.finish(new HeraldError(ClientErrorCodes.Disconnected, "closed by the client", { closeCode: CloseCodes.Normal }));
+  }
+
+  subscribe(channel: string, since: StreamPosition | undefined): void {
+    const command: Command = { op: "subscribe", channel };
+    if (since !== undefined) {
+      command.since = { offset: since.offset, epoch: since.epoch };
+    }
+    this.request(command).then(
+      (result) => {
+        let entry: ChannelEntry;
+        try {
+          entry = toEntry(result);
+        } catch (err) {
+          this.finish(err as HeraldError);
+          return;
+        }
+        this.host.onEntry(channel, entry, since);
+      },
+      (err: HeraldError) => {
+        if (err.code === ClientErrorCodes.Timeout) {
+          this.finish(new HeraldError(ClientErrorCodes.TransportFailed, `no reply to subscribe ${channel}`));
+        } else if (err.code !== ClientErrorCodes.Disconnected && err.code !== ClientErrorCodes.TransportFailed) {
+          this.host.onChannelError(channel, err);
+        }
+      },
+    );
+  }
+
+  unsubscribe(channel: string): void {
+    this.request({ op: "unsubscribe", channel }).catch(() => {
+      // not_subscribed or a closed transport: either way the channel is gone.
+    });
+  }
+
+  command(command: Command): Promise<unknown> {
+    return this.request(command);
+  }
+
+  private request(command: Command): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const ws = this.ws;
+      if (this.isClosed || ws === null) {
+        reject(new HeraldError(ClientErrorCodes.Disconnected, "the WebSocket is closed"));
+        return;
+      }
+      const id = this.nextId++;
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new HeraldError(ClientErrorCodes.Timeout, `no reply to '${command.op}' within ${this.host.timeout} ms`));
+      }, this.host.timeout);
+      this.pending.set(id, { resolve, reject, timer });
+      try {
+        ws.send(JSON.stringify({ id, ...command }));
+      } catch (err) {
+        clearTimeout(timer);
+        this.pending.delete(id);
+        reject(new HeraldError(ClientErrorCodes.TransportFailed, `send failed: ${String(err)}`, { cause: err }));
+      }
+    });
+  }
+
+  private receive(data: unknown): void {
+    if (this.isClosed) {
+      return;
+    }
+    let text: string;
+    if (typeof data === "string") {
+      text = data;
+    } else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+      text = this.decoder.decode(data as ArrayBuffer);
+    } else {
+      return;
+    }
+    // A frame may hold several messages, one per line.
+    for (const line of text.split("\n")) {
+      if (line.trim() === "") {
+        continue;
+      }
+      let message: ServerMessage;
+      try {
+        message = JSON.parse(line) as ServerMessage;
+      } catch {
+        this.finish(new HeraldError(ClientErrorCodes.BadResponse, "the server sent invalid JSON"));
+        return;
+      }
+      if (message.push !== undefined) {
+        const { channel, pub } = message.push;
+        if (typeof channel === "string" && pub !== undefined && typeof pub.offset === "number") {
+          this.host.onPush(channel, pub);
+        }
+        continue;
+      }
+      if (typeof message.id === "number") {
+        const waiter = this.pending.get(message.id);
+        if (waiter === undefined) {
+          continue;
+        }
+        this.pending.delete(message.id);
+        clearTimeout(waiter.timer);
+        if (message.error !== undefined) {
+          waiter.reject(new HeraldError(message.error.code ?? ErrorCodes.Internal, message.error.message ?? "error"));
+        } else {
+          waiter.resolve(message.result ?? {});
+        }
+      }
+      if (this.isClosed) {
+        return;
+      }
+    }
+  }
+
+  private startKeepAlive(connectResult: unknown): void {
+    const seconds = (connectResult as { ping?: unknown }).ping;
+    if (typeof seconds !== "number" || seconds <= 0) {
+      return;
+    }
+    // The server pings at the WebSocket level; this application ping also finds a dead path from our side.
+    this.keepAlive = setInterval(() => {
+      this.request({ op: "ping" }).catch((err: HeraldError) => {
+        if (err.code === ClientErrorCodes.Timeout) {
+          this.finish(new HeraldError(ClientErrorCodes.TransportFailed, "no answer to ping"));
+        }
+      });
+    }, seconds * 1000);
+  }
+
+  /** Stops the transport once: rejects pending requests, closes the socket, settles `closed`. Returns the error. */
+  private finish(error: HeraldError): HeraldError {
+    if (this.isClosed) {
+      return error;
+    }
+    this.isClosed = true;
+    this.openFailed?.(error);
+    this.openFailed = null;
+    if (this.keepAlive !== undefined) {
+      clearInterval(this.keepAlive);
+    }
+    for (const [id, waiter] of this.pending) {
+      this.pending.delete(id);
+      clearTimeout(waiter.timer);
+      waiter.reject(new HeraldError(ClientErrorCodes.Disconnected, `the WebSocket closed: ${error.message}`));
+    }
+    const ws = this.ws;
+    if (ws !== null) {
+      // No-ops rather than null: some implementations (the `ws` package) throw on an 'error' nobody listens to.
+      const ignore = () => {};
+      ws.onopen = ignore;
+      ws.onmessage = ignore;
+      ws.onerror = ignore;
+      ws.onclose = ignore;
+      try {
+        // CONNECTING (0) or OPEN (1): close it ourselves. CLOSING/CLOSED: nothing to do.
+        if (ws.readyState === 0 || ws.readyState === 1) {
+          ws.close(CloseCodes.Normal);
+        }
+      } catch {
+        // ignore
+      }
+    }
+    this.resolveClosed({ error });
+    return error;
+  }
+}
+
+/** Validates a subscribe reply or a poll entry. */
+export function toEntry(value: unknown): ChannelEntry {
+  const v = value as Partial<ChannelEntry> | null;
+  if (v === null || typeof v !== "object" || typeof v.epoch !== "string" || typeof v.offset !== "number") {
+    throw new HeraldError(ClientErrorCodes.BadResponse, "a channel entry without epoch and offset");
+  }
+  const entry: ChannelEntry = {
+    epoch: v.epoch,
+    offset: v.offset,
+    publications: Array.isArray(v.publications) ? v.publications : [],
+  };
+  if (typeof v.recovered === "boolean") {
+    entry.recovered = v.recovered;
+  }
+  return entry;
+}

@@ -1,0 +1,204 @@
+import type { HeraldError } from "./codes.js";
+
+/** The client's connection state. */
+export const ConnectionState = {
+  Disconnected: "disconnected",
+  Connecting: "connecting",
+  Connected: "connected",
+} as const;
+export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionState];
+
+/** The transports, in the default order of preference. */
+export const TransportName = {
+  WebSocket: "websocket",
+  LongPoll: "longpoll",
+  Poll: "poll",
+} as const;
+export type TransportName = (typeof TransportName)[keyof typeof TransportName];
+
+/** A position in a channel's log: the last offset seen, inside an epoch. */
+export interface StreamPosition {
+  offset: number;
+  epoch: string;
+}
+
+/** Who published (absent for publications made through the server API). */
+export interface ClientInfo {
+  user: string;
+  client: string;
+}
+
+/** One publication of a channel, as the server sends it. */
+export interface Publication {
+  offset: number;
+  data: unknown;
+  info?: ClientInfo;
+}
+
+/** The `publication` event: a publication, with its channel and epoch. */
+export interface PublicationEvent extends Publication {
+  channel: string;
+  epoch: string;
+}
+
+/** The `state` event. */
+export interface StateEvent {
+  state: ConnectionState;
+  /** The transport in use (connected) or being tried (connecting); null when disconnected. */
+  transport: TransportName | null;
+  previous: ConnectionState;
+}
+
+/** The `recovery` event: recovery was impossible; publications between the old and the new position are lost. */
+export interface RecoveryEvent {
+  channel: string;
+  recovered: false;
+  /** The channel's current epoch. */
+  epoch: string;
+  /** The position the subscription continues from. */
+  offset: number;
+  /** The position the client asked to recover from. */
+  since: StreamPosition;
+}
+
+/** The `error` event. */
+export interface ErrorEvent {
+  error: HeraldError;
+  transport: TransportName | null;
+  /** The channel concerned, if any. */
+  channel?: string;
+}
+
+/** The typed event map of {@link HeraldClient}. */
+export interface HeraldEventMap {
+  state: StateEvent;
+  publication: PublicationEvent;
+  recovery: RecoveryEvent;
+  error: ErrorEvent;
+}
+
+/** The events of a {@link Subscription}. */
+export interface SubscriptionEventMap {
+  publication: PublicationEvent;
+  subscribed: { channel: string; position: StreamPosition };
+  recovery: RecoveryEvent;
+  error: ErrorEvent;
+}
+
+/** The constructor of a WebSocket: the browser's, Node 22's global one, or the `ws` package's. */
+export interface WebSocketConstructor {
+  new (url: string, protocols?: string | string[]): WebSocketLike;
+}
+
+/** The part of the WebSocket API the client uses. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  readonly protocol: string;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string; wasClean?: boolean }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** Options of {@link HeraldClient}. */
+export interface HeraldClientOptions {
+  /** A JWT: sent in `connect` on the WebSocket and as `Authorization: Bearer` over HTTP. */
+  token?: string;
+  /** The transports to try, in order. Default: websocket, longpoll, poll. */
+  transports?: TransportName[];
+  /** Use only this transport (overrides `transports`). */
+  transport?: TransportName;
+  /** Short polling: milliseconds between polls. Default 1000. */
+  pollInterval?: number;
+  /** Long polling: seconds the server may hold a poll. Default 25 (the server's cap is 30). */
+  longPollWait?: number;
+  /** Reconnection backoff: the first delay in ms (default 500); it doubles up to `maxReconnectDelay`, with jitter. */
+  minReconnectDelay?: number;
+  /** Reconnection backoff: the largest delay in ms. Default 20000. */
+  maxReconnectDelay?: number;
+  /** Milliseconds to wait for a transport to connect, and for a command's reply. Default 10000. */
+  timeout?: number;
+  /** The WebSocket constructor; default `globalThis.WebSocket` (Node 20 has none: pass the `ws` package's). */
+  WebSocket?: WebSocketConstructor;
+  /** The fetch function; default `globalThis.fetch`. */
+  fetch?: typeof fetch;
+}
+
+/** Options of {@link HeraldClient.history}. */
+export interface HistoryOptions {
+  /** Return the publications after this position (oldest first). Without it, the newest `limit`. */
+  since?: StreamPosition;
+  /** At most this many publications (1..1000 by default). */
+  limit?: number;
+}
+
+/** The result of `history`: the channel's head and the publications. */
+export interface HistoryResult {
+  epoch: string;
+  offset: number;
+  publications: Publication[];
+}
+
+/** The result of `publish`: the publication's position. */
+export interface PublishResult {
+  epoch: string;
+  offset: number;
+}
+
+/** The result of `presence`: the clients present, keyed by client id. */
+export type PresenceResult = Record<string, ClientInfo>;
+
+/** A subscribe reply or a poll answer's channel entry. */
+export interface ChannelEntry {
+  epoch: string;
+  offset: number;
+  recovered?: boolean;
+  publications: Publication[];
+}
+
+/** A command as sent on the wire (without `id`). */
+export interface Command {
+  op: string;
+  channel?: string;
+  since?: StreamPosition;
+  data?: unknown;
+  limit?: number;
+  token?: string;
+}
+
+/** Why a transport closed. */
+export interface TransportCloseInfo {
+  error: HeraldError;
+}
+
+/** What a transport needs from the client. */
+export interface TransportHost {
+  readonly token: string | undefined;
+  readonly timeout: number;
+  /** The channels to receive and their cursors (undefined: no cursor yet). */
+  channels(): Map<string, StreamPosition | undefined>;
+  /** A subscribe reply (WebSocket) or a poll answer's entry for a channel. */
+  onEntry(channel: string, entry: ChannelEntry, since: StreamPosition | undefined): void;
+  /** A live publication (WebSocket push). */
+  onPush(channel: string, pub: Publication): void;
+  /** The server refused a channel (subscribe error, or a poll error naming it). */
+  onChannelError(channel: string, error: HeraldError): void;
+}
+
+/** A transport: one connection attempt. After `closed` settles it is never reused. */
+export interface Transport {
+  readonly name: TransportName;
+  /** Resolves when connected; rejects (with a HeraldError) when the transport cannot connect. */
+  open(): Promise<void>;
+  /** Resolves once the transport has stopped, for whatever reason (after `open` resolved, or when `close` is called). */
+  readonly closed: Promise<TransportCloseInfo>;
+  close(): void;
+  /** Start receiving a channel (the host's `channels()` holds its cursor). */
+  subscribe(channel: string, since: StreamPosition | undefined): void;
+  /** Stop receiving a channel. */
+  unsubscribe(channel: string): void;
+  /** Run publish, history, presence or ping; resolves with the result or rejects with a HeraldError. */
+  command(command: Command): Promise<unknown>;
+}

@@ -1,0 +1,340 @@
+// The TypeScript client (built to dist/) against the real Herald server: every transport, fallback, transport
+// switches under load (each offset exactly once, in order), recovery, errors.
+//
+// Run: `npm test` in clients/js after `dotnet build src/Herald.Server -c Release` (HERALD_DLL overrides the build).
+
+import { after, afterEach, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { ClientErrorCodes, ErrorCodes, HeraldClient, HeraldError } from '../dist/index.js';
+import { startServer, waitConnected, waitFor, withTimeout } from '../test-support/server.mjs';
+
+const TEST_MS = 90_000;
+const WAIT_MS = 20_000;
+
+let server;
+const clients = new Set();
+
+before(async () => {
+  server = await startServer({ Herald__Namespaces__tiny__HistorySize: '3' });
+});
+
+afterEach(() => {
+  for (const client of clients) {
+    client.disconnect();
+  }
+  clients.clear();
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+function makeClient(options = {}) {
+  const client = new HeraldClient(server.url, {
+    WebSocket,
+    minReconnectDelay: 50,
+    maxReconnectDelay: 1000,
+    pollInterval: 100,
+    ...options,
+  });
+  clients.add(client);
+  return client;
+}
+
+let channelCounter = 0;
+function freshChannel(ns = 'chat') {
+  return `${ns}:t${process.pid}-${++channelCounter}-${Date.now().toString(36)}`;
+}
+
+/**
+ * A condition that is re-checked whenever `poke()` is called (after every publication received or published), so a
+ * test waits for "n offsets received" without sleeping.
+ */
+function conditions() {
+  const waiters = new Set();
+  return {
+    poke() {
+      for (const w of [...waiters]) {
+        if (w.predicate()) {
+          waiters.delete(w);
+          w.resolve();
+        }
+      }
+    },
+    until(predicate, what, ms = WAIT_MS) {
+      if (predicate()) {
+        return Promise.resolve();
+      }
+      let waiter;
+      const promise = new Promise((resolve) => {
+        waiter = { predicate, resolve };
+        waiters.add(waiter);
+      });
+      return withTimeout(promise, ms, what).finally(() => waiters.delete(waiter));
+    },
+  };
+}
+
+function range(from, to) {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+const TRANSPORTS = ['websocket', 'longpoll', 'poll'];
+
+describe('each transport', () => {
+  for (const transport of TRANSPORTS) {
+    test(`${transport}: receives publications in order, publishes, reads history and presence`, { timeout: TEST_MS }, async () => {
+      const client = makeClient({ transport, longPollWait: 5 });
+      const states = [];
+      client.on('state', (e) => states.push(`${e.state}/${e.transport}`));
+      await withTimeout(client.connect(), WAIT_MS, 'connect()');
+      assert.equal(client.state, 'connected');
+      assert.equal(client.transport, transport);
+      assert.deepEqual(states, [`connecting/${transport}`, `connected/${transport}`]);
+
+      const channel = freshChannel();
+      const received = [];
+      const cond = conditions();
+      const sub = client.subscribe(channel, (e) => {
+        received.push(e);
+        cond.poke();
+      });
+      const position = await sub.ready(WAIT_MS);
+      assert.equal(position.offset, 0);
+      assert.equal(typeof position.epoch, 'string');
+
+      for (let i = 1; i <= 15; i++) {
+        const r = await server.publish(channel, { n: i });
+        assert.equal(r.offset, i);
+      }
+      for (let i = 16; i <= 20; i++) {
+        const r = await client.publish(channel, { n: i, from: 'client' });
+        assert.deepEqual(r, { epoch: position.epoch, offset: i });
+      }
+      await cond.until(() => received.length >= 20, () => `20 publications (got ${received.length})`);
+      assert.deepEqual(received.map((e) => e.offset), range(1, 20));
+      assert.deepEqual(received.map((e) => e.data.n), range(1, 20));
+      assert.ok(received.every((e) => e.channel === channel && e.epoch === position.epoch));
+      assert.equal(received[0].info, undefined, 'API publications have no info');
+      assert.equal(typeof received[19].info.client, 'string', 'client publications carry info');
+      assert.deepEqual(sub.position, { epoch: position.epoch, offset: 20 });
+
+      const history = await client.history(channel, { since: { offset: 10, epoch: position.epoch }, limit: 5 });
+      assert.equal(history.offset, 20);
+      assert.deepEqual(history.publications.map((p) => p.offset), range(11, 15));
+      const newest = await client.history(channel, { limit: 3 });
+      assert.deepEqual(newest.publications.map((p) => p.offset), range(18, 20));
+
+      const presence = await client.presence(channel);
+      const present = Object.values(presence);
+      if (transport === 'websocket') {
+        assert.equal(present.length, 1, JSON.stringify(presence));
+      } else {
+        assert.equal(present.length, 0, 'polling clients are never present');
+      }
+    });
+  }
+});
+
+describe('fallback', () => {
+  test('a WebSocket that fails to connect falls back to long polling', { timeout: TEST_MS }, async () => {
+    class FailingWebSocket {
+      constructor() {
+        this.readyState = 0;
+        this.protocol = '';
+        this.onopen = this.onmessage = this.onclose = this.onerror = null;
+        queueMicrotask(() => {
+          this.readyState = 3;
+          this.onerror?.({ type: 'error' });
+          this.onclose?.({ code: 1006, reason: '' });
+        });
+      }
+      send() {
+        throw new Error('not open');
+      }
+      close() {}
+    }
+    const client = makeClient({ WebSocket: FailingWebSocket });
+    const states = [];
+    const errors = [];
+    client.on('state', (e) => states.push(`${e.state}/${e.transport}`));
+    client.on('error', (e) => errors.push(e));
+    await withTimeout(client.connect(), WAIT_MS, 'connect()');
+    assert.equal(client.transport, 'longpoll');
+    assert.deepEqual(states, ['connecting/websocket', 'connecting/longpoll', 'connected/longpoll']);
+    assert.equal(errors[0].transport, 'websocket');
+    assert.equal(errors[0].error.code, ClientErrorCodes.TransportFailed);
+
+    const channel = freshChannel();
+    const sub = client.subscribe(channel);
+    await sub.ready(WAIT_MS);
+    const got = waitFor(sub, 'publication');
+    await server.publish(channel, { hello: 'longpoll' });
+    assert.deepEqual((await got).data, { hello: 'longpoll' });
+  });
+
+  test('a WebSocket constructor that throws falls back too, and long polling failing falls back to polling', { timeout: TEST_MS }, async () => {
+    class ThrowingWebSocket {
+      constructor() {
+        throw new Error('blocked by a proxy');
+      }
+    }
+    const brokenFetch = (input, init) =>
+      init?.signal && String(input).endsWith('/cmd') && fetchCalls++ === 0
+        ? Promise.reject(new TypeError('fetch failed'))
+        : fetch(input, init);
+    let fetchCalls = 0;
+    const client = makeClient({ WebSocket: ThrowingWebSocket, fetch: brokenFetch });
+    const states = [];
+    client.on('state', (e) => states.push(`${e.state}/${e.transport}`));
+    await withTimeout(client.connect(), WAIT_MS, 'connect()');
+    assert.deepEqual(states, ['connecting/websocket', 'connecting/longpoll', 'connecting/poll', 'connected/poll']);
+  });
+});
+
+describe('switching transports', () => {
+  test('a client that switches transport mid-stream receives every offset exactly once, in order', { timeout: TEST_MS }, async () => {
+    const client = makeClient({ transport: 'websocket', longPollWait: 5 });
+    const channel = freshChannel();
+    const received = [];
+    const cond = conditions();
+    const sub = client.subscribe(channel, (e) => {
+      received.push(e.offset);
+      cond.poke();
+    });
+    await withTimeout(client.connect(), WAIT_MS, 'connect()');
+    await sub.ready(WAIT_MS);
+
+    let published = 0;
+    let stop = false;
+    const publisher = (async () => {
+      while (!stop) {
+        const r = await server.publish(channel, { n: published + 1 });
+        published = r.offset;
+        cond.poke();
+      }
+    })();
+
+    const steps = [
+      ['reconnect', 'longpoll'],
+      ['reconnect', 'poll'],
+      ['live', 'websocket'],
+      ['live', 'poll'],
+      ['reconnect', 'websocket'],
+      ['live', 'longpoll'],
+      ['reconnect', 'websocket'],
+    ];
+    try {
+      for (const [how, next] of steps) {
+        const target = received.length + 15;
+        await cond.until(() => received.length >= target, () => `${target} offsets before switching to ${next} (got ${received.length})`);
+        if (how === 'reconnect') {
+          client.disconnect();
+          const during = published + 10; // publications made while nobody listens
+          await cond.until(() => published >= during, 'publications while disconnected');
+          client.setTransport(next);
+          await withTimeout(client.connect(), WAIT_MS, `connect() on ${next}`);
+        } else {
+          client.setTransport(next);
+          await waitConnected(client, next);
+        }
+        assert.equal(client.transport, next);
+      }
+      const target = received.length + 15;
+      await cond.until(() => received.length >= target, 'offsets after the last switch');
+    } finally {
+      stop = true;
+      await publisher;
+    }
+    await cond.until(() => received.length >= published, () => `all ${published} offsets (got ${received.length})`);
+    assert.ok(published > 100, `the publisher ran (${published})`);
+    assert.deepEqual(received, range(1, published));
+    assert.deepEqual(sub.position.offset, published);
+  });
+});
+
+describe('recovery', () => {
+  for (const transport of ['websocket', 'poll']) {
+    test(`${transport}: recovered:false after the history window lost what was missed`, { timeout: TEST_MS }, async () => {
+      const client = makeClient({ transport });
+      const channel = freshChannel('tiny'); // HistorySize 3
+      const received = [];
+      const sub = client.subscribe(channel, (e) => received.push(e.offset));
+      await withTimeout(client.connect(), WAIT_MS, 'connect()');
+      const start = await sub.ready(WAIT_MS);
+      const first = waitFor(sub, 'publication');
+      await server.publish(channel, { n: 1 });
+      await first;
+
+      client.disconnect();
+      for (let i = 2; i <= 10; i++) {
+        await server.publish(channel, { n: i });
+      }
+      const recovery = waitFor(client, 'recovery', (e) => e.channel === channel);
+      await withTimeout(client.connect(), WAIT_MS, 'connect()');
+      const event = await recovery;
+      assert.deepEqual(event, { channel, recovered: false, epoch: start.epoch, offset: 10, since: { epoch: start.epoch, offset: 1 } });
+      assert.deepEqual(sub.position, { epoch: start.epoch, offset: 10 });
+
+      const next = waitFor(sub, 'publication');
+      await server.publish(channel, { n: 11 });
+      assert.equal((await next).offset, 11);
+      assert.deepEqual(received, [1, 11]);
+    });
+
+    test(`${transport}: recovers what it missed when history still holds it`, { timeout: TEST_MS }, async () => {
+      const client = makeClient({ transport });
+      const channel = freshChannel();
+      const received = [];
+      const cond = conditions();
+      const sub = client.subscribe(channel, (e) => {
+        received.push(e.offset);
+        cond.poke();
+      });
+      client.on('recovery', (e) => assert.fail(`unexpected recovery event ${JSON.stringify(e)}`));
+      await withTimeout(client.connect(), WAIT_MS, 'connect()');
+      await sub.ready(WAIT_MS);
+      await server.publish(channel, { n: 1 });
+      await cond.until(() => received.length === 1, 'offset 1');
+      client.disconnect();
+      for (let i = 2; i <= 30; i++) {
+        await server.publish(channel, { n: i });
+      }
+      await withTimeout(client.connect(), WAIT_MS, 'connect()');
+      await cond.until(() => received.length >= 30, () => `30 offsets (got ${received.length})`);
+      assert.deepEqual(received, range(1, 30));
+    });
+  }
+});
+
+describe('errors', () => {
+  for (const transport of TRANSPORTS) {
+    test(`${transport}: an unknown namespace fails the subscription; publishing where clients may not is refused`, { timeout: TEST_MS }, async () => {
+      const client = makeClient({ transport, longPollWait: 5 });
+      await withTimeout(client.connect(), WAIT_MS, 'connect()');
+      const good = client.subscribe(freshChannel());
+      const bad = client.subscribe('nope:x');
+      await assert.rejects(bad.ready(WAIT_MS), (err) => err instanceof HeraldError && err.code === ErrorCodes.InvalidChannel);
+      assert.equal(bad.state, 'unsubscribed');
+      await good.ready(WAIT_MS); // the other channel is unaffected
+      await assert.rejects(client.publish('news', { x: 1 }), (err) => err.code === ErrorCodes.PermissionDenied);
+      assert.throws(() => client.subscribe('bad/name'), (err) => err.code === ErrorCodes.InvalidChannel);
+      assert.equal(client.state, 'connected');
+    });
+  }
+
+  test('a token the server cannot validate ends in disconnected with unauthorized, without falling back', { timeout: TEST_MS }, async () => {
+    const client = makeClient({ token: 'not-a-jwt' });
+    const states = [];
+    client.on('state', (e) => states.push(`${e.state}/${e.transport}`));
+    await assert.rejects(withTimeout(client.connect(), WAIT_MS, 'connect()'), (err) => err.code === ErrorCodes.Unauthorized);
+    assert.equal(client.state, 'disconnected');
+    assert.deepEqual(states, ['connecting/websocket', 'disconnected/null']);
+  });
+
+  test('publish before connect() is refused with disconnected', async () => {
+    const client = makeClient();
+    await assert.rejects(client.publish('chat:x', 1), (err) => err.code === ClientErrorCodes.Disconnected);
+  });
+});

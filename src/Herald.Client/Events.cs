@@ -1,0 +1,64 @@
+using Herald.Protocol;
+
+namespace Herald.Client;
+
+/// <summary>A change of <see cref="HeraldClient.State"/>.</summary>
+public sealed class HeraldStateChangedEventArgs : EventArgs
+{
+    /// <summary>Creates the event.</summary>
+    public HeraldStateChangedEventArgs(HeraldConnectionState state, HeraldTransport? transport, string? reason, Exception? exception = null)
+    {
+        State = state;
+        Transport = transport;
+        Reason = reason;
+        Exception = exception;
+    }
+
+    /// <summary>The new state.</summary>
+    public HeraldConnectionState State { get; }
+
+    /// <summary>The transport being tried (<see cref="HeraldConnectionState.Connecting"/>), in use (<see cref="HeraldConnectionState.Connected"/>) or just lost.</summary>
+    public HeraldTransport? Transport { get; }
+
+    /// <summary>Why the client disconnected (for example <c>"closed 1001: going away"</c>); <see langword="null"/> otherwise.</summary>
+    public string? Reason { get; }
+
+    /// <summary>The failure behind a disconnection, when there was one.</summary>
+    public Exception? Exception { get; }
+
+    /// <inheritdoc />
+    public override string ToString() => State switch
+    {
+        HeraldConnectionState.Connected => $"Connected({Transport})",
+        HeraldConnectionState.Connecting => $"Connecting({Transport})",
+        _ => $"Disconnected({Reason})",
+    };
+}
+
+/// <summary>
+/// A subscription came back (after a reconnect or transport switch) but the server could not give back what it
+/// missed (<c>recovered: false</c>): the channel changed epoch, or the missed publications left its history window.
+/// The subscription continues from <see cref="Position"/>; resync the application's state some other way.
+/// </summary>
+public sealed class HeraldRecoveryFailedEventArgs : EventArgs
+{
+    /// <summary>Creates the event.</summary>
+    public HeraldRecoveryFailedEventArgs(string channel, StreamPosition previous, StreamPosition position)
+    {
+        Channel = channel;
+        Previous = previous;
+        Position = position;
+    }
+
+    /// <summary>The channel.</summary>
+    public string Channel { get; }
+
+    /// <summary>The last position the client had seen.</summary>
+    public StreamPosition Previous { get; }
+
+    /// <summary>The channel's head in its current epoch, from which delivery continues.</summary>
+    public StreamPosition Position { get; }
+
+    /// <summary>Whether the channel's log changed generation (for example the server restarted).</summary>
+    public bool EpochChanged => !string.Equals(Previous.Epoch, Position.Epoch, StringComparison.Ordinal);
+}

@@ -1,0 +1,83 @@
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using Herald.Client.Json;
+using Herald.Protocol;
+
+namespace Herald.Client;
+
+public sealed partial class HeraldClient
+{
+    /// <summary>Publishes <paramref name="data"/> to <paramref name="channel"/> over the current transport.</summary>
+    /// <returns>The publication's position.</returns>
+    /// <exception cref="HeraldException">The server refused it (<c>permission_denied</c>, <c>payload_too_large</c>, …).</exception>
+    /// <exception cref="HeraldConnectionException">The connection was lost before the reply; the publication may or may not have been made.</exception>
+    public async ValueTask<StreamPosition> PublishAsync(string channel, JsonElement data, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(channel);
+        var result = await ExecuteAsync(new OutboundCommand { Op = Ops.Publish, Channel = channel, Data = data }, cancellationToken);
+        var stream = result.Deserialize(ClientJsonContext.Default.StreamResult);
+        return new StreamPosition(stream?.Offset ?? 0, stream?.Epoch ?? "");
+    }
+
+    /// <summary>Publishes <paramref name="data"/>, serialized with source-generated metadata.</summary>
+    /// <inheritdoc cref="PublishAsync(string, JsonElement, CancellationToken)"/>
+    public ValueTask<StreamPosition> PublishAsync<T>(string channel, T data, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(typeInfo);
+        return PublishAsync(channel, JsonSerializer.SerializeToElement(data, typeInfo), cancellationToken);
+    }
+
+    /// <summary>Reads a channel's history: after <paramref name="since"/>, or the newest publications.</summary>
+    /// <param name="channel">The channel.</param>
+    /// <param name="since">Return what came after this position; <see langword="null"/> for the newest <paramref name="limit"/>.</param>
+    /// <param name="limit">At most this many publications; <see langword="null"/> for the server's maximum.</param>
+    /// <param name="cancellationToken">Cancels the request.</param>
+    /// <exception cref="HeraldException">The server refused it (<c>epoch_mismatch</c>, <c>invalid_position</c>, …).</exception>
+    public async ValueTask<HistoryResult> HistoryAsync(string channel, StreamPosition? since = null, int? limit = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(channel);
+        var command = new OutboundCommand
+        {
+            Op = Ops.History,
+            Channel = channel,
+            Since = since is { } s ? new CursorDto { Offset = s.Offset, Epoch = s.Epoch } : null,
+            Limit = limit,
+        };
+        var result = await ExecuteAsync(command, cancellationToken);
+        var stream = result.Deserialize(ClientJsonContext.Default.StreamResult)
+            ?? throw new HeraldConnectionException("a history reply without a result");
+        var epoch = stream.Epoch ?? "";
+        var publications = (stream.Publications ?? []).Select(p => new ClientPublication(
+            channel,
+            new StreamPosition(p.Offset, epoch),
+            p.Data,
+            p.Info is { } i ? new ClientInfo(i.User ?? "", i.Client ?? "") : null)).ToList();
+        return new HistoryResult(new StreamPosition(stream.Offset, epoch), publications);
+    }
+
+    /// <summary>Lists the clients present in a channel, keyed by client id.</summary>
+    /// <exception cref="HeraldException">The server refused it (<c>not_available</c> when the namespace has no presence, …).</exception>
+    public async ValueTask<IReadOnlyDictionary<string, ClientInfo>> PresenceAsync(string channel, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(channel);
+        var result = await ExecuteAsync(new OutboundCommand { Op = Ops.Presence, Channel = channel }, cancellationToken);
+        var presence = result.Deserialize(ClientJsonContext.Default.PresenceAnswer)?.Presence ?? [];
+        return presence.ToDictionary(p => p.Key, p => new ClientInfo(p.Value.User ?? "", p.Value.Client ?? p.Key), StringComparer.Ordinal);
+    }
+
+    /// <summary>Sends a command over the current transport, waiting for one if the client is between connections.</summary>
+    private async Task<JsonElement> ExecuteAsync(OutboundCommand command, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(Options.CommandTimeout);
+        try
+        {
+            var transport = await WaitForTransportAsync(timeout.Token);
+            return await transport.CommandAsync(command, timeout.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"'{command.Op}' got no reply within {Options.CommandTimeout.TotalSeconds:0.#} s.");
+        }
+    }
+}

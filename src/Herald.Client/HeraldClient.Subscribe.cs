@@ -1,0 +1,103 @@
+using Herald.Client.Transports;
+
+namespace Herald.Client;
+
+public sealed partial class HeraldClient
+{
+    /// <summary>
+    /// Subscribes to <paramref name="channel"/> and returns once the server confirmed it. From then on the
+    /// subscription survives reconnects and transport switches, resuming from its cursor each time.
+    /// </summary>
+    /// <param name="channel">The channel, <c>namespace:name</c> or a bare name.</param>
+    /// <param name="options">Where to start and whether to deliver to a callback; <see langword="null"/> for the head and an enumerable.</param>
+    /// <param name="cancellationToken">Cancels the wait; the subscription is then withdrawn.</param>
+    /// <exception cref="InvalidOperationException">The client already has a subscription to the channel, or is not connected yet.</exception>
+    /// <exception cref="HeraldException">The server refused the subscription (<c>invalid_channel</c>, <c>permission_denied</c>, …).</exception>
+    public async ValueTask<HeraldSubscription> SubscribeAsync(string channel, SubscribeOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(channel);
+        ThrowIfDisposed();
+        var subscription = new HeraldSubscription(this, channel, options, Options.SubscriptionBufferCapacity);
+        if (!_subscriptions.TryAdd(channel, subscription))
+        {
+            throw new InvalidOperationException($"The client is already subscribed to {channel}; reuse that subscription.");
+        }
+        ClientTransport? current;
+        lock (_gate)
+        {
+            current = _current;
+        }
+        current?.OnSubscribed(subscription);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            // Not connected right now: the subscription waits for the next connection, but not forever.
+            timeout.CancelAfter(Options.CommandTimeout + Options.ConnectTimeout);
+            await subscription.Ready.WaitAsync(timeout.Token);
+        }
+        catch (Exception)
+        {
+            await UnsubscribeAsync(subscription, CancellationToken.None);
+            throw;
+        }
+        return subscription;
+    }
+
+    /// <summary>Subscribes, handing every publication to <paramref name="onPublication"/> in order.</summary>
+    /// <inheritdoc cref="SubscribeAsync(string, SubscribeOptions?, CancellationToken)"/>
+    public ValueTask<HeraldSubscription> SubscribeAsync(string channel, Func<ClientPublication, CancellationToken, ValueTask> onPublication, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(onPublication);
+        return SubscribeAsync(channel, new SubscribeOptions { OnPublication = onPublication }, cancellationToken);
+    }
+
+    /// <summary>Unsubscribes; the subscription's enumerable then ends.</summary>
+    public async ValueTask UnsubscribeAsync(HeraldSubscription subscription, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(subscription);
+        if (!_subscriptions.TryRemove(new(subscription.Channel, subscription)))
+        {
+            subscription.Complete();
+            return;
+        }
+        subscription.Complete();
+        ClientTransport? current;
+        lock (_gate)
+        {
+            current = _current;
+        }
+        if (current is null)
+        {
+            return;
+        }
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(Options.CommandTimeout);
+            await current.OnUnsubscribedAsync(subscription, timeout.Token);
+        }
+        catch (HeraldConnectionException)
+        {
+            // The connection is gone, and with it the server's subscription.
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Unsubscribes from <paramref name="channel"/>, if subscribed.</summary>
+    public ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(channel);
+        return _subscriptions.TryGetValue(channel, out var subscription)
+            ? UnsubscribeAsync(subscription, cancellationToken)
+            : ValueTask.CompletedTask;
+    }
+
+    /// <summary>The server refused a subscription: it ends with that error.</summary>
+    internal void OnSubscriptionRefused(HeraldSubscription subscription, HeraldException error)
+    {
+        _subscriptions.TryRemove(new(subscription.Channel, subscription));
+        subscription.Complete(error);
+    }
+}

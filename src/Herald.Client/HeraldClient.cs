@@ -1,0 +1,156 @@
+using System.Collections.Concurrent;
+using Herald.Client.Transports;
+using Herald.Protocol;
+
+namespace Herald.Client;
+
+/// <summary>
+/// A connection to a Herald server over WebSocket, long polling or short polling, with automatic fallback,
+/// reconnection (exponential backoff with jitter) and gap-free recovery of every subscription.
+/// </summary>
+/// <remarks>
+/// Each subscription keeps a cursor (offset and epoch of the last publication it delivered). Every reconnect and
+/// every transport switch resumes from it with <c>since</c>, and duplicates at the seam are dropped by offset, so
+/// a subscriber sees each offset once and in order. When the server cannot give back what was missed, the client
+/// says so through <see cref="RecoveryFailed"/>.
+/// </remarks>
+public sealed partial class HeraldClient : IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<string, HeraldSubscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly Lock _gate = new();
+    private readonly HttpClient _http;
+    private HeraldConnectionState _state;
+    private HeraldTransport? _transport;
+    private int _disposed;
+
+    /// <summary>Creates a client; nothing connects until <see cref="ConnectAsync"/>.</summary>
+    /// <exception cref="ArgumentException">The options are invalid.</exception>
+    public HeraldClient(HeraldClientOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+        _http = new HttpClient(new SocketsHttpHandler
+        {
+            // Pooled connections to a node that went away must not outlive the reconnect that replaces them.
+            PooledConnectionLifetime = TimeSpan.FromMinutes(2),
+            ConnectTimeout = options.ConnectTimeout,
+        })
+        {
+            // Long polls are held by the server; each request carries its own deadline instead.
+            Timeout = Timeout.InfiniteTimeSpan,
+        };
+    }
+
+    /// <summary>The options the client was created with.</summary>
+    public HeraldClientOptions Options { get; }
+
+    /// <summary>The connection state.</summary>
+    public HeraldConnectionState State
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _state;
+            }
+        }
+    }
+
+    /// <summary>The transport in use while <see cref="State"/> is <see cref="HeraldConnectionState.Connected"/>.</summary>
+    public HeraldTransport? Transport
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _state == HeraldConnectionState.Connected ? _transport : null;
+            }
+        }
+    }
+
+    /// <summary>Raised on every change of <see cref="State"/>: Connecting, Connected(transport), Disconnected(reason).</summary>
+    /// <remarks>Raised on the client's connection loop; handlers must not block.</remarks>
+    public event EventHandler<HeraldStateChangedEventArgs>? StateChanged;
+
+    /// <summary>Raised when a subscription came back with <c>recovered: false</c>: publications were missed and cannot be given back.</summary>
+    /// <remarks>Raised on the client's connection loop, before the subscription delivers anything newer.</remarks>
+    public event EventHandler<HeraldRecoveryFailedEventArgs>? RecoveryFailed;
+
+    internal HttpClient Http => _http;
+
+    internal ICollection<HeraldSubscription> Subscriptions => _subscriptions.Values;
+
+    internal bool TryGetSubscription(string channel, out HeraldSubscription subscription) =>
+        _subscriptions.TryGetValue(channel, out subscription!);
+
+    internal ValueTask<string?> GetTokenAsync(CancellationToken cancellationToken) =>
+        Options.TokenProvider is { } provider ? provider(cancellationToken) : ValueTask.FromResult(Options.Token);
+
+    internal Uri ResolveHttp(string path) => new(WithTrailingSlash(Options.BaseUri), path);
+
+    internal Uri ResolveWebSocket()
+    {
+        var builder = new UriBuilder(ResolveHttp(Options.WebSocketPath));
+        builder.Scheme = builder.Scheme == Uri.UriSchemeHttps ? "wss" : "ws";
+        return builder.Uri;
+    }
+
+    internal void OnRecoveryFailed(string channel, StreamPosition previous, StreamPosition position)
+    {
+        try
+        {
+            RecoveryFailed?.Invoke(this, new HeraldRecoveryFailedEventArgs(channel, previous, position));
+        }
+        catch (Exception)
+        {
+            // A faulty handler must not stop the connection loop.
+        }
+    }
+
+    private void SetState(HeraldConnectionState state, HeraldTransport? transport, string? reason = null, Exception? exception = null)
+    {
+        lock (_gate)
+        {
+            _state = state;
+            _transport = transport;
+        }
+        try
+        {
+            StateChanged?.Invoke(this, new HeraldStateChangedEventArgs(state, transport, reason, exception));
+        }
+        catch (Exception)
+        {
+            // A faulty handler must not stop the connection loop.
+        }
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+
+    private static Uri WithTrailingSlash(Uri uri) =>
+        uri.AbsolutePath.EndsWith('/') ? uri : new Uri(uri.AbsoluteUri + "/");
+
+    /// <summary>Disconnects, ends every subscription and releases the client's resources.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        await StopLoopAsync();
+        foreach (var subscription in _subscriptions.Values)
+        {
+            subscription.Complete();
+        }
+        _subscriptions.Clear();
+        _http.Dispose();
+    }
+
+    private ClientTransport CreateTransport(HeraldTransport kind) => kind switch
+    {
+        HeraldTransport.WebSocket => new WebSocketTransport(this),
+        HeraldTransport.LongPoll => new PollingTransport(this, longPoll: true),
+        HeraldTransport.ShortPoll => new PollingTransport(this, longPoll: false),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown transport"),
+    };
+}

@@ -1,0 +1,96 @@
+namespace Herald.Client;
+
+/// <summary>How a <see cref="HeraldClient"/> connects. Immutable: derive variants with <c>with</c>.</summary>
+public sealed record HeraldClientOptions
+{
+    /// <summary>The transport order used when the caller does not choose: WebSocket, then long poll, then short poll.</summary>
+    public static readonly IReadOnlyList<HeraldTransport> DefaultTransports =
+        [HeraldTransport.WebSocket, HeraldTransport.LongPoll, HeraldTransport.ShortPoll];
+
+    /// <summary>The server's base address (<c>http://</c> or <c>https://</c>); <c>ws://</c> and <c>wss://</c> are derived from it.</summary>
+    public Uri BaseUri { get; init; } = new("http://localhost:8080/");
+
+    /// <summary>A fixed connection token (JWT); <see langword="null"/> for anonymous access.</summary>
+    public string? Token { get; init; }
+
+    /// <summary>
+    /// Called before every connection attempt and poll request for a fresh token; when set it wins over
+    /// <see cref="Token"/>, so that a reconnect never presents an expired token.
+    /// </summary>
+    public Func<CancellationToken, ValueTask<string?>>? TokenProvider { get; init; }
+
+    /// <summary>The transports to try, in order. On a failed attempt the client falls back to the next one.</summary>
+    public IReadOnlyList<HeraldTransport> Transports { get; init; } = DefaultTransports;
+
+    /// <summary>When set, the client uses only this transport and never falls back.</summary>
+    public HeraldTransport? ForcedTransport { get; init; }
+
+    /// <summary>The WebSocket endpoint, relative to <see cref="BaseUri"/>.</summary>
+    public string WebSocketPath { get; init; } = "ws";
+
+    /// <summary>The polling endpoint, relative to <see cref="BaseUri"/>.</summary>
+    public string PollPath { get; init; } = "poll";
+
+    /// <summary>The HTTP command endpoint used by the polling transports, relative to <see cref="BaseUri"/>.</summary>
+    public string CommandPath { get; init; } = "cmd";
+
+    /// <summary>How long the server may hold a long poll (at most the server's <c>Herald:MaxPollWait</c>).</summary>
+    public TimeSpan LongPollWait { get; init; } = TimeSpan.FromSeconds(25);
+
+    /// <summary>The pause between two short polls.</summary>
+    public TimeSpan ShortPollInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long one connection attempt (handshake plus <c>connect</c>) may take.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a command (publish, history, presence, subscribe) may wait for its reply.</summary>
+    public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The first reconnect delay; each failed round doubles it up to <see cref="ReconnectMaxDelay"/>.</summary>
+    public TimeSpan ReconnectMinDelay { get; init; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>The largest reconnect delay.</summary>
+    public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// The share of each reconnect delay that is randomized (0 to 1), so that clients dropped together do not
+    /// all come back in the same instant.
+    /// </summary>
+    public double ReconnectJitter { get; init; } = 0.5;
+
+    /// <summary>The WebSocket keep-alive ping interval; a peer that stops answering is detected within about twice this.</summary>
+    public TimeSpan WebSocketKeepAliveInterval { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>How many publications each subscription buffers for a slow reader before the transport waits for it.</summary>
+    public int SubscriptionBufferCapacity { get; init; } = 10_000;
+
+    /// <summary>Validates the options; called by the <see cref="HeraldClient"/> constructor.</summary>
+    /// <exception cref="ArgumentException">A value is out of range.</exception>
+    public void Validate()
+    {
+        if (!BaseUri.IsAbsoluteUri || (BaseUri.Scheme != Uri.UriSchemeHttp && BaseUri.Scheme != Uri.UriSchemeHttps))
+        {
+            throw new ArgumentException($"BaseUri must be an absolute http:// or https:// address, not '{BaseUri}'.", nameof(BaseUri));
+        }
+        if (ForcedTransport is null && (Transports is null || Transports.Count == 0))
+        {
+            throw new ArgumentException("Transports must name at least one transport (or set ForcedTransport).", nameof(Transports));
+        }
+        if (LongPollWait <= TimeSpan.Zero || ShortPollInterval < TimeSpan.Zero)
+        {
+            throw new ArgumentException("LongPollWait must be positive and ShortPollInterval must not be negative.", nameof(LongPollWait));
+        }
+        if (ReconnectMinDelay < TimeSpan.Zero || ReconnectMaxDelay < ReconnectMinDelay)
+        {
+            throw new ArgumentException("ReconnectMinDelay must not be negative, and ReconnectMaxDelay must be at least ReconnectMinDelay.", nameof(ReconnectMinDelay));
+        }
+        if (ReconnectJitter is < 0 or > 1)
+        {
+            throw new ArgumentException("ReconnectJitter must be between 0 and 1.", nameof(ReconnectJitter));
+        }
+        if (SubscriptionBufferCapacity < 1)
+        {
+            throw new ArgumentException("SubscriptionBufferCapacity must be at least 1.", nameof(SubscriptionBufferCapacity));
+        }
+    }
+}

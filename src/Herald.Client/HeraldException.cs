@@ -1,0 +1,49 @@
+namespace Herald.Client;
+
+/// <summary>The server answered a command with an error (see <c>ErrorCodes</c> in Herald.Protocol).</summary>
+public class HeraldException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public HeraldException() : this("unknown", "the server refused the command")
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public HeraldException(string message) : this("unknown", message)
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public HeraldException(string message, Exception innerException) : base(message, innerException)
+    {
+        Code = "unknown";
+    }
+
+    /// <summary>Creates the exception from an error reply.</summary>
+    public HeraldException(string code, string message) : base($"{code}: {message}")
+    {
+        Code = code;
+    }
+
+    /// <summary>The error code, one of <c>Herald.Protocol.ErrorCodes</c>.</summary>
+    public string Code { get; }
+}
+
+/// <summary>The connection was lost (or could not be made) before the command got its reply.</summary>
+public sealed class HeraldConnectionException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public HeraldConnectionException()
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public HeraldConnectionException(string message) : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public HeraldConnectionException(string message, Exception? innerException) : base(message, innerException)
+    {
+    }
+}

@@ -1,0 +1,298 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net.WebSockets;
+using System.Text.Json;
+using Herald.Client.Json;
+using Herald.Protocol;
+
+namespace Herald.Client.Transports;
+
+/// <summary>
+/// <c>GET /ws</c> with subprotocol <c>herald.json</c>: commands go out as text frames; every frame that comes in is
+/// split on <c>\n</c>, and its replies and pushes are handled one by one, in order, on the read loop.
+/// </summary>
+internal sealed class WebSocketTransport : ClientTransport
+{
+    private const string SubProtocol = "herald.json";
+
+    private readonly ClientWebSocket _socket = new();
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly ConcurrentDictionary<long, Pending> _pending = new();
+    // Channels this connection sent `subscribe` for, and those whose reply arrived (only those take pushes).
+    private readonly ConcurrentDictionary<string, HeraldSubscription> _requested = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, HeraldSubscription> _live = new(StringComparer.Ordinal);
+    // Ends the read loop for good; a stop first tries an orderly close and only then aborts.
+    private readonly CancellationTokenSource _abort = new();
+    private Task<TransportEnd>? _reader;
+    private long _nextId;
+
+    public WebSocketTransport(HeraldClient client) : base(client)
+    {
+        _socket.Options.AddSubProtocol(SubProtocol);
+        _socket.Options.KeepAliveInterval = client.Options.WebSocketKeepAliveInterval;
+        _socket.Options.KeepAliveTimeout = client.Options.WebSocketKeepAliveInterval;
+    }
+
+    public override HeraldTransport Kind => HeraldTransport.WebSocket;
+
+    public override async Task OpenAsync(CancellationToken cancellationToken)
+    {
+        await _socket.ConnectAsync(Client.ResolveWebSocket(), cancellationToken);
+        _reader = Task.Run(ReadLoopAsync, CancellationToken.None);
+        StopToken.Register(static state => _ = ((WebSocketTransport)state!).CloseAsync(), this);
+        var token = await Client.GetTokenAsync(cancellationToken);
+        try
+        {
+            await CommandAsync(new OutboundCommand { Op = Ops.Connect, Token = token }, cancellationToken);
+        }
+        catch (HeraldConnectionException ex) when (_reader.IsCompleted)
+        {
+            var end = await _reader;
+            throw new HeraldConnectionException(end.Reason, ex);
+        }
+    }
+
+    protected override async Task<TransportEnd> RunCoreAsync()
+    {
+        if (_reader is null)
+        {
+            return new TransportEnd("not opened");
+        }
+        foreach (var subscription in Client.Subscriptions)
+        {
+            OnSubscribed(subscription);
+        }
+        return await _reader;
+    }
+
+    public override void OnSubscribed(HeraldSubscription subscription)
+    {
+        if (_requested.TryAdd(subscription.Channel, subscription))
+        {
+            _ = SubscribeAsync(subscription);
+        }
+    }
+
+    private async Task SubscribeAsync(HeraldSubscription subscription)
+    {
+        var since = subscription.Position is { } p ? new CursorDto { Offset = p.Offset, Epoch = p.Epoch } : null;
+        try
+        {
+            await SendCommandAsync(new OutboundCommand { Op = Ops.Subscribe, Channel = subscription.Channel, Since = since }, subscription, StopToken);
+        }
+        catch (HeraldException ex)
+        {
+            _requested.TryRemove(new(subscription.Channel, subscription));
+            Client.OnSubscriptionRefused(subscription, ex);
+        }
+        catch (Exception)
+        {
+            // The connection ended; the next one subscribes again from the cursor.
+        }
+    }
+
+    public override async ValueTask OnUnsubscribedAsync(HeraldSubscription subscription, CancellationToken cancellationToken)
+    {
+        _live.TryRemove(new(subscription.Channel, subscription));
+        if (_requested.TryRemove(new(subscription.Channel, subscription)))
+        {
+            try
+            {
+                await CommandAsync(new OutboundCommand { Op = Ops.Unsubscribe, Channel = subscription.Channel }, cancellationToken);
+            }
+            catch (HeraldException ex) when (ex.Code == ErrorCodes.NotSubscribed)
+            {
+            }
+        }
+    }
+
+    public override Task<JsonElement> CommandAsync(OutboundCommand command, CancellationToken cancellationToken) =>
+        SendCommandAsync(command, null, cancellationToken);
+
+    private async Task<JsonElement> SendCommandAsync(OutboundCommand command, HeraldSubscription? subscription, CancellationToken cancellationToken)
+    {
+        var id = Interlocked.Increment(ref _nextId);
+        command.Id = id;
+        var pending = new Pending(subscription);
+        _pending[id] = pending;
+        try
+        {
+            var bytes = JsonSerializer.SerializeToUtf8Bytes(command, ClientJsonContext.Default.OutboundCommand);
+            await _sendLock.WaitAsync(cancellationToken);
+            try
+            {
+                await _socket.SendAsync(bytes, WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
+            }
+            catch (Exception ex) when (ex is WebSocketException or IOException or ObjectDisposedException)
+            {
+                throw new HeraldConnectionException($"the WebSocket failed while sending '{command.Op}'", ex);
+            }
+            finally
+            {
+                _sendLock.Release();
+            }
+            return await pending.Reply.Task.WaitAsync(cancellationToken);
+        }
+        finally
+        {
+            _pending.TryRemove(id, out _);
+        }
+    }
+
+    private async Task<TransportEnd> ReadLoopAsync()
+    {
+        var buffer = new ArrayBufferWriter<byte>(16 * 1024);
+        TransportEnd end;
+        try
+        {
+            while (true)
+            {
+                buffer.ResetWrittenCount();
+                ValueWebSocketReceiveResult received;
+                do
+                {
+                    received = await _socket.ReceiveAsync(buffer.GetMemory(8 * 1024), _abort.Token);
+                    buffer.Advance(received.Count);
+                }
+                while (!received.EndOfMessage && received.MessageType != WebSocketMessageType.Close);
+
+                if (received.MessageType == WebSocketMessageType.Close && StopToken.IsCancellationRequested)
+                {
+                    end = new TransportEnd(StopReason);
+                    break;
+                }
+                if (received.MessageType == WebSocketMessageType.Close)
+                {
+                    var code = (int?)_socket.CloseStatus;
+                    end = new TransportEnd(
+                        $"closed {code}{(string.IsNullOrEmpty(_socket.CloseStatusDescription) ? "" : ": " + _socket.CloseStatusDescription)}",
+                        null,
+                        Fatal: code == CloseCodes.Unauthorized);
+                    break;
+                }
+                await HandleFrameAsync(buffer.WrittenMemory);
+            }
+        }
+        catch (Exception ex) when (StopToken.IsCancellationRequested)
+        {
+            end = new TransportEnd(StopReason, ex is OperationCanceledException or WebSocketException ? null : ex);
+        }
+        catch (Exception ex)
+        {
+            end = new TransportEnd($"WebSocket failed: {ex.Message}", ex);
+        }
+        var lost = new HeraldConnectionException($"the connection ended before the reply ({end.Reason})", end.Exception);
+        foreach (var pending in _pending.Values)
+        {
+            pending.Reply.TrySetException(lost);
+        }
+        return end;
+    }
+
+    private async ValueTask HandleFrameAsync(ReadOnlyMemory<byte> frame)
+    {
+        while (!frame.IsEmpty)
+        {
+            var newline = frame.Span.IndexOf((byte)'\n');
+            var line = newline < 0 ? frame : frame[..newline];
+            frame = newline < 0 ? ReadOnlyMemory<byte>.Empty : frame[(newline + 1)..];
+            if (line.Span.Trim("\r "u8).IsEmpty)
+            {
+                continue;
+            }
+            var message = JsonSerializer.Deserialize(line.Span, ClientJsonContext.Default.ServerMessage)
+                ?? throw new HeraldConnectionException("the server sent a JSON null");
+            await HandleMessageAsync(message);
+        }
+    }
+
+    private async ValueTask HandleMessageAsync(ServerMessage message)
+    {
+        if (message.Push is { Channel: { } channel, Pub: { } pub })
+        {
+            if (_live.TryGetValue(channel, out var subscription) && Client.TryGetSubscription(channel, out var current) && ReferenceEquals(current, subscription))
+            {
+                await subscription.DeliverAsync(pub, null, StopToken);
+            }
+            return;
+        }
+        if (message.Id is not { } id || !_pending.TryGetValue(id, out var pending))
+        {
+            return;
+        }
+        if (message.Error is { } error)
+        {
+            pending.Reply.TrySetException(ToException(error));
+            return;
+        }
+        var result = message.Result ?? default;
+        if (pending.Subscription is { } subscribed)
+        {
+            // Applied here, on the read loop, so that the recovered publications go out before any later push.
+            var stream = result.Deserialize(ClientJsonContext.Default.StreamResult)
+                ?? throw new HeraldConnectionException("a subscribe reply without a result");
+            if (_requested.TryGetValue(subscribed.Channel, out var requested) && ReferenceEquals(requested, subscribed))
+            {
+                await subscribed.ApplyAsync(stream, StopToken);
+                _live[subscribed.Channel] = subscribed;
+                subscribed.MarkReady();
+            }
+        }
+        pending.Reply.TrySetResult(result);
+    }
+
+    /// <summary>
+    /// Sends a close frame and gives the server a moment to answer; the read loop keeps delivering until the
+    /// answer arrives. An orderly close lets the server drop the connection's state at once instead of timing it out.
+    /// </summary>
+    private async Task CloseAsync()
+    {
+        try
+        {
+            if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+                await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "bye", timeout.Token);
+                if (_reader is not null)
+                {
+                    await _reader.WaitAsync(timeout.Token);
+                }
+            }
+        }
+        catch (Exception)
+        {
+            // No answer in time, or the socket already failed: abort below.
+        }
+        finally
+        {
+            try
+            {
+                _abort.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // Disposed meanwhile: the socket is gone already.
+            }
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        _abort.Cancel();
+        if (_reader is not null)
+        {
+            await _reader;
+        }
+        _socket.Dispose();
+        _sendLock.Dispose();
+        _abort.Dispose();
+    }
+
+    private sealed class Pending(HeraldSubscription? subscription)
+    {
+        public HeraldSubscription? Subscription { get; } = subscription;
+
+        public TaskCompletionSource<JsonElement> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}

@@ -1,0 +1,89 @@
+using System.Net;
+using System.Net.Http.Headers;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Herald.Client.Tests.Infrastructure;
+
+/// <summary>A real Herald on real Kestrel, bound to a free loopback port (or a given one, to restart a server in place).</summary>
+/// <remarks>Copied from Herald.Integration.Tests, with a <c>port</c> parameter and without its raw WebSocket helper.</remarks>
+public sealed class TestServer : IAsyncDisposable
+{
+    public const string ApiKey = "test-api-key";
+
+    private readonly WebApplication _app;
+
+    private TestServer(WebApplication app, Uri baseUri)
+    {
+        _app = app;
+        BaseUri = baseUri;
+        Http = new HttpClient { BaseAddress = baseUri };
+        Api = new HttpClient { BaseAddress = baseUri };
+        Api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ApiKey);
+    }
+
+    public Uri BaseUri { get; }
+
+    public Uri WebSocketUri => new($"ws://{BaseUri.Authority}/ws");
+
+    public int Port => BaseUri.Port;
+
+    /// <summary>An HTTP client without credentials.</summary>
+    public HttpClient Http { get; }
+
+    /// <summary>An HTTP client sending the API key.</summary>
+    public HttpClient Api { get; }
+
+    public HeraldNode Node => _app.Services.GetRequiredService<HeraldNode>();
+
+    /// <summary>Starts a server with the test profile (anonymous access; namespaces chat, news, nohist, locked), then <paramref name="configure"/>.</summary>
+    public static async Task<TestServer> StartAsync(Action<HeraldOptions>? configure = null, int port = 0)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseKestrel().UseUrls($"http://127.0.0.1:{port}");
+        builder.Logging.ClearProviders();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Services.AddHerald(o =>
+        {
+            o.ApiKey = ApiKey;
+            // Tests drive the server hard from one IP; the rate-limit tests lower these again.
+            o.MaxCommandsPerSecond = 1_000_000;
+            o.MaxPublishesPerSecond = 1_000_000;
+            o.MaxHttpRequestsPerSecondPerIp = 1_000_000;
+            o.MaxConnectionsPerIp = 100_000;
+            o.AllowAnonymous = true;
+            o.Namespaces["chat"] = new NamespaceOptions { HistorySize = 100_000, HistoryTtl = TimeSpan.FromMinutes(10), AllowClientPublish = true, Presence = true };
+            o.Namespaces["small"] = new NamespaceOptions { HistorySize = 5, HistoryTtl = TimeSpan.FromMinutes(10), AllowClientPublish = true };
+            o.Namespaces["nohist"] = new NamespaceOptions { HistorySize = 0, AllowClientPublish = true };
+            o.Namespaces["locked"] = new NamespaceOptions { HistorySize = 10, AllowClientPublish = false };
+            configure?.Invoke(o);
+        });
+        var app = builder.Build();
+        app.MapHerald();
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new TestServer(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal) + "/"));
+    }
+
+    /// <summary>Publishes through the server API and returns the offset.</summary>
+    public async Task<ulong> PublishAsync(string channel, string dataJson)
+    {
+        using var response = await Api.PostAsync("/api/publish", new StringContent($$"""{"channel":"{{channel}}","data":{{dataJson}}}"""));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var doc = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        return doc.RootElement.GetProperty("offset").GetUInt64();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        Api.Dispose();
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await _app.StopAsync(stop.Token);
+        await _app.DisposeAsync();
+    }
+}
