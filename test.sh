@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Herald's one test command: builds everything (Release), runs the .NET tests, a bounded AFL++ fuzzing run
-# (tests/fuzz/run.sh, FUZZ_SECONDS, default 60), the Node interop tests and the TypeScript client tests (clients/js), and ends
-# with a single line of the form `total: N passed, M failed`. Exits non-zero if anything failed.
+# (tests/fuzz/run.sh, FUZZ_SECONDS, default 60), the Node interop tests, the TypeScript client tests (clients/js) and the
+# browser tests of the demo pages (tests/browser, headless Chromium), and ends with a single line of the form `total: N passed, M failed`. Exits non-zero if anything failed.
 #
 #   bash test.sh
 #
-# Installs what is missing: Node.js/npm and AFL++ through apt-get (with sudo when not root). The .NET 10 SDK must be there.
+# Installs what is missing: Node.js/npm, AFL++ and Chromium through apt-get (with sudo when not root). The .NET 10 SDK must be there.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,6 +45,18 @@ if [ "$NODE_MAJOR" -lt 18 ]; then
 fi
 
 mkdir -p "$LOG_DIR"
+
+# ---------------------------------------------------------------------------------------------------------------
+# The TypeScript client first: the server's build copies clients/js/dist into its wwwroot/js (the demo pages use it).
+
+JS_CLIENT_DIR="$ROOT/clients/js"
+say "npm ci && npm run build (clients/js, before the server build)"
+set +e
+(cd "$JS_CLIENT_DIR" && npm ci --no-audit --no-fund && npm run build) 2>&1 | tee "$LOG_DIR/js-client-build.log"
+js_build_rc=${PIPESTATUS[0]}
+set -e
+js_build_failed=0
+[ "$js_build_rc" -eq 0 ] || js_build_failed=1
 
 # ---------------------------------------------------------------------------------------------------------------
 # build (retried when another build holds a file: MSB3021/MSB3026/MSB3027, "used by another process")
@@ -174,7 +186,6 @@ mapfile -t node_failures < <(grep -E '^[[:space:]]*(not ok [0-9]+ - |✖ )' "$LO
 # ---------------------------------------------------------------------------------------------------------------
 # TypeScript client tests (clients/js: tsc, then node --test against the real server)
 
-JS_CLIENT_DIR="$ROOT/clients/js"
 say "npm ci && npm test (clients/js, HERALD_DLL=$HERALD_DLL)"
 js_rc=0
 set +e
@@ -205,6 +216,55 @@ fi
 mapfile -t js_failures < <(grep -E '^[[:space:]]*(not ok [0-9]+ - |✖ )' "$LOG_DIR/js-client-test.log" | sed 's/^[[:space:]]*/    FAILED /' | head -n 30 || true)
 
 # ---------------------------------------------------------------------------------------------------------------
+# Browser tests (tests/browser: the demo pages in headless Chromium through playwright-core, against the real server;
+# screenshots in artifacts/screenshots/)
+
+BROWSER_DIR="$ROOT/tests/browser"
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+browser_rc=0
+browser_npm_rc=0
+browser_note=""
+: >"$LOG_DIR/browser-test.log"
+if [ ! -x "$CHROMIUM" ]; then
+  say "$CHROMIUM missing: installing chromium with apt-get"
+  set +e
+  (
+    command -v apt-get >/dev/null 2>&1 || { echo "apt-get is not available"; exit 1; }
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ]; then
+      command -v sudo >/dev/null 2>&1 || { echo "installing chromium needs root or sudo"; exit 1; }
+      SUDO=(sudo)
+    fi
+    "${SUDO[@]}" apt-get update && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+  ) 2>&1 | tee "$LOG_DIR/chromium-install.log"
+  set -e
+fi
+say "npm ci && node --test (tests/browser, HERALD_DLL=$HERALD_DLL, CHROMIUM=$CHROMIUM)"
+set +e
+(cd "$BROWSER_DIR" && npm ci --no-audit --no-fund) 2>&1 | tee "$LOG_DIR/browser-npm-ci.log"
+browser_npm_rc=${PIPESTATUS[0]}
+if [ "$browser_npm_rc" -eq 0 ]; then
+  (cd "$BROWSER_DIR" && HERALD_DLL="$HERALD_DLL" CHROMIUM="$CHROMIUM" node --test) 2>&1 | tee "$LOG_DIR/browser-test.log"
+  browser_rc=${PIPESTATUS[0]}
+fi
+set -e
+
+browser_count() { # browser_count pass|fail|cancelled|tests: as node_count, from the browser tests' log
+  grep -E "^(#|ℹ) $1 [0-9]+\$" "$LOG_DIR/browser-test.log" | tail -n 1 | grep -oE '[0-9]+$' || echo 0
+}
+browser_total=$(browser_count tests)
+browser_passed=$(browser_count pass)
+browser_failed=$(( $(browser_count fail) + $(browser_count cancelled) ))
+if [ "$browser_npm_rc" -ne 0 ]; then
+  browser_failed=$((browser_failed + 1))
+  browser_note="  npm ci failed (exit $browser_npm_rc; log: artifacts/logs/browser-npm-ci.log): browser tests not run, counted as 1 failure"
+elif [ "$browser_rc" -ne 0 ] && [ "$browser_failed" -eq 0 ]; then
+  browser_failed=1
+  browser_note="  node --test exited $browser_rc with no failed test counted: counted as 1 failure"
+fi
+mapfile -t browser_failures < <(grep -E '^[[:space:]]*(not ok [0-9]+ - |✖ )' "$LOG_DIR/browser-test.log" | sed 's/^[[:space:]]*/    FAILED /' | head -n 30 || true)
+
+# ---------------------------------------------------------------------------------------------------------------
 # summary
 
 echo
@@ -227,10 +287,17 @@ grep -E '^(#|ℹ) (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ' 
 for line in "${js_failures[@]+"${js_failures[@]}"}"; do echo "$line"; done
 [ -z "$js_note" ] || echo "$js_note"
 
-total_passed=$((dotnet_passed + fuzz_passed + node_passed + js_passed))
-total_failed=$((dotnet_failed + fuzz_failed + node_failed + js_failed))
+echo "browser tests (exit $browser_rc; log: artifacts/logs/browser-test.log, screenshots in artifacts/screenshots/): total $browser_total, passed $browser_passed, failed $browser_failed"
+grep -E '^(#|ℹ) (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ' "$LOG_DIR/browser-test.log" | sed 's/^/  /' | paste -sd ' ' - || true
+for line in "${browser_failures[@]+"${browser_failures[@]}"}"; do echo "$line"; done
+[ -z "$browser_note" ] || echo "$browser_note"
+[ "$js_build_failed" -eq 0 ] || echo "clients/js build before the server build FAILED (exit $js_build_rc; log: artifacts/logs/js-client-build.log): counted as 1 failure"
+
+total_passed=$((dotnet_passed + fuzz_passed + node_passed + js_passed + browser_passed))
+total_failed=$((dotnet_failed + fuzz_failed + node_failed + js_failed + browser_failed + js_build_failed))
 echo "total: $total_passed passed, $total_failed failed"
 if [ "$total_failed" -ne 0 ] || [ "$dotnet_rc" -ne 0 ] || [ "$fuzz_rc" -ne 0 ] || [ "$node_rc" -ne 0 ] || [ "$npm_rc" -ne 0 ] \
-  || [ "$js_rc" -ne 0 ] || [ "$js_npm_rc" -ne 0 ]; then
+  || [ "$js_rc" -ne 0 ] || [ "$js_npm_rc" -ne 0 ] || [ "$browser_rc" -ne 0 ] || [ "$browser_npm_rc" -ne 0 ] \
+  || [ "$js_build_rc" -ne 0 ]; then
   exit 1
 fi

@@ -2,7 +2,14 @@ using System.Security.Cryptography;
 using Herald;
 using Herald.Server;
 
-var builder = WebApplication.CreateBuilder(args);
+// The demo (wwwroot: the chat at /, the dashboard at /dashboard.html, the JS client at /js) is copied next to the
+// build output, so it is served whatever the working directory is.
+var webRoot = Path.Combine(AppContext.BaseDirectory, "wwwroot");
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+{
+    Args = args,
+    WebRootPath = Directory.Exists(webRoot) ? webRoot : null,
+});
 
 // Port 8080 unless --urls, ASPNETCORE_URLS or configuration says otherwise.
 if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
@@ -23,6 +30,8 @@ builder.Services.AddHerald(options =>
 });
 
 var app = builder.Build();
+app.UseDefaultFiles();
+app.UseStaticFiles();
 app.MapHerald();
 
 if (generatedApiKey is not null)

@@ -1,0 +1,188 @@
+// End to end: the demo pages served by the real Herald server (the built `herald.dll`), in real headless Chromium
+// driven by playwright-core. Two chat pages on different forced transports talk both ways; the dashboard shows it.
+// Screenshots go to <repo>/artifacts/screenshots/.
+//
+// Run: `npm ci && node --test` in tests/browser, after building clients/js (npm run build) and then
+// `dotnet build Herald.slnx -c Release`. HERALD_DLL overrides the server build; CHROMIUM the browser
+// (default /usr/bin/chromium).
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const testDir = path.resolve(here, '..'); // tests/browser
+const repoRoot = path.resolve(testDir, '../..');
+const dll = path.resolve(testDir, process.env.HERALD_DLL || '../../src/Herald.Server/bin/Release/net10.0/herald.dll');
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const screenshots = path.join(repoRoot, 'artifacts', 'screenshots');
+
+const STARTUP_MS = 60_000;
+const STEP_MS = 15_000; // the limit for any single wait in a page
+
+let server;
+let serverLog = '';
+let baseUrl;
+let browser;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+const tail = (text, lines = 60) => text.split('\n').slice(-lines).join('\n');
+
+async function waitForHealthy(deadlineMs) {
+  const deadline = Date.now() + deadlineMs;
+  let lastProblem = 'no attempt yet';
+  let delay = 50;
+  while (Date.now() < deadline) {
+    if (server.exitCode !== null || server.signalCode !== null) {
+      throw new Error(`herald exited early (code ${server.exitCode}, signal ${server.signalCode}):\n${tail(serverLog)}`);
+    }
+    try {
+      const res = await fetch(`${baseUrl}/healthz`, { signal: AbortSignal.timeout(2_000) });
+      if (res.ok) return;
+      lastProblem = `HTTP ${res.status}`;
+    } catch (err) {
+      lastProblem = err.cause?.code ?? err.message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 500);
+  }
+  throw new Error(`herald did not become healthy within ${deadlineMs} ms (last: ${lastProblem}):\n${tail(serverLog)}`);
+}
+
+before(async () => {
+  assert.ok(existsSync(dll), `no server build at ${dll}: run 'dotnet build Herald.slnx -c Release' first`);
+  assert.ok(existsSync(executablePath), `no Chromium at ${executablePath}: install it (apt-get install chromium)`);
+  baseUrl = `http://127.0.0.1:${await freePort()}`;
+  const env = {
+    ...process.env,
+    Herald__AllowAnonymous: 'true',
+    Herald__Namespaces__chat__AllowClientPublish: 'true',
+    Herald__Namespaces__chat__HistorySize: '1000',
+    Herald__Namespaces__chat__Presence: 'true',
+  };
+  delete env.ASPNETCORE_URLS; // --urls decides
+  server = spawn('dotnet', [dll, '--urls', baseUrl], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  server.stdout.on('data', (chunk) => { serverLog += chunk; });
+  server.stderr.on('data', (chunk) => { serverLog += chunk; });
+  server.on('error', (err) => { serverLog += `\n[spawn error] ${err.message}\n`; });
+  await waitForHealthy(STARTUP_MS);
+
+  browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  mkdirSync(screenshots, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  if (server && server.exitCode === null && server.signalCode === null) {
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    server.kill('SIGTERM');
+    const timer = setTimeout(() => server.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+});
+
+/** A fresh browser context (its own profile: cookies, storage) with one page; console errors are collected. */
+async function openPage(url) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('pageerror', (err) => page.errors.push(err.message));
+  page.on('console', (msg) => { if (msg.type() === 'error') page.errors.push(msg.text()); });
+  const res = await page.goto(url, { timeout: STEP_MS });
+  assert.equal(res.status(), 200, `GET ${url}`);
+  return page;
+}
+
+async function join(page, name, room) {
+  await page.fill('#name', name);
+  await page.fill('#room', room);
+  await page.click('#join');
+  await page.waitForSelector('#chat:not(.hidden)', { timeout: STEP_MS });
+}
+
+async function send(page, text) {
+  await page.fill('#text', text);
+  await page.click('#send');
+}
+
+const messageIn = (page, user, text) =>
+  page.locator('#messages li', { hasText: text }).filter({ has: page.locator('.user', { hasText: user }) })
+    .waitFor({ timeout: STEP_MS });
+
+const online = (page, name) => page.locator(`#online li[data-name="${name}"]`).waitFor({ timeout: STEP_MS });
+
+test('serves the JS client and the demo pages', async () => {
+  for (const [url, type] of [['/', 'text/html'], ['/dashboard.html', 'text/html'], ['/js/index.js', 'javascript']]) {
+    const res = await fetch(baseUrl + url);
+    assert.equal(res.status, 200, url);
+    assert.match(res.headers.get('content-type') ?? '', new RegExp(type), url);
+  }
+});
+
+test('two chat pages on different transports talk both ways; the dashboard shows the traffic', { timeout: 120_000 }, async () => {
+  const room = 'lobby';
+  const a = await openPage(`${baseUrl}/?transport=websocket`);
+  const b = await openPage(`${baseUrl}/?transport=poll`);
+  await join(a, 'alice', room);
+  await join(b, 'bob', room);
+  await a.locator('#status', { hasText: 'connected (websocket)' }).waitFor({ timeout: STEP_MS });
+  await b.locator('#status', { hasText: 'connected (poll)' }).waitFor({ timeout: STEP_MS });
+
+  await send(a, 'hello from websocket');
+  await messageIn(b, 'alice', 'hello from websocket');
+  await messageIn(a, 'alice', 'hello from websocket');
+
+  await send(b, 'hi back over short polling');
+  await messageIn(a, 'bob', 'hi back over short polling');
+  await messageIn(b, 'bob', 'hi back over short polling');
+
+  for (const page of [a, b]) {
+    await online(page, 'alice');
+    await online(page, 'bob');
+  }
+  // Server presence: alice's WebSocket subscription (a polling client is never present).
+  await a.locator('#presence-note', { hasText: '1 WebSocket subscriber' }).waitFor({ timeout: STEP_MS });
+
+  const dashboard = await openPage(`${baseUrl}/dashboard.html?transport=longpoll`);
+  await dashboard.locator('#status', { hasText: 'connected (longpoll)' }).waitFor({ timeout: STEP_MS });
+  await dashboard.waitForFunction(() => Number(document.getElementById('publications-total').textContent) >= 2, null, { timeout: STEP_MS });
+  await dashboard.waitForFunction(() => document.getElementById('ws-connections').textContent === '1', null, { timeout: STEP_MS });
+  // A message sent now reaches the dashboard too, which measures its delivery latency.
+  await send(a, 'latency probe');
+  await messageIn(b, 'alice', 'latency probe');
+  await dashboard.waitForFunction(() => /^\d+ · \d+$/.test(document.getElementById('latency').textContent), null, { timeout: STEP_MS });
+  await dashboard.waitForFunction(() => ['pub-rate', 'delivery-rate', 'poll-rate']
+    .every((id) => Number(document.getElementById(id).textContent) > 0), null, { timeout: STEP_MS });
+
+  await a.screenshot({ path: path.join(screenshots, 'chat-websocket.png') });
+  await b.screenshot({ path: path.join(screenshots, 'chat-poll.png') });
+  await dashboard.screenshot({ path: path.join(screenshots, 'dashboard.png') });
+
+  for (const [name, page] of [['chat (websocket)', a], ['chat (poll)', b], ['dashboard', dashboard]]) {
+    assert.deepEqual(page.errors, [], `${name}: errors in the page`);
+  }
+});
