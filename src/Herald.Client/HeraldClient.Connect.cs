@@ -69,6 +69,25 @@ public sealed partial class HeraldClient
         }
     }
 
+    /// <summary>
+    /// Test hook: breaks the current connection abruptly (WebSocket: the socket is aborted; polling: the poll in
+    /// flight is cancelled). Returns the transport that was broken, or <see langword="null"/> when not connected.
+    /// </summary>
+    internal HeraldTransport? BreakConnection()
+    {
+        ClientTransport? current;
+        lock (_gate)
+        {
+            current = _current;
+        }
+        if (current is null || current.Completion.IsCompleted)
+        {
+            return null;
+        }
+        current.Break();
+        return current.Kind;
+    }
+
     /// <summary>Waits for an open transport to send a command through.</summary>
     internal async Task<ClientTransport> WaitForTransportAsync(CancellationToken cancellationToken)
     {

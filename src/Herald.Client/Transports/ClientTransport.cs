@@ -65,6 +65,12 @@ internal abstract class ClientTransport : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Test hook: breaks the connection abruptly, the way a network failure would (an aborted socket, a cancelled
+    /// request), without the orderly <see cref="Stop"/>; the client then reconnects and recovers as after any failure.
+    /// </summary>
+    internal abstract void Break();
+
     /// <summary>A subscription was added while this connection runs.</summary>
     public abstract void OnSubscribed(HeraldSubscription subscription);
 

@@ -20,6 +20,8 @@ internal sealed class PollingTransport : ClientTransport
     // Channels whose first answer on this connection has arrived; new ones are polled at once, without waiting.
     private readonly ConcurrentDictionary<string, HeraldSubscription> _confirmed = new(StringComparer.Ordinal);
     private CancellationTokenSource _wake = new();
+    // Cancelled by Break(): the poll in flight (or the next one) is cancelled and the connection fails.
+    private readonly CancellationTokenSource _break = new();
 
     public PollingTransport(HeraldClient client, bool longPoll) : base(client) => _longPoll = longPoll;
 
@@ -32,6 +34,24 @@ internal sealed class PollingTransport : ClientTransport
     }
 
     public override void OnSubscribed(HeraldSubscription subscription) => Wake();
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        _break.Dispose();
+    }
+
+    internal override void Break()
+    {
+        try
+        {
+            _break.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed meanwhile: the connection is gone already.
+        }
+    }
 
     public override ValueTask OnUnsubscribedAsync(HeraldSubscription subscription, CancellationToken cancellationToken)
     {
@@ -166,7 +186,7 @@ internal sealed class PollingTransport : ClientTransport
         {
             body.Channels[subscription.Channel] = subscription.Position is { } p ? new CursorDto { Offset = p.Offset, Epoch = p.Epoch } : null;
         }
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _break.Token);
         // The server answers by `wait`; past that plus a margin the request (or a proxy on the way) is stuck.
         deadline.CancelAfter(wait + Client.Options.CommandTimeout);
         using var request = new HttpRequestMessage(HttpMethod.Post, Client.ResolveHttp(Client.Options.PollPath))
@@ -184,6 +204,10 @@ internal sealed class PollingTransport : ClientTransport
             }
             return JsonSerializer.Deserialize(bytes, ClientJsonContext.Default.PollAnswer)
                 ?? throw new HeraldConnectionException("the poll answer was JSON null");
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _break.IsCancellationRequested)
+        {
+            throw new HeraldConnectionException("the poll request was cancelled");
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {

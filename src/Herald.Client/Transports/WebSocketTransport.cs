@@ -65,6 +65,18 @@ internal sealed class WebSocketTransport : ClientTransport
         return await _reader;
     }
 
+    internal override void Break()
+    {
+        try
+        {
+            _socket.Abort();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed meanwhile: the connection is gone already.
+        }
+    }
+
     public override void OnSubscribed(HeraldSubscription subscription)
     {
         if (_requested.TryAdd(subscription.Channel, subscription))

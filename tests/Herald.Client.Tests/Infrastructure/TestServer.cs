@@ -41,7 +41,10 @@ public sealed class TestServer : IAsyncDisposable
     public HeraldNode Node => _app.Services.GetRequiredService<HeraldNode>();
 
     /// <summary>Starts a server with the test profile (anonymous access; namespaces chat, news, nohist, locked), then <paramref name="configure"/>.</summary>
-    public static async Task<TestServer> StartAsync(Action<HeraldOptions>? configure = null, int port = 0)
+    /// <param name="configure">Changes to the Herald options.</param>
+    /// <param name="port">The port to bind, 0 for a free one.</param>
+    /// <param name="configureApp">Adds middleware that runs before Herald's endpoints.</param>
+    public static async Task<TestServer> StartAsync(Action<HeraldOptions>? configure = null, int port = 0, Action<WebApplication>? configureApp = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseKestrel().UseUrls($"http://127.0.0.1:{port}");
@@ -63,6 +66,7 @@ public sealed class TestServer : IAsyncDisposable
             configure?.Invoke(o);
         });
         var app = builder.Build();
+        configureApp?.Invoke(app);
         app.MapHerald();
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
