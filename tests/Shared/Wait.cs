@@ -1,4 +1,4 @@
-namespace Herald.Integration.Tests.Infrastructure;
+namespace Herald.Tests.Infrastructure;
 
 public static class Wait
 {
@@ -13,6 +13,20 @@ public static class Wait
                 Assert.Fail($"timed out after {timeout.TotalSeconds:0.#} s waiting for: {what}");
             }
             await Task.Delay(10);
+        }
+    }
+
+    /// <summary>Awaits <paramref name="task"/>, failing the test with <paramref name="what"/> when it takes longer than <paramref name="timeout"/>.</summary>
+    public static async Task<T> ForAsync<T>(Task<T> task, TimeSpan timeout, string what)
+    {
+        try
+        {
+            return await task.WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"timed out after {timeout.TotalSeconds:0.#} s waiting for: {what}");
+            throw;
         }
     }
 }

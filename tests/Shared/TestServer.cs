@@ -7,9 +7,10 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
-namespace Herald.Integration.Tests.Infrastructure;
+namespace Herald.Tests.Infrastructure;
 
-/// <summary>A real Herald on real Kestrel, bound to a free loopback port.</summary>
+/// <summary>A real Herald on real Kestrel, bound to a free loopback port (or a given one, to restart a server in place).</summary>
+/// <remarks>Shared by the integration and client test projects (linked, not copied).</remarks>
 public sealed class TestServer : IAsyncDisposable
 {
     public const string ApiKey = "test-api-key";
@@ -40,10 +41,13 @@ public sealed class TestServer : IAsyncDisposable
     public HeraldNode Node => _app.Services.GetRequiredService<HeraldNode>();
 
     /// <summary>Starts a server with the test profile (anonymous access; namespaces chat, news, nohist, locked), then <paramref name="configure"/>.</summary>
-    public static async Task<TestServer> StartAsync(Action<HeraldOptions>? configure = null)
+    /// <param name="configure">Changes to the Herald options.</param>
+    /// <param name="port">The port to bind, 0 for a free one.</param>
+    /// <param name="configureApp">Adds middleware that runs before Herald's endpoints.</param>
+    public static async Task<TestServer> StartAsync(Action<HeraldOptions>? configure = null, int port = 0, Action<WebApplication>? configureApp = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseKestrel().UseUrls("http://127.0.0.1:0");
+        builder.WebHost.UseKestrel().UseUrls($"http://127.0.0.1:{port}");
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Services.AddHerald(o =>
@@ -62,19 +66,11 @@ public sealed class TestServer : IAsyncDisposable
             configure?.Invoke(o);
         });
         var app = builder.Build();
+        configureApp?.Invoke(app);
         app.MapHerald();
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new TestServer(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal) + "/"));
-    }
-
-    /// <summary>Connects a WebSocket client and sends <c>connect</c>.</summary>
-    public async Task<WsClient> ConnectAsync(string? token = null)
-    {
-        var client = await WsClient.OpenAsync(WebSocketUri);
-        var reply = await client.CommandAsync(token is null ? """{"op":"connect"}""" : $$"""{"op":"connect","token":"{{token}}"}""");
-        Assert.True(reply.TryGetProperty("result", out _), $"connect failed: {reply}");
-        return client;
     }
 
     /// <summary>Publishes through the server API and returns the offset.</summary>
