@@ -1,0 +1,99 @@
+using System.Globalization;
+
+namespace Herald.Bench.Measurement;
+
+/// <summary>
+/// Reads a server's cost from /proc: CPU seconds (user + system) and resident memory of the process and all its
+/// descendants (nginx's workers, for instance), so every system is measured the same way whatever its process model.
+/// </summary>
+internal static class ProcessTree
+{
+    private const double ClockTicksPerSecond = 100; // USER_HZ; 100 on every Linux this runs on.
+
+    public readonly record struct Sample(double CpuSeconds, long RssBytes, int Processes);
+
+    public static Sample Read(int rootPid)
+    {
+        var pids = Descendants(rootPid);
+        double cpu = 0;
+        long rss = 0;
+        foreach (var pid in pids)
+        {
+            if (TryReadStat(pid, out _, out var ticks))
+            {
+                cpu += ticks / ClockTicksPerSecond;
+            }
+            rss += ReadRss(pid);
+        }
+        return new Sample(cpu, rss, pids.Count);
+    }
+
+    /// <summary>CPU seconds of this (generator) process.</summary>
+    public static double SelfCpuSeconds() => Environment.ProcessId is var me && TryReadStat(me, out _, out var ticks) ? ticks / ClockTicksPerSecond : 0;
+
+    private static List<int> Descendants(int root)
+    {
+        var parents = new Dictionary<int, int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && TryReadStat(pid, out var ppid, out _))
+            {
+                parents[pid] = ppid;
+            }
+        }
+        var result = new List<int> { root };
+        for (var i = 0; i < result.Count; i++)
+        {
+            foreach (var (pid, ppid) in parents)
+            {
+                if (ppid == result[i])
+                {
+                    result.Add(pid);
+                }
+            }
+        }
+        return result;
+    }
+
+    private static bool TryReadStat(int pid, out int ppid, out long cpuTicks)
+    {
+        ppid = 0;
+        cpuTicks = 0;
+        string stat;
+        try
+        {
+            stat = File.ReadAllText($"/proc/{pid}/stat");
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
+        }
+        // "pid (comm) state ppid … utime stime …": comm may hold spaces, so split after its closing parenthesis.
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        ppid = int.Parse(fields[1], CultureInfo.InvariantCulture);
+        cpuTicks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+        return true;
+    }
+
+    private static long ReadRss(int pid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+            {
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                {
+                    return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), CultureInfo.InvariantCulture) * 1024;
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return 0;
+    }
+}

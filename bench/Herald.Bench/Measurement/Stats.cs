@@ -1,0 +1,46 @@
+using System.Diagnostics;
+using HdrHistogram;
+
+namespace Herald.Bench.Measurement;
+
+/// <summary>
+/// What the clients of one run count: deliveries (at the client, one per payload received), their latency from the
+/// publisher's stamp, HTTP requests, and bytes on the wire (both directions, TCP payload, counted on the generator's
+/// sockets). Thread-safe; read with <see cref="TakeInterval"/>.
+/// </summary>
+internal sealed class Stats
+{
+    // Latency in microseconds, 1 µs .. 10 min, 3 significant digits.
+    private readonly Recorder _latency = new(1, 600_000_000, 3, (id, low, high, digits) => new LongHistogram(id, low, high, digits));
+    private long _deliveries;
+    private long _requests;
+    private long _bytesIn;
+    private long _bytesOut;
+    private long _errors;
+
+    public long Deliveries => Interlocked.Read(ref _deliveries);
+
+    public long Requests => Interlocked.Read(ref _requests);
+
+    public long Errors => Interlocked.Read(ref _errors);
+
+    public long BytesOnWire => Interlocked.Read(ref _bytesIn) + Interlocked.Read(ref _bytesOut);
+
+    public void RecordDelivery(long stopwatchTicks)
+    {
+        Interlocked.Increment(ref _deliveries);
+        var micros = Math.Max(1, stopwatchTicks * 1_000_000 / Stopwatch.Frequency);
+        _latency.RecordValue(Math.Min(micros, 600_000_000));
+    }
+
+    public void CountRequest() => Interlocked.Increment(ref _requests);
+
+    public void CountError() => Interlocked.Increment(ref _errors);
+
+    public void CountIn(int bytes) => Interlocked.Add(ref _bytesIn, bytes);
+
+    public void CountOut(int bytes) => Interlocked.Add(ref _bytesOut, bytes);
+
+    /// <summary>The latency histogram since the previous call (and resets it).</summary>
+    public HistogramBase TakeInterval() => _latency.GetIntervalHistogram();
+}

@@ -1,0 +1,143 @@
+using System.Globalization;
+using System.Text.Json;
+using Herald.Bench;
+using Herald.Bench.Reporting;
+using Herald.Bench.Scenarios;
+using Herald.Bench.Systems;
+
+// herald-bench: the load generator of bench/README.md.
+//   herald-bench <fanout|channels|idle|polling|all> [--size smoke|default] [--systems herald,signalr,socketio,nchan] [--out DIR]
+//   herald-bench report [--out DIR] [--docs DIR]     regenerates docs/benchmarks.md and its plots from the results
+//   herald-bench agent …                              (internal) holds idle connections for the idle scenario
+if (args.Length > 0 && args[0] == "agent")
+{
+    return await IdleScenario.AgentMainAsync(args[1..]);
+}
+
+var command = args.FirstOrDefault() ?? "help";
+string Option(string name, string fallback)
+{
+    var i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
+}
+
+var root = Path.GetFullPath(Option("--root", FindRoot()));
+var outDir = Path.GetFullPath(Option("--out", Path.Combine(root, "bench/results")));
+if (command == "report")
+{
+    Report.Write(outDir, Path.GetFullPath(Option("--docs", Path.Combine(root, "docs"))));
+    return 0;
+}
+var scenarios = command == "all" ? ScenarioRunner.Names : ScenarioRunner.Names.Contains(command) ? [command] : null;
+if (scenarios is null)
+{
+    Console.Error.WriteLine("usage: herald-bench <fanout|channels|idle|polling|all|report> [--size smoke|default] [--systems herald,signalr,socketio,nchan] [--out DIR]");
+    return 2;
+}
+var size = Option("--size", "default");
+var systems = Option("--systems", string.Join(',', BenchSystem.All.Select(s => s.Name))).Split(',', StringSplitOptions.RemoveEmptyEntries).Select(BenchSystem.Find).ToList();
+var options = new BenchOptions
+{
+    Root = root,
+    WorkDir = Path.GetFullPath(Option("--work", Path.Combine(root, "artifacts/bench"))),
+    SourceAddresses = [.. Enumerable.Range(2, 4).Select(i => System.Net.IPAddress.Parse($"127.0.0.{i}"))],
+};
+Directory.CreateDirectory(outDir);
+using var cancel = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+
+var failures = 0;
+foreach (var scenario in scenarios)
+{
+    var started = DateTimeOffset.Now;
+    var runs = await ScenarioRunner.RunAsync(scenario, Sizes.For(scenario, size), systems, options, cancel.Token);
+    var results = new ScenarioResults { Scenario = scenario, Size = size, Started = started, Machine = Machine.Describe(), Runs = runs };
+    var path = Path.Combine(outDir, $"{scenario}.json");
+    await File.WriteAllTextAsync(path, JsonSerializer.Serialize(results, Json.Options));
+    Console.WriteLine($"wrote {path}");
+    foreach (var run in runs)
+    {
+        var problem = Check(run, size);
+        if (problem is not null)
+        {
+            failures++;
+            Console.Error.WriteLine($"FAIL {scenario} {run.System} {run.Transport} x{run.Clients}: {problem}");
+        }
+    }
+}
+Console.WriteLine(failures == 0 ? "bench: every run completed" : $"bench: {failures} run(s) failed");
+return failures == 0 ? 0 : 1;
+
+// A run fails when it measured nothing; at smoke size (far below saturation) it must also lose nothing.
+static string? Check(RunResult run, string size)
+{
+    if (run.Limit == "failed" || run.Connected == 0)
+    {
+        return run.FirstError ?? "no client connected";
+    }
+    if (run.Scenario == "idle")
+    {
+        return run.Connected < run.Clients ? $"only {run.Connected} of {run.Clients} idle connections held: {run.FirstError}" : null;
+    }
+    if (run.Steps.Count == 0)
+    {
+        return run.FirstError ?? "no step measured";
+    }
+    var first = run.Steps[0];
+    if (size == "smoke" && (first.Delivered != first.Expected || first.Errors > 0))
+    {
+        return $"delivered {first.Delivered} of {first.Expected}, {first.Errors} errors; {run.FirstError}";
+    }
+    return null;
+}
+
+static string FindRoot()
+{
+    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+    {
+        if (File.Exists(Path.Combine(dir.FullName, "Herald.slnx")))
+        {
+            return dir.FullName;
+        }
+    }
+    return Directory.GetCurrentDirectory();
+}
+
+namespace Herald.Bench
+{
+    internal static class Json
+    {
+        public static readonly JsonSerializerOptions Options = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+    }
+
+    /// <summary>The machine a result was measured on, for the results table.</summary>
+    internal static class Machine
+    {
+        public static Dictionary<string, string> Describe() => new()
+        {
+            ["cpu"] = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "?",
+            ["cores"] = Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture),
+            ["memory"] = File.ReadLines("/proc/meminfo").First().Split(':', 2)[1].Trim(),
+            ["kernel"] = File.ReadAllText("/proc/sys/kernel/osrelease").Trim(),
+            ["dotnet"] = Environment.Version.ToString(),
+            ["node"] = Run("node", "--version"),
+            ["nginx"] = Run("nginx", "-v"),
+            ["openFilesLimit"] = Run("bash", "-c \"ulimit -n\""),
+        };
+
+        private static string Run(string file, string arguments)
+        {
+            try
+            {
+                using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+                var text = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+                p.WaitForExit();
+                return text.Trim();
+            }
+            catch (System.ComponentModel.Win32Exception)
+            {
+                return "not installed";
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using Herald.Bench.Clients;
+using Herald.Bench.Measurement;
+using Herald.Bench.Systems;
+
+namespace Herald.Bench.Scenarios;
+
+/// <summary>
+/// Publishes over HTTP at a set rate, the same way for every system (a POST per publication, on a small keep-alive
+/// pool). Its own traffic is counted apart, so "bytes and requests per delivery" describe the subscribers' side.
+/// </summary>
+internal sealed class Publisher : IDisposable
+{
+    private const int MaxInFlight = 64;
+    private readonly BenchSystem _system;
+    private readonly HttpClient _http;
+    private readonly ClientContext _context;
+    private long _failed;
+    private string? _firstError;
+
+    public Publisher(BenchSystem system, int port)
+    {
+        _system = system;
+        _context = new ClientContext(port, new Stats(), []);
+        _http = new HttpClient(_context.CreateHandler(MaxInFlight), disposeHandler: true) { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+    }
+
+    public int PayloadBytes { get; init; } = 100;
+
+    public long Failed => Interlocked.Read(ref _failed);
+
+    public string? FirstError => _firstError;
+
+    public async Task<bool> PublishAsync(string channel, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var request = _system.CreatePublish(channel, Payload.Create(PayloadBytes));
+            using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            if (response.IsSuccessStatusCode)
+            {
+                return true;
+            }
+            Interlocked.CompareExchange(ref _firstError, $"publish answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false)}", null);
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or TaskCanceledException)
+        {
+            Interlocked.CompareExchange(ref _firstError, "publish failed: " + e.Message, null);
+        }
+        Interlocked.Increment(ref _failed);
+        return false;
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="rate"/> publications per second for <paramref name="duration"/>, spread evenly
+    /// (channels chosen by <paramref name="channelFor"/>). Returns how many succeeded; if the server can't take them
+    /// that fast, fewer are sent, which the caller sees as a publish rate under target.
+    /// </summary>
+    public async Task<long> RunAsync(double rate, TimeSpan duration, Func<long, string> channelFor, CancellationToken cancellationToken)
+    {
+        using var inFlight = new SemaphoreSlim(MaxInFlight, MaxInFlight);
+        long sent = 0, succeeded = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < duration)
+        {
+            var due = Math.Min((long)(clock.Elapsed.TotalSeconds * rate) + 1, (long)Math.Ceiling(duration.TotalSeconds * rate));
+            while (sent < due && clock.Elapsed < duration)
+            {
+                await inFlight.WaitAsync(cancellationToken).ConfigureAwait(false);
+                var channel = channelFor(sent++);
+                _ = Task.Run(async () =>
+                {
+                    try
+                    {
+                        if (await PublishAsync(channel, cancellationToken).ConfigureAwait(false))
+                        {
+                            Interlocked.Increment(ref succeeded);
+                        }
+                    }
+                    finally
+                    {
+                        inFlight.Release();
+                    }
+                }, CancellationToken.None);
+            }
+            var next = (sent + 1) / rate - clock.Elapsed.TotalSeconds;
+            if (next > 0.001)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(Math.Min(next, 0.05)), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        // Wait for the stragglers.
+        for (var i = 0; i < MaxInFlight; i++)
+        {
+            await inFlight.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        return Interlocked.Read(ref succeeded);
+    }
+
+    public void Dispose()
+    {
+        _http.Dispose();
+        _context.Dispose();
+    }
+}

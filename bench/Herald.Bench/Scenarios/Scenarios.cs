@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using Herald.Bench.Systems;
+
+namespace Herald.Bench.Scenarios;
+
+/// <summary>The sizes of one scenario run: <c>smoke</c> proves the harness in CI, <c>default</c> is what docs/benchmarks.md shows.</summary>
+internal sealed record Sizes(int[] Clients, double[] Rates, TimeSpan Step)
+{
+    public static Sizes For(string scenario, string size) => (scenario, size) switch
+    {
+        ("fanout", "smoke") => new([50], [5, 20], TimeSpan.FromSeconds(1)),
+        ("fanout", _) => new([1000, 5000, 10000], [1, 5, 10, 20, 50, 100, 200, 500, 1000], TimeSpan.FromSeconds(3)),
+        ("channels", "smoke") => new([50], [50], TimeSpan.FromSeconds(2)),
+        ("channels", _) => new([10000], [10000], TimeSpan.FromSeconds(10)),
+        ("idle", "smoke") => new([100], [], TimeSpan.FromSeconds(1)),
+        ("idle", _) => new([5000, 10000, 18000], [], TimeSpan.FromSeconds(3)),
+        ("polling", "smoke") => new([50], [5], TimeSpan.FromSeconds(3)),
+        ("polling", _) => new([1000], [5], TimeSpan.FromSeconds(20)),
+        _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
+    };
+}
+
+/// <summary>The four scenarios of the benchmark.</summary>
+internal static class ScenarioRunner
+{
+    public static readonly string[] Names = ["fanout", "channels", "idle", "polling"];
+
+    public static async Task<List<RunResult>> RunAsync(string scenario, Sizes sizes, IReadOnlyList<BenchSystem> systems, BenchOptions options, CancellationToken cancellationToken)
+    {
+        var runs = new List<RunResult>();
+        foreach (var system in systems)
+        {
+            IEnumerable<(string Transport, int Clients)> plan = scenario switch
+            {
+                // (a) fan-out, (b) many channels and (c) idle are WebSocket scenarios for every system.
+                "fanout" or "channels" or "idle" => sizes.Clients.Select(n => (Transports.WebSocket, n)),
+                // (d) the same workload over every transport each system serves.
+                "polling" => system.Transports.SelectMany(t => sizes.Clients.Select(n => (t, n))),
+                _ => throw new ArgumentException(scenario),
+            };
+            foreach (var (transport, clients) in plan)
+            {
+                Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {scenario}: {system.Name} {transport} x{clients}");
+                var clock = Stopwatch.StartNew();
+                RunResult result;
+                try
+                {
+                    result = scenario == "idle"
+                        ? await IdleScenario.RunAsync(system, clients, sizes, options, cancellationToken).ConfigureAwait(false)
+                        : await RunLoadAsync(scenario, system, transport, clients, sizes, options, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    result = new RunResult { FirstError = $"{e.GetType().Name}: {e.Message}", Limit = "failed" };
+                }
+                result = result with { Scenario = scenario, System = system.Name, Transport = transport, Clients = clients, WallSeconds = clock.Elapsed.TotalSeconds };
+                Print(result);
+                runs.Add(result);
+            }
+        }
+        return runs;
+    }
+
+    private static async Task<RunResult> RunLoadAsync(string scenario, BenchSystem system, string transport, int clients, Sizes sizes, BenchOptions options, CancellationToken cancellationToken)
+    {
+        await using var session = await Session.StartAsync(system, options, scenario, cancellationToken).ConfigureAwait(false);
+        var perClientChannels = scenario == "channels";
+        Func<int, string> channelOf = perClientChannels ? i => $"ch-{i}" : _ => scenario;
+        var connected = await session.ConnectAsync(transport, clients, channelOf, cancellationToken).ConfigureAwait(false);
+        var channels = perClientChannels ? Enumerable.Range(0, clients).Select(channelOf).ToList() : [scenario];
+        var warm = connected > 0 && await session.WarmUpAsync(channels, cancellationToken).ConfigureAwait(false);
+        var steps = new List<StepResult>();
+        if (warm)
+        {
+            foreach (var rate in sizes.Rates)
+            {
+                // Many channels: one publication per channel per second, round robin; otherwise all on one channel.
+                var step = perClientChannels
+                    ? await session.MeasureAsync(connected, sizes.Step, n => channels[(int)(n % channels.Count)], 1, cancellationToken).ConfigureAwait(false)
+                    : await session.MeasureAsync(rate, sizes.Step, _ => scenario, connected, cancellationToken).ConfigureAwait(false);
+                steps.Add(step);
+                Console.WriteLine($"    rate {rate,6}/s: {step.DeliveriesPerSecond,10:0} deliveries/s  p50 {step.P50Ms,8:0.0} ms  p99 {step.P99Ms,8:0.0} ms  server {step.ServerCpuPercent,4:0}%  gen {step.GeneratorCpuPercent,4:0}%  {step.Delivered}/{step.Expected}{(step.Saturated ? "  saturated" : "")}");
+                if (step.Saturated)
+                {
+                    break;
+                }
+            }
+        }
+        return new RunResult
+        {
+            Connected = connected,
+            ConnectFailures = session.ConnectFailures,
+            Channels = channels.Count,
+            FirstError = warm ? session.FirstError : session.FirstError ?? "warm-up: not every client received a publication",
+            Steps = steps,
+            Limit = steps.Count == 0 ? "failed" : steps[^1].Limit,
+        };
+    }
+
+    private static void Print(RunResult r) =>
+        Console.WriteLine($"  => {r.System} {r.Transport} x{r.Clients}: connected {r.Connected}, failures {r.ConnectFailures}, limit: {r.Limit}" +
+                          (r.KbPerConnection > 0 ? $", {r.KbPerConnection:0.0} KiB/connection" : "") +
+                          (r.FirstError is null ? "" : $", first error: {r.FirstError}"));
+}
