@@ -79,6 +79,12 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
             await TripAsync(pending, cancellationToken);
             return 0;
         }
+        if (buffer.IsEmpty)
+        {
+            // A zero-byte read waits for data without holding a buffer (the WebSocket's idle wait); there is nothing
+            // to inspect, and 0 here does not mean the peer closed: the next real read tells.
+            return await inner.ReadAsync(buffer, ReadToken(cancellationToken));
+        }
         var read = await inner.ReadAsync(buffer, ReadToken(cancellationToken));
         if (read == 0)
         {

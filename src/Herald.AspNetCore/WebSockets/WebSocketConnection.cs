@@ -142,14 +142,21 @@ internal sealed partial class WebSocketConnection : ISessionTransport
     private async Task ReadLoopAsync()
     {
         var max = _node.Options.MaxMessageBytes;
-        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(max + 1, 4096));
-        try
+        while (true)
         {
-            while (true)
+            // An idle connection holds no receive buffer: a zero-byte receive waits for the next frame's header,
+            // and only then is a buffer rented, for as long as one message takes. SignalR does the same; with
+            // tens of thousands of mostly idle subscribers it is most of the memory a connection would cost.
+            var result = await _socket.ReceiveAsync(Memory<byte>.Empty, _abort.Token);
+            if (result.MessageType == WebSocketMessageType.Close)
+            {
+                return;
+            }
+            var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(max + 1, 4096));
+            try
             {
                 var count = 0;
-                ValueWebSocketReceiveResult result;
-                do
+                while (!result.EndOfMessage)
                 {
                     if (count == buffer.Length)
                     {
@@ -183,7 +190,6 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                         }
                     }
                 }
-                while (!result.EndOfMessage);
 
                 if (Closing || count < 0)
                 {
@@ -196,10 +202,10 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                 }
                 await _session.HandleMessageAsync(buffer.AsMemory(0, count), _abort.Token);
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
         }
     }
 
