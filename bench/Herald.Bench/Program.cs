@@ -47,6 +47,7 @@ using var cancel = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
 
 var failures = 0;
+var total = 0;
 foreach (var scenario in scenarios)
 {
     var started = DateTimeOffset.Now;
@@ -57,6 +58,7 @@ foreach (var scenario in scenarios)
     Console.WriteLine($"wrote {path}");
     foreach (var run in runs)
     {
+        total++;
         var problem = Check(run, size);
         if (problem is not null)
         {
@@ -65,7 +67,7 @@ foreach (var scenario in scenarios)
         }
     }
 }
-Console.WriteLine(failures == 0 ? "bench: every run completed" : $"bench: {failures} run(s) failed");
+Console.WriteLine($"bench: {total} runs, {total - failures} passed, {failures} failed");
 return failures == 0 ? 0 : 1;
 
 // A run fails when it measured nothing; at smoke size (far below saturation) it must also lose nothing.

@@ -89,7 +89,7 @@ internal sealed class SignalRSystem() : BenchSystem("signalr")
     public override IReadOnlyList<string> Transports { get; } = [Systems.Transports.WebSocket];
 
     public override ProcessStartInfo CreateStart(string root, int port, string workDir) =>
-        Dotnet(Path.Combine(root, "bench/peers/signalr/bin/Release/net10.0/Herald.Bench.SignalR.dll"), port);
+        Dotnet(Path.Combine(root, "bench/peers/signalr/bin/Release/net10.0/herald-bench-signalr.dll"), port);
 
     public override BenchClient CreateClient(string transport, ClientContext context, string channel, TimeSpan shortPollInterval) =>
         transport == Systems.Transports.WebSocket ? new SignalRWebSocketClient(context, channel) : Unsupported(transport);
