@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Text.Json;
 
 namespace Herald.Protocol;
@@ -23,6 +24,7 @@ public sealed class Publication
         Data = data;
         Info = info;
         Timestamp = timestamp;
+        AcceptedTimestamp = Stopwatch.GetTimestamp();
     }
 
     /// <summary>The offset of this publication in its channel's log.</summary>
@@ -36,6 +38,18 @@ public sealed class Publication
 
     /// <summary>When the broker appended it, in Unix milliseconds (used for delivery latency and history TTL).</summary>
     public long Timestamp { get; }
+
+    /// <summary>
+    /// When this node accepted the publication, as a <see cref="Stopwatch.GetTimestamp"/> value: by default the moment
+    /// the object was created, which for the memory broker is the moment it was appended, and for a broker that
+    /// receives publications from other nodes is the moment this node received it.
+    /// </summary>
+    /// <remarks>
+    /// The start of the delivery latency histogram (<c>herald_delivery_latency_seconds</c>). A monotonic clock of this
+    /// process rather than <see cref="Timestamp"/>, because wall clocks step and differ between nodes. A broker that
+    /// rebuilds publications it has already seen (say, from stored history) sets the stamp it recorded first.
+    /// </remarks>
+    public long AcceptedTimestamp { get; init; }
 
     /// <summary>
     /// The wire form <c>{"offset":…,"data":…,"info":{…}}</c>, encoded on first use and cached;

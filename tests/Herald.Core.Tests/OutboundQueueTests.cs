@@ -38,7 +38,7 @@ public sealed class OutboundQueueTests
         var queue = new OutboundQueue(maxMessages: 100, maxBytes: 25, () => Assert.Fail("must not trip"));
         Assert.True(queue.TryEnqueue(new byte[20]));
         Assert.True(queue.Reader.TryRead(out var message));
-        queue.Written(message.Length);
+        queue.Written(message.Bytes.Length);
         Assert.True(queue.TryEnqueue(new byte[20]));
     }
 

@@ -86,7 +86,7 @@ public sealed class ProtocolFuzzTests
 
             while (session.Outbound.Reader.TryRead(out var message))
             {
-                using var doc = JsonDocument.Parse(message); // every message is valid JSON
+                using var doc = JsonDocument.Parse(message.Bytes); // every message is valid JSON
                 var root = doc.RootElement;
                 if (root.TryGetProperty("error", out var error))
                 {
@@ -106,6 +106,6 @@ public sealed class ProtocolFuzzTests
         good.HandleMessageAsync("{\"id\":1,\"op\":\"connect\"}\n{\"id\":2,\"op\":\"publish\",\"channel\":\"chat:ok\",\"data\":1}"u8.ToArray()).AsTask().GetAwaiter().GetResult();
         Assert.True(good.Outbound.Reader.TryRead(out _));
         Assert.True(good.Outbound.Reader.TryRead(out var published));
-        Assert.Contains("\"result\"", Encoding.UTF8.GetString(published.Span));
+        Assert.Contains("\"result\"", Encoding.UTF8.GetString(published.Bytes.Span));
     }
 }

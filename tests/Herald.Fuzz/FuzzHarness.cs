@@ -71,7 +71,7 @@ internal static class FuzzHarness
             var messages = new List<ReadOnlyMemory<byte>>();
             while (session.Outbound.Reader.TryRead(out var message))
             {
-                messages.Add(message);
+                messages.Add(message.Bytes);
             }
             Verify(frame, messages, transport.Closes);
             session.TerminateAsync().AsTask().GetAwaiter().GetResult();

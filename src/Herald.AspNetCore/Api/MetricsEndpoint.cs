@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Herald.Diagnostics;
 using Microsoft.AspNetCore.Http;
 
 namespace Herald.AspNetCore.Api;
@@ -24,10 +25,37 @@ internal static class MetricsEndpoint
         Metric(text, "herald_command_errors_total", "counter", "Client commands answered with an error.", (null, m.CommandErrors));
         Metric(text, "herald_poll_requests_total", "counter", "Poll requests answered, by result.",
             ("result=\"data\"", m.PollsWithData), ("result=\"empty\"", m.PollsEmpty), ("result=\"not_modified\"", m.PollsNotModified));
+        DeliveryLatency(text, m);
         context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
         context.Response.Headers.CacheControl = "no-store";
         return context.Response.WriteAsync(text.ToString());
     }
+
+    private static void DeliveryLatency(StringBuilder text, HeraldMetrics m)
+    {
+        const string name = "herald_delivery_latency_seconds";
+        text.Append("# HELP ").Append(name)
+            .Append(" Time from a publication's acceptance by this node to its bytes being handed to a subscriber's transport, by transport.\n");
+        text.Append("# TYPE ").Append(name).Append(" histogram\n");
+        var bounds = LatencyHistogram.BucketBounds;
+        foreach (var transport in Transports)
+        {
+            var label = HeraldMetrics.TransportLabel(transport);
+            var snapshot = m.DeliveryLatency(transport).Snapshot();
+            for (var i = 0; i < snapshot.CumulativeBuckets.Count; i++)
+            {
+                text.Append(name).Append("_bucket{transport=\"").Append(label).Append("\",le=\"")
+                    .Append(i < bounds.Count ? bounds[i].ToString(CultureInfo.InvariantCulture) : "+Inf").Append("\"} ")
+                    .Append(snapshot.CumulativeBuckets[i].ToString(CultureInfo.InvariantCulture)).Append('\n');
+            }
+            text.Append(name).Append("_sum{transport=\"").Append(label).Append("\"} ")
+                .Append(snapshot.SumSeconds.ToString("R", CultureInfo.InvariantCulture)).Append('\n');
+            text.Append(name).Append("_count{transport=\"").Append(label).Append("\"} ")
+                .Append(snapshot.Count.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        }
+    }
+
+    private static readonly DeliveryTransport[] Transports = [DeliveryTransport.WebSocket, DeliveryTransport.LongPoll, DeliveryTransport.ShortPoll];
 
     private static void Metric(StringBuilder text, string name, string type, string help, params (string? Labels, long Value)[] samples)
     {

@@ -7,7 +7,8 @@ namespace Herald.AspNetCore.Polling;
 /// <param name="HasNews">Whether the client learns something new (publications, a new position, or a lost window).</param>
 /// <param name="InvalidPosition">The cursor is beyond the channel's head.</param>
 /// <param name="Head">The channel's head offset.</param>
-internal sealed record ChannelAnswer(ReadOnlyMemory<byte> Json, bool HasNews, bool InvalidPosition, ulong Head);
+/// <param name="Publications">The publications encoded in <paramref name="Json"/>, kept to record their delivery latency once written.</param>
+internal sealed record ChannelAnswer(ReadOnlyMemory<byte> Json, bool HasNews, bool InvalidPosition, ulong Head, IReadOnlyList<Publication>? Publications = null);
 
 /// <summary>
 /// Computes channel answers, and shares them between polls holding the same cursor: when one publication wakes
@@ -58,7 +59,7 @@ internal sealed class PollAnswerCache
         {
             // The cursor handed back is the last publication included, which is the head unless the limit cut the batch.
             var last = history.Publications[^1].Offset;
-            answer = new(Encode(position with { Offset = last }, recovered: true, history.Publications), HasNews: true, false, position.Offset);
+            answer = new(Encode(position with { Offset = last }, recovered: true, history.Publications), HasNews: true, false, position.Offset, history.Publications);
         }
         Volatile.Write(ref _entries[slot], new Entry(cursor.Channel, since, position, answer));
         return answer;

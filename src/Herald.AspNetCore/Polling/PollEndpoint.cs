@@ -143,10 +143,25 @@ internal static class PollEndpoint
             response.ContentType = "application/json";
             response.ContentLength = at;
             await response.Body.WriteAsync(body.AsMemory(0, at), context.RequestAborted);
+            RecordDeliveries(node, request, answers);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(body);
+        }
+    }
+
+    // One delivery latency observation per publication in the answer, stamped when the body has been written.
+    private static void RecordDeliveries(HeraldNode node, PollRequest request, ChannelAnswer[] answers)
+    {
+        var transport = request.Wait > TimeSpan.Zero ? Herald.Diagnostics.DeliveryTransport.LongPoll : Herald.Diagnostics.DeliveryTransport.ShortPoll;
+        var written = System.Diagnostics.Stopwatch.GetTimestamp();
+        foreach (var answer in answers)
+        {
+            if (answer.Publications is { } publications)
+            {
+                node.Metrics.DeliveriesWritten(transport, publications, written);
+            }
         }
     }
 

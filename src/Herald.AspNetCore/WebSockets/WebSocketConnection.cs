@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.WebSockets;
+using Herald.Diagnostics;
 using Herald.Protocol;
 using Herald.Sessions;
 using Microsoft.Extensions.Logging;
@@ -213,20 +215,28 @@ internal sealed partial class WebSocketConnection : ISessionTransport
     {
         var reader = _session.Outbound.Reader;
         var frame = new ArrayBufferWriter<byte>(4096);
+        // The accepted-at stamps of the pushes in the frame being sent, rented per frame that has pushes so that an idle
+        // connection holds none; a failed send leaves its array to the GC, which the pool allows.
+        long[]? accepted = null;
         try
         {
             while (await reader.WaitToReadAsync(_abort.Token))
             {
                 frame.ResetWrittenCount();
                 long taken = 0;
+                var pushes = 0;
                 while (frame.WrittenCount < MaxBatchBytes && reader.TryRead(out var message))
                 {
                     if (frame.WrittenCount > 0)
                     {
                         frame.Write("\n"u8);
                     }
-                    frame.Write(message.Span);
-                    taken += message.Length;
+                    frame.Write(message.Bytes.Span);
+                    taken += message.Bytes.Length;
+                    if (message.AcceptedTimestamp != 0)
+                    {
+                        AddStamp(ref accepted, pushes++, message.AcceptedTimestamp);
+                    }
                 }
                 if (frame.WrittenCount == 0)
                 {
@@ -234,6 +244,17 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                 }
                 await _socket.SendAsync(frame.WrittenMemory, WebSocketMessageType.Text, endOfMessage: true, _abort.Token);
                 _session.Outbound.Written(taken);
+                // Latency ends when the transport has taken the frame, so a consumer slow to read shows in it.
+                if (pushes > 0)
+                {
+                    var sent = Stopwatch.GetTimestamp();
+                    for (var i = 0; i < pushes; i++)
+                    {
+                        _node.Metrics.DeliveryWritten(DeliveryTransport.WebSocket, accepted![i], sent);
+                    }
+                    ArrayPool<long>.Shared.Return(accepted!);
+                    accepted = null;
+                }
                 if (frame.Capacity > MaxBatchBytes * 2)
                 {
                     frame = new ArrayBufferWriter<byte>(4096); // one huge message should not pin its buffer for the connection's life
@@ -251,6 +272,21 @@ internal sealed partial class WebSocketConnection : ISessionTransport
         {
             Log.WriteEnded(_logger, _session.ClientId, ex.Message);
         }
+    }
+
+    private static void AddStamp(ref long[]? stamps, int index, long stamp)
+    {
+        if (stamps is null || index == stamps.Length)
+        {
+            var larger = ArrayPool<long>.Shared.Rent(stamps is null ? 64 : stamps.Length * 2);
+            if (stamps is not null)
+            {
+                stamps.AsSpan().CopyTo(larger);
+                ArrayPool<long>.Shared.Return(stamps);
+            }
+            stamps = larger;
+        }
+        stamps[index] = stamp;
     }
 
     private static partial class Log

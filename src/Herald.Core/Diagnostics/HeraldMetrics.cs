@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using Herald.Protocol;
 
 namespace Herald.Diagnostics;
 
@@ -6,6 +7,12 @@ namespace Herald.Diagnostics;
 /// Herald's counters, published through the <c>Herald</c> <see cref="Meter"/> and read by <c>/api/stats</c>.
 /// Each number is counted once, here; the meter's instruments observe these fields rather than counting again.
 /// </summary>
+/// <remarks>
+/// The delivery latency histogram is the exception the API forces: <see cref="System.Diagnostics.Metrics"/> has no
+/// observable histogram, so each delivery is recorded by one call that updates this class's buckets (read by
+/// <c>/metrics</c>) and, only while a listener such as OpenTelemetry is attached, the meter's
+/// <c>herald.delivery_latency</c> histogram. Each exporter sees every delivery once.
+/// </remarks>
 public sealed class HeraldMetrics : IDisposable
 {
     /// <summary>The name of Herald's meter.</summary>
@@ -21,6 +28,16 @@ public sealed class HeraldMetrics : IDisposable
     private long _pollsWithData;
     private long _pollsEmpty;
     private long _pollsNotModified;
+    private readonly LatencyHistogram[] _latency = [new(), new(), new()]; // indexed by DeliveryTransport
+    private readonly Histogram<double> _latencyInstrument;
+
+    // One tag per transport, made once, so that recording to the meter does not allocate.
+    private static readonly KeyValuePair<string, object?>[] s_transportTags =
+    [
+        new("transport", TransportLabel(DeliveryTransport.WebSocket)),
+        new("transport", TransportLabel(DeliveryTransport.LongPoll)),
+        new("transport", TransportLabel(DeliveryTransport.ShortPoll)),
+    ];
 
     /// <summary>Creates the counters and registers the meter's instruments.</summary>
     public HeraldMetrics()
@@ -37,8 +54,15 @@ public sealed class HeraldMetrics : IDisposable
             new Measurement<long>(PollsEmpty, new KeyValuePair<string, object?>("result", "empty")),
             new Measurement<long>(PollsNotModified, new KeyValuePair<string, object?>("result", "not_modified")),
         }, description: "Poll requests answered, by result.");
+        _latencyInstrument = _meter.CreateHistogram("herald.delivery_latency", unit: "s",
+            description: "Time from a publication's acceptance by this node to its bytes being handed to a subscriber's transport, by transport.",
+            tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyHistogram.BucketBounds });
         _meter.CreateObservableUpDownCounter("herald.connections", () => new Measurement<long>(WebSocketConnections, new KeyValuePair<string, object?>("transport", "websocket")), description: "Open connections by transport.");
     }
+
+    /// <summary>This instance's meter (tests tell it apart from other nodes' meters of the same name).</summary>
+    internal Meter Meter => _meter;
 
     /// <summary>Publications appended through this node.</summary>
     public long Publications => Volatile.Read(ref _publications);
@@ -66,6 +90,43 @@ public sealed class HeraldMetrics : IDisposable
 
     /// <summary>Polls answered <c>304 Not Modified</c>.</summary>
     public long PollsNotModified => Volatile.Read(ref _pollsNotModified);
+
+    /// <summary>The name of a transport in the <c>transport</c> label: <c>websocket</c>, <c>long_poll</c> or <c>short_poll</c>.</summary>
+    public static string TransportLabel(DeliveryTransport transport) => transport switch
+    {
+        DeliveryTransport.WebSocket => "websocket",
+        DeliveryTransport.LongPoll => "long_poll",
+        DeliveryTransport.ShortPoll => "short_poll",
+        _ => throw new ArgumentOutOfRangeException(nameof(transport)),
+    };
+
+    /// <summary>The delivery latency histogram of one transport.</summary>
+    public LatencyHistogram DeliveryLatency(DeliveryTransport transport) => _latency[(int)transport];
+
+    /// <summary>
+    /// Records one delivery: a publication accepted at <paramref name="acceptedTimestamp"/> (its
+    /// <see cref="Publication.AcceptedTimestamp"/>) whose bytes the transport took at <paramref name="writtenTimestamp"/>
+    /// (both <see cref="System.Diagnostics.Stopwatch.GetTimestamp"/> values). Allocation-free.
+    /// </summary>
+    public void DeliveryWritten(DeliveryTransport transport, long acceptedTimestamp, long writtenTimestamp)
+    {
+        var seconds = _latency[(int)transport].Record(acceptedTimestamp, writtenTimestamp);
+        if (_latencyInstrument.Enabled)
+        {
+            _latencyInstrument.Record(seconds, s_transportTags[(int)transport]);
+        }
+    }
+
+    /// <summary>Records one delivery per publication in <paramref name="publications"/>, all written at <paramref name="writtenTimestamp"/>.</summary>
+    public void DeliveriesWritten(DeliveryTransport transport, IReadOnlyList<Publication> publications, long writtenTimestamp)
+    {
+        ArgumentNullException.ThrowIfNull(publications);
+        // An index loop: foreach over the interface would box an enumerator per call.
+        for (var i = 0; i < publications.Count; i++)
+        {
+            DeliveryWritten(transport, publications[i].AcceptedTimestamp, writtenTimestamp);
+        }
+    }
 
     /// <summary>Counts an answered poll.</summary>
     public void PollAnswered(bool hasData, bool notModified) =>

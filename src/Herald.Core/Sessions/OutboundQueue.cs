@@ -13,7 +13,7 @@ namespace Herald.Sessions;
 /// </remarks>
 public sealed class OutboundQueue
 {
-    private readonly Channel<ReadOnlyMemory<byte>> _channel;
+    private readonly Channel<OutboundMessage> _channel;
     private readonly long _maxBytes;
     private readonly Action _onOverflow;
     private long _bytes;
@@ -24,7 +24,7 @@ public sealed class OutboundQueue
     {
         _maxBytes = maxBytes;
         _onOverflow = onOverflow ?? throw new ArgumentNullException(nameof(onOverflow));
-        _channel = Channel.CreateBounded<ReadOnlyMemory<byte>>(new BoundedChannelOptions(maxMessages)
+        _channel = Channel.CreateBounded<OutboundMessage>(new BoundedChannelOptions(maxMessages)
         {
             FullMode = BoundedChannelFullMode.Wait, // so that TryWrite reports "full" instead of silently dropping
             SingleReader = false,
@@ -34,7 +34,7 @@ public sealed class OutboundQueue
     }
 
     /// <summary>The consuming side, for the connection's writer.</summary>
-    public ChannelReader<ReadOnlyMemory<byte>> Reader => _channel.Reader;
+    public ChannelReader<OutboundMessage> Reader => _channel.Reader;
 
     /// <summary>Bytes queued and not yet written.</summary>
     public long QueuedBytes => Volatile.Read(ref _bytes);
@@ -43,13 +43,18 @@ public sealed class OutboundQueue
     public bool Tripped => Volatile.Read(ref _tripped) != 0;
 
     /// <summary>Queues a message; returns <see langword="false"/> when the queue is closed or has just overflowed.</summary>
-    public bool TryEnqueue(ReadOnlyMemory<byte> message)
+    /// <param name="message">The encoded message.</param>
+    /// <param name="acceptedTimestamp">
+    /// For a push, its publication's <see cref="Protocol.Publication.AcceptedTimestamp"/>, so that the writer can record
+    /// the delivery's latency when it sends it; 0 for anything else.
+    /// </param>
+    public bool TryEnqueue(ReadOnlyMemory<byte> message, long acceptedTimestamp = 0)
     {
         if (Volatile.Read(ref _tripped) != 0)
         {
             return false;
         }
-        if (Interlocked.Add(ref _bytes, message.Length) > _maxBytes || !_channel.Writer.TryWrite(message))
+        if (Interlocked.Add(ref _bytes, message.Length) > _maxBytes || !_channel.Writer.TryWrite(new OutboundMessage(message, acceptedTimestamp)))
         {
             Interlocked.Add(ref _bytes, -message.Length);
             if (!_channel.Reader.Completion.IsCompleted)
@@ -73,7 +78,7 @@ public sealed class OutboundQueue
         _channel.Writer.TryComplete();
         while (_channel.Reader.TryRead(out var dropped))
         {
-            Interlocked.Add(ref _bytes, -dropped.Length);
+            Interlocked.Add(ref _bytes, -dropped.Bytes.Length);
         }
     }
 
@@ -86,3 +91,8 @@ public sealed class OutboundQueue
         }
     }
 }
+
+/// <summary>A message waiting in an <see cref="OutboundQueue"/>.</summary>
+/// <param name="Bytes">The encoded message.</param>
+/// <param name="AcceptedTimestamp">For a push, when its publication was accepted (a Stopwatch timestamp); 0 otherwise.</param>
+public readonly record struct OutboundMessage(ReadOnlyMemory<byte> Bytes, long AcceptedTimestamp);

@@ -97,6 +97,6 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             return false;
         }
         _lastOffset = publication.Offset;
-        return Session.Enqueue(push);
+        return Session.Outbound.TryEnqueue(push, publication.AcceptedTimestamp);
     }
 }
