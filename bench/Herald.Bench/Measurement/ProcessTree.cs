@@ -3,14 +3,14 @@ using System.Globalization;
 namespace Herald.Bench.Measurement;
 
 /// <summary>
-/// Reads a server's cost from /proc: CPU seconds (user + system) and resident memory of the process and all its
+/// Reads a server's cost from /proc: CPU seconds (user + system) and proportional memory (PSS) of the process and all its
 /// descendants (nginx's workers, for instance), so every system is measured the same way whatever its process model.
 /// </summary>
 internal static class ProcessTree
 {
     private const double ClockTicksPerSecond = 100; // USER_HZ; 100 on every Linux this runs on.
 
-    public readonly record struct Sample(double CpuSeconds, long RssBytes, int Processes);
+    public readonly record struct Sample(double CpuSeconds, long MemoryBytes, int Processes);
 
     public static Sample Read(int rootPid)
     {
@@ -23,7 +23,7 @@ internal static class ProcessTree
             {
                 cpu += ticks / ClockTicksPerSecond;
             }
-            rss += ReadRss(pid);
+            rss += ReadPss(pid);
         }
         return new Sample(cpu, rss, pids.Count);
     }
@@ -79,15 +79,16 @@ internal static class ProcessTree
         return true;
     }
 
-    private static long ReadRss(int pid)
+    private static long ReadPss(int pid)
     {
         try
         {
-            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+            // PSS, not RSS: nginx's workers share the master's pages, and adding their RSS would count those twice.
+            foreach (var line in File.ReadLines($"/proc/{pid}/smaps_rollup"))
             {
-                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                if (line.StartsWith("Pss:", StringComparison.Ordinal))
                 {
-                    return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), CultureInfo.InvariantCulture) * 1024;
+                    return long.Parse(line.AsSpan(4).Trim().TrimEnd("kB").Trim(), CultureInfo.InvariantCulture) * 1024;
                 }
             }
         }

@@ -70,7 +70,7 @@ internal static class Report
     {
         md.AppendLine("### (a) Fan-out: one channel, N WebSocket subscribers, publish rate stepped up").AppendLine();
         md.AppendLine("Each row is the highest step that kept up (every publication delivered to every subscriber, p99 under 1 s, publish rate met); *saturated at* is the step where it stopped keeping up. `Herald ÷ peer` compares deliveries per server CPU-second at those steps.").AppendLine();
-        md.AppendLine("| system | subscribers | sustained deliveries/s | p50 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ peer | peak RSS MB | bytes/delivery | saturated at (publications/s) | limited by |");
+        md.AppendLine("| system | subscribers | sustained deliveries/s | p50 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ peer | peak PSS MB | bytes/delivery | saturated at (publications/s) | limited by |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var group in results.Runs.GroupBy(r => r.Clients).OrderBy(g => g.Key))
         {
@@ -85,7 +85,7 @@ internal static class Report
                 }
                 var saturatedAt = run.Steps.FirstOrDefault(s => s.Saturated) is { } sat ? F(sat.TargetRate) : "not reached";
                 var limit = run.Steps.FirstOrDefault(s => s.Saturated)?.Limit ?? "—";
-                md.AppendLine(Inv, $"| {run.System} | {run.Clients} | {F(best.DeliveriesPerSecond)} | {F(best.P50Ms, "0.0")} | {F(best.P99Ms, "0.0")} | {F(best.MaxMs, "0")} | {F(best.ServerCpuPercent)}% | {F(best.DeliveriesPerCpuSecond)} | {(run.System == Reference ? "1.00×" : Ratio(herald?.DeliveriesPerCpuSecond ?? 0, best.DeliveriesPerCpuSecond))} | {F(best.PeakRssMb)} | {F(best.BytesPerDelivery, "0.0")} | {saturatedAt} | {limit} |");
+                md.AppendLine(Inv, $"| {run.System} | {run.Clients} | {F(best.DeliveriesPerSecond)} | {F(best.P50Ms, "0.0")} | {F(best.P99Ms, "0.0")} | {F(best.MaxMs, "0")} | {F(best.ServerCpuPercent)}% | {F(best.DeliveriesPerCpuSecond)} | {(run.System == Reference ? "1.00×" : Ratio(herald?.DeliveriesPerCpuSecond ?? 0, best.DeliveriesPerCpuSecond))} | {F(best.PeakMemoryMb)} | {F(best.BytesPerDelivery, "0.0")} | {saturatedAt} | {limit} |");
             }
         }
         md.AppendLine();
@@ -111,7 +111,7 @@ internal static class Report
     private static void Channels(StringBuilder md, ScenarioResults results)
     {
         md.AppendLine("### (b) Many channels: every WebSocket on its own channel, one publication per channel per second").AppendLine();
-        md.AppendLine("| system | connections | publications/s offered | achieved | deliveries/s | p50 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ peer | peak RSS MB | delivered / expected | limited by |");
+        md.AppendLine("| system | connections | publications/s offered | achieved | deliveries/s | p50 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ peer | peak PSS MB | delivered / expected | limited by |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         var herald = results.Runs.FirstOrDefault(r => r.System == Reference)?.Steps.FirstOrDefault();
         foreach (var run in results.Runs)
@@ -121,7 +121,7 @@ internal static class Report
                 md.AppendLine(Inv, $"| {run.System} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | | |");
                 continue;
             }
-            md.AppendLine(Inv, $"| {run.System} | {run.Connected} | {F(s.TargetRate)} | {F(s.PublishedPerSecond)} | {F(s.DeliveriesPerSecond)} | {F(s.P50Ms, "0.0")} | {F(s.P99Ms, "0.0")} | {F(s.MaxMs)} | {F(s.ServerCpuPercent)}% | {F(s.DeliveriesPerCpuSecond)} | {(run.System == Reference ? "1.00×" : Ratio(herald?.DeliveriesPerCpuSecond ?? 0, s.DeliveriesPerCpuSecond))} | {F(s.PeakRssMb)} | {s.Delivered}/{s.Expected} | {s.Limit} |");
+            md.AppendLine(Inv, $"| {run.System} | {run.Connected} | {F(s.TargetRate)} | {F(s.PublishedPerSecond)} | {F(s.DeliveriesPerSecond)} | {F(s.P50Ms, "0.0")} | {F(s.P99Ms, "0.0")} | {F(s.MaxMs)} | {F(s.ServerCpuPercent)}% | {F(s.DeliveriesPerCpuSecond)} | {(run.System == Reference ? "1.00×" : Ratio(herald?.DeliveriesPerCpuSecond ?? 0, s.DeliveriesPerCpuSecond))} | {F(s.PeakMemoryMb)} | {s.Delivered}/{s.Expected} | {s.Limit} |");
         }
         md.AppendLine();
     }
@@ -129,27 +129,27 @@ internal static class Report
     private static void Idle(StringBuilder md, ScenarioResults results, string plotsDir)
     {
         md.AppendLine("### (c) Idle WebSocket connections: server memory per connection").AppendLine();
-        md.AppendLine("Resident memory (VmRSS of the server's process tree) with N idle subscribers, minus the same server's memory with one subscriber, divided by N. `peer ÷ Herald` > 1 means the peer needs more memory per connection.").AppendLine();
-        md.AppendLine("| system | connections asked | held | RSS before MB | RSS with N MB | KiB per connection | peer ÷ Herald | limit met |");
+        md.AppendLine("Memory (PSS, proportional set size, of the server's process tree) with N idle subscribers, minus the same server's memory with one subscriber, divided by N. `peer ÷ Herald` > 1 means the peer needs more memory per connection.").AppendLine();
+        md.AppendLine("| system | connections asked | held | PSS before MB | PSS with N MB | KiB per connection | peer ÷ Herald | limit met |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
         foreach (var run in results.Runs.OrderBy(r => r.Clients).ThenBy(r => r.System != Reference))
         {
             var herald = results.Runs.FirstOrDefault(r => r.System == Reference && r.Clients == run.Clients);
             var ratio = run.System == Reference ? "1.00×" : Ratio(run.KbPerConnection, herald?.KbPerConnection ?? 0);
-            md.AppendLine(Inv, $"| {run.System} | {run.Clients} | {run.Connected} | {F(run.BaselineRssMb)} | {F(run.LoadedRssMb)} | {F(run.KbPerConnection, "0.0")} | {ratio} | {run.Limit}{(run.FirstError is null ? "" : "; " + run.FirstError)} |");
+            md.AppendLine(Inv, $"| {run.System} | {run.Clients} | {run.Connected} | {F(run.BaselineMemoryMb)} | {F(run.LoadedMemoryMb)} | {F(run.KbPerConnection, "0.0")} | {ratio} | {run.Limit}{(run.FirstError is null ? "" : "; " + run.FirstError)} |");
         }
         md.AppendLine();
         var plot = new Plot();
         foreach (var system in results.Runs.GroupBy(r => r.System))
         {
             var runs = system.Where(r => r.Connected > 0).OrderBy(r => r.Clients).ToArray();
-            var line = plot.Add.Scatter(runs.Select(r => (double)r.Connected).ToArray(), runs.Select(r => r.LoadedRssMb).ToArray());
+            var line = plot.Add.Scatter(runs.Select(r => (double)r.Connected).ToArray(), runs.Select(r => r.LoadedMemoryMb).ToArray());
             line.LegendText = system.Key;
             line.MarkerSize = 6;
         }
-        plot.Title("Idle WebSocket connections: server resident memory");
+        plot.Title("Idle WebSocket connections: server memory (PSS)");
         plot.XLabel("idle connections");
-        plot.YLabel("server RSS (MB)");
+        plot.YLabel("server PSS (MB)");
         plot.ShowLegend(Alignment.UpperLeft);
         plot.SavePng(Path.Combine(plotsDir, "idle-memory.png"), 800, 480);
         md.AppendLine("![idle memory](benchmarks/idle-memory.png)").AppendLine();
@@ -159,7 +159,7 @@ internal static class Report
     {
         md.AppendLine("### (d) Polling against WebSocket: the same clients and message rate on every transport").AppendLine();
         md.AppendLine("Short-polling clients poll every second, so their latency is half the interval on average by design. Requests and bytes are the subscribers' (the publisher's are the same everywhere and not counted). `Herald ÷ row` compares deliveries per server CPU-second with Herald over the same transport, or with Herald's WebSocket where Herald has no such row.").AppendLine();
-        md.AppendLine("| system | transport | clients | deliveries/s | p50 ms | p99 ms | max ms | server CPU-s | deliveries per CPU-s | Herald ÷ row | peak RSS MB | bytes/delivery | HTTP requests/delivery | delivered / expected |");
+        md.AppendLine("| system | transport | clients | deliveries/s | p50 ms | p99 ms | max ms | server CPU-s | deliveries per CPU-s | Herald ÷ row | peak PSS MB | bytes/delivery | HTTP requests/delivery | delivered / expected |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         var labels = new List<string>();
         var p50 = new List<double>();
@@ -174,7 +174,7 @@ internal static class Report
             }
             var herald = results.Runs.FirstOrDefault(r => r.System == Reference && r.Transport == run.Transport)?.Steps.FirstOrDefault()
                          ?? results.Runs.FirstOrDefault(r => r.System == Reference && r.Transport == Systems.Transports.WebSocket)?.Steps.FirstOrDefault();
-            md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Connected} | {F(s.DeliveriesPerSecond)} | {F(s.P50Ms, "0.0")} | {F(s.P99Ms, "0.0")} | {F(s.MaxMs)} | {F(s.ServerCpuSeconds, "0.00")} | {F(s.DeliveriesPerCpuSecond)} | {(run.System == Reference && herald == s ? "1.00×" : Ratio(herald?.DeliveriesPerCpuSecond ?? 0, s.DeliveriesPerCpuSecond))} | {F(s.PeakRssMb)} | {F(s.BytesPerDelivery, "0.0")} | {F(s.RequestsPerDelivery, "0.000")} | {s.Delivered}/{s.Expected} |");
+            md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Connected} | {F(s.DeliveriesPerSecond)} | {F(s.P50Ms, "0.0")} | {F(s.P99Ms, "0.0")} | {F(s.MaxMs)} | {F(s.ServerCpuSeconds, "0.00")} | {F(s.DeliveriesPerCpuSecond)} | {(run.System == Reference && herald == s ? "1.00×" : Ratio(herald?.DeliveriesPerCpuSecond ?? 0, s.DeliveriesPerCpuSecond))} | {F(s.PeakMemoryMb)} | {F(s.BytesPerDelivery, "0.0")} | {F(s.RequestsPerDelivery, "0.000")} | {s.Delivered}/{s.Expected} |");
             labels.Add($"{run.System}\n{run.Transport}");
             p50.Add(s.P50Ms);
             p99.Add(s.P99Ms);

@@ -23,7 +23,7 @@ internal static class IdleScenario
         // Baseline: the server has served one subscriber and one publication, so its code paths are loaded.
         await session.ConnectAsync(Transports.WebSocket, 1, _ => Channel, cancellationToken).ConfigureAwait(false);
         await session.WarmUpAsync([Channel], cancellationToken).ConfigureAwait(false);
-        var baseline = await SettledRssAsync(session.Server, sizes.Step, cancellationToken).ConfigureAwait(false);
+        var baseline = await SettledMemoryAsync(session.Server, sizes.Step, cancellationToken).ConfigureAwait(false);
 
         var agents = new List<Agent>();
         try
@@ -35,7 +35,7 @@ internal static class IdleScenario
             }
             var ready = await Task.WhenAll(agents.Select(a => a.ReadyAsync(cancellationToken))).ConfigureAwait(false);
             var connected = ready.Sum(r => r.Connected);
-            var loaded = await SettledRssAsync(session.Server, sizes.Step, cancellationToken).ConfigureAwait(false);
+            var loaded = await SettledMemoryAsync(session.Server, sizes.Step, cancellationToken).ConfigureAwait(false);
             var alive = (await Task.WhenAll(agents.Select(a => a.AliveAsync(cancellationToken))).ConfigureAwait(false)).Sum();
             var error = ready.Select(r => r.Error).FirstOrDefault(e => !string.IsNullOrEmpty(e));
             if (alive < connected)
@@ -48,8 +48,8 @@ internal static class IdleScenario
                 ConnectFailures = clients - connected,
                 Channels = 1,
                 FirstError = error,
-                BaselineRssMb = baseline / 1048576.0,
-                LoadedRssMb = loaded / 1048576.0,
+                BaselineMemoryMb = baseline / 1048576.0,
+                LoadedMemoryMb = loaded / 1048576.0,
                 KbPerConnection = alive > 0 ? (loaded - baseline) / 1024.0 / alive : 0,
                 Limit = connected < clients ? $"connections refused or failed after {connected}" : "none (all connected)",
             };
@@ -64,13 +64,13 @@ internal static class IdleScenario
     }
 
     /// <summary>Resident memory after a settling time: the highest of a few samples, so a GC in between doesn't flatter anyone.</summary>
-    private static async Task<long> SettledRssAsync(ServerProcess server, TimeSpan settle, CancellationToken cancellationToken)
+    private static async Task<long> SettledMemoryAsync(ServerProcess server, TimeSpan settle, CancellationToken cancellationToken)
     {
         await Task.Delay(settle, cancellationToken).ConfigureAwait(false);
         long rss = 0;
         for (var i = 0; i < 5; i++)
         {
-            rss = Math.Max(rss, server.Sample().RssBytes);
+            rss = Math.Max(rss, server.Sample().MemoryBytes);
             await Task.Delay(200, cancellationToken).ConfigureAwait(false);
         }
         return rss;

@@ -168,7 +168,7 @@ internal sealed class Session : IAsyncDisposable
             ServerCpuPercent = serverPercent,
             GeneratorCpuPercent = generatorPercent,
             DeliveriesPerCpuSecond = cpu > 0 ? delivered / cpu : 0,
-            PeakRssMb = Server.PeakRssBytes / 1048576.0,
+            PeakMemoryMb = Server.PeakMemoryBytes / 1048576.0,
             BytesPerDelivery = delivered > 0 ? (double)(Stats.BytesOnWire - bytes0) / delivered : 0,
             RequestsPerDelivery = delivered > 0 ? (double)(Stats.Requests - requests0) / delivered : 0,
             Errors = Stats.Errors + Publisher.Failed - errors0,

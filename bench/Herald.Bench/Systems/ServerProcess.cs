@@ -15,7 +15,7 @@ internal sealed class ServerProcess : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _sampler;
     private readonly StreamWriter _log;
-    private long _peakRss;
+    private long _peakMemory;
 
     private ServerProcess(Process process, int port, StreamWriter log)
     {
@@ -30,9 +30,9 @@ internal sealed class ServerProcess : IAsyncDisposable
     public int Pid => _process.Id;
 
     /// <summary>Highest resident memory of the process tree seen since the last <see cref="ResetPeak"/>.</summary>
-    public long PeakRssBytes => Interlocked.Read(ref _peakRss);
+    public long PeakMemoryBytes => Interlocked.Read(ref _peakMemory);
 
-    public void ResetPeak() => Interlocked.Exchange(ref _peakRss, ProcessTree.Read(Pid).RssBytes);
+    public void ResetPeak() => Interlocked.Exchange(ref _peakMemory, ProcessTree.Read(Pid).MemoryBytes);
 
     public ProcessTree.Sample Sample() => ProcessTree.Read(Pid);
 
@@ -115,9 +115,9 @@ internal sealed class ServerProcess : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
             {
-                var rss = ProcessTree.Read(Pid).RssBytes;
+                var rss = ProcessTree.Read(Pid).MemoryBytes;
                 long seen;
-                while (rss > (seen = Interlocked.Read(ref _peakRss)) && Interlocked.CompareExchange(ref _peakRss, rss, seen) != seen)
+                while (rss > (seen = Interlocked.Read(ref _peakMemory)) && Interlocked.CompareExchange(ref _peakMemory, rss, seen) != seen)
                 {
                 }
             }

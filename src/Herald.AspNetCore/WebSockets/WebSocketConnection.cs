@@ -214,7 +214,6 @@ internal sealed partial class WebSocketConnection : ISessionTransport
     private async Task WriteLoopAsync()
     {
         var reader = _session.Outbound.Reader;
-        var frame = new ArrayBufferWriter<byte>(4096);
         // The accepted-at stamps of the pushes in the frame being sent, rented per frame that has pushes so that an idle
         // connection holds none; a failed send leaves its array to the GC, which the pool allows.
         long[]? accepted = null;
@@ -222,27 +221,57 @@ internal sealed partial class WebSocketConnection : ISessionTransport
         {
             while (await reader.WaitToReadAsync(_abort.Token))
             {
-                frame.ResetWrittenCount();
-                long taken = 0;
-                var pushes = 0;
-                while (frame.WrittenCount < MaxBatchBytes && reader.TryRead(out var message))
-                {
-                    if (frame.WrittenCount > 0)
-                    {
-                        frame.Write("\n"u8);
-                    }
-                    frame.Write(message.Bytes.Span);
-                    taken += message.Bytes.Length;
-                    if (message.AcceptedTimestamp != 0)
-                    {
-                        AddStamp(ref accepted, pushes++, message.AcceptedTimestamp);
-                    }
-                }
-                if (frame.WrittenCount == 0)
+                if (!reader.TryRead(out var first))
                 {
                     continue;
                 }
-                await _socket.SendAsync(frame.WrittenMemory, WebSocketMessageType.Text, endOfMessage: true, _abort.Token);
+                long taken = first.Bytes.Length;
+                var pushes = 0;
+                if (first.AcceptedTimestamp != 0)
+                {
+                    AddStamp(ref accepted, pushes++, first.AcceptedTimestamp);
+                }
+                ReadOnlyMemory<byte> payload;
+                byte[]? batch = null;
+                if (!reader.TryPeek(out _))
+                {
+                    // One message waiting (the common case when the reader keeps up): send the shared bytes as they
+                    // are, with no copy and no buffer of this connection's own.
+                    payload = first.Bytes;
+                }
+                else
+                {
+                    // Several waiting: join them into one frame in a buffer rented for this frame only, so idle
+                    // connections hold no write buffer.
+                    batch = ArrayPool<byte>.Shared.Rent(Math.Max(4096, first.Bytes.Length * 2));
+                    first.Bytes.Span.CopyTo(batch);
+                    var count = first.Bytes.Length;
+                    while (count < MaxBatchBytes && reader.TryRead(out var message))
+                    {
+                        var needed = count + 1 + message.Bytes.Length;
+                        if (needed > batch.Length)
+                        {
+                            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, batch.Length * 2));
+                            batch.AsSpan(0, count).CopyTo(larger);
+                            ArrayPool<byte>.Shared.Return(batch);
+                            batch = larger;
+                        }
+                        batch[count++] = (byte)'\n';
+                        message.Bytes.Span.CopyTo(batch.AsSpan(count));
+                        count += message.Bytes.Length;
+                        taken += message.Bytes.Length;
+                        if (message.AcceptedTimestamp != 0)
+                        {
+                            AddStamp(ref accepted, pushes++, message.AcceptedTimestamp);
+                        }
+                    }
+                    payload = batch.AsMemory(0, count);
+                }
+                await _socket.SendAsync(payload, WebSocketMessageType.Text, endOfMessage: true, _abort.Token);
+                if (batch is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(batch);
+                }
                 _session.Outbound.Written(taken);
                 // Latency ends when the transport has taken the frame, so a consumer slow to read shows in it.
                 if (pushes > 0)
@@ -254,10 +283,6 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                     }
                     ArrayPool<long>.Shared.Return(accepted!);
                     accepted = null;
-                }
-                if (frame.Capacity > MaxBatchBytes * 2)
-                {
-                    frame = new ArrayBufferWriter<byte>(4096); // one huge message should not pin its buffer for the connection's life
                 }
             }
             // The queue can end before Close has set the code: an overflowing queue discards itself first and only
