@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Herald's one test command: builds everything (Release), runs the .NET tests, a bounded AFL++ fuzzing run
 # (tests/fuzz/run.sh, FUZZ_SECONDS, default 60), the Node interop tests, the TypeScript client tests (clients/js) and the
-# browser tests of the demo pages (tests/browser, headless Chromium), and ends with a single line of the form `total: N passed, M failed`. Exits non-zero if anything failed.
+# browser tests of the demo pages (tests/browser, headless Chromium), the benchmark peers' checks and every benchmark scenario at smoke size (bench/), and ends with a single line of the form `total: N passed, M failed`. Exits non-zero if anything failed.
 #
 #   bash test.sh
 #
-# Installs what is missing: Node.js/npm, AFL++ and Chromium through apt-get (with sudo when not root). The .NET 10 SDK must be there.
+# Installs what is missing: Node.js/npm, AFL++, Chromium, nginx and its Nchan module through apt-get (with sudo when not root). The .NET 10 SDK must be there.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -265,6 +265,33 @@ fi
 mapfile -t browser_failures < <(grep -E '^[[:space:]]*(not ok [0-9]+ - |✖ )' "$LOG_DIR/browser-test.log" | sed 's/^[[:space:]]*/    FAILED /' | head -n 30 || true)
 
 # ---------------------------------------------------------------------------------------------------------------
+# benchmarks, smoke size only (issue 6: CI proves the harness works; the figures of a smoke run mean nothing). First the
+# peers' own protocol checks (bench/peers/smoke.sh), then every scenario against every system (bench/run.sh smoke).
+
+say "bash bench/peers/install.sh && bash bench/peers/smoke.sh && bench/run.sh smoke"
+set +e
+bash bench/peers/install.sh > "$LOG_DIR/bench-install.log" 2>&1
+bench_install_rc=$?
+SMOKE_SKIP_INSTALL=1 bash bench/peers/smoke.sh 2>&1 | tee "$LOG_DIR/bench-peers-smoke.log"
+peers_rc=${PIPESTATUS[0]}
+HERALD_BENCH_SKIP_BUILD=1 bash bench/run.sh smoke 2>&1 | tee "$LOG_DIR/bench-smoke.log"
+bench_rc=${PIPESTATUS[0]}
+set -e
+peers_line="$(grep -E '^smoke: [0-9]+ passed, [0-9]+ failed' "$LOG_DIR/bench-peers-smoke.log" | tail -n 1 || true)"
+peers_passed=$(sed -E 's/^smoke: ([0-9]+) passed.*/\1/' <<<"${peers_line:-smoke: 0 passed}")
+peers_failed=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"${peers_line:-x 0 failed}")
+bench_line="$(grep -E '^bench: [0-9]+ runs, [0-9]+ passed, [0-9]+ failed' "$LOG_DIR/bench-smoke.log" | tail -n 1 || true)"
+bench_passed=$(sed -E 's/^bench: [0-9]+ runs, ([0-9]+) passed.*/\1/' <<<"${bench_line:-bench: 0 runs, 0 passed}")
+bench_failed=$(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"${bench_line:-x 0 failed}")
+bench_note=""
+if [ "$bench_install_rc" -ne 0 ]; then
+  bench_failed=$((bench_failed + 1))
+  bench_note="  bench/peers/install.sh failed (exit $bench_install_rc; log: artifacts/logs/bench-install.log): counted as 1 failure"
+fi
+if [ "$peers_rc" -ne 0 ] && [ "$peers_failed" -eq 0 ]; then peers_failed=1; fi
+if [ "$bench_rc" -ne 0 ] && [ "$bench_failed" -eq 0 ]; then bench_failed=1; fi
+
+# ---------------------------------------------------------------------------------------------------------------
 # summary
 
 echo
@@ -293,11 +320,16 @@ for line in "${browser_failures[@]+"${browser_failures[@]}"}"; do echo "$line"; 
 [ -z "$browser_note" ] || echo "$browser_note"
 [ "$js_build_failed" -eq 0 ] || echo "clients/js build before the server build FAILED (exit $js_build_rc; log: artifacts/logs/js-client-build.log): counted as 1 failure"
 
-total_passed=$((dotnet_passed + fuzz_passed + node_passed + js_passed + browser_passed))
-total_failed=$((dotnet_failed + fuzz_failed + node_failed + js_failed + browser_failed + js_build_failed))
+echo "bench peers smoke (exit $peers_rc; log: artifacts/logs/bench-peers-smoke.log): passed $peers_passed, failed $peers_failed"
+echo "bench smoke, every scenario x every system (exit $bench_rc; log: artifacts/logs/bench-smoke.log, results in artifacts/bench-smoke/): passed $bench_passed, failed $bench_failed"
+grep -E '^FAIL ' "$LOG_DIR/bench-smoke.log" | sed 's/^/    /' | head -n 20 || true
+[ -z "$bench_note" ] || echo "$bench_note"
+
+total_passed=$((dotnet_passed + fuzz_passed + node_passed + js_passed + browser_passed + peers_passed + bench_passed))
+total_failed=$((dotnet_failed + fuzz_failed + node_failed + js_failed + browser_failed + js_build_failed + peers_failed + bench_failed))
 echo "total: $total_passed passed, $total_failed failed"
 if [ "$total_failed" -ne 0 ] || [ "$dotnet_rc" -ne 0 ] || [ "$fuzz_rc" -ne 0 ] || [ "$node_rc" -ne 0 ] || [ "$npm_rc" -ne 0 ] \
   || [ "$js_rc" -ne 0 ] || [ "$js_npm_rc" -ne 0 ] || [ "$browser_rc" -ne 0 ] || [ "$browser_npm_rc" -ne 0 ] \
-  || [ "$js_build_rc" -ne 0 ]; then
+  || [ "$js_build_rc" -ne 0 ] || [ "$peers_rc" -ne 0 ] || [ "$bench_rc" -ne 0 ] || [ "$bench_install_rc" -ne 0 ]; then
   exit 1
 fi
