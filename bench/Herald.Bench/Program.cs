@@ -51,7 +51,17 @@ var total = 0;
 foreach (var scenario in scenarios)
 {
     var started = DateTimeOffset.Now;
-    var runs = await ScenarioRunner.RunAsync(scenario, Sizes.For(scenario, size), systems, options, cancel.Token);
+    var sizes = Sizes.For(scenario, size);
+    // --clients 1000,5000 and --step 5 narrow a scenario down while investigating; the published results use the defaults.
+    if (Option("--clients", "") is { Length: > 0 } clients)
+    {
+        sizes = sizes with { Clients = [.. clients.Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture))] };
+    }
+    if (Option("--step", "") is { Length: > 0 } step)
+    {
+        sizes = sizes with { Step = TimeSpan.FromSeconds(double.Parse(step, CultureInfo.InvariantCulture)) };
+    }
+    var runs = await ScenarioRunner.RunAsync(scenario, sizes, systems, options, cancel.Token);
     var results = new ScenarioResults { Scenario = scenario, Size = size, Started = started, Machine = Machine.Describe(), Runs = runs };
     var path = Path.Combine(outDir, $"{scenario}.json");
     await File.WriteAllTextAsync(path, JsonSerializer.Serialize(results, Json.Options));
