@@ -166,8 +166,11 @@ public sealed class PollPresenceTests
         Assert.Equal("payload_too_large", refused.GetProperty("error").GetProperty("code").GetString());
         var array = await ws.CommandAsync("""{"id":2,"op":"connect","info":[1]}""");
         Assert.Equal("bad_request", array.GetProperty("error").GetProperty("code").GetString());
-        var accepted = await ws.CommandAsync("""{"id":3,"op":"connect","info":{"name":"ok"}}""");
+        var accepted = await ws.CommandAsync("""{"id":3,"op":"connect","info":null}""");
         Assert.True(accepted.TryGetProperty("result", out _), accepted.ToString());
+        var (nullInfo, _) = await PostAsync(server, "/poll", """{"channels":{"chat:i":{}},"client":"c","info":null}""");
+        Assert.Equal(HttpStatusCode.OK, nullInfo);
+        Assert.False(Assert.Single(server.Node.GetPresence("chat:i")).Info.HasValue);
     }
 
     [Fact]
