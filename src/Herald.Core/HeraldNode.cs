@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Herald.Brokers;
 using Herald.Diagnostics;
 using Herald.Polling;
+using Herald.Presence;
 using Herald.Protocol;
 using Herald.Sessions;
 using Microsoft.Extensions.Logging;
@@ -17,7 +18,7 @@ namespace Herald;
 public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, ChannelSubscribers> _channels = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, ClientInfo>> _presence = new(StringComparer.Ordinal);
+    private readonly NodePresence _presence;
     private readonly ILogger _logger;
     private int _clientIds;
 
@@ -31,6 +32,7 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
         TimeProvider = timeProvider ?? TimeProvider.System;
         _logger = LoggerFactory.CreateLogger<HeraldNode>();
         NodeId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(3));
+        _presence = new NodePresence(options, TimeProvider);
     }
 
     /// <summary>The settings in force.</summary>
@@ -127,21 +129,44 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
             : new RecoveryResult(position, Recovered: false, []);
     }
 
-    /// <summary>The clients present in a channel on this node.</summary>
-    public IReadOnlyCollection<ClientInfo> GetPresence(string channel) =>
-        _presence.TryGetValue(channel, out var members) ? members.Values.ToArray() : [];
+    /// <summary>
+    /// The clients present in a channel on this node: its WebSocket subscribers and the polling clients whose lease has
+    /// not expired, one entry per client id.
+    /// </summary>
+    public IReadOnlyCollection<ClientInfo> GetPresence(string channel) => _presence.Get(channel);
 
-    internal void AddPresence(string channel, ClientInfo client) =>
-        _presence.GetOrAdd(channel, static _ => new(StringComparer.Ordinal))[client.Client] = client;
-
-    internal void RemovePresence(string channel, ClientInfo client)
+    /// <summary>
+    /// Records that a polling client (its own <paramref name="client"/> id) polled <paramref name="channel"/>: it is
+    /// present until <paramref name="wait"/> plus <see cref="HeraldOptions.PollPresenceTimeout"/> from now, unless it
+    /// polls again. Call it only for namespaces with <see cref="NamespaceOptions.Presence"/> on.
+    /// </summary>
+    /// <param name="channel">A valid channel name.</param>
+    /// <param name="client">The client's id, checked with <see cref="ClientInfoRules.IsValidClientId"/>.</param>
+    /// <param name="user">The authenticated user; empty for anonymous clients.</param>
+    /// <param name="info">The display info to show (see <see cref="ClientInfoRules.Effective"/>), or <see langword="null"/>.</param>
+    /// <param name="wait">How long this poll may be held.</param>
+    /// <returns>
+    /// Whether the client is listed: <see langword="false"/> when the channel already holds
+    /// <see cref="HeraldOptions.MaxPollPresencePerChannel"/> leases, or another user's live lease has that id.
+    /// </returns>
+    /// <remarks>Refreshing an unchanged lease takes no lock and allocates nothing.</remarks>
+    public bool TouchPollPresence(string channel, string client, string user, System.Text.Json.JsonElement? info, TimeSpan wait)
     {
-        if (_presence.TryGetValue(channel, out var members) && members.TryRemove(client.Client, out _) && members.IsEmpty)
-        {
-            // A member added between the check and the removal would be lost, so remove only the exact empty set.
-            _presence.TryRemove(new KeyValuePair<string, ConcurrentDictionary<string, ClientInfo>>(channel, members));
-        }
+        ArgumentNullException.ThrowIfNull(channel);
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(user);
+        return _presence.TouchLease(channel, client, user, info, wait);
     }
+
+    /// <summary>Removes expired poll leases in every channel now (a timer does it periodically anyway).</summary>
+    public void SweepPollPresence() => _presence.SweepAll();
+
+    /// <summary>Poll leases held on this node, expired ones not yet swept included.</summary>
+    public int PollPresenceLeases => _presence.PollLeaseCount;
+
+    internal void AddPresence(string channel, ClientInfo client) => _presence.AddSubscriber(channel, client);
+
+    internal void RemovePresence(string channel, ClientInfo client) => _presence.RemoveSubscriber(channel, client);
 
     internal async ValueTask AddSubscriptionAsync(Subscription subscription, CancellationToken cancellationToken)
     {
@@ -228,6 +253,7 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     {
         BeginShutdown();
         await Broker.DisposeAsync();
+        _presence.Dispose();
         Metrics.Dispose();
         _stopping.Dispose();
     }

@@ -79,6 +79,20 @@ public sealed class HeraldOptions
     /// <summary>Longest a long poll may be held (the cap on its <c>wait</c>). Default 30 s.</summary>
     public TimeSpan MaxPollWait { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long a polling client that sent a client id stays present in a channel after a poll, beyond the poll's own
+    /// <c>wait</c>. Default 15 s.
+    /// </summary>
+    public TimeSpan PollPresenceTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Most polling clients (presence leases) listed in one channel's presence on this node. Default 10,000.</summary>
+    [Range(1, 10_000_000)]
+    public int MaxPollPresencePerChannel { get; set; } = 10_000;
+
+    /// <summary>Largest client-supplied <c>info</c> (on <c>connect</c> and polls), in bytes of JSON as sent. Default 1,024.</summary>
+    [Range(2, 64 * 1024)]
+    public int MaxClientInfoBytes { get; set; } = 1024;
+
     /// <summary>Most commands one connection may send per second (a burst of as many is allowed). Default 200.</summary>
     [Range(1, 1_000_000)]
     public int MaxCommandsPerSecond { get; set; } = 200;
@@ -125,6 +139,10 @@ public sealed class HeraldOptions
         if (MaxPollWait < TimeSpan.Zero || MaxPollWait > TimeSpan.FromMinutes(10))
         {
             yield return "Herald:MaxPollWait must be between 0 and 10 minutes.";
+        }
+        if (PollPresenceTimeout <= TimeSpan.Zero || PollPresenceTimeout > TimeSpan.FromHours(1))
+        {
+            yield return "Herald:PollPresenceTimeout must be positive and at most 1 hour.";
         }
         if (Token.Secret is { Length: > 0 and < 32 })
         {

@@ -26,6 +26,9 @@ public sealed class Command
 
     /// <summary>The maximum number of publications to return (<c>history</c>).</summary>
     [JsonPropertyName("limit")] public int? Limit { get; set; }
+
+    /// <summary>Display information for presence, a JSON object supplied by the client (<c>connect</c>).</summary>
+    [JsonPropertyName("info")] public JsonElement? Info { get; set; }
 }
 
 /// <summary>A position as the client sends it; both fields are required when the object is present.</summary>

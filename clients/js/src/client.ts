@@ -70,6 +70,20 @@ function validateChannel(channel: string): void {
   }
 }
 
+/** 32 hex digits from the platform's CSPRNG (`getRandomValues` works in insecure browser contexts too, unlike `randomUUID`). */
+function randomClientId(): string {
+  const bytes = new Uint8Array(16);
+  const crypto = (globalThis as { crypto?: { getRandomValues?(array: Uint8Array): Uint8Array } }).crypto;
+  if (crypto?.getRandomValues !== undefined) {
+    crypto.getRandomValues(bytes);
+  } else {
+    for (let i = 0; i < bytes.length; i++) {
+      bytes[i] = Math.floor(Math.random() * 256);
+    }
+  }
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** The state of a {@link Subscription}. */
 export type SubscriptionState = "unsubscribed" | "subscribing" | "subscribed";
 
@@ -171,6 +185,11 @@ interface Waiter {
  */
 export class HeraldClient {
   readonly url: string;
+  /**
+   * A random id, stable for this client's lifetime, sent with every poll: the server lists a polling client in
+   * presence under it. (On a WebSocket the server assigns the connection's id instead.)
+   */
+  readonly clientId: string = randomClientId();
   private readonly options: HeraldClientOptions;
   private forced: TransportName | undefined;
   private readonly emitter: Emitter<HeraldEventMap>;
@@ -318,7 +337,10 @@ export class HeraldClient {
     return { epoch: result.epoch, offset: result.offset, publications: result.publications ?? [] };
   }
 
-  /** The clients present in a channel (WebSocket subscribers on the node that answers), keyed by client id. */
+  /**
+   * The clients present in a channel on the node that answers, keyed by client id: WebSocket subscribers, and polling
+   * clients until their lease runs out (a poll's wait plus the server's `PollPresenceTimeout`, 15 s by default).
+   */
   async presence(channel: string): Promise<PresenceResult> {
     validateChannel(channel);
     const result = (await this.command({ op: "presence", channel })) as { presence?: PresenceResult };
@@ -417,6 +439,8 @@ export class HeraldClient {
     // Callbacks from a transport that is no longer the active one are ignored.
     const host: TransportHost = {
       token: this.options.token,
+      clientId: this.clientId,
+      info: this.options.info,
       timeout: this.timeout,
       channels() {
         const map = new Map<string, StreamPosition | undefined>();

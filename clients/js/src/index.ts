@@ -10,6 +10,8 @@ export type {
   HeraldEventMap,
   HistoryOptions,
   HistoryResult,
+  PresenceEntry,
+  PresenceInfo,
   PresenceResult,
   Publication,
   PublicationEvent,

@@ -1,5 +1,5 @@
 import { ClientErrorCodes, ErrorCodes, HeraldError } from "./codes.js";
-import type { ChannelEntry, Command, StreamPosition, Transport, TransportCloseInfo, TransportHost } from "./types.js";
+import type { ChannelEntry, Command, PresenceInfo, StreamPosition, Transport, TransportCloseInfo, TransportHost } from "./types.js";
 import { toEntry } from "./transport_websocket.js";
 
 /** The largest batch a poll answer holds per channel by default (`Herald:MaxHistoryLimit`): more may be waiting. */
@@ -32,9 +32,10 @@ function httpError(answer: HttpAnswer, what: string): HeraldError {
 }
 
 /**
- * What both polling transports share: `POST /poll` with every subscribed channel and its cursor, and the stateless
- * commands over `POST /cmd`, both with `Authorization: Bearer <token>`. The server keeps nothing between polls, so
- * the cursors the client holds are the whole state.
+ * What both polling transports share: `POST /poll` with every subscribed channel and its cursor (and the client's id
+ * and info, for presence), and the stateless commands over `POST /cmd`, both with `Authorization: Bearer <token>`.
+ * The server keeps no delivery state between polls, so the cursors the client holds are the whole state; it only
+ * remembers, for a while, that the client is present.
  */
 export abstract class HttpPollingTransport implements Transport {
   abstract readonly name: "longpoll" | "poll";
@@ -122,9 +123,16 @@ export abstract class HttpPollingTransport implements Transport {
       for (const [channel, cursor] of cursors) {
         channels[channel] = cursor === undefined ? {} : { offset: cursor.offset, epoch: cursor.epoch };
       }
-      const body: { channels: typeof channels; wait?: number } = { channels };
+      // The client id makes the server list this client in presence until shortly after the poll ends.
+      const body: { channels: typeof channels; wait?: number; client: string; info?: PresenceInfo } = {
+        channels,
+        client: this.host.clientId,
+      };
       if (this.wait > 0) {
         body.wait = this.wait;
+      }
+      if (this.host.info !== undefined) {
+        body.info = this.host.info;
       }
       const controller = new AbortController();
       const onClose = () => controller.abort();

@@ -100,6 +100,9 @@ export class WebSocketTransport implements Transport {
         if (this.host.token !== undefined) {
           connect.token = this.host.token;
         }
+        if (this.host.info !== undefined) {
+          connect.info = this.host.info;
+        }
         this.request(connect).then(
           (result) => {
             if (this.isClosed) {

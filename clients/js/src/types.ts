@@ -28,6 +28,15 @@ export interface ClientInfo {
   client: string;
 }
 
+/** Display information for presence: any JSON object (the server limits its size, 1 KiB by default). */
+export type PresenceInfo = Record<string, unknown>;
+
+/** A client present in a channel. */
+export interface PresenceEntry extends ClientInfo {
+  /** Its display information: the token's `info` claim, else what the client sent; absent when neither. */
+  info?: PresenceInfo;
+}
+
 /** One publication of a channel, as the server sends it. */
 export interface Publication {
   offset: number;
@@ -106,6 +115,11 @@ export interface WebSocketLike {
 export interface HeraldClientOptions {
   /** A JWT: sent in `connect` on the WebSocket and as `Authorization: Bearer` over HTTP. */
   token?: string;
+  /**
+   * Display information shown as `info` in this client's presence entries (e.g. `{ name: "Ana" }`): sent with
+   * `connect` and with every poll. Untrusted: a token's `info` claim, when present, is shown instead.
+   */
+  info?: PresenceInfo;
   /** The transports to try, in order. Default: websocket, longpoll, poll. */
   transports?: TransportName[];
   /** Use only this transport (overrides `transports`). */
@@ -148,7 +162,7 @@ export interface PublishResult {
 }
 
 /** The result of `presence`: the clients present, keyed by client id. */
-export type PresenceResult = Record<string, ClientInfo>;
+export type PresenceResult = Record<string, PresenceEntry>;
 
 /** A subscribe reply or a poll answer's channel entry. */
 export interface ChannelEntry {
@@ -166,6 +180,7 @@ export interface Command {
   data?: unknown;
   limit?: number;
   token?: string;
+  info?: PresenceInfo;
 }
 
 /** Why a transport closed. */
@@ -176,6 +191,10 @@ export interface TransportCloseInfo {
 /** What a transport needs from the client. */
 export interface TransportHost {
   readonly token: string | undefined;
+  /** This client's id, sent with polls so that the server lists a polling client in presence. */
+  readonly clientId: string;
+  /** Display information for presence, sent with `connect` and polls. */
+  readonly info: PresenceInfo | undefined;
   readonly timeout: number;
   /** The channels to receive and their cursors (undefined: no cursor yet). */
   channels(): Map<string, StreamPosition | undefined>;

@@ -128,10 +128,10 @@ describe('each transport', () => {
 
       const presence = await client.presence(channel);
       const present = Object.values(presence);
-      if (transport === 'websocket') {
-        assert.equal(present.length, 1, JSON.stringify(presence));
-      } else {
-        assert.equal(present.length, 0, 'polling clients are never present');
+      // Every transport is present: a WebSocket under the server's id, a polling client under its own clientId.
+      assert.equal(present.length, 1, JSON.stringify(presence));
+      if (transport !== 'websocket') {
+        assert.deepEqual(presence[client.clientId], { user: '', client: client.clientId });
       }
     });
   }

@@ -29,7 +29,7 @@ internal static class PollEndpoint
         {
             return;
         }
-        var (request, status, code, message) = await PollRequest.ParseAsync(context, options);
+        var (request, status, code, message) = await PollRequest.ParseAsync(context, options, auth.Info);
         if (request is null)
         {
             await HttpErrors.WriteAsync(context, status, code!, message!);
@@ -42,6 +42,17 @@ internal static class PollEndpoint
             {
                 await HttpErrors.WriteAsync(context, StatusCodes.Status403Forbidden, ErrorCodes.PermissionDenied, $"polling {cursor.Channel} needs a grant");
                 return;
+            }
+        }
+        if (request.Client is { } client)
+        {
+            // A lease per channel, refreshed by every poll: the client counts as present between its polls too.
+            foreach (var cursor in request.Cursors)
+            {
+                if (cursor.Namespace.Presence)
+                {
+                    node.TouchPollPresence(cursor.Channel, client, auth.User, request.Info, request.Wait);
+                }
             }
         }
         var aborted = context.RequestAborted;

@@ -9,15 +9,24 @@ namespace Herald.AspNetCore.Polling;
 /// <summary>One channel of a poll and the cursor the client holds for it.</summary>
 internal sealed record PollCursor(string Channel, NamespaceOptions Namespace, StreamPosition? Since);
 
-/// <summary>A parsed poll: the channels with their cursors, and how long the client will wait.</summary>
-internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan Wait)
+/// <summary>
+/// A parsed poll: the channels with their cursors, how long the client will wait, and, for presence, the client's own
+/// id and display info (both optional).
+/// </summary>
+internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan Wait, string? Client, JsonElement? Info)
 {
-    /// <summary>Parses <c>GET /poll?channel=…&amp;offset=…&amp;epoch=…&amp;wait=…</c> or a <c>POST /poll</c> body.</summary>
+    /// <summary>
+    /// Parses <c>GET /poll?channel=…&amp;offset=…&amp;epoch=…&amp;wait=…&amp;client=…&amp;info=…</c> or a <c>POST /poll</c> body.
+    /// <c>info</c> is checked only when <paramref name="tokenInfo"/> is <see langword="null"/>: a token's info wins
+    /// and the client's is ignored.
+    /// </summary>
     /// <returns>The request, or an error code and message for a 4xx answer.</returns>
-    public static async Task<(PollRequest? Request, int Status, string? Code, string? Message)> ParseAsync(HttpContext context, HeraldOptions options)
+    public static async Task<(PollRequest? Request, int Status, string? Code, string? Message)> ParseAsync(HttpContext context, HeraldOptions options, JsonElement? tokenInfo)
     {
         var entries = new List<(string? Channel, string? Offset, string? Epoch)>();
         string? waitText;
+        string? client;
+        JsonElement? info = null;
         if (HttpMethods.IsGet(context.Request.Method))
         {
             var query = context.Request.Query;
@@ -27,6 +36,24 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
             }
             entries.Add((query["channel"].ToString(), Nullable(query["offset"]), Nullable(query["epoch"])));
             waitText = Nullable(query["wait"]);
+            client = Nullable(query["client"]);
+            if (Nullable(query["info"]) is { } infoText && tokenInfo is null)
+            {
+                if (System.Text.Encoding.UTF8.GetByteCount(infoText) > options.MaxClientInfoBytes)
+                {
+                    // Measured before parsing, so an oversized info costs no parse.
+                    return (null, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"'info' is larger than {options.MaxClientInfoBytes} bytes (Herald:MaxClientInfoBytes)");
+                }
+                try
+                {
+                    using var parsed = JsonDocument.Parse(infoText);
+                    info = parsed.RootElement.Clone();
+                }
+                catch (JsonException)
+                {
+                    return Fail(ErrorCodes.BadRequest, "'info' must be a URL-encoded JSON object");
+                }
+            }
         }
         else
         {
@@ -37,7 +64,7 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
             }
             catch (JsonException ex)
             {
-                return Fail(ErrorCodes.BadRequest, $"invalid JSON body ({ex.Path ?? "$"}); expected {{\"channels\":{{\"<channel>\":{{\"offset\":…,\"epoch\":…}}}},\"wait\":…}}");
+                return Fail(ErrorCodes.BadRequest, $"invalid JSON body ({ex.Path ?? "$"}); expected {{\"channels\":{{\"<channel>\":{{\"offset\":…,\"epoch\":…}}}},\"wait\":…,\"client\":\"…\",\"info\":{{…}}}}");
             }
             catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
             {
@@ -56,6 +83,17 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
                 entries.Add((name, cursor?.Offset?.ToString(CultureInfo.InvariantCulture), cursor?.Epoch));
             }
             waitText = body.Wait?.ToString("F6", CultureInfo.InvariantCulture);
+            client = body.Client;
+            info = tokenInfo is null ? body.Info : null;
+        }
+
+        if (client is not null && !Herald.Presence.ClientInfoRules.IsValidClientId(client))
+        {
+            return Fail(ErrorCodes.BadRequest, $"'client' must be 1 to {Herald.Presence.ClientInfoRules.MaxClientIdLength} characters of A-Z a-z 0-9 _ -");
+        }
+        if (info is { } offered && Herald.Presence.ClientInfoRules.Check(offered, options) is { } refused)
+        {
+            return (null, refused.Code == ErrorCodes.PayloadTooLarge ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest, refused.Code, refused.Message);
         }
 
         var wait = TimeSpan.Zero;
@@ -91,7 +129,7 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
             }
             cursors.Add(new PollCursor(channel!, ns!, since));
         }
-        return (new PollRequest(cursors, wait), 0, null, null);
+        return (new PollRequest(cursors, wait, client, tokenInfo ?? info), 0, null, null);
 
         static (PollRequest?, int, string?, string?) Fail(string code, string message) => (null, StatusCodes.Status400BadRequest, code, message);
 
@@ -105,6 +143,10 @@ internal sealed class PollBody
     [JsonPropertyName("channels")] public Dictionary<string, PollBodyCursor?>? Channels { get; set; }
 
     [JsonPropertyName("wait")] public double? Wait { get; set; }
+
+    [JsonPropertyName("client")] public string? Client { get; set; }
+
+    [JsonPropertyName("info")] public JsonElement? Info { get; set; }
 }
 
 /// <summary>A channel's cursor in a <c>POST /poll</c> body; both fields or neither.</summary>

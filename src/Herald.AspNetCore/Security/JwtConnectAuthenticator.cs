@@ -11,6 +11,7 @@ namespace Herald.AspNetCore.Security;
 /// Validates connection tokens (JWT): HS256 with <c>Herald:Token:Secret</c>; RS256 / ES256 with a PEM public key or a
 /// JWKS file. <c>sub</c> is the user; <c>exp</c>/<c>nbf</c> are honoured with a small skew; <c>iss</c>/<c>aud</c>
 /// are checked when configured. The claim <c>channels</c> grants rights: <c>{"chat:*":["subscribe","publish"]}</c>.
+/// The claim <c>info</c>, a JSON object, is the client's display information in presence (it beats the client's own).
 /// </summary>
 /// <remarks>
 /// Unsigned tokens (<c>alg:none</c>) are refused, and each key only verifies its own algorithm family, so a token
@@ -20,6 +21,9 @@ public sealed class JwtConnectAuthenticator : IConnectAuthenticator
 {
     /// <summary>The claim that carries channel grants.</summary>
     public const string ChannelsClaim = "channels";
+
+    /// <summary>The claim that carries trusted display information for presence.</summary>
+    public const string InfoClaim = "info";
 
     private readonly HeraldOptions _options;
     private readonly JsonWebTokenHandler _handler = new() { MapInboundClaims = false };
@@ -99,9 +103,19 @@ public sealed class JwtConnectAuthenticator : IConnectAuthenticator
         {
             return AuthenticationResult.Refuse($"the '{ChannelsClaim}' claim must be an object of pattern → [\"subscribe\"|\"publish\"]");
         }
+        JsonElement? info = null;
+        if (jwt.TryGetPayloadValue<JsonElement>(InfoClaim, out var infoClaim) && infoClaim.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null))
+        {
+            if (infoClaim.ValueKind != JsonValueKind.Object)
+            {
+                return AuthenticationResult.Refuse($"the '{InfoClaim}' claim must be a JSON object");
+            }
+            info = infoClaim.Clone();
+        }
         return new AuthenticationResult(true, user, null)
         {
             Grants = grants,
+            Info = info,
             ExpiresAt = jwt.TryGetPayloadValue<long>("exp", out var exp) ? DateTimeOffset.FromUnixTimeSeconds(exp) : null,
         };
     }

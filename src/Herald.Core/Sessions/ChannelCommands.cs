@@ -102,7 +102,7 @@ public static class ChannelCommands
         return ProtocolWriter.EncodeResult(command.Id, members, static (w, m) => WritePresence(w, m));
     }
 
-    /// <summary>Writes <c>"presence":{"&lt;client&gt;":{"user":…,"client":…},…}</c>.</summary>
+    /// <summary>Writes <c>"presence":{"&lt;client&gt;":{"user":…,"client":…,"info":{…}},…}</c>; <c>info</c> only when the client has one.</summary>
     public static void WritePresence(Utf8JsonWriter writer, IReadOnlyCollection<ClientInfo> members)
     {
         ArgumentNullException.ThrowIfNull(writer);
@@ -113,6 +113,12 @@ public static class ChannelCommands
             writer.WriteStartObject(member.Client);
             writer.WriteString(ProtocolNames.User, member.User);
             writer.WriteString(ProtocolNames.Client, member.Client);
+            if (member.Info is { } info)
+            {
+                // Re-encoded, never copied raw, so that client-supplied whitespace cannot put a newline in a frame.
+                writer.WritePropertyName(ProtocolNames.Info);
+                info.WriteTo(writer);
+            }
             writer.WriteEndObject();
         }
         writer.WriteEndObject();

@@ -1,3 +1,4 @@
+using Herald.Presence;
 using Herald.Protocol;
 
 namespace Herald.Sessions;
@@ -85,6 +86,11 @@ public sealed partial class ClientSession
             return ChannelCommands.Error(command, ErrorCodes.AlreadyConnected, "this connection is already connected");
         }
         var auth = await Node.Authenticator.AuthenticateAsync(command.Token, cancellationToken);
+        // The token's info is trusted and wins; the client's own is then ignored, so it is not checked either.
+        if (auth.Succeeded && auth.Info is null && command.Info is { } offered && ClientInfoRules.Check(offered, Node.Options) is { } problem)
+        {
+            return ChannelCommands.Error(command, problem.Code, problem.Message);
+        }
         if (!auth.Succeeded)
         {
             Node.Metrics.CommandHandled(failed: true);
@@ -92,7 +98,7 @@ public sealed partial class ClientSession
             _transport.Close(CloseCodes.Unauthorized, "unauthorized");
             return null;
         }
-        var client = new ClientInfo(auth.User, ClientId);
+        var client = new ClientInfo(auth.User, ClientId) { Info = ClientInfoRules.Effective(auth.Info, command.Info) };
         _auth = auth;
         Volatile.Write(ref _client, client);
         ScheduleExpiry(auth.ExpiresAt);

@@ -19,6 +19,12 @@ public sealed record AuthenticationResult(bool Succeeded, string User, string? E
     /// <summary>Channel rights the token grants beyond what namespaces allow everyone.</summary>
     public IReadOnlyList<ChannelGrant> Grants { get; init; } = [];
 
+    /// <summary>
+    /// Display information vouched for by the token (a JSON object, the JWT's <c>info</c> claim). When set, presence
+    /// shows it and ignores whatever <c>info</c> the client sends.
+    /// </summary>
+    public System.Text.Json.JsonElement? Info { get; init; }
+
     /// <summary>When the token expires; <see langword="null"/> for anonymous clients and tokens without <c>exp</c>.</summary>
     public DateTimeOffset? ExpiresAt { get; init; }
 

@@ -1,5 +1,6 @@
 // End to end: the demo pages served by the real Herald server (the built `herald.dll`), in real headless Chromium
-// driven by playwright-core. Two chat pages on different forced transports talk both ways; the dashboard shows it.
+// driven by playwright-core. Two chat pages on different forced transports talk both ways and see each other online
+// through server presence; the dashboard shows the traffic.
 // Screenshots go to <repo>/artifacts/screenshots/.
 //
 // Run: `npm ci && node --test` in tests/browser, after building clients/js (npm run build) and then
@@ -105,11 +106,14 @@ after(async () => {
   }
 });
 
-/** A fresh browser context (its own profile: cookies, storage) with one page; console errors are collected. */
+/** A fresh browser context (its own profile: cookies, storage) with one page; console errors and what it sends are collected. */
 async function openPage(url) {
   const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
   const page = await context.newPage();
   page.errors = [];
+  page.sent = []; // request bodies and WebSocket frames the page sent
+  page.on('request', (req) => { if (req.postData()) page.sent.push(req.postData()); });
+  page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => page.sent.push(String(payload))));
   page.on('pageerror', (err) => page.errors.push(err.message));
   page.on('console', (msg) => { if (msg.type() === 'error') page.errors.push(msg.text()); });
   const res = await page.goto(url, { timeout: STEP_MS });
@@ -160,12 +164,18 @@ test('two chat pages on different transports talk both ways; the dashboard shows
   await messageIn(a, 'bob', 'hi back over short polling');
   await messageIn(b, 'bob', 'hi back over short polling');
 
+  // "Online" comes from server presence (no heartbeat channel): alice's WebSocket subscription and bob's poll lease,
+  // each named by the info its client sent.
   for (const page of [a, b]) {
     await online(page, 'alice');
     await online(page, 'bob');
+    await page.locator('#presence-note', { hasText: '2 clients online (server presence)' }).waitFor({ timeout: STEP_MS });
   }
-  // Server presence: alice's WebSocket subscription (a polling client is never present).
-  await a.locator('#presence-note', { hasText: '1 WebSocket subscriber' }).waitFor({ timeout: STEP_MS });
+  // The old heartbeat channel is gone: nothing either page sent names it.
+  assert.ok(b.sent.some((body) => body.includes('"client"')), 'the polling page sends its client id');
+  for (const page of [a, b]) {
+    assert.deepEqual(page.sent.filter((body) => body.includes('.online')), [], 'no heartbeat channel');
+  }
 
   const dashboard = await openPage(`${baseUrl}/dashboard.html?transport=longpoll`);
   await dashboard.locator('#status', { hasText: 'connected (longpoll)' }).waitFor({ timeout: STEP_MS });
