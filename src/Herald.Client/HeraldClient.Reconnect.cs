@@ -91,7 +91,7 @@ public sealed partial class HeraldClient
                     failures.Add(new HeraldConnectionException($"{kind}: {failure.Message}", failure));
                     request?.Fail(new HeraldTransportSwitchException(
                         kind,
-                        $"Could not switch to {kind}: {failure.Message}. The client falls back to its other transports.",
+                        $"Could not switch to {kind}: {failure.Message.TrimEnd('.')}; the client falls back to its other transports.",
                         failure));
                     continue;
                 }

@@ -10,7 +10,8 @@ namespace Herald.Client.Tests;
 /// <summary>
 /// 20 clients on one channel, on mixed transports, while 3 publishers publish 20,000 publications through the server
 /// API; a seeded chaos driver drops clients at random (client socket aborted, poll request cancelled, server-side
-/// abort of the connection) and switches transports. Every client must end with offsets 1..20,000, once each, in order.
+/// abort of the connection) and switches transports, some of them with their connection attempt dropped. Every client
+/// must end with offsets 1..20,000, once each, in order.
 /// </summary>
 public sealed class ChaosTests(ITestOutputHelper output)
 {
@@ -77,7 +78,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
             {
                 await Task.Delay(random.Next(5, 40)); // pacing, not synchronisation
                 var victim = clients[random.Next(clients.Count)];
-                switch (random.Next(4))
+                switch (random.Next(5))
                 {
                     case 0 or 1:
                         // Client side: a WebSocket has its socket aborted; a poller has its request cancelled.
@@ -105,11 +106,22 @@ public sealed class ChaosTests(ITestOutputHelper output)
                             }
                         }
                         break;
-                    default:
+                    case 3:
                         if (!victim.Switching)
                         {
                             var to = Kinds[random.Next(Kinds.Length)];
                             stats.Switches++;
+                            switches.Add(victim.SwitchAsync(to, SwitchTimeout));
+                        }
+                        break;
+                    default:
+                        // A switch whose attempt is dropped: the server aborts the next connection attempt it sees
+                        // (a /ws handshake, or the /cmd ping that opens a poller), most often this switch's own.
+                        if (!victim.Switching)
+                        {
+                            var to = Kinds[random.Next(Kinds.Length)];
+                            stats.Switches++;
+                            live.DropNextAttempt();
                             switches.Add(victim.SwitchAsync(to, SwitchTimeout));
                         }
                         break;
@@ -132,7 +144,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
             Report($"chaos: {ClientCount} clients, {PublisherCount} publishers, {Total} publications, seed {Seed}: {clock.Elapsed.TotalSeconds:0.0} s "
                 + $"({chaosTime.TotalSeconds:0.0} s of chaos while publishing, then {deliveryClock.Elapsed.TotalSeconds:0.0} s until every client held every offset)");
             Report($"chaos: forced drops: {stats.SocketAborts} client socket aborts (WebSocket), {stats.RequestCancels} cancelled poll requests, "
-                + $"{stats.ServerClosesWebSocket + stats.ServerClosesPoll} server-side aborts ({stats.ServerClosesWebSocket} /ws, {stats.ServerClosesPoll} /poll)");
+                + $"{stats.ServerClosesWebSocket + stats.ServerClosesPoll} server-side aborts ({stats.ServerClosesWebSocket} /ws, {stats.ServerClosesPoll} /poll), "
+                + $"{live.DroppedAttempts} connection attempts dropped by the server");
             Report($"chaos: {stats.Switches} transport switches: {clients.Sum(c => c.SwitchesLanded)} landed, "
                 + $"{clients.Sum(c => c.SwitchesFellBack)} failed their attempt and fell back (HeraldTransportSwitchException), "
                 + $"{clients.Sum(c => c.SwitchesHung)} hung; slowest {switchTimes.Max().TotalMilliseconds:0} ms, median {Median(switchTimes).TotalMilliseconds:0} ms");
@@ -152,7 +165,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
             Assert.Equal(0, recoveryFailures);
             Assert.True(clients.All(c => c.SwitchesHung == 0), $"SwitchTransportAsync hung: {string.Join("; ", clients.SelectMany(c => c.SwitchFailures))}");
             Assert.True(clients.All(c => c.SwitchFailures.Count == c.SwitchesFellBack), $"a switch failed unexpectedly: {string.Join("; ", clients.SelectMany(c => c.SwitchFailures))}");
-            Assert.True(stats.SocketAborts > 0 && stats.RequestCancels > 0 && stats.ServerClosesWebSocket + stats.ServerClosesPoll > 0 && stats.Switches > 0,
+            Assert.True(stats.SocketAborts > 0 && stats.RequestCancels > 0 && stats.ServerClosesWebSocket + stats.ServerClosesPoll > 0 && stats.Switches > 0 && live.DroppedAttempts > 0,
                 "every kind of chaos should have happened at least once");
             Assert.True(reconnects >= stats.SocketAborts, $"{reconnects} reconnects for {stats.SocketAborts} socket aborts");
         }
@@ -355,10 +368,23 @@ public sealed class ChaosTests(ITestOutputHelper output)
     {
         private readonly ConcurrentDictionary<long, Entry> _live = new();
         private long _ids;
+        private int _dropNext;
+        private int _dropped;
+
+        public int DroppedAttempts => Volatile.Read(ref _dropped);
+
+        /// <summary>Makes the server abort the next connection attempt: a /ws handshake or a /cmd request (the ping that opens a poller).</summary>
+        public void DropNextAttempt() => Volatile.Write(ref _dropNext, 1);
 
         public void Install(WebApplication app) => app.Use(async (context, next) =>
         {
             var path = context.Request.Path.Value;
+            if (path is "/ws" or "/cmd" && Interlocked.Exchange(ref _dropNext, 0) == 1)
+            {
+                Interlocked.Increment(ref _dropped);
+                context.Abort();
+                return;
+            }
             if (path is not ("/ws" or "/poll"))
             {
                 await next(context);

@@ -58,15 +58,21 @@ public sealed class SwitchTransportTests
     {
         await using var server = await TestServer.StartAsync();
         await using var client = new HeraldClient(Clients.Options(server));
+        var states = new StateLog(client);
         await client.ConnectAsync();
         Assert.Equal(HeraldTransport.WebSocket, client.Transport);
 
         await client.SwitchTransportAsync(HeraldTransport.ShortPoll).AsTask().WaitAsync(Timeout);
         Assert.Equal(HeraldTransport.ShortPoll, client.Transport);
+        Assert.Equal(2, Connects(states));
 
-        // Asking for the transport in use reconnects over it.
+        // Asking for the transport in use reconnects over it, and returns once the new connection is up (it used to
+        // return at once, with the old connection still closing).
         await client.SwitchTransportAsync(HeraldTransport.ShortPoll).AsTask().WaitAsync(Timeout);
         Assert.Equal(HeraldTransport.ShortPoll, client.Transport);
+        Assert.Equal(3, Connects(states));
+
+        static int Connects(StateLog log) => log.Events.Count(e => e.State == HeraldConnectionState.Connected);
     }
 
     [Fact]
