@@ -22,10 +22,13 @@ public sealed partial class HeraldClient
         Task first;
         lock (_gate)
         {
-            if (_runTask is null || _runTask.IsCompleted)
+            // Not _runTask.IsCompleted: a loop that has finished (unauthorized, nothing could connect) may still be
+            // unwinding, and a new call must start a new loop rather than see the old one's failure.
+            if (!_running)
             {
                 _firstConnect = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 _runCts = new CancellationTokenSource();
+                _running = true;
                 var token = _runCts.Token;
                 _runTask = Task.Run(() => RunAsync(token), CancellationToken.None);
             }
@@ -35,37 +38,79 @@ public sealed partial class HeraldClient
     }
 
     /// <summary>
-    /// Drops the current connection and reconnects over <paramref name="transport"/>, recovering every subscription
-    /// from its cursor. Returns once connected over that transport.
+    /// Drops the current connection and makes one attempt to connect over <paramref name="transport"/>, recovering
+    /// every subscription from its cursor. Returns once connected over that transport.
     /// </summary>
+    /// <remarks>
+    /// <para>
+    /// The switch is one attempt, never a wait for luck: if the attempt on <paramref name="transport"/> fails (or the
+    /// connection is dropped during it), the method throws <see cref="HeraldTransportSwitchException"/> and the client
+    /// falls back to its configured transports (<see cref="HeraldClientOptions.Transports"/>, in order, without the
+    /// one that just failed) as it does after any failed attempt. Either way no publication is lost or repeated:
+    /// subscriptions resume from their cursors on whatever transport connects.
+    /// </para>
+    /// <para>
+    /// A switch requested while the client is connecting or waiting to reconnect cuts that short and is tried next.
+    /// A switch requested while another is pending supersedes it; the earlier call throws
+    /// <see cref="HeraldTransportSwitchException"/>. Asking for the transport already in use reconnects over it.
+    /// </para>
+    /// </remarks>
+    /// <param name="transport">The transport to connect over.</param>
+    /// <param name="cancellationToken">
+    /// Cancels the wait. A switch not yet started is withdrawn (the client reconnects as usual); one already under
+    /// way goes on.
+    /// </param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="transport"/> is not a <see cref="HeraldTransport"/>.</exception>
     /// <exception cref="InvalidOperationException">The client is not running, or <see cref="HeraldClientOptions.ForcedTransport"/> names another transport.</exception>
+    /// <exception cref="HeraldTransportSwitchException">
+    /// The attempt on <paramref name="transport"/> failed and the client fell back, a later switch superseded this
+    /// one, or the client stopped (disposed, or its credentials were refused) before the switch landed.
+    /// </exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first.</exception>
     public async ValueTask SwitchTransportAsync(HeraldTransport transport, CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
+        if (!Enum.IsDefined(transport))
+        {
+            throw new ArgumentOutOfRangeException(nameof(transport), transport, "unknown transport");
+        }
         if (Options.ForcedTransport is { } forced && forced != transport)
         {
             throw new InvalidOperationException($"The client is forced to use {forced}.");
         }
+        var request = new SwitchRequest(transport);
+        SwitchRequest? superseded;
         ClientTransport? current;
+        CancellationTokenSource? interrupt;
         lock (_gate)
         {
-            if (_runTask is null || _runTask.IsCompleted)
+            if (!_running)
             {
                 throw new InvalidOperationException("Call ConnectAsync() before SwitchTransportAsync().");
             }
-            _preferred = transport;
-            _switchRequested = true;
+            superseded = _pendingSwitch;
+            _pendingSwitch = request;
             current = _current;
+            interrupt = _interrupt;
         }
+        superseded?.Fail(new HeraldTransportSwitchException(superseded.Kind, $"The switch to {superseded.Kind} was superseded by a switch to {transport}."));
+        // The loop takes the request at its next attempt; end whatever it is doing now so that this comes at once.
         current?.Stop($"switching to {transport}");
-        while (true)
+        Interrupt(interrupt);
+        try
         {
-            var connected = await WaitForTransportAsync(cancellationToken);
-            if (connected.Kind == transport)
+            await request.Outcome.WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            lock (_gate)
             {
-                return;
+                if (ReferenceEquals(_pendingSwitch, request))
+                {
+                    _pendingSwitch = null;
+                }
             }
-            await connected.Completion.WaitAsync(cancellationToken);
+            throw;
         }
     }
 
@@ -142,6 +187,8 @@ public sealed partial class HeraldClient
         lock (_gate)
         {
             _connected.TrySetException(new ObjectDisposedException(nameof(HeraldClient)));
+            _pendingSwitch?.Fail(new HeraldTransportSwitchException(_pendingSwitch.Kind, "The client was disposed before the switch."));
+            _pendingSwitch = null;
             _firstConnect?.TrySetException(new ObjectDisposedException(nameof(HeraldClient)));
             _runCts?.Dispose();
             _runCts = null;
@@ -150,4 +197,31 @@ public sealed partial class HeraldClient
 
     private static TaskCompletionSource<ClientTransport> NewConnectedSource() =>
         new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Cancels an attempt or backoff delay of the connection loop; it may have ended meanwhile.</summary>
+    private static void Interrupt(CancellationTokenSource? interrupt)
+    {
+        try
+        {
+            interrupt?.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // That attempt or delay is over already; the loop sees the pending switch at its next step.
+        }
+    }
+
+    /// <summary>One <see cref="SwitchTransportAsync"/> call: pending until the loop takes it, then one attempt.</summary>
+    private sealed class SwitchRequest(HeraldTransport kind)
+    {
+        private readonly TaskCompletionSource _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public HeraldTransport Kind { get; } = kind;
+
+        public Task Outcome => _outcome.Task;
+
+        public void Succeed() => _outcome.TrySetResult();
+
+        public void Fail(Exception error) => _outcome.TrySetException(error);
+    }
 }

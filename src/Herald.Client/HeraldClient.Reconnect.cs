@@ -5,13 +5,42 @@ namespace Herald.Client;
 public sealed partial class HeraldClient
 {
     private HeraldTransport? _preferred;
-    private bool _switchRequested;
+    // Whether the connection loop runs (set by ConnectAsync, cleared by the loop as its last step under _gate), so
+    // that a switch is never queued for a loop that will not take it.
+    private bool _running;
+    // A SwitchTransportAsync call the loop has not taken yet.
+    private SwitchRequest? _pendingSwitch;
+    // The attempt or backoff delay in progress, which a switch cuts short.
+    private CancellationTokenSource? _interrupt;
 
     /// <summary>
     /// The connection loop: tries the transports in order, falls back on failure, stays on a transport while it
-    /// works, and waits an exponentially growing, jittered delay after every round that failed.
+    /// works, and waits an exponentially growing, jittered delay after every round that failed. A pending switch
+    /// takes the next attempt, without a delay.
     /// </summary>
     private async Task RunAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await RunRoundsAsync(cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            // A bug of ours must not leave ConnectAsync and SwitchTransportAsync callers waiting forever.
+            FinishLoop(ex, $"the connection loop failed: {ex.Message}");
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _running = false;
+                _pendingSwitch?.Fail(new HeraldTransportSwitchException(_pendingSwitch.Kind, "The client stopped before the switch."));
+                _pendingSwitch = null;
+            }
+        }
+    }
+
+    private async Task RunRoundsAsync(CancellationToken cancellationToken)
     {
         var everConnected = false;
         var failedRounds = 0;
@@ -20,56 +49,61 @@ public sealed partial class HeraldClient
         {
             failures.Clear();
             var connectedThisRound = false;
-            var switching = false;
-            foreach (var kind in TransportOrder())
+            var order = new Queue<HeraldTransport>(TransportOrder());
+            while (!cancellationToken.IsCancellationRequested)
             {
-                if (cancellationToken.IsCancellationRequested)
+                HeraldTransport kind;
+                var request = TakePendingSwitch();
+                if (request is not null)
+                {
+                    kind = request.Kind;
+                    // If the switch's one attempt fails, fall back the way a first connect does.
+                    order = new Queue<HeraldTransport>(FallbackOrder().Where(k => k != request.Kind));
+                }
+                else if (!order.TryDequeue(out kind))
                 {
                     break;
                 }
                 SetState(HeraldConnectionState.Connecting, kind);
                 var transport = CreateTransport(kind);
-                try
-                {
-                    using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                    attempt.CancelAfter(Options.ConnectTimeout);
-                    await transport.OpenAsync(attempt.Token);
-                }
-                catch (Exception ex)
+                var (failure, interrupted) = await OpenAsync(transport, cancellationToken);
+                if (failure is not null)
                 {
                     await transport.DisposeAsync();
                     if (cancellationToken.IsCancellationRequested)
                     {
+                        request?.Fail(new HeraldTransportSwitchException(kind, "The client was disposed before the switch.", failure));
                         break;
                     }
-                    if (ex is HeraldException { Code: Protocol.ErrorCodes.Unauthorized })
+                    if (failure is HeraldException { Code: Protocol.ErrorCodes.Unauthorized })
                     {
                         // Other transports would present the same credentials; retrying cannot help.
-                        FinishLoop(ex, $"unauthorized: {ex.Message}");
+                        request?.Fail(new HeraldTransportSwitchException(kind, $"Could not switch to {kind}: {failure.Message}", failure));
+                        FinishLoop(failure, $"unauthorized: {failure.Message}");
                         return;
                     }
-                    failures.Add(new HeraldConnectionException($"{kind}: {ex.Message}", ex));
+                    if (interrupted)
+                    {
+                        // A newer switch cut this attempt short: not the transport's failure, and the next step takes it.
+                        request?.Fail(new HeraldTransportSwitchException(kind, $"The switch to {kind} was superseded by another switch.", failure));
+                        continue;
+                    }
+                    failures.Add(new HeraldConnectionException($"{kind}: {failure.Message}", failure));
+                    request?.Fail(new HeraldTransportSwitchException(
+                        kind,
+                        $"Could not switch to {kind}: {failure.Message.TrimEnd('.')}; the client falls back to its other transports.",
+                        failure));
                     continue;
                 }
 
                 connectedThisRound = true;
                 everConnected = true;
                 failedRounds = 0;
-                var ended = await RunConnectedAsync(kind, transport, cancellationToken);
+                var ended = await RunConnectedAsync(kind, transport, request, cancellationToken);
                 if (ended.Fatal)
                 {
                     FinishLoop(ended.Exception, ended.Reason);
                     return;
-                }
-                lock (_gate)
-                {
-                    switching = _switchRequested;
-                    _switchRequested = false;
-                    if (!switching)
-                    {
-                        // Stay with what worked: the next round starts with this transport.
-                        _preferred = kind;
-                    }
                 }
                 break;
             }
@@ -90,15 +124,7 @@ public sealed partial class HeraldClient
             {
                 SetState(HeraldConnectionState.Disconnected, null, $"no transport could connect: {string.Join("; ", failures.Select(f => f.Message))}");
             }
-            if (switching)
-            {
-                continue;
-            }
-            try
-            {
-                await Task.Delay(ComputeBackoff(failedRounds++, Options.ReconnectMinDelay, Options.ReconnectMaxDelay, Options.ReconnectJitter, NextJitterSample()), cancellationToken);
-            }
-            catch (OperationCanceledException)
+            if (!await BackoffAsync(ComputeBackoff(failedRounds++, Options.ReconnectMinDelay, Options.ReconnectMaxDelay, Options.ReconnectJitter, NextJitterSample()), cancellationToken))
             {
                 break;
             }
@@ -106,17 +132,108 @@ public sealed partial class HeraldClient
         SetState(HeraldConnectionState.Disconnected, null, "client disposed");
     }
 
-    private async Task<TransportEnd> RunConnectedAsync(HeraldTransport kind, ClientTransport transport, CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens <paramref name="transport"/> within <see cref="HeraldClientOptions.ConnectTimeout"/>. Returns the failure,
+    /// if any, and whether a switch request cut the attempt short.
+    /// </summary>
+    private async Task<(Exception? Failure, bool Interrupted)> OpenAsync(ClientTransport transport, CancellationToken cancellationToken)
+    {
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        attempt.CancelAfter(Options.ConnectTimeout);
+        lock (_gate)
+        {
+            _interrupt = attempt;
+        }
+        try
+        {
+            await transport.OpenAsync(attempt.Token);
+            return (null, false);
+        }
+        catch (Exception ex)
+        {
+            bool interrupted;
+            lock (_gate)
+            {
+                interrupted = attempt.IsCancellationRequested && _pendingSwitch is not null;
+            }
+            return (ex, interrupted);
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _interrupt = null;
+            }
+        }
+    }
+
+    /// <summary>Waits out a reconnect delay; a switch request ends it early. Returns <see langword="false"/> once the client is stopping.</summary>
+    private async Task<bool> BackoffAsync(TimeSpan delay, CancellationToken cancellationToken)
+    {
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        lock (_gate)
+        {
+            if (_pendingSwitch is not null)
+            {
+                // A switch is a deliberate reconnect, not a failure to back off from.
+                return true;
+            }
+            _interrupt = wait;
+        }
+        try
+        {
+            await Task.Delay(delay, wait.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Woken by a switch request.
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _interrupt = null;
+            }
+        }
+        return true;
+    }
+
+    private SwitchRequest? TakePendingSwitch()
     {
         lock (_gate)
         {
+            var request = _pendingSwitch;
+            _pendingSwitch = null;
+            return request;
+        }
+    }
+
+    private async Task<TransportEnd> RunConnectedAsync(HeraldTransport kind, ClientTransport transport, SwitchRequest? request, CancellationToken cancellationToken)
+    {
+        HeraldTransport? switchTo;
+        lock (_gate)
+        {
             _current = transport;
+            // Stay with what worked: the next round starts with this transport.
+            _preferred = kind;
+            // A switch asked for while this attempt was finishing found no connection to stop; stop it here.
+            switchTo = _pendingSwitch?.Kind;
         }
         SetState(HeraldConnectionState.Connected, kind);
         lock (_gate)
         {
             _connected.TrySetResult(transport);
             _firstConnect?.TrySetResult();
+        }
+        // After the Connected event, so that the caller of SwitchTransportAsync sees the new transport in place.
+        request?.Succeed();
+        if (switchTo is { } to)
+        {
+            transport.Stop($"switching to {to}");
         }
         TransportEnd ended;
         try
@@ -151,6 +268,10 @@ public sealed partial class HeraldClient
         }
         SetState(HeraldConnectionState.Disconnected, null, reason, error);
     }
+
+    /// <summary>The order a first connect uses: the forced transport, or the configured ones.</summary>
+    private List<HeraldTransport> FallbackOrder() =>
+        Options.ForcedTransport is { } forced ? [forced] : Options.Transports.Distinct().ToList();
 
     /// <summary>The transports to try this round: the forced one, or the configured order starting at the preferred one.</summary>
     private List<HeraldTransport> TransportOrder()
