@@ -55,14 +55,24 @@ public sealed partial class HeraldClient
         return new HistoryResult(new StreamPosition(stream.Offset, epoch), publications);
     }
 
-    /// <summary>Lists the clients present in a channel, keyed by client id.</summary>
+    /// <summary>Lists the clients present in a channel on the node that answers, keyed by client id.</summary>
+    /// <remarks>
+    /// WebSocket clients are listed while subscribed, under their server-assigned id; polling clients (this client's
+    /// <see cref="ClientId"/>) from their poll of the channel until the poll's wait plus the server's
+    /// <c>Herald:PollPresenceTimeout</c> (15 s by default) have passed. Each entry's <see cref="ClientInfo.Info"/> is the
+    /// client's display information (a token's <c>info</c> claim, else <see cref="HeraldClientOptions.Info"/>), or
+    /// <see langword="null"/>.
+    /// </remarks>
     /// <exception cref="HeraldException">The server refused it (<c>not_available</c> when the namespace has no presence, …).</exception>
     public async ValueTask<IReadOnlyDictionary<string, ClientInfo>> PresenceAsync(string channel, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
         var result = await ExecuteAsync(new OutboundCommand { Op = Ops.Presence, Channel = channel }, cancellationToken);
         var presence = result.Deserialize(ClientJsonContext.Default.PresenceAnswer)?.Presence ?? [];
-        return presence.ToDictionary(p => p.Key, p => new ClientInfo(p.Value.User ?? "", p.Value.Client ?? p.Key), StringComparer.Ordinal);
+        return presence.ToDictionary(p => p.Key, p => new ClientInfo(p.Value.User ?? "", p.Value.Client ?? p.Key)
+        {
+            Info = p.Value.Info is { ValueKind: JsonValueKind.Object } info ? info : null,
+        }, StringComparer.Ordinal);
     }
 
     /// <summary>Sends a command over the current transport, waiting for one if the client is between connections.</summary>

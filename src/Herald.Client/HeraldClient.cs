@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text.Json;
 using Herald.Client.Transports;
 using Herald.Protocol;
 
@@ -30,6 +32,8 @@ public sealed partial class HeraldClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Options = options;
+        // A copy of our own: the caller's element may belong to a document disposed later, and null means none.
+        Info = options.Info is { ValueKind: JsonValueKind.Object } info ? info.Clone() : null;
         _http = new HttpClient(new SocketsHttpHandler
         {
             // Pooled connections to a node that went away must not outlive the reconnect that replaces them.
@@ -44,6 +48,13 @@ public sealed partial class HeraldClient : IAsyncDisposable
 
     /// <summary>The options the client was created with.</summary>
     public HeraldClientOptions Options { get; }
+
+    /// <summary>
+    /// This client's id for presence while it polls: 32 random hex digits, the same for every poll (long and short)
+    /// over the client's lifetime, so the server lists a polling client in a channel's presence under it until shortly
+    /// after its last poll. On a WebSocket the server assigns the connection an id of its own, which presence lists instead.
+    /// </summary>
+    public string ClientId { get; } = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
 
     /// <summary>The connection state.</summary>
     public HeraldConnectionState State
@@ -78,6 +89,9 @@ public sealed partial class HeraldClient : IAsyncDisposable
     public event EventHandler<HeraldRecoveryFailedEventArgs>? RecoveryFailed;
 
     internal HttpClient Http => _http;
+
+    /// <summary>The client's copy of <see cref="HeraldClientOptions.Info"/>, sent with <c>connect</c> and every poll.</summary>
+    internal JsonElement? Info { get; }
 
     internal ICollection<HeraldSubscription> Subscriptions => _subscriptions.Values;
 

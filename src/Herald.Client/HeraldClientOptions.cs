@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace Herald.Client;
 
 /// <summary>How a <see cref="HeraldClient"/> connects. Immutable: derive variants with <c>with</c>.</summary>
@@ -18,6 +20,17 @@ public sealed record HeraldClientOptions
     /// <see cref="Token"/>, so that a reconnect never presents an expired token.
     /// </summary>
     public Func<CancellationToken, ValueTask<string?>>? TokenProvider { get; init; }
+
+    /// <summary>
+    /// Display information shown as <c>info</c> in this client's presence entries, e.g. <c>{"name":"Ana"}</c>: a JSON
+    /// object, sent with <c>connect</c> on a WebSocket and with every poll; <see langword="null"/> for none.
+    /// </summary>
+    /// <remarks>
+    /// A token's <c>info</c> claim wins over it. The server refuses an object whose JSON text is larger than its
+    /// <c>Herald:MaxClientInfoBytes</c> (1,024 bytes by default). The client keeps its own copy, so the element may come
+    /// from a <see cref="JsonDocument"/> that is disposed afterwards.
+    /// </remarks>
+    public JsonElement? Info { get; init; }
 
     /// <summary>The transports to try, in order. On a failed attempt the client falls back to the next one.</summary>
     public IReadOnlyList<HeraldTransport> Transports { get; init; } = DefaultTransports;
@@ -87,6 +100,10 @@ public sealed record HeraldClientOptions
         if (ReconnectJitter is < 0 or > 1)
         {
             throw new ArgumentException("ReconnectJitter must be between 0 and 1.", nameof(ReconnectJitter));
+        }
+        if (Info is { ValueKind: not (JsonValueKind.Object or JsonValueKind.Null or JsonValueKind.Undefined) } info)
+        {
+            throw new ArgumentException($"Info must be a JSON object (or null), not {info.ValueKind}.", nameof(Info));
         }
         if (SubscriptionBufferCapacity < 1)
         {

@@ -37,10 +37,12 @@ internal sealed class PublicationDto
     [JsonPropertyName("info")] public InfoDto? Info { get; set; }
 }
 
+/// <summary>A publication's <c>info</c> (<c>user</c>, <c>client</c>), or a presence entry (with the client's <c>info</c>).</summary>
 internal sealed class InfoDto
 {
     [JsonPropertyName("user")] public string? User { get; set; }
     [JsonPropertyName("client")] public string? Client { get; set; }
+    [JsonPropertyName("info")] public JsonElement? Info { get; set; }
 }
 
 /// <summary>The result of <c>subscribe</c> and <c>history</c>, and one channel entry of a poll answer.</summary>
@@ -80,6 +82,7 @@ internal sealed class OutboundCommand
     [JsonPropertyName("since")] public CursorDto? Since { get; set; }
     [JsonPropertyName("data")] public JsonElement? Data { get; set; }
     [JsonPropertyName("limit")] public int? Limit { get; set; }
+    [JsonPropertyName("info")] public JsonElement? Info { get; set; }
 }
 
 internal sealed class CursorDto
@@ -93,6 +96,8 @@ internal sealed class PollBody
 {
     [JsonPropertyName("channels")] public Dictionary<string, CursorDto?> Channels { get; set; } = new(StringComparer.Ordinal);
     [JsonPropertyName("wait")] public double? Wait { get; set; }
+    [JsonPropertyName("client")] public string? Client { get; set; }
+    [JsonPropertyName("info")] public JsonElement? Info { get; set; }
 }
 
 /// <summary>Source-generated JSON metadata for everything the client reads and writes.</summary>

@@ -181,7 +181,8 @@ internal sealed class PollingTransport : ClientTransport
 
     private async Task<PollAnswer> PollAsync(List<HeraldSubscription> subscriptions, TimeSpan wait, CancellationToken cancellationToken)
     {
-        var body = new PollBody { Wait = wait > TimeSpan.Zero ? wait.TotalSeconds : null };
+        // The client id and info make the client present in the channels it polls, until shortly after its last poll.
+        var body = new PollBody { Wait = wait > TimeSpan.Zero ? wait.TotalSeconds : null, Client = Client.ClientId, Info = Client.Info };
         foreach (var subscription in subscriptions)
         {
             body.Channels[subscription.Channel] = subscription.Position is { } p ? new CursorDto { Offset = p.Offset, Epoch = p.Epoch } : null;

@@ -43,7 +43,7 @@ internal sealed class WebSocketTransport : ClientTransport
         var token = await Client.GetTokenAsync(cancellationToken);
         try
         {
-            await CommandAsync(new OutboundCommand { Op = Ops.Connect, Token = token }, cancellationToken);
+            await CommandAsync(new OutboundCommand { Op = Ops.Connect, Token = token, Info = Client.Info }, cancellationToken);
         }
         catch (HeraldConnectionException ex) when (_reader.IsCompleted)
         {
