@@ -50,7 +50,8 @@ public sealed class TransportTests
     public async Task HistoryAndPresence_WorkOnEveryTransport(HeraldTransport transport)
     {
         await using var server = await TestServer.StartAsync();
-        // Presence lists WebSocket subscribers only, so a second client stays in the room over a WebSocket.
+        // Presence lists WebSocket subscribers and polling clients while they poll the channel; the client under test
+        // only publishes (it never subscribes or polls), so a WebSocket watcher is the room's one entry on every transport.
         await using var watcher = new HeraldClient(Clients.Options(server, HeraldTransport.WebSocket));
         await watcher.ConnectAsync();
         await watcher.SubscribeAsync("chat:room");
