@@ -178,6 +178,13 @@ interface Waiter {
   reject(error: HeraldError): void;
 }
 
+/** One `switchTransport()` call: pending until the connection loop takes it, then settled by that one attempt. */
+interface SwitchRequest {
+  readonly name: TransportName;
+  resolve(): void;
+  reject(error: HeraldError): void;
+}
+
 /**
  * The Herald client: connects over WebSocket, long polling or short polling (falling back in that order when a
  * transport cannot connect), reconnects with exponential backoff and jitter, and recovers every subscription with
@@ -201,6 +208,12 @@ export class HeraldClient {
   private generation = 0;
   private waiters: Waiter[] = [];
   private cancelSleep: (() => void) | null = null;
+  /** A `switchTransport()` the loop has not taken yet. */
+  private pendingSwitch: SwitchRequest | null = null;
+  /** The switch whose attempt is under way. */
+  private attemptingSwitch: SwitchRequest | null = null;
+  /** An attempt that `switchTransport()` closed to make way: its failure is the switch's doing, not an error. */
+  private interruptedAttempt: Transport | null = null;
 
   constructor(url: string, options: HeraldClientOptions = {}) {
     const parsed = new URL(url);
@@ -265,12 +278,16 @@ export class HeraldClient {
       sub.setState("subscribing");
     }
     this.setState("disconnected", null);
-    this.rejectWaiters(new HeraldError(ClientErrorCodes.Disconnected, "the client disconnected"));
+    const error = new HeraldError(ClientErrorCodes.Disconnected, "the client disconnected");
+    this.rejectSwitches(error);
+    this.rejectWaiters(error);
   }
 
   /**
    * Forces one transport (or, with undefined, goes back to the `transports` order). If the client is connected or
-   * connecting, it reconnects now; every subscription resumes from its cursor.
+   * connecting, it reconnects now; every subscription resumes from its cursor. A forced transport is retried with
+   * backoff for as long as it fails, without falling back; to try a transport once and fall back if it fails, use
+   * `switchTransport()`.
    */
   setTransport(transport: TransportName | undefined): void {
     this.forced = transport;
@@ -278,6 +295,52 @@ export class HeraldClient {
       this.disconnect();
       void this.connect();
     }
+  }
+
+  /**
+   * Drops the current connection and makes **one** attempt to connect over `transport`, recovering every subscription
+   * from its cursor. Resolves once connected over it.
+   *
+   * Rejects (never hangs) with a `HeraldError`:
+   * - `switch_failed` when that attempt fails (or is dropped during it): the client then falls back to its configured
+   *   `transports`, in order, without the one that just failed, as after any failed attempt; or when a later
+   *   `switchTransport()` supersedes this one; or when `setTransport()` forces another transport.
+   * - `disconnected` when the client is not running (call `connect()` first) or `disconnect()` comes first; the fatal
+   *   error (`unauthorized`) when the credentials are refused.
+   *
+   * Either way no publication is lost or repeated: subscriptions resume from their cursors on whatever transport
+   * connects. Asking for the transport in use reconnects over it. A switch requested while the client is connecting
+   * or waiting to reconnect cuts that short.
+   */
+  switchTransport(transport: TransportName): Promise<void> {
+    if (transport !== "websocket" && transport !== "longpoll" && transport !== "poll") {
+      return Promise.reject(new TypeError(`unknown transport '${String(transport)}'`));
+    }
+    if (this.forced !== undefined && this.forced !== transport) {
+      return Promise.reject(
+        new HeraldError(ClientErrorCodes.SwitchFailed, `the client is forced to use ${this.forced} (setTransport(undefined) lifts it)`),
+      );
+    }
+    if (this.currentState === "disconnected") {
+      return Promise.reject(new HeraldError(ClientErrorCodes.Disconnected, "call connect() before switchTransport()"));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const superseded = this.pendingSwitch;
+      this.pendingSwitch = { name: transport, resolve, reject };
+      superseded?.reject(
+        new HeraldError(ClientErrorCodes.SwitchFailed, `the switch to ${superseded.name} was superseded by a switch to ${transport}`),
+      );
+      // The loop takes the request at its next attempt: end what it is doing now (a connection, an attempt or a
+      // backoff delay) so that the next attempt comes at once.
+      const active = this.active;
+      if (active !== null) {
+        if (this.currentState === "connecting") {
+          this.interruptedAttempt = active;
+        }
+        active.close();
+      }
+      this.cancelSleep?.();
+    });
   }
 
   /** Subscribes to a channel (or returns the existing subscription). `onPublication` is added as a listener. */
@@ -369,15 +432,39 @@ export class HeraldClient {
     return delay / 2 + Math.random() * (delay / 2); // jitter: spread clients that lost the same server
   }
 
-  /** The connection loop of one `connect()`: ends when `generation` changes or on a fatal error. */
+  /** The transports of a round: the configured order, from `from` (the transport that last worked) when given. */
+  private roundOrder(from: TransportName | undefined): TransportName[] {
+    const order = this.transportOrder();
+    const i = from === undefined ? -1 : order.indexOf(from);
+    return i < 0 ? order : order.slice(i);
+  }
+
+  /**
+   * The connection loop of one `connect()`: ends when `generation` changes or on a fatal error. It tries the transports
+   * in order, falls back on failure, stays on a transport while it works, and waits a growing, jittered delay after
+   * every round; a pending `switchTransport()` takes the next attempt, without a delay.
+   */
   private async run(generation: number): Promise<void> {
     let attempt = 0;
-    let start = 0;
+    let from: TransportName | undefined;
     while (generation === this.generation) {
-      const order = this.transportOrder();
-      let next = 0;
-      for (let i = Math.min(start, order.length - 1); i < order.length; i++) {
-        const name = order[i]!;
+      let queue = this.roundOrder(from);
+      from = undefined;
+      for (;;) {
+        const request = this.pendingSwitch;
+        this.pendingSwitch = null;
+        let name: TransportName | undefined;
+        if (request !== null) {
+          name = request.name;
+          // If the switch's one attempt fails, fall back the way a first connect does, without that transport.
+          queue = this.transportOrder().filter((n) => n !== request.name);
+        } else {
+          name = queue.shift();
+          if (name === undefined) {
+            break;
+          }
+        }
+        this.attemptingSwitch = request;
         this.setState("connecting", name);
         const transport = this.createTransport(name);
         this.active = transport;
@@ -385,16 +472,33 @@ export class HeraldClient {
           await transport.open();
         } catch (err) {
           const error = asHeraldError(err);
+          const interrupted = this.interruptedAttempt === transport;
+          this.settleAttempt(transport, request);
           if (generation !== this.generation) {
-            return;
+            return; // disconnect() settled the switch
           }
-          this.reportError(error, name);
+          if (!interrupted) {
+            this.reportError(error, name);
+          }
           if (isFatal(error)) {
+            request?.reject(error);
             this.fail(error);
             return;
           }
+          // Read again: switchTransport() may have queued a newer request during the attempt.
+          const newer = this.pendingSwitch as SwitchRequest | null;
+          request?.reject(
+            new HeraldError(
+              ClientErrorCodes.SwitchFailed,
+              newer !== null
+                ? `the switch to ${name} was superseded by a switch to ${newer.name}`
+                : `could not switch to ${name} (${error.message}); falling back`,
+              { cause: error },
+            ),
+          );
           continue; // fall back to the next transport
         }
+        this.settleAttempt(transport, request);
         if (generation !== this.generation) {
           transport.close();
           return;
@@ -406,6 +510,7 @@ export class HeraldClient {
           transport.subscribe(sub.channel, sub.cursor === undefined ? undefined : { ...sub.cursor });
         }
         this.resolveWaiters(transport);
+        request?.resolve();
         const { error } = await transport.closed;
         if (generation !== this.generation) {
           return;
@@ -422,15 +527,16 @@ export class HeraldClient {
           return;
         }
         this.setState("connecting", name);
-        next = i; // it worked: reconnect with the same transport first
+        from = name; // it worked: reconnect with the same transport first
         break;
       }
-      start = next;
       if (generation !== this.generation) {
         return;
       }
       this.active = null;
-      await this.sleep(this.backoff(attempt++));
+      if (this.pendingSwitch === null) {
+        await this.sleep(this.backoff(attempt++));
+      }
     }
   }
 
@@ -505,7 +611,28 @@ export class HeraldClient {
     this.generation++;
     this.active = null;
     this.setState("disconnected", null);
+    this.rejectSwitches(error);
     this.rejectWaiters(error);
+  }
+
+  /** Forgets the bookkeeping of an attempt that has ended (unless a newer loop has replaced it meanwhile). */
+  private settleAttempt(transport: Transport, request: SwitchRequest | null): void {
+    if (this.interruptedAttempt === transport) {
+      this.interruptedAttempt = null;
+    }
+    if (this.attemptingSwitch === request) {
+      this.attemptingSwitch = null;
+    }
+  }
+
+  /** Settles the pending switch and the one under way, if any: the loop that would have taken them has stopped. */
+  private rejectSwitches(error: HeraldError): void {
+    const switches = [this.pendingSwitch, this.attemptingSwitch];
+    this.pendingSwitch = null;
+    this.attemptingSwitch = null;
+    for (const request of switches) {
+      request?.reject(error);
+    }
   }
 
   private waitConnected(timeoutMs: number): Promise<Transport> {

@@ -56,6 +56,11 @@ export const ClientErrorCodes = {
   Gap: "gap",
   /** An event listener threw. */
   ListenerError: "listener_error",
+  /**
+   * `switchTransport()` did not land: its one attempt failed (the client then falls back to its other transports), a
+   * later switch superseded it, or the client is forced to another transport.
+   */
+  SwitchFailed: "switch_failed",
 } as const;
 
 /** One of the client's own error codes. */
