@@ -252,6 +252,56 @@ describe('switching transports', () => {
     assert.deepEqual(received, range(1, published));
     assert.deepEqual(sub.position.offset, published);
   });
+
+  test('switchTransport() resolves once connected over each transport, and a superseded switch rejects', { timeout: TEST_MS }, async () => {
+    const client = makeClient({ longPollWait: 5 });
+    const channel = freshChannel();
+    const received = [];
+    const cond = conditions();
+    const sub = client.subscribe(channel, (e) => {
+      received.push(e.offset);
+      cond.poke();
+    });
+    await withTimeout(client.connect(), WAIT_MS, 'connect()');
+    assert.equal(client.transport, 'websocket');
+    await sub.ready(WAIT_MS);
+
+    let published = 0;
+    let stop = false;
+    const publisher = (async () => {
+      while (!stop) {
+        const r = await server.publish(channel, { n: published + 1 });
+        published = r.offset;
+        cond.poke();
+      }
+    })();
+    try {
+      for (const next of ['longpoll', 'poll', 'websocket', 'websocket', 'poll']) {
+        const target = received.length + 10;
+        await cond.until(() => received.length >= target, () => `${target} offsets before switching to ${next}`);
+        await withTimeout(client.switchTransport(next), WAIT_MS, `switchTransport('${next}')`);
+        assert.equal(client.transport, next);
+        assert.equal(client.state, 'connected');
+      }
+      // Two switches in a row: the first never gets its attempt and says so; the second lands.
+      const first = client.switchTransport('longpoll');
+      const second = client.switchTransport('websocket');
+      await withTimeout(
+        assert.rejects(first, (e) => e.code === ClientErrorCodes.SwitchFailed && /superseded/.test(e.message)),
+        WAIT_MS,
+        'the superseded switch to reject',
+      );
+      await withTimeout(second, WAIT_MS, "switchTransport('websocket')");
+      assert.equal(client.transport, 'websocket');
+      const target = received.length + 10;
+      await cond.until(() => received.length >= target, 'offsets after the last switch');
+    } finally {
+      stop = true;
+      await publisher;
+    }
+    await cond.until(() => received.length >= published, () => `all ${published} offsets (got ${received.length})`);
+    assert.deepEqual(received, range(1, published));
+  });
 });
 
 describe('recovery', () => {
