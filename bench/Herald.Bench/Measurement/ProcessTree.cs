@@ -10,22 +10,25 @@ internal static class ProcessTree
 {
     private const double ClockTicksPerSecond = 100; // USER_HZ; 100 on every Linux this runs on.
 
-    public readonly record struct Sample(double CpuSeconds, long MemoryBytes, int Processes);
+    /// <summary>CPU seconds, resident memory (VmRSS) and proportional memory (PSS), summed over the tree.</summary>
+    public readonly record struct Sample(double CpuSeconds, long RssBytes, long PssBytes, int Processes);
 
     public static Sample Read(int rootPid)
     {
         var pids = Descendants(rootPid);
         double cpu = 0;
-        long rss = 0;
+        long rss = 0, pss = 0;
         foreach (var pid in pids)
         {
             if (TryReadStat(pid, out _, out var ticks))
             {
                 cpu += ticks / ClockTicksPerSecond;
             }
-            rss += ReadPss(pid);
+            rss += ReadKilobytes($"/proc/{pid}/status", "VmRSS:");
+            // PSS as well as RSS: nginx's workers share the master's pages, and adding their RSS counts those twice.
+            pss += ReadKilobytes($"/proc/{pid}/smaps_rollup", "Pss:");
         }
-        return new Sample(cpu, rss, pids.Count);
+        return new Sample(cpu, rss, pss, pids.Count);
     }
 
     /// <summary>CPU seconds of this (generator) process.</summary>
@@ -79,16 +82,15 @@ internal static class ProcessTree
         return true;
     }
 
-    private static long ReadPss(int pid)
+    private static long ReadKilobytes(string file, string field)
     {
         try
         {
-            // PSS, not RSS: nginx's workers share the master's pages, and adding their RSS would count those twice.
-            foreach (var line in File.ReadLines($"/proc/{pid}/smaps_rollup"))
+            foreach (var line in File.ReadLines(file))
             {
-                if (line.StartsWith("Pss:", StringComparison.Ordinal))
+                if (line.StartsWith(field, StringComparison.Ordinal))
                 {
-                    return long.Parse(line.AsSpan(4).Trim().TrimEnd("kB").Trim(), CultureInfo.InvariantCulture) * 1024;
+                    return long.Parse(line.AsSpan(field.Length).Trim().TrimEnd("kB").Trim(), CultureInfo.InvariantCulture) * 1024;
                 }
             }
         }

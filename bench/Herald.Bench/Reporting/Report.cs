@@ -66,27 +66,37 @@ internal static class Report
 
     private static string F(double v, string format = "0") => v.ToString(format, Inv);
 
+    private static string Label(RunResult run) => run.Transport == Systems.Transports.WebSocket ? run.System : $"{run.System} {run.Transport}";
+
+    /// <summary>Herald's figure to compare a row with: Herald over the same transport and size, else Herald's WebSocket.</summary>
+    private static StepResult? HeraldFor(IEnumerable<RunResult> runs, RunResult row, Func<RunResult, StepResult?> pick) =>
+        (runs.FirstOrDefault(r => r.System == Reference && r.Transport == row.Transport && r.Clients == row.Clients)
+         ?? runs.FirstOrDefault(r => r.System == Reference && r.Transport == Systems.Transports.WebSocket && r.Clients == row.Clients)) is { } h ? pick(h) : null;
+
+    private static string RatioCell(IEnumerable<RunResult> runs, RunResult row, StepResult step, Func<RunResult, StepResult?> pick)
+    {
+        var herald = HeraldFor(runs, row, pick);
+        return ReferenceEquals(herald, step) ? "1.00×" : Ratio(herald?.DeliveriesPerCpuSecond ?? 0, step.DeliveriesPerCpuSecond);
+    }
+
     private static void FanOut(StringBuilder md, ScenarioResults results, string plotsDir)
     {
-        md.AppendLine("### (a) Fan-out: one channel, N WebSocket subscribers, publish rate stepped up").AppendLine();
-        md.AppendLine("Each row is the highest step that kept up (every publication delivered to every subscriber, p99 under 1 s, publish rate met); *saturated at* is the step where it stopped keeping up. `Herald ÷ peer` compares deliveries per server CPU-second at those steps.").AppendLine();
-        md.AppendLine("| system | subscribers | sustained deliveries/s | p50 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ peer | peak PSS MB | bytes/delivery | saturated at (publications/s) | limited by |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-        foreach (var group in results.Runs.GroupBy(r => r.Clients).OrderBy(g => g.Key))
+        md.AppendLine("### (a) Fan-out: one channel, N subscribers, publish rate stepped up").AppendLine();
+        md.AppendLine("Every system over WebSocket at each size; at the smallest size also over each polling transport a system serves. Each row is the highest step that kept up (every publication delivered to every subscriber within 2 s, p99 under 1 s (short polling: 2 s), publish rate met); *saturated at* is the first step that did not. `Herald ÷ row` compares deliveries per server CPU-second at those steps with Herald over the same transport and size.").AppendLine();
+        md.AppendLine("| system | transport | subscribers | sustained deliveries/s | p50 ms | p90 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ row | peak RSS / PSS MB | bytes/delivery | requests/delivery | saturated at (publications/s) | limited by |");
+        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        foreach (var run in results.Runs.OrderBy(r => r.Transport != Systems.Transports.WebSocket).ThenBy(r => r.Clients))
         {
-            var herald = group.FirstOrDefault(r => r.System == Reference) is { } h ? Best(h) : null;
-            foreach (var run in group)
+            var best = Best(run);
+            if (best is null)
             {
-                var best = Best(run);
-                if (best is null)
-                {
-                    md.AppendLine(Inv, $"| {run.System} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | |");
-                    continue;
-                }
-                var saturatedAt = run.Steps.FirstOrDefault(s => s.Saturated) is { } sat ? F(sat.TargetRate) : "not reached";
-                var limit = run.Steps.FirstOrDefault(s => s.Saturated)?.Limit ?? "—";
-                md.AppendLine(Inv, $"| {run.System} | {run.Clients} | {F(best.DeliveriesPerSecond)} | {F(best.P50Ms, "0.0")} | {F(best.P99Ms, "0.0")} | {F(best.MaxMs, "0")} | {F(best.ServerCpuPercent)}% | {F(best.DeliveriesPerCpuSecond)} | {(run.System == Reference ? "1.00×" : Ratio(herald?.DeliveriesPerCpuSecond ?? 0, best.DeliveriesPerCpuSecond))} | {F(best.PeakMemoryMb)} | {F(best.BytesPerDelivery, "0.0")} | {saturatedAt} | {limit} |");
+                md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | | | |");
+                continue;
             }
+            var saturated = run.Steps.FirstOrDefault(s => s.Saturated);
+            var saturatedAt = saturated is null ? "not reached" : F(saturated.TargetRate);
+            var limit = saturated?.Limit ?? "— (the top step kept up)";
+            md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Clients} | {F(best.DeliveriesPerSecond)} | {F(best.P50Ms, "0.0")} | {F(best.P90Ms, "0.0")} | {F(best.P99Ms, "0.0")} | {F(best.MaxMs, "0")} | {F(best.ServerCpuPercent)}% | {F(best.DeliveriesPerCpuSecond)} | {RatioCell(results.Runs, run, best, Best)} | {F(best.PeakRssMb)} / {F(best.PeakPssMb)} | {F(best.BytesPerDelivery, "0.0")} | {F(best.RequestsPerDelivery, "0.000")} | {saturatedAt} | {limit} |");
         }
         md.AppendLine();
         foreach (var group in results.Runs.GroupBy(r => r.Clients).OrderBy(g => g.Key))
@@ -95,15 +105,15 @@ internal static class Report
             foreach (var run in group.Where(r => r.Steps.Count > 0))
             {
                 var line = plot.Add.Scatter(run.Steps.Select(s => s.DeliveriesPerSecond).ToArray(), run.Steps.Select(s => s.P99Ms).ToArray());
-                line.LegendText = run.System;
+                line.LegendText = Label(run);
                 line.MarkerSize = 6;
             }
-            plot.Title($"Fan-out to {group.Key:N0} WebSocket subscribers: p99 latency against load");
+            plot.Title($"Fan-out to {group.Key:N0} subscribers on one channel: p99 latency against load");
             plot.XLabel("deliveries per second (counted at the clients)");
             plot.YLabel("p99 publish → deliver latency (ms)");
-            plot.ShowLegend(Alignment.UpperLeft);
+            plot.ShowLegend(Alignment.UpperRight);
             var file = $"fanout-{group.Key}.png";
-            plot.SavePng(Path.Combine(plotsDir, file), 800, 480);
+            plot.SavePng(Path.Combine(plotsDir, file), 900, 520);
             md.AppendLine(Inv, $"![fan-out to {group.Key} subscribers](benchmarks/{file})").AppendLine();
         }
     }
@@ -111,17 +121,16 @@ internal static class Report
     private static void Channels(StringBuilder md, ScenarioResults results)
     {
         md.AppendLine("### (b) Many channels: every WebSocket on its own channel, one publication per channel per second").AppendLine();
-        md.AppendLine("| system | connections | publications/s offered | achieved | deliveries/s | p50 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ peer | peak PSS MB | delivered / expected | limited by |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-        var herald = results.Runs.FirstOrDefault(r => r.System == Reference)?.Steps.FirstOrDefault();
+        md.AppendLine("| system | connections | publications/s offered | achieved | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ row | peak RSS / PSS MB | bytes/delivery | delivered / expected | limited by |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var run in results.Runs)
         {
             if (run.Steps.FirstOrDefault() is not { } s)
             {
-                md.AppendLine(Inv, $"| {run.System} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | | |");
+                md.AppendLine(Inv, $"| {run.System} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | | | | |");
                 continue;
             }
-            md.AppendLine(Inv, $"| {run.System} | {run.Connected} | {F(s.TargetRate)} | {F(s.PublishedPerSecond)} | {F(s.DeliveriesPerSecond)} | {F(s.P50Ms, "0.0")} | {F(s.P99Ms, "0.0")} | {F(s.MaxMs)} | {F(s.ServerCpuPercent)}% | {F(s.DeliveriesPerCpuSecond)} | {(run.System == Reference ? "1.00×" : Ratio(herald?.DeliveriesPerCpuSecond ?? 0, s.DeliveriesPerCpuSecond))} | {F(s.PeakMemoryMb)} | {s.Delivered}/{s.Expected} | {s.Limit} |");
+            md.AppendLine(Inv, $"| {run.System} | {run.Connected} | {F(s.TargetRate)} | {F(s.PublishedPerSecond)} | {F(s.DeliveriesPerSecond)} | {F(s.P50Ms, "0.0")} | {F(s.P90Ms, "0.0")} | {F(s.P99Ms, "0.0")} | {F(s.MaxMs)} | {F(s.ServerCpuPercent)}% | {F(s.DeliveriesPerCpuSecond)} | {RatioCell(results.Runs, run, s, r => r.Steps.FirstOrDefault())} | {F(s.PeakRssMb)} / {F(s.PeakPssMb)} | {F(s.BytesPerDelivery, "0.0")} | {s.Delivered}/{s.Expected} | {s.Limit} |");
         }
         md.AppendLine();
     }
@@ -129,28 +138,29 @@ internal static class Report
     private static void Idle(StringBuilder md, ScenarioResults results, string plotsDir)
     {
         md.AppendLine("### (c) Idle WebSocket connections: server memory per connection").AppendLine();
-        md.AppendLine("Memory (PSS, proportional set size, of the server's process tree) with N idle subscribers, minus the same server's memory with one subscriber, divided by N. `peer ÷ Herald` > 1 means the peer needs more memory per connection.").AppendLine();
-        md.AppendLine("| system | connections asked | held | PSS before MB | PSS with N MB | KiB per connection | peer ÷ Herald | limit met |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|");
+        md.AppendLine("PSS (proportional set size) of the server's process tree with N idle subscribers on one quiet channel, minus the same server's PSS with one subscriber, divided by N. `row ÷ Herald` above 1 means the row needs more memory per connection than Herald.").AppendLine();
+        md.AppendLine("| system | connections asked | held | PSS before MB | PSS with N MB | RSS with N MB | KiB per connection | row ÷ Herald | limit met |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var run in results.Runs.OrderBy(r => r.Clients).ThenBy(r => r.System != Reference))
         {
             var herald = results.Runs.FirstOrDefault(r => r.System == Reference && r.Clients == run.Clients);
             var ratio = run.System == Reference ? "1.00×" : Ratio(run.KbPerConnection, herald?.KbPerConnection ?? 0);
-            md.AppendLine(Inv, $"| {run.System} | {run.Clients} | {run.Connected} | {F(run.BaselineMemoryMb)} | {F(run.LoadedMemoryMb)} | {F(run.KbPerConnection, "0.0")} | {ratio} | {run.Limit}{(run.FirstError is null ? "" : "; " + run.FirstError)} |");
+            md.AppendLine(Inv, $"| {run.System} | {run.Clients} | {run.Connected} | {F(run.BaselinePssMb)} | {F(run.LoadedPssMb)} | {F(run.LoadedRssMb)} | {F(run.KbPerConnection, "0.0")} | {ratio} | {run.Limit}{(run.FirstError is null ? "" : "; " + run.FirstError)} |");
         }
         md.AppendLine();
         var plot = new Plot();
         foreach (var system in results.Runs.GroupBy(r => r.System))
         {
             var runs = system.Where(r => r.Connected > 0).OrderBy(r => r.Clients).ToArray();
-            var line = plot.Add.Scatter(runs.Select(r => (double)r.Connected).ToArray(), runs.Select(r => r.LoadedMemoryMb).ToArray());
+            var line = plot.Add.Scatter(runs.Select(r => (double)r.Connected).ToArray(), runs.Select(r => r.KbPerConnection).ToArray());
             line.LegendText = system.Key;
             line.MarkerSize = 6;
         }
-        plot.Title("Idle WebSocket connections: server memory (PSS)");
+        plot.Title("Idle WebSocket connections: server memory per connection");
         plot.XLabel("idle connections");
-        plot.YLabel("server PSS (MB)");
-        plot.ShowLegend(Alignment.UpperLeft);
+        plot.YLabel("KiB per connection (PSS)");
+        plot.Axes.SetLimitsY(0, Math.Max(1, results.Runs.Max(r => r.KbPerConnection)) * 1.2);
+        plot.ShowLegend(Alignment.UpperRight);
         plot.SavePng(Path.Combine(plotsDir, "idle-memory.png"), 800, 480);
         md.AppendLine("![idle memory](benchmarks/idle-memory.png)").AppendLine();
     }
@@ -159,32 +169,34 @@ internal static class Report
     {
         md.AppendLine("### (d) Polling against WebSocket: the same clients and message rate on every transport").AppendLine();
         md.AppendLine("Short-polling clients poll every second, so their latency is half the interval on average by design. Requests and bytes are the subscribers' (the publisher's are the same everywhere and not counted). `Herald ÷ row` compares deliveries per server CPU-second with Herald over the same transport, or with Herald's WebSocket where Herald has no such row.").AppendLine();
-        md.AppendLine("| system | transport | clients | deliveries/s | p50 ms | p99 ms | max ms | server CPU-s | deliveries per CPU-s | Herald ÷ row | peak PSS MB | bytes/delivery | HTTP requests/delivery | delivered / expected |");
-        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| system | transport | clients | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | server CPU-s | deliveries per CPU-s | Herald ÷ row | peak RSS / PSS MB | bytes/delivery | HTTP requests/delivery | delivered / expected |");
+        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         var labels = new List<string>();
         var p50 = new List<double>();
         var p99 = new List<double>();
         var cpuPerThousand = new List<double>();
+        var bytes = new List<double>();
         foreach (var run in results.Runs)
         {
             if (run.Steps.FirstOrDefault() is not { } s)
             {
-                md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | |");
+                md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | | |");
                 continue;
             }
-            var herald = results.Runs.FirstOrDefault(r => r.System == Reference && r.Transport == run.Transport)?.Steps.FirstOrDefault()
-                         ?? results.Runs.FirstOrDefault(r => r.System == Reference && r.Transport == Systems.Transports.WebSocket)?.Steps.FirstOrDefault();
-            md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Connected} | {F(s.DeliveriesPerSecond)} | {F(s.P50Ms, "0.0")} | {F(s.P99Ms, "0.0")} | {F(s.MaxMs)} | {F(s.ServerCpuSeconds, "0.00")} | {F(s.DeliveriesPerCpuSecond)} | {(run.System == Reference && herald == s ? "1.00×" : Ratio(herald?.DeliveriesPerCpuSecond ?? 0, s.DeliveriesPerCpuSecond))} | {F(s.PeakMemoryMb)} | {F(s.BytesPerDelivery, "0.0")} | {F(s.RequestsPerDelivery, "0.000")} | {s.Delivered}/{s.Expected} |");
+            md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Connected} | {F(s.DeliveriesPerSecond)} | {F(s.P50Ms, "0.0")} | {F(s.P90Ms, "0.0")} | {F(s.P99Ms, "0.0")} | {F(s.MaxMs)} | {F(s.ServerCpuSeconds, "0.00")} | {F(s.DeliveriesPerCpuSecond)} | {RatioCell(results.Runs, run, s, r => r.Steps.FirstOrDefault())} | {F(s.PeakRssMb)} / {F(s.PeakPssMb)} | {F(s.BytesPerDelivery, "0.0")} | {F(s.RequestsPerDelivery, "0.000")} | {s.Delivered}/{s.Expected} |");
             labels.Add($"{run.System}\n{run.Transport}");
             p50.Add(s.P50Ms);
             p99.Add(s.P99Ms);
             cpuPerThousand.Add(s.Delivered > 0 ? s.ServerCpuSeconds * 1000 / s.Delivered * 1000 : 0);
+            bytes.Add(s.BytesPerDelivery);
         }
         md.AppendLine();
         Bars(Path.Combine(plotsDir, "polling-latency.png"), "Latency per system and transport (same clients, same rate)", "latency (ms)", labels, ("p50", p50), ("p99", p99));
         Bars(Path.Combine(plotsDir, "polling-cpu.png"), "Server CPU per 1,000 deliveries", "CPU milliseconds", labels, ("CPU ms / 1000 deliveries", cpuPerThousand));
+        Bars(Path.Combine(plotsDir, "polling-bytes.png"), "Bytes on the wire per delivery (subscribers' side)", "bytes", labels, ("bytes / delivery", bytes));
         md.AppendLine("![polling latency](benchmarks/polling-latency.png)").AppendLine();
         md.AppendLine("![polling cpu](benchmarks/polling-cpu.png)").AppendLine();
+        md.AppendLine("![polling bytes](benchmarks/polling-bytes.png)").AppendLine();
     }
 
     private static void Bars(string path, string title, string yLabel, List<string> labels, params (string Name, List<double> Values)[] series)

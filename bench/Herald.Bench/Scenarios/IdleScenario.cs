@@ -23,7 +23,7 @@ internal static class IdleScenario
         // Baseline: the server has served one subscriber and one publication, so its code paths are loaded.
         await session.ConnectAsync(Transports.WebSocket, 1, _ => Channel, cancellationToken).ConfigureAwait(false);
         await session.WarmUpAsync([Channel], cancellationToken).ConfigureAwait(false);
-        var baseline = await SettledMemoryAsync(session.Server, sizes.Step, cancellationToken).ConfigureAwait(false);
+        var (_, baseline) = await SettledMemoryAsync(session.Server, sizes.Step, cancellationToken).ConfigureAwait(false);
 
         var agents = new List<Agent>();
         try
@@ -35,7 +35,7 @@ internal static class IdleScenario
             }
             var ready = await Task.WhenAll(agents.Select(a => a.ReadyAsync(cancellationToken))).ConfigureAwait(false);
             var connected = ready.Sum(r => r.Connected);
-            var loaded = await SettledMemoryAsync(session.Server, sizes.Step, cancellationToken).ConfigureAwait(false);
+            var (loadedRss, loaded) = await SettledMemoryAsync(session.Server, sizes.Step, cancellationToken).ConfigureAwait(false);
             var alive = (await Task.WhenAll(agents.Select(a => a.AliveAsync(cancellationToken))).ConfigureAwait(false)).Sum();
             var error = ready.Select(r => r.Error).FirstOrDefault(e => !string.IsNullOrEmpty(e));
             if (alive < connected)
@@ -48,8 +48,9 @@ internal static class IdleScenario
                 ConnectFailures = clients - connected,
                 Channels = 1,
                 FirstError = error,
-                BaselineMemoryMb = baseline / 1048576.0,
-                LoadedMemoryMb = loaded / 1048576.0,
+                BaselinePssMb = baseline / 1048576.0,
+                LoadedPssMb = loaded / 1048576.0,
+                LoadedRssMb = loadedRss / 1048576.0,
                 KbPerConnection = alive > 0 ? (loaded - baseline) / 1024.0 / alive : 0,
                 Limit = connected < clients ? $"connections refused or failed after {connected}" : "none (all connected)",
             };
@@ -63,17 +64,19 @@ internal static class IdleScenario
         }
     }
 
-    /// <summary>Resident memory after a settling time: the highest of a few samples, so a GC in between doesn't flatter anyone.</summary>
-    private static async Task<long> SettledMemoryAsync(ServerProcess server, TimeSpan settle, CancellationToken cancellationToken)
+    /// <summary>RSS and PSS after a settling time: the highest of a few samples, so a GC in between flatters no one.</summary>
+    private static async Task<(long Rss, long Pss)> SettledMemoryAsync(ServerProcess server, TimeSpan settle, CancellationToken cancellationToken)
     {
         await Task.Delay(settle, cancellationToken).ConfigureAwait(false);
-        long rss = 0;
+        long rss = 0, pss = 0;
         for (var i = 0; i < 5; i++)
         {
-            rss = Math.Max(rss, server.Sample().MemoryBytes);
+            var sample = server.Sample();
+            rss = Math.Max(rss, sample.RssBytes);
+            pss = Math.Max(pss, sample.PssBytes);
             await Task.Delay(200, cancellationToken).ConfigureAwait(false);
         }
-        return rss;
+        return (rss, pss);
     }
 
     /// <summary>The agent side: <c>herald-bench agent &lt;system&gt; &lt;port&gt; &lt;count&gt; &lt;first source&gt; &lt;sources&gt;</c>.</summary>

@@ -18,7 +18,8 @@ internal sealed record StepResult
     public double ServerCpuPercent { get; init; }
     public double GeneratorCpuPercent { get; init; }
     public double DeliveriesPerCpuSecond { get; init; }
-    public double PeakMemoryMb { get; init; }
+    public double PeakRssMb { get; init; }
+    public double PeakPssMb { get; init; }
     public double BytesPerDelivery { get; init; }
     public double RequestsPerDelivery { get; init; }
     public long Errors { get; init; }
@@ -38,8 +39,9 @@ internal sealed record RunResult
     public int ConnectFailures { get; init; }
     public string? FirstError { get; init; }
     public List<StepResult> Steps { get; init; } = [];
-    public double BaselineMemoryMb { get; init; }
-    public double LoadedMemoryMb { get; init; }
+    public double BaselinePssMb { get; init; }
+    public double LoadedPssMb { get; init; }
+    public double LoadedRssMb { get; init; }
     public double KbPerConnection { get; init; }
     public string Limit { get; init; } = "";
     public double WallSeconds { get; init; }

@@ -9,7 +9,7 @@ internal sealed record Sizes(int[] Clients, double[] Rates, TimeSpan Step)
     public static Sizes For(string scenario, string size) => (scenario, size) switch
     {
         ("fanout", "smoke") => new([50], [5, 20], TimeSpan.FromSeconds(1)),
-        ("fanout", _) => new([1000, 5000, 10000], [1, 5, 10, 20, 50, 100, 200, 500, 1000], TimeSpan.FromSeconds(3)),
+        ("fanout", _) => new([1000, 5000, 10000], [1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000], TimeSpan.FromSeconds(3)),
         ("channels", "smoke") => new([50], [50], TimeSpan.FromSeconds(2)),
         ("channels", _) => new([10000], [10000], TimeSpan.FromSeconds(10)),
         ("idle", "smoke") => new([100], [], TimeSpan.FromSeconds(1)),
@@ -32,8 +32,11 @@ internal static class ScenarioRunner
         {
             IEnumerable<(string Transport, int Clients)> plan = scenario switch
             {
-                // (a) fan-out, (b) many channels and (c) idle are WebSocket scenarios for every system.
-                "fanout" or "channels" or "idle" => sizes.Clients.Select(n => (Transports.WebSocket, n)),
+                // (a) fan-out over WebSocket at every size, and over each other transport a system serves at the
+                // smallest size (latency against load per transport); (b) many channels and (c) idle over WebSocket.
+                "fanout" => sizes.Clients.Select(n => (Transports.WebSocket, n))
+                    .Concat(system.Transports.Where(t => t != Transports.WebSocket).Select(t => (t, sizes.Clients.Min()))),
+                "channels" or "idle" => sizes.Clients.Select(n => (Transports.WebSocket, n)),
                 // (d) the same workload over every transport each system serves.
                 "polling" => system.Transports.SelectMany(t => sizes.Clients.Select(n => (t, n))),
                 _ => throw new ArgumentException(scenario),
@@ -70,14 +73,16 @@ internal static class ScenarioRunner
         var channels = perClientChannels ? Enumerable.Range(0, clients).Select(channelOf).ToList() : [scenario];
         var warm = connected > 0 && await session.WarmUpAsync(channels, cancellationToken).ConfigureAwait(false);
         var steps = new List<StepResult>();
+        // A short poller waits up to an interval by design; it is saturated when it falls behind beyond that.
+        var latencyBudget = TimeSpan.FromSeconds(1) + (transport == Transports.ShortPoll ? options.ShortPollInterval : TimeSpan.Zero);
         if (warm)
         {
             foreach (var rate in sizes.Rates)
             {
                 // Many channels: one publication per channel per second, round robin; otherwise all on one channel.
                 var step = perClientChannels
-                    ? await session.MeasureAsync(connected, sizes.Step, n => channels[(int)(n % channels.Count)], 1, cancellationToken).ConfigureAwait(false)
-                    : await session.MeasureAsync(rate, sizes.Step, _ => scenario, connected, cancellationToken).ConfigureAwait(false);
+                    ? await session.MeasureAsync(connected, sizes.Step, n => channels[(int)(n % channels.Count)], 1, latencyBudget, cancellationToken).ConfigureAwait(false)
+                    : await session.MeasureAsync(rate, sizes.Step, _ => scenario, connected, latencyBudget, cancellationToken).ConfigureAwait(false);
                 steps.Add(step);
                 Console.WriteLine($"    rate {rate,6}/s: {step.DeliveriesPerSecond,10:0} deliveries/s  p50 {step.P50Ms,8:0.0} ms  p99 {step.P99Ms,8:0.0} ms  server {step.ServerCpuPercent,4:0}%  gen {step.GeneratorCpuPercent,4:0}%  {step.Delivered}/{step.Expected}{(step.Saturated ? "  saturated" : "")}");
                 if (step.Saturated)

@@ -109,8 +109,8 @@ internal sealed class Session : IAsyncDisposable
             // Pace the rounds so slow transports (short polling) see each round before the next.
             await Task.Delay(round++ == 0 ? 200 : 500, cancellationToken).ConfigureAwait(false);
         }
-        // Let in-flight deliveries of the warm-up land before counting starts.
-        await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+        // Let in-flight deliveries of the warm-up land before counting starts: a short poller may take an interval.
+        await Task.Delay(Options.ShortPollInterval + TimeSpan.FromMilliseconds(500), cancellationToken).ConfigureAwait(false);
         Stats.TakeInterval();
         return ok;
     }
@@ -118,7 +118,7 @@ internal sealed class Session : IAsyncDisposable
     private static string ChannelOf(BenchClient client) => client.Channel;
 
     /// <summary>Publishes at <paramref name="rate"/> for the step's duration and measures what the clients get.</summary>
-    public async Task<StepResult> MeasureAsync(double rate, TimeSpan duration, Func<long, string> channelFor, int subscribersPerPublication, CancellationToken cancellationToken)
+    public async Task<StepResult> MeasureAsync(double rate, TimeSpan duration, Func<long, string> channelFor, int subscribersPerPublication, TimeSpan latencyBudget, CancellationToken cancellationToken)
     {
         var delivered0 = Stats.Deliveries;
         var requests0 = Stats.Requests;
@@ -150,7 +150,7 @@ internal sealed class Session : IAsyncDisposable
         var generatorPercent = (gen1 - gen0) / seconds * 100;
         var p99 = Ms(histogram.GetValueAtPercentile(99));
         var publishRate = published / publishSeconds;
-        var saturated = delivered < expected * 0.99 || p99 > 1000 || publishRate < rate * 0.9;
+        var saturated = delivered < expected * 0.99 || p99 > latencyBudget.TotalMilliseconds || publishRate < rate * 0.9;
         return new StepResult
         {
             TargetRate = rate,
@@ -168,7 +168,8 @@ internal sealed class Session : IAsyncDisposable
             ServerCpuPercent = serverPercent,
             GeneratorCpuPercent = generatorPercent,
             DeliveriesPerCpuSecond = cpu > 0 ? delivered / cpu : 0,
-            PeakMemoryMb = Server.PeakMemoryBytes / 1048576.0,
+            PeakRssMb = Server.PeakRssBytes / 1048576.0,
+            PeakPssMb = Server.PeakPssBytes / 1048576.0,
             BytesPerDelivery = delivered > 0 ? (double)(Stats.BytesOnWire - bytes0) / delivered : 0,
             RequestsPerDelivery = delivered > 0 ? (double)(Stats.Requests - requests0) / delivered : 0,
             Errors = Stats.Errors + Publisher.Failed - errors0,

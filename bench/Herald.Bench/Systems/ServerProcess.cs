@@ -7,7 +7,7 @@ namespace Herald.Bench.Systems;
 
 /// <summary>
 /// A system under test running as its own process: started on a free loopback port, sampled from /proc every
-/// 200 ms for CPU and peak resident memory, and killed (with its children) at the end.
+/// 200 ms for CPU and peak memory, and killed (with its children) at the end.
 /// </summary>
 internal sealed class ServerProcess : IAsyncDisposable
 {
@@ -15,7 +15,8 @@ internal sealed class ServerProcess : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _sampler;
     private readonly StreamWriter _log;
-    private long _peakMemory;
+    private long _peakRss;
+    private long _peakPss;
 
     private ServerProcess(Process process, int port, StreamWriter log)
     {
@@ -29,10 +30,26 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public int Pid => _process.Id;
 
-    /// <summary>Highest resident memory of the process tree seen since the last <see cref="ResetPeak"/>.</summary>
-    public long PeakMemoryBytes => Interlocked.Read(ref _peakMemory);
+    /// <summary>Highest resident memory (VmRSS) of the process tree seen since the last <see cref="ResetPeak"/>.</summary>
+    public long PeakRssBytes => Interlocked.Read(ref _peakRss);
 
-    public void ResetPeak() => Interlocked.Exchange(ref _peakMemory, ProcessTree.Read(Pid).MemoryBytes);
+    /// <summary>Highest proportional memory (PSS) of the process tree seen since the last <see cref="ResetPeak"/>.</summary>
+    public long PeakPssBytes => Interlocked.Read(ref _peakPss);
+
+    public void ResetPeak()
+    {
+        var now = ProcessTree.Read(Pid);
+        Interlocked.Exchange(ref _peakRss, now.RssBytes);
+        Interlocked.Exchange(ref _peakPss, now.PssBytes);
+    }
+
+    private static void RaisePeak(ref long peak, long value)
+    {
+        long seen;
+        while (value > (seen = Interlocked.Read(ref peak)) && Interlocked.CompareExchange(ref peak, value, seen) != seen)
+        {
+        }
+    }
 
     public ProcessTree.Sample Sample() => ProcessTree.Read(Pid);
 
@@ -115,11 +132,9 @@ internal sealed class ServerProcess : IAsyncDisposable
         {
             while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
             {
-                var rss = ProcessTree.Read(Pid).MemoryBytes;
-                long seen;
-                while (rss > (seen = Interlocked.Read(ref _peakMemory)) && Interlocked.CompareExchange(ref _peakMemory, rss, seen) != seen)
-                {
-                }
+                var sample = ProcessTree.Read(Pid);
+                RaisePeak(ref _peakRss, sample.RssBytes);
+                RaisePeak(ref _peakPss, sample.PssBytes);
             }
         }
         catch (OperationCanceledException)
