@@ -64,6 +64,14 @@ foreach (var scenario in scenarios)
     var runs = await ScenarioRunner.RunAsync(scenario, sizes, systems, options, cancel.Token);
     var results = new ScenarioResults { Scenario = scenario, Size = size, Started = started, Machine = Machine.Describe(), Runs = runs };
     var path = Path.Combine(outDir, $"{scenario}.json");
+    // Re-running some systems keeps the other systems' runs of the same scenario from the previous results file.
+    if (File.Exists(path) && systems.Count < BenchSystem.All.Count
+        && JsonSerializer.Deserialize<ScenarioResults>(await File.ReadAllTextAsync(path), Json.Options) is { Size: var previousSize } previous
+        && previousSize == size)
+    {
+        var rerun = systems.Select(s => s.Name).ToHashSet();
+        results = results with { Runs = [.. previous.Runs.Where(r => !rerun.Contains(r.System)).Concat(runs).OrderBy(r => Order(r.System))] };
+    }
     await File.WriteAllTextAsync(path, JsonSerializer.Serialize(results, Json.Options));
     Console.WriteLine($"wrote {path}");
     foreach (var run in runs)
@@ -102,6 +110,8 @@ static string? Check(RunResult run, string size)
     }
     return null;
 }
+
+static int Order(string system) => BenchSystem.All.Select(s => s.Name).ToList().IndexOf(system);
 
 static string FindRoot()
 {

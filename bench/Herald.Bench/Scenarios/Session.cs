@@ -123,6 +123,7 @@ internal sealed class Session : IAsyncDisposable
         var delivered0 = Stats.Deliveries;
         var requests0 = Stats.Requests;
         var bytes0 = Stats.BytesOnWire;
+        var clientErrors0 = Stats.Errors;
         var errors0 = Stats.Errors + Publisher.Failed;
         var server0 = Server.Sample();
         var gen0 = ProcessTree.SelfCpuSeconds();
@@ -174,7 +175,7 @@ internal sealed class Session : IAsyncDisposable
             RequestsPerDelivery = delivered > 0 ? (double)(Stats.Requests - requests0) / delivered : 0,
             Errors = Stats.Errors + Publisher.Failed - errors0,
             Saturated = saturated,
-            Limit = Limits.Explain(serverPercent, generatorPercent, saturated),
+            Limit = Limits.Explain(serverPercent, generatorPercent, saturated, Stats.Errors - clientErrors0),
         };
     }
 
@@ -192,12 +193,17 @@ internal sealed class Session : IAsyncDisposable
 /// <summary>Says what held a run back, from the CPU figures of the server and of the generator (2 cores share both).</summary>
 internal static class Limits
 {
-    public static string Explain(double serverPercent, double generatorPercent, bool saturated)
+    public static string Explain(double serverPercent, double generatorPercent, bool saturated, long clientErrors)
     {
         var cores = Environment.ProcessorCount * 100.0;
         if (!saturated)
         {
             return "none (below saturation)";
+        }
+        if (clientErrors > 0)
+        {
+            // Herald's polling clients count recovered:false answers: a poll fell behind the channel's history.
+            return "history window (polls answered recovered:false)";
         }
         if (serverPercent + generatorPercent > cores * 0.85)
         {

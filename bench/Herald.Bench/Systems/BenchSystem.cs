@@ -65,6 +65,8 @@ internal sealed class HeraldSystem() : BenchSystem("herald")
         start.Environment["Herald__MaxConnections"] = "1000000";
         start.Environment["Herald__MaxConnectionsPerIp"] = "1000000";
         start.Environment["Herald__MaxHttpRequestsPerSecondPerIp"] = "10000000";
+        // The same recovery window as Nchan's message buffer (bench/peers/nchan): 200 publications per channel.
+        start.Environment["Herald__Namespaces__default__HistorySize"] = "200";
         return start;
     }
 

@@ -136,3 +136,37 @@ export async function startServer(extraEnv = {}) {
     },
   };
 }
+
+/**
+ * A condition that is re-checked whenever `poke()` is called (after every publication received or published), so a
+ * test waits for "n offsets received" without sleeping.
+ */
+export function conditions(defaultMs = 20_000) {
+  const waiters = new Set();
+  return {
+    poke() {
+      for (const w of [...waiters]) {
+        if (w.predicate()) {
+          waiters.delete(w);
+          w.resolve();
+        }
+      }
+    },
+    until(predicate, what, ms = defaultMs) {
+      if (predicate()) {
+        return Promise.resolve();
+      }
+      let waiter;
+      const promise = new Promise((resolve) => {
+        waiter = { predicate, resolve };
+        waiters.add(waiter);
+      });
+      return withTimeout(promise, ms, what).finally(() => waiters.delete(waiter));
+    },
+  };
+}
+
+/** The integers from..to, inclusive. */
+export function range(from, to) {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}

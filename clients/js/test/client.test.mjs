@@ -7,7 +7,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { ClientErrorCodes, ErrorCodes, HeraldClient, HeraldError } from '../dist/index.js';
-import { startServer, waitConnected, waitFor, withTimeout } from '../test-support/server.mjs';
+import { conditions, range, startServer, waitConnected, waitFor, withTimeout } from '../test-support/server.mjs';
 
 const TEST_MS = 90_000;
 const WAIT_MS = 20_000;
@@ -45,39 +45,6 @@ function makeClient(options = {}) {
 let channelCounter = 0;
 function freshChannel(ns = 'chat') {
   return `${ns}:t${process.pid}-${++channelCounter}-${Date.now().toString(36)}`;
-}
-
-/**
- * A condition that is re-checked whenever `poke()` is called (after every publication received or published), so a
- * test waits for "n offsets received" without sleeping.
- */
-function conditions() {
-  const waiters = new Set();
-  return {
-    poke() {
-      for (const w of [...waiters]) {
-        if (w.predicate()) {
-          waiters.delete(w);
-          w.resolve();
-        }
-      }
-    },
-    until(predicate, what, ms = WAIT_MS) {
-      if (predicate()) {
-        return Promise.resolve();
-      }
-      let waiter;
-      const promise = new Promise((resolve) => {
-        waiter = { predicate, resolve };
-        waiters.add(waiter);
-      });
-      return withTimeout(promise, ms, what).finally(() => waiters.delete(waiter));
-    },
-  };
-}
-
-function range(from, to) {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
 }
 
 const TRANSPORTS = ['websocket', 'longpoll', 'poll'];

@@ -9,7 +9,7 @@ import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { ClientErrorCodes, HeraldClient } from '../dist/index.js';
-import { startServer, waitConnected, withTimeout } from '../test-support/server.mjs';
+import { conditions, range, startServer, waitConnected, withTimeout } from '../test-support/server.mjs';
 
 const TEST_MS = 90_000;
 const WAIT_MS = 20_000;
@@ -59,36 +59,6 @@ function makeClient(options = {}) {
   });
   clients.add(client);
   return client;
-}
-
-function range(from, to) {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-}
-
-/** Resolves when `predicate()` holds, re-checked on every `poke()` (each publication received or made): no sleeping. */
-function conditions() {
-  const waiters = new Set();
-  return {
-    poke() {
-      for (const w of [...waiters]) {
-        if (w.predicate()) {
-          waiters.delete(w);
-          w.resolve();
-        }
-      }
-    },
-    until(predicate, what, ms = WAIT_MS) {
-      if (predicate()) {
-        return Promise.resolve();
-      }
-      let waiter;
-      const promise = new Promise((resolve) => {
-        waiter = { predicate, resolve };
-        waiters.add(waiter);
-      });
-      return withTimeout(promise, ms, what).finally(() => waiters.delete(waiter));
-    },
-  };
 }
 
 test('switchTransport to a refused WebSocket rejects within a bound, and the subscription keeps every offset once, in order, over polling', { timeout: TEST_MS }, async () => {
