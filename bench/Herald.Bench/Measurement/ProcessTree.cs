@@ -75,8 +75,18 @@ internal static class ProcessTree
         {
             return false;
         }
-        // "pid (comm) state ppid … utime stime …": comm may hold spaces, so split after its closing parenthesis.
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        // "pid (comm) state ppid … utime stime …": comm may hold spaces, so split after its closing parenthesis. A
+        // process that exits while /proc is scanned reads as empty: it is simply not part of the tree any more.
+        var close = stat.LastIndexOf(')');
+        if (close < 0 || close + 2 > stat.Length)
+        {
+            return false;
+        }
+        var fields = stat[(close + 2)..].Split(' ');
+        if (fields.Length < 13)
+        {
+            return false;
+        }
         ppid = int.Parse(fields[1], CultureInfo.InvariantCulture);
         cpuTicks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
         return true;

@@ -54,6 +54,7 @@ internal static class ScenarioRunner
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
+                    Console.Error.WriteLine($"  run failed: {e}");
                     result = new RunResult { FirstError = $"{e.GetType().Name}: {e.Message}", Limit = "failed" };
                 }
                 result = result with { Scenario = scenario, System = system.Name, Transport = transport, Clients = clients, WallSeconds = clock.Elapsed.TotalSeconds };

@@ -150,7 +150,9 @@ internal sealed class Session : IAsyncDisposable
         var serverPercent = cpu / seconds * 100;
         var generatorPercent = (gen1 - gen0) / seconds * 100;
         var p99 = Ms(histogram.GetValueAtPercentile(99));
-        var publishRate = published / publishSeconds;
+        // Publications are paced over the step; the last ones may still be answered after it, so the rate offered
+        // is what was sent in the step's window, not the wait for the stragglers.
+        var publishRate = published / duration.TotalSeconds;
         var saturated = delivered < expected * 0.99 || p99 > latencyBudget.TotalMilliseconds || publishRate < rate * 0.9;
         return new StepResult
         {
@@ -160,7 +162,7 @@ internal sealed class Session : IAsyncDisposable
             Expected = expected,
             Delivered = delivered,
             Seconds = seconds,
-            DeliveriesPerSecond = delivered / publishSeconds,
+            DeliveriesPerSecond = delivered / Math.Max(publishSeconds, duration.TotalSeconds),
             P50Ms = Ms(histogram.GetValueAtPercentile(50)),
             P90Ms = Ms(histogram.GetValueAtPercentile(90)),
             P99Ms = p99,
