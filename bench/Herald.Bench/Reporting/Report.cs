@@ -82,7 +82,8 @@ internal static class Report
     private static void FanOut(StringBuilder md, ScenarioResults results, string plotsDir)
     {
         md.AppendLine("### (a) Fan-out: one channel, N subscribers, publish rate stepped up").AppendLine();
-        md.AppendLine("Every system over WebSocket at each size; at the smallest size also over each polling transport a system serves. Each row is the highest step that kept up (every publication delivered to every subscriber within 2 s, p99 under 1 s (short polling: 2 s), publish rate met); *saturated at* is the first step that did not. `Herald ÷ row` compares deliveries per server CPU-second at those steps with Herald over the same transport and size.").AppendLine();
+        md.AppendLine(Inv, $"Run started {results.Started.UtcDateTime:yyyy-MM-dd HH:mm} UTC.").AppendLine();
+        md.AppendLine("Every system over WebSocket at each size; at the smallest size also over each polling transport a system serves. Each row is the highest step that kept up (every publication delivered to every subscriber within 2 s, p99 under 1 s (short polling: 2 s), publish rate met); *saturated at* is the first higher step that did not. A run ends after two saturated steps in a row. `Herald ÷ row` compares deliveries per server CPU-second at those steps with Herald over the same transport and size.").AppendLine();
         md.AppendLine("| system | transport | subscribers | sustained deliveries/s | p50 ms | p90 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ row | peak RSS / PSS MB | bytes/delivery | requests/delivery | saturated at (publications/s) | limited by |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var run in results.Runs.OrderBy(r => r.Transport != Systems.Transports.WebSocket).ThenBy(r => r.Clients))
@@ -93,7 +94,7 @@ internal static class Report
                 md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | | | |");
                 continue;
             }
-            var saturated = run.Steps.FirstOrDefault(s => s.Saturated);
+            var saturated = run.Steps.FirstOrDefault(s => s.Saturated && s.TargetRate > best.TargetRate);
             var saturatedAt = saturated is null ? "not reached" : F(saturated.TargetRate);
             var limit = saturated?.Limit ?? "— (the top step kept up)";
             md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Clients} | {F(best.DeliveriesPerSecond)} | {F(best.P50Ms, "0.0")} | {F(best.P90Ms, "0.0")} | {F(best.P99Ms, "0.0")} | {F(best.MaxMs, "0")} | {F(best.ServerCpuPercent)}% | {F(best.DeliveriesPerCpuSecond)} | {RatioCell(results.Runs, run, best, Best)} | {F(best.PeakRssMb)} / {F(best.PeakPssMb)} | {F(best.BytesPerDelivery, "0.0")} | {F(best.RequestsPerDelivery, "0.000")} | {saturatedAt} | {limit} |");
@@ -121,6 +122,7 @@ internal static class Report
     private static void Channels(StringBuilder md, ScenarioResults results)
     {
         md.AppendLine("### (b) Many channels: every WebSocket on its own channel, one publication per channel per second").AppendLine();
+        md.AppendLine(Inv, $"Run started {results.Started.UtcDateTime:yyyy-MM-dd HH:mm} UTC.").AppendLine();
         md.AppendLine("| system | connections | publications/s offered | achieved | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ row | peak RSS / PSS MB | bytes/delivery | delivered / expected | limited by |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var run in results.Runs)
@@ -138,6 +140,7 @@ internal static class Report
     private static void Idle(StringBuilder md, ScenarioResults results, string plotsDir)
     {
         md.AppendLine("### (c) Idle WebSocket connections: server memory per connection").AppendLine();
+        md.AppendLine(Inv, $"Run started {results.Started.UtcDateTime:yyyy-MM-dd HH:mm} UTC.").AppendLine();
         md.AppendLine("PSS (proportional set size) of the server's process tree with N idle subscribers on one quiet channel, minus the same server's PSS with one subscriber, divided by N. `row ÷ Herald` above 1 means the row needs more memory per connection than Herald.").AppendLine();
         md.AppendLine("| system | connections asked | held | PSS before MB | PSS with N MB | RSS with N MB | KiB per connection | row ÷ Herald | limit met |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---|");
@@ -168,6 +171,7 @@ internal static class Report
     private static void Polling(StringBuilder md, ScenarioResults results, string plotsDir)
     {
         md.AppendLine("### (d) Polling against WebSocket: the same clients and message rate on every transport").AppendLine();
+        md.AppendLine(Inv, $"Run started {results.Started.UtcDateTime:yyyy-MM-dd HH:mm} UTC.").AppendLine();
         md.AppendLine("Short-polling clients poll every second, so their latency is half the interval on average by design. Requests and bytes are the subscribers' (the publisher's are the same everywhere and not counted). `Herald ÷ row` compares deliveries per server CPU-second with Herald over the same transport, or with Herald's WebSocket where Herald has no such row.").AppendLine();
         md.AppendLine("| system | transport | clients | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | server CPU-s | deliveries per CPU-s | Herald ÷ row | peak RSS / PSS MB | bytes/delivery | HTTP requests/delivery | delivered / expected |");
         md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
