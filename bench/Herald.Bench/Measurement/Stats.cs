@@ -10,8 +10,9 @@ namespace Herald.Bench.Measurement;
 /// </summary>
 internal sealed class Stats
 {
-    // Latency in microseconds, 1 µs .. 10 min, 3 significant digits.
-    private readonly Recorder _latency = new(1, 600_000_000, 3, (id, low, high, digits) => new LongHistogram(id, low, high, digits));
+    // Latency in microseconds, 1 µs .. 10 min, 3 significant digits. Many client loops record at once, so the
+    // recorder's histograms must be the concurrent kind: plain ones lose counts and then fail percentile reads.
+    private readonly Recorder _latency = new(1, 600_000_000, 3, (id, low, high, digits) => new LongConcurrentHistogram(id, low, high, digits));
     private long _deliveries;
     private long _requests;
     private long _bytesIn;

@@ -163,10 +163,12 @@ internal sealed class Session : IAsyncDisposable
             Delivered = delivered,
             Seconds = seconds,
             DeliveriesPerSecond = delivered / Math.Max(publishSeconds, duration.TotalSeconds),
-            P50Ms = Ms(histogram.GetValueAtPercentile(50)),
+            P50Ms = histogram.TotalCount == 0 ? 0 : Ms(histogram.GetValueAtPercentile(50)),
             P90Ms = Ms(histogram.GetValueAtPercentile(90)),
             P99Ms = p99,
-            MaxMs = Ms(HdrHistogram.HistogramExtensions.GetMaxValue(histogram)),
+            // GetMaxValue's enumerator throws on some interval histograms (HdrHistogram.NET 2.5); the 100th percentile is
+            // the same figure, read another way.
+            MaxMs = histogram.TotalCount == 0 ? 0 : Ms(histogram.GetValueAtPercentile(100)),
             ServerCpuSeconds = cpu,
             ServerCpuPercent = serverPercent,
             GeneratorCpuPercent = generatorPercent,
