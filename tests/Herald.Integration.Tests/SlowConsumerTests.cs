@@ -10,8 +10,11 @@ public sealed class SlowConsumerTests
     {
         await using var server = await TestServer.StartAsync(o =>
         {
-            o.MaxQueuedMessages = 200;
-            o.MaxQueuedBytes = 256 * 1024;
+            // Room for the paced healthy reader (at most ~100 pushes of ~2 KB outstanding) with a wide margin: on a
+            // loaded CI machine a 256 KiB budget was too close and closed the healthy client too. The stuck client is
+            // sent ~10 MB, far past either limit.
+            o.MaxQueuedMessages = 1000;
+            o.MaxQueuedBytes = 1024 * 1024;
             o.CloseTimeout = TimeSpan.FromSeconds(1);
         });
         const string Channel = "nohist:slow";
