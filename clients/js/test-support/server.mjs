@@ -170,3 +170,28 @@ export function conditions(defaultMs = 20_000) {
 export function range(from, to) {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);
 }
+
+/**
+ * Publishes `{ n }` to `channel` back to back until `stop()`, calling `onPublished` after each, so a test can
+ * switch transports under a steady stream. `published` is the offset of the last publication.
+ */
+export function publishContinuously(server, channel, onPublished) {
+  let published = 0;
+  let stopped = false;
+  const running = (async () => {
+    while (!stopped) {
+      const r = await server.publish(channel, { n: published + 1 });
+      published = r.offset;
+      onPublished();
+    }
+  })();
+  return {
+    get published() {
+      return published;
+    },
+    async stop() {
+      stopped = true;
+      await running;
+    },
+  };
+}

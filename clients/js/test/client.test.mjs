@@ -7,7 +7,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { ClientErrorCodes, ErrorCodes, HeraldClient, HeraldError } from '../dist/index.js';
-import { conditions, range, startServer, waitConnected, waitFor, withTimeout } from '../test-support/server.mjs';
+import { conditions, publishContinuously, range, startServer, waitConnected, waitFor, withTimeout } from '../test-support/server.mjs';
 
 const TEST_MS = 90_000;
 const WAIT_MS = 20_000;
@@ -173,15 +173,7 @@ describe('switching transports', () => {
     await withTimeout(client.connect(), WAIT_MS, 'connect()');
     await sub.ready(WAIT_MS);
 
-    let published = 0;
-    let stop = false;
-    const publisher = (async () => {
-      while (!stop) {
-        const r = await server.publish(channel, { n: published + 1 });
-        published = r.offset;
-        cond.poke();
-      }
-    })();
+    const publisher = publishContinuously(server, channel, () => cond.poke());
 
     const steps = [
       ['reconnect', 'longpoll'],
@@ -198,8 +190,8 @@ describe('switching transports', () => {
         await cond.until(() => received.length >= target, () => `${target} offsets before switching to ${next} (got ${received.length})`);
         if (how === 'reconnect') {
           client.disconnect();
-          const during = published + 10; // publications made while nobody listens
-          await cond.until(() => published >= during, 'publications while disconnected');
+          const during = publisher.published + 10; // publications made while nobody listens
+          await cond.until(() => publisher.published >= during, 'publications while disconnected');
           client.setTransport(next);
           await withTimeout(client.connect(), WAIT_MS, `connect() on ${next}`);
         } else {
@@ -211,13 +203,12 @@ describe('switching transports', () => {
       const target = received.length + 15;
       await cond.until(() => received.length >= target, 'offsets after the last switch');
     } finally {
-      stop = true;
-      await publisher;
+      await publisher.stop();
     }
-    await cond.until(() => received.length >= published, () => `all ${published} offsets (got ${received.length})`);
-    assert.ok(published > 100, `the publisher ran (${published})`);
-    assert.deepEqual(received, range(1, published));
-    assert.deepEqual(sub.position.offset, published);
+    await cond.until(() => received.length >= publisher.published, () => `all ${publisher.published} offsets (got ${received.length})`);
+    assert.ok(publisher.published > 100, `the publisher ran (${publisher.published})`);
+    assert.deepEqual(received, range(1, publisher.published));
+    assert.deepEqual(sub.position.offset, publisher.published);
   });
 
   test('switchTransport() resolves once connected over each transport, and a superseded switch rejects', { timeout: TEST_MS }, async () => {
@@ -233,15 +224,7 @@ describe('switching transports', () => {
     assert.equal(client.transport, 'websocket');
     await sub.ready(WAIT_MS);
 
-    let published = 0;
-    let stop = false;
-    const publisher = (async () => {
-      while (!stop) {
-        const r = await server.publish(channel, { n: published + 1 });
-        published = r.offset;
-        cond.poke();
-      }
-    })();
+    const publisher = publishContinuously(server, channel, () => cond.poke());
     try {
       for (const next of ['longpoll', 'poll', 'websocket', 'websocket', 'poll']) {
         const target = received.length + 10;
@@ -263,11 +246,10 @@ describe('switching transports', () => {
       const target = received.length + 10;
       await cond.until(() => received.length >= target, 'offsets after the last switch');
     } finally {
-      stop = true;
-      await publisher;
+      await publisher.stop();
     }
-    await cond.until(() => received.length >= published, () => `all ${published} offsets (got ${received.length})`);
-    assert.deepEqual(received, range(1, published));
+    await cond.until(() => received.length >= publisher.published, () => `all ${publisher.published} offsets (got ${received.length})`);
+    assert.deepEqual(received, range(1, publisher.published));
   });
 });
 

@@ -9,7 +9,7 @@ import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { ClientErrorCodes, HeraldClient } from '../dist/index.js';
-import { conditions, range, startServer, waitConnected, withTimeout } from '../test-support/server.mjs';
+import { conditions, publishContinuously, range, startServer, waitConnected, withTimeout } from '../test-support/server.mjs';
 
 const TEST_MS = 90_000;
 const WAIT_MS = 20_000;
@@ -77,15 +77,7 @@ test('switchTransport to a refused WebSocket rejects within a bound, and the sub
   assert.equal(client.transport, 'longpoll');
   await sub.ready(WAIT_MS);
 
-  let published = 0;
-  let stop = false;
-  const publisher = (async () => {
-    while (!stop) {
-      const r = await server.publish(channel, { n: published + 1 });
-      published = r.offset;
-      cond.poke();
-    }
-  })();
+  const publisher = publishContinuously(server, channel, () => cond.poke());
 
   try {
     for (let round = 1; round <= 3; round++) {
@@ -112,12 +104,11 @@ test('switchTransport to a refused WebSocket rejects within a bound, and the sub
     const target = received.length + 10;
     await cond.until(() => received.length >= target, 'offsets after the last switch');
   } finally {
-    stop = true;
-    await publisher;
+    await publisher.stop();
   }
-  await cond.until(() => received.length >= published, () => `all ${published} offsets (got ${received.length})`);
-  assert.deepEqual(received, range(1, published));
-  assert.equal(sub.position.offset, published);
+  await cond.until(() => received.length >= publisher.published, () => `all ${publisher.published} offsets (got ${received.length})`);
+  assert.deepEqual(received, range(1, publisher.published));
+  assert.equal(sub.position.offset, publisher.published);
 });
 
 test('switchTransport rejects at once when the client is not running, or is forced to another transport', { timeout: TEST_MS }, async () => {
