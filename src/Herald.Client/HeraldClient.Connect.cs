@@ -57,8 +57,8 @@ public sealed partial class HeraldClient
     /// </remarks>
     /// <param name="transport">The transport to connect over.</param>
     /// <param name="cancellationToken">
-    /// Cancels the wait. A switch not yet started is withdrawn (the client reconnects as usual); one already under
-    /// way goes on.
+    /// Cancels the wait. Cancelled before the call, nothing happens: the current connection stays. Cancelled later, a
+    /// switch not yet started is withdrawn (the client reconnects as usual) and one already under way goes on.
     /// </param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="transport"/> is not a <see cref="HeraldTransport"/>.</exception>
     /// <exception cref="InvalidOperationException">The client is not running, or <see cref="HeraldClientOptions.ForcedTransport"/> names another transport.</exception>
@@ -78,6 +78,9 @@ public sealed partial class HeraldClient
         {
             throw new InvalidOperationException($"The client is forced to use {forced}.");
         }
+        // Cancelled before the call: nothing is queued and the connection is left alone. Checked here rather than
+        // left to the wait below, which returns normally when the loop happened to finish the switch first.
+        cancellationToken.ThrowIfCancellationRequested();
         var request = new SwitchRequest(transport);
         SwitchRequest? superseded;
         ClientTransport? current;

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Herald.Client.Tests.Infrastructure;
 
 namespace Herald.Client.Tests;
@@ -120,16 +121,43 @@ public sealed class SwitchTransportTests
     }
 
     [Fact]
-    public async Task SwitchWaitCancelled_ThrowsOperationCanceled()
+    public async Task SwitchWithCancelledToken_ThrowsOperationCanceled_AndLeavesTheConnectionAlone()
     {
         await using var server = await TestServer.StartAsync();
         await using var client = new HeraldClient(Clients.Options(server));
         await client.ConnectAsync();
+        Assert.Equal(HeraldTransport.WebSocket, client.Transport);
+        var states = new StateLog(client);
         using var cancelled = new CancellationTokenSource();
         await cancelled.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await client.SwitchTransportAsync(HeraldTransport.LongPoll, cancelled.Token));
 
-        // The client goes on either way.
+        // A round trip over the connection after the call: had the switch been queued, the WebSocket would be gone.
+        await client.PublishAsync("chat:switch-cancelled", JsonSerializer.SerializeToElement(1, TestJsonContext.Default.Int32));
+        Assert.Equal(HeraldConnectionState.Connected, client.State);
+        Assert.Equal(HeraldTransport.WebSocket, client.Transport);
+        Assert.Empty(states.Events);
+    }
+
+    [Fact]
+    public async Task SwitchWaitCancelledWhilePending_ThrowsOrLands_AndTheClientGoesOn()
+    {
+        await using var server = await TestServer.StartAsync();
+        await using var client = new HeraldClient(Clients.Options(server));
+        await client.ConnectAsync();
+        using var cancel = new CancellationTokenSource();
+        var switching = client.SwitchTransportAsync(HeraldTransport.LongPoll, cancel.Token).AsTask();
+        await cancel.CancelAsync();
+        try
+        {
+            await switching.WaitAsync(Timeout);
+        }
+        catch (OperationCanceledException)
+        {
+            // Withdrawn before the loop took it (or cancelled while it was under way): both are allowed.
+        }
+
+        // Whichever won, the client goes on; it never hangs or stops.
         await Wait.UntilAsync(() => client.State == HeraldConnectionState.Connected, Timeout, "a connection after the cancelled switch");
     }
 }
