@@ -75,11 +75,11 @@ public sealed partial class HeraldClient
                         request?.Fail(new HeraldTransportSwitchException(kind, "The client was disposed before the switch.", failure));
                         break;
                     }
-                    if (failure is HeraldException { Code: Protocol.ErrorCodes.Unauthorized })
+                    if (failure is HeraldException refusal && IsFatalRefusal(refusal))
                     {
-                        // Other transports would present the same credentials; retrying cannot help.
+                        // Other transports would present the same credentials and info; retrying cannot help.
                         request?.Fail(new HeraldTransportSwitchException(kind, $"Could not switch to {kind}: {failure.Message}", failure));
-                        FinishLoop(failure, $"unauthorized: {failure.Message}");
+                        FinishLoop(failure, $"{refusal.Code}: {failure.Message}");
                         return;
                     }
                     if (interrupted)
@@ -202,6 +202,15 @@ public sealed partial class HeraldClient
         return true;
     }
 
+    /// <summary>
+    /// A refusal of the connection itself that no retry can cure: the credentials (<c>unauthorized</c>), or what the
+    /// client sends on every connect or poll being over a server limit (<c>payload_too_large</c>: the
+    /// <see cref="HeraldClientOptions.Info"/>, the token, or a poll naming too many channels). Reconnecting would
+    /// send the same again, forever; the client stops and reports it instead.
+    /// </summary>
+    internal static bool IsFatalRefusal(HeraldException refusal) =>
+        refusal.Code is Protocol.ErrorCodes.Unauthorized or Protocol.ErrorCodes.PayloadTooLarge;
+
     private SwitchRequest? TakePendingSwitch()
     {
         lock (_gate)
@@ -265,6 +274,12 @@ public sealed partial class HeraldClient
             _firstConnect?.TrySetException(error);
             _connected.TrySetException(error);
             _connected = NewConnectedSource();
+        }
+        // Subscriptions already confirmed stay, to resume if ConnectAsync() is called again; one still waiting for its
+        // confirmation would otherwise wait out its timeout and report only that.
+        foreach (var subscription in _subscriptions.Values)
+        {
+            subscription.FailReady(error);
         }
         SetState(HeraldConnectionState.Disconnected, null, reason, error);
     }

@@ -27,7 +27,9 @@ public sealed record HeraldClientOptions
     /// </summary>
     /// <remarks>
     /// A token's <c>info</c> claim wins over it. The server refuses an object whose JSON text is larger than its
-    /// <c>Herald:MaxClientInfoBytes</c> (1,024 bytes by default). The client keeps its own copy, so the element may come
+    /// <c>Herald:MaxClientInfoBytes</c> (1,024 bytes by default) with <c>payload_too_large</c>; the client then stops
+    /// instead of reconnecting (as for refused credentials): <see cref="HeraldClient.ConnectAsync"/> or the
+    /// subscriptions fail with that <see cref="HeraldException"/>. The client keeps its own copy, so the element may come
     /// from a <see cref="JsonDocument"/> that is disposed afterwards.
     /// </remarks>
     public JsonElement? Info { get; init; }

@@ -102,6 +102,9 @@ public sealed class HeraldSubscription : IAsyncDisposable, IAsyncEnumerable<Clie
 
     internal void MarkReady() => _ready.TrySetResult();
 
+    /// <summary>The client stopped before this subscription was confirmed: its <c>SubscribeAsync</c> fails with <paramref name="error"/>.</summary>
+    internal void FailReady(Exception error) => _ready.TrySetException(error);
+
     internal void Complete(Exception? error = null)
     {
         if (error is null)

@@ -98,6 +98,7 @@ export class Subscription {
   /** @internal a recovery that failed because the cursor was refused; reported with the next entry. */
   lostFrom: StreamPosition | undefined;
   private currentState: SubscriptionState = "subscribing";
+  private readonly stopWaiters = new Set<(error: HeraldError) => void>();
   private readonly emitter: Emitter<SubscriptionEventMap>;
   private readonly client: HeraldClient;
 
@@ -139,6 +140,7 @@ export class Subscription {
         clearTimeout(timer);
         offSubscribed();
         offError();
+        this.stopWaiters.delete(onStop);
       };
       const timer = setTimeout(() => {
         done();
@@ -154,7 +156,24 @@ export class Subscription {
           reject(e.error);
         }
       });
+      const onStop = (error: HeraldError) => {
+        done();
+        reject(error);
+      };
+      this.stopWaiters.add(onStop);
     });
+  }
+
+  /**
+   * @internal The client stopped for good (a fatal refusal): pending `ready()` calls reject with its error rather
+   * than wait out their timeout. The subscription itself stays, to resume on the next `connect()`.
+   */
+  clientStopped(error: HeraldError): void {
+    const waiters = [...this.stopWaiters];
+    this.stopWaiters.clear();
+    for (const stop of waiters) {
+      stop(error);
+    }
   }
 
   /** Stops receiving the channel. */
@@ -281,6 +300,9 @@ export class HeraldClient {
     const error = new HeraldError(ClientErrorCodes.Disconnected, "the client disconnected");
     this.rejectSwitches(error);
     this.rejectWaiters(error);
+    for (const sub of this.subs.values()) {
+      sub.clientStopped(error);
+    }
   }
 
   /**
@@ -613,6 +635,9 @@ export class HeraldClient {
     this.setState("disconnected", null);
     this.rejectSwitches(error);
     this.rejectWaiters(error);
+    for (const sub of this.subs.values()) {
+      sub.clientStopped(error);
+    }
   }
 
   /** Forgets the bookkeeping of an attempt that has ended (unless a newer loop has replaced it meanwhile). */

@@ -113,9 +113,9 @@ internal sealed class PollingTransport : ClientTransport
         {
             return new TransportEnd(StopReason);
         }
-        catch (HeraldException ex) when (ex.Code == ErrorCodes.Unauthorized)
+        catch (HeraldException ex) when (HeraldClient.IsFatalRefusal(ex))
         {
-            return new TransportEnd($"unauthorized: {ex.Message}", ex, Fatal: true);
+            return new TransportEnd($"{ex.Code}: {ex.Message}", ex, Fatal: true);
         }
         catch (Exception ex)
         {
