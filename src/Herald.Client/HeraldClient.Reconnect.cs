@@ -211,6 +211,14 @@ public sealed partial class HeraldClient
     internal static bool IsFatalRefusal(HeraldException refusal) =>
         refusal.Code is Protocol.ErrorCodes.Unauthorized or Protocol.ErrorCodes.PayloadTooLarge;
 
+    /// <summary>
+    /// A refusal of one command that says "not now" rather than "no": the connection's command rate
+    /// (<c>rate_limited</c>) or a failure inside the server (<c>internal</c>). A subscription refused so is asked for
+    /// again after a backoff instead of ending.
+    /// </summary>
+    internal static bool IsTransientRefusal(HeraldException refusal) =>
+        refusal.Code is Protocol.ErrorCodes.RateLimited or Protocol.ErrorCodes.Internal;
+
     private SwitchRequest? TakePendingSwitch()
     {
         lock (_gate)

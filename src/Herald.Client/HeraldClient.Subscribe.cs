@@ -12,7 +12,11 @@ public sealed partial class HeraldClient
     /// <param name="options">Where to start and whether to deliver to a callback; <see langword="null"/> for the head and an enumerable.</param>
     /// <param name="cancellationToken">Cancels the wait; the subscription is then withdrawn.</param>
     /// <exception cref="InvalidOperationException">The client already has a subscription to the channel, or is not connected yet.</exception>
-    /// <exception cref="HeraldException">The server refused the subscription (<c>invalid_channel</c>, <c>permission_denied</c>, …).</exception>
+    /// <exception cref="HeraldException">
+    /// The server refused the subscription (<c>invalid_channel</c>, <c>permission_denied</c>, …), or the client stopped
+    /// on a fatal refusal before it was confirmed. A refusal that means "not now" (<c>rate_limited</c>,
+    /// <c>internal</c>) is not thrown: the subscribe is asked again after a backoff.
+    /// </exception>
     public async ValueTask<HeraldSubscription> SubscribeAsync(string channel, SubscribeOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);

@@ -1,4 +1,4 @@
-import { ClientErrorCodes, ErrorCodes, HeraldError, isFatal } from "./codes.js";
+import { ClientErrorCodes, ErrorCodes, HeraldError, isFatal, isTransient } from "./codes.js";
 import { LongPollTransport } from "./transport_longpoll.js";
 import { PollTransport } from "./transport_poll.js";
 import { WebSocketTransport } from "./transport_websocket.js";
@@ -95,6 +95,8 @@ export type SubscriptionState = "unsubscribed" | "subscribing" | "subscribed";
 export class Subscription {
   readonly channel: string;
   /** @internal */ cursor: StreamPosition | undefined;
+  /** @internal subscribes refused with "not now" in a row, for the retry's backoff. */
+  retries = 0;
   /** @internal a recovery that failed because the cursor was refused; reported with the next entry. */
   lostFrom: StreamPosition | undefined;
   private currentState: SubscriptionState = "subscribing";
@@ -718,6 +720,7 @@ export class HeraldClient {
     if (sub === undefined) {
       return;
     }
+    sub.retries = 0;
     const lostFrom = sub.lostFrom ?? (entry.recovered === false ? (since ?? sub.cursor) : undefined);
     if (entry.recovered === false || sub.cursor === undefined || sub.cursor.epoch !== entry.epoch) {
       // A fresh start (no cursor yet) or a failed recovery: continue from the head the server gives.
@@ -805,6 +808,17 @@ export class HeraldClient {
       sub.lostFrom = sub.cursor;
       sub.cursor = undefined;
       transport.subscribe(channel, undefined);
+      return;
+    }
+    if (isTransient(error)) {
+      // "Not now" (say, many subscriptions resent at once after a reconnect, past the server's command rate): the
+      // subscription stays and asks again after a backoff, from wherever its cursor stands then.
+      this.reportError(error, transport.name, channel, sub);
+      setTimeout(() => {
+        if (this.active === transport && this.subs.get(channel) === sub && sub.state === "subscribing") {
+          transport.subscribe(channel, sub.cursor === undefined ? undefined : { ...sub.cursor });
+        }
+      }, this.backoff(sub.retries++));
       return;
     }
     this.subs.delete(channel);

@@ -129,3 +129,11 @@ export function isFatal(error: HeraldError): boolean {
     error.closeCode === CloseCodes.Unauthorized
   );
 }
+
+/**
+ * True for refusals of one command that say "not now" rather than "no": the connection's command rate (`rate_limited`)
+ * or a failure inside the server (`internal`). A subscription refused so stays and is asked for again after a backoff.
+ */
+export function isTransient(error: HeraldError): boolean {
+  return error.code === ErrorCodes.RateLimited || error.code === ErrorCodes.Internal;
+}

@@ -87,19 +87,45 @@ internal sealed class WebSocketTransport : ClientTransport
 
     private async Task SubscribeAsync(HeraldSubscription subscription)
     {
-        var since = subscription.Position is { } p ? new CursorDto { Offset = p.Offset, Epoch = p.Epoch } : null;
-        try
+        for (var attempt = 0; ; attempt++)
         {
-            await SendCommandAsync(new OutboundCommand { Op = Ops.Subscribe, Channel = subscription.Channel, Since = since }, subscription, StopToken);
-        }
-        catch (HeraldException ex)
-        {
-            _requested.TryRemove(new(subscription.Channel, subscription));
-            Client.OnSubscriptionRefused(subscription, ex);
-        }
-        catch (Exception)
-        {
-            // The connection ended; the next one subscribes again from the cursor.
+            // Read per attempt: the cursor is where the subscription stands now.
+            var since = subscription.Position is { } p ? new CursorDto { Offset = p.Offset, Epoch = p.Epoch } : null;
+            try
+            {
+                await SendCommandAsync(new OutboundCommand { Op = Ops.Subscribe, Channel = subscription.Channel, Since = since }, subscription, StopToken);
+                return;
+            }
+            catch (HeraldException ex) when (HeraldClient.IsTransientRefusal(ex))
+            {
+                // Say, many subscriptions resent at once after a reconnect, past the server's command rate: the
+                // server will take it later, so the subscription stays and asks again after a backoff.
+                var delay = HeraldClient.ComputeBackoff(
+                    attempt, Client.Options.ReconnectMinDelay, Client.Options.ReconnectMaxDelay, Client.Options.ReconnectJitter, Random.Shared.NextDouble());
+                try
+                {
+                    await Task.Delay(delay, StopToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    return; // the connection ended; the next one subscribes again from the cursor
+                }
+                if (!_requested.TryGetValue(subscription.Channel, out var requested) || !ReferenceEquals(requested, subscription))
+                {
+                    return; // unsubscribed meanwhile
+                }
+            }
+            catch (HeraldException ex)
+            {
+                _requested.TryRemove(new(subscription.Channel, subscription));
+                Client.OnSubscriptionRefused(subscription, ex);
+                return;
+            }
+            catch (Exception)
+            {
+                // The connection ended; the next one subscribes again from the cursor.
+                return;
+            }
         }
     }
 
