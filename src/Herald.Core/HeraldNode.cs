@@ -166,6 +166,12 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
 
     internal void AddPresence(string channel, ClientInfo client) => _presence.AddSubscriber(channel, client);
 
+    /// <summary>
+    /// Ends the poll lease of (<paramref name="channel"/>, <paramref name="client"/>) when <paramref name="user"/> holds
+    /// it: that client now has a WebSocket subscription there, listed under the connection's id.
+    /// </summary>
+    internal void EndPollPresence(string channel, string client, string user) => _presence.EndLease(channel, client, user);
+
     internal void RemovePresence(string channel, ClientInfo client) => _presence.RemoveSubscriber(channel, client);
 
     internal async ValueTask AddSubscriptionAsync(Subscription subscription, CancellationToken cancellationToken)

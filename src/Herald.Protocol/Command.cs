@@ -29,6 +29,12 @@ public sealed class Command
 
     /// <summary>Display information for presence, a JSON object supplied by the client (<c>connect</c>).</summary>
     [JsonPropertyName("info")] public JsonElement? Info { get; set; }
+
+    /// <summary>
+    /// The id the client polls with (<c>connect</c>), so that a client moving from polling to this WebSocket stops
+    /// being listed twice in presence: each channel it subscribes to drops its poll lease.
+    /// </summary>
+    [JsonPropertyName("client")] public string? Client { get; set; }
 }
 
 /// <summary>A position as the client sends it; both fields are required when the object is present.</summary>

@@ -87,6 +87,29 @@ public sealed class PresenceTests
         Assert.Null(present[poller.ClientId].Info);
     }
 
+    // Issue 4: after a move from polling to a WebSocket the client was listed twice, under its poll id and its
+    // connection's id, until the poll lease ran out (the poll's wait plus PollPresenceTimeout, 20 s here).
+    [Fact]
+    public async Task SwitchFromLongPollToWebSocket_ListsTheClientOnce()
+    {
+        await using var server = await TestServer.StartAsync();
+        const string channel = "chat:moving";
+        await using var client = new HeraldClient(Clients.Options(server) with
+        {
+            Transports = [HeraldTransport.LongPoll, HeraldTransport.WebSocket],
+            Info = Info("""{"name":"Mo"}"""),
+        });
+        await client.ConnectAsync();
+        Assert.Equal(HeraldTransport.LongPoll, client.Transport);
+        await client.SubscribeAsync(channel);
+        var polling = await PresenceUntilAsync(client, channel, p => p.ContainsKey(client.ClientId), "the poll lease");
+        Assert.Single(polling);
+
+        await client.SwitchTransportAsync(HeraldTransport.WebSocket);
+        var present = await PresenceUntilAsync(client, channel, p => !p.ContainsKey(client.ClientId), "the poll lease to end");
+        Assert.Equal("Mo", Assert.Single(present).Value.Info!.Value.GetProperty("name").GetString());
+    }
+
     [Fact]
     public void Info_ThatIsNotAJsonObject_IsRefusedByTheConstructor()
     {

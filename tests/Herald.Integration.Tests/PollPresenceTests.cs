@@ -198,6 +198,40 @@ public sealed class PollPresenceTests
         Assert.Equal("alice", (await PresenceAsync(server, "chat:t")).GetProperty("alice-phone").GetProperty("user").GetString());
     }
 
+    // Issue 4: a client that moved from polling to a WebSocket was listed twice (its poll lease and its connection)
+    // until the lease ran out.
+    [Fact]
+    public async Task ConnectWithTheClientsPollId_EndsItsPollLease_InEachChannelItSubscribes_AndOnlyForTheSameUser()
+    {
+        await using var server = await TestServer.StartAsync(o => o.Token.Secret = Secret);
+        var alice = Token("alice");
+        Assert.Equal(HttpStatusCode.OK, (await PostAsync(server, "/poll", """{"channels":{"chat:moved":{},"chat:stays":{}},"client":"alice-1"}""", alice)).Status);
+        Assert.Equal(HttpStatusCode.OK, (await PostAsync(server, "/poll", """{"channels":{"chat:moved":{}},"client":"bob-1"}""", Token("bob"))).Status);
+        Assert.Equal(["alice-1", "bob-1"], (await PresenceAsync(server, "chat:moved")).EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+
+        await using var ws = await WsClient.OpenAsync(server.WebSocketUri);
+        var connected = await ws.CommandAsync($$$"""{"op":"connect","token":"{{{alice}}}","client":"alice-1"}""");
+        var wsId = connected.GetProperty("result").GetProperty("client").GetString()!;
+        await ws.CommandAsync("""{"op":"subscribe","channel":"chat:moved"}""");
+
+        // Listed once, under the connection's id; bob's lease is untouched.
+        Assert.Equal(new[] { "bob-1", wsId }.Order(StringComparer.Ordinal), (await PresenceAsync(server, "chat:moved")).EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+        // A channel the WebSocket has not subscribed to keeps the lease until it runs out.
+        Assert.Equal(["alice-1"], (await PresenceAsync(server, "chat:stays")).EnumerateObject().Select(p => p.Name));
+
+        // Another user naming bob's poll id does not end bob's lease.
+        await using var mallory = await WsClient.OpenAsync(server.WebSocketUri);
+        await mallory.CommandAsync($$$"""{"op":"connect","token":"{{{Token("mallory")}}}","client":"bob-1"}""");
+        await mallory.CommandAsync("""{"op":"subscribe","channel":"chat:moved"}""");
+        Assert.Contains("bob-1", (await PresenceAsync(server, "chat:moved")).EnumerateObject().Select(p => p.Name));
+
+        // A poll id that breaks the rules is refused as on /poll, and the connection may try again.
+        await using var bad = await WsClient.OpenAsync(server.WebSocketUri);
+        var refused = await bad.CommandAsync("""{"op":"connect","client":"not an id!"}""");
+        Assert.Equal("bad_request", refused.GetProperty("error").GetProperty("code").GetString());
+        Assert.True((await bad.CommandAsync("""{"op":"connect"}""")).TryGetProperty("result", out _));
+    }
+
     [Fact]
     public async Task LeasesPerChannel_AreBounded_AndThePollIsStillAnswered()
     {

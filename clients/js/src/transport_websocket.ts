@@ -96,7 +96,8 @@ export class WebSocketTransport implements Transport {
         if (this.isClosed) {
           return;
         }
-        const connect: Command = { op: "connect" };
+        // `client`: the id this client polls with, so a move from polling ends its poll presence (not listed twice).
+        const connect: Command = { op: "connect", client: this.host.clientId };
         if (this.host.token !== undefined) {
           connect.token = this.host.token;
         }

@@ -181,6 +181,7 @@ export interface Command {
   limit?: number;
   token?: string;
   info?: PresenceInfo;
+  client?: string;
 }
 
 /** Why a transport closed. */

@@ -109,3 +109,21 @@ test('the client id is stable for a client across reconnects and transport switc
   const p = await until(async () => { const p = await watcher.presence(channel); return { ok: p[id]?.info?.name === 'Mo', value: p }; }, 'the same entry after the switch');
   assert.equal(Object.values(p).filter((e) => e.info?.name === 'Mo').length, 1, 'one entry per client id');
 });
+
+// Issue 4: after a move from polling to a WebSocket the client was listed twice, under its poll id and its
+// connection's id, until the poll lease ran out (here the poll's 20 s wait plus 2 s).
+test('a client that moves from long polling to a WebSocket is listed once', { timeout: TEST_MS }, async () => {
+  const channel = `chat:moving-${process.pid}-${Date.now().toString(36)}`;
+  const client = makeClient({ transports: ['longpoll', 'websocket'], longPollWait: 20, info: { name: 'Mo' } });
+  const id = client.clientId;
+  await join(client, channel);
+  assert.equal(client.transport, 'longpoll');
+  await until(async () => { const p = await client.presence(channel); return { ok: id in p, value: p }; }, 'the poll lease');
+
+  await client.switchTransport('websocket');
+  const p = await until(async () => {
+    const p = await client.presence(channel);
+    return { ok: !(id in p) && Object.keys(p).length === 1, value: p };
+  }, 'one entry, the WebSocket connection, and no poll lease');
+  assert.deepEqual(Object.values(p).map((e) => e.info), [{ name: 'Mo' }]);
+});

@@ -83,6 +83,7 @@ internal sealed class OutboundCommand
     [JsonPropertyName("data")] public JsonElement? Data { get; set; }
     [JsonPropertyName("limit")] public int? Limit { get; set; }
     [JsonPropertyName("info")] public JsonElement? Info { get; set; }
+    [JsonPropertyName("client")] public string? Client { get; set; }
 }
 
 internal sealed class CursorDto

@@ -43,7 +43,8 @@ internal sealed class WebSocketTransport : ClientTransport
         var token = await Client.GetTokenAsync(cancellationToken);
         try
         {
-            await CommandAsync(new OutboundCommand { Op = Ops.Connect, Token = token, Info = Client.Info }, cancellationToken);
+            // Client: the id this client polls with, so a move from polling ends its poll presence (not listed twice).
+            await CommandAsync(new OutboundCommand { Op = Ops.Connect, Token = token, Info = Client.Info, Client = Client.ClientId }, cancellationToken);
         }
         catch (HeraldConnectionException ex) when (_reader.IsCompleted)
         {

@@ -138,6 +138,34 @@ internal sealed class NodePresence : IDisposable
         }
     }
 
+    /// <summary>
+    /// Ends the lease of (<paramref name="channel"/>, <paramref name="client"/>) now, if <paramref name="user"/> holds it
+    /// (another user's lease is left alone). A poll of that client still in flight recreates it, which is right: it
+    /// is polling.
+    /// </summary>
+    public void EndLease(string channel, string client, string user)
+    {
+        if (!_leases.TryGetValue(channel, out var leases) || !leases.Leases.ContainsKey(client))
+        {
+            return;
+        }
+        lock (leases.Gate)
+        {
+            if (leases.Leases.TryGetValue(client, out var lease)
+                && string.Equals(Volatile.Read(ref lease.State).Member.User, user, StringComparison.Ordinal)
+                && lease.Kill())
+            {
+                leases.Leases.TryRemove(new KeyValuePair<string, Lease>(client, lease));
+                Volatile.Write(ref leases.Count, leases.Count - 1);
+            }
+            if (leases.Count == 0 && !leases.Removed)
+            {
+                leases.Removed = true;
+                _leases.TryRemove(new KeyValuePair<string, ChannelLeases>(channel, leases));
+            }
+        }
+    }
+
     /// <summary>Removes every expired lease of every channel; the periodic sweep.</summary>
     public void SweepAll()
     {
@@ -244,6 +272,23 @@ internal sealed class NodePresence : IDisposable
         {
             var current = Volatile.Read(ref _expires);
             return current != Dead && current < now && Interlocked.CompareExchange(ref _expires, Dead, current) == current;
+        }
+
+        /// <summary>Marks the lease dead, live or not; fails only when it already is.</summary>
+        public bool Kill()
+        {
+            while (true)
+            {
+                var current = Volatile.Read(ref _expires);
+                if (current == Dead)
+                {
+                    return false;
+                }
+                if (Interlocked.CompareExchange(ref _expires, Dead, current) == current)
+                {
+                    return true;
+                }
+            }
         }
     }
 }

@@ -91,6 +91,10 @@ public sealed partial class ClientSession
         {
             return ChannelCommands.Error(command, problem.Code, problem.Message);
         }
+        if (command.Client is { } pollId && !ClientInfoRules.IsValidClientId(pollId))
+        {
+            return ChannelCommands.Error(command, ErrorCodes.BadRequest, $"'client' must be 1 to {ClientInfoRules.MaxClientIdLength} characters of A-Z a-z 0-9 _ -");
+        }
         if (!auth.Succeeded)
         {
             Node.Metrics.CommandHandled(failed: true);
@@ -100,6 +104,7 @@ public sealed partial class ClientSession
         }
         var client = new ClientInfo(auth.User, ClientId) { Info = ClientInfoRules.Effective(auth.Info, command.Info) };
         _auth = auth;
+        _pollClientId = command.Client;
         Volatile.Write(ref _client, client);
         ScheduleExpiry(auth.ExpiresAt);
         return ProtocolWriter.EncodeResult(command.Id, (client, Node.Options.KeepAliveInterval), static (w, s) =>
@@ -188,6 +193,11 @@ public sealed partial class ClientSession
         if (ns.Presence)
         {
             Node.AddPresence(channel, client);
+            if (_pollClientId is { } pollId)
+            {
+                // The same client, come over from polling: it is listed under this connection's id now.
+                Node.EndPollPresence(channel, pollId, client.User);
+            }
         }
         var reply = ProtocolWriter.EncodeResult(command.Id, recovery, static (w, r) =>
         {

@@ -16,6 +16,8 @@ public sealed partial class ClientSession
     private readonly Lock _gate = new();
     private readonly ILogger _logger;
     private ClientInfo? _client;
+    // The id this client polls with, from `connect`; set before _client is published, read after.
+    private string? _pollClientId;
     private AuthenticationResult? _auth;
     private ITimer? _expiry;
     private bool _terminated;
