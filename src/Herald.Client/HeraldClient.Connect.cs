@@ -15,7 +15,10 @@ public sealed partial class HeraldClient
     /// reconnecting by itself. Calling it again while running just waits for a connection.
     /// </summary>
     /// <exception cref="HeraldConnectionException">No transport could connect in the first round of attempts.</exception>
-    /// <exception cref="HeraldException">The server refused the credentials (<c>unauthorized</c>).</exception>
+    /// <exception cref="HeraldException">
+    /// The server refused the connection in a way no retry can cure: the credentials (<c>unauthorized</c>), or the
+    /// <see cref="HeraldClientOptions.Info"/> or token over its limits (<c>payload_too_large</c>).
+    /// </exception>
     public async ValueTask ConnectAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
@@ -27,6 +30,8 @@ public sealed partial class HeraldClient
             if (!_running)
             {
                 _firstConnect = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                // The previous loop, if any, cleared _running as its very last step: its token is no longer used.
+                _runCts?.Dispose();
                 _runCts = new CancellationTokenSource();
                 _running = true;
                 var token = _runCts.Token;
