@@ -99,6 +99,9 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
         return Broker.ReadHistoryAsync(channel, afterOffset, limit, PolicyOf(ns), cancellationToken);
     }
 
+    /// <summary>The channel's head, when the broker can tell it at once (see <see cref="IBroker.TryPeekHead"/>).</summary>
+    public bool TryPeekHead(string channel, out StreamPosition head) => Broker.TryPeekHead(channel, out head);
+
     /// <summary>
     /// Works out what a client resuming from <paramref name="since"/> missed: the publications after it, when the
     /// history window still holds all of them in the same epoch, else <c>recovered:false</c>.

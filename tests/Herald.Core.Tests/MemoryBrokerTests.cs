@@ -89,6 +89,33 @@ public sealed class MemoryBrokerTests
     }
 
     [Fact]
+    public async Task History_ReadsAfterAnyOffset_AcrossTheRingsWrapAround_MatchAScanOfTheWindow()
+    {
+        var broker = new MemoryBroker();
+        await broker.StartAsync(new Recorder());
+        var policy = new HistoryPolicy(7, TimeSpan.Zero);
+        // 7 kept of 1..50: the storage wraps around many times; compare every (after, limit) with the obvious answer.
+        for (var published = 1UL; published <= 50; published++)
+        {
+            await broker.PublishAsync("w", "1"u8.ToArray(), null, policy);
+            var window = Enumerable.Range(1, (int)published).Select(i => (ulong)i).Where(o => o + 7 > published).ToList();
+            for (var after = 0UL; after <= published; after++)
+            {
+                foreach (var limit in new[] { 1, 3, 100 })
+                {
+                    var read = await broker.ReadHistoryAsync("w", after, limit, policy);
+                    Assert.Equal(published, read.Position.Offset);
+                    Assert.Equal(window.Where(o => o > after).Take(limit), read.Publications.Select(p => p.Offset));
+                }
+            }
+            Assert.Equal(window.TakeLast(3), (await broker.ReadHistoryAsync("w", null, 3, policy)).Publications.Select(p => p.Offset));
+        }
+        Assert.True(broker.TryPeekHead("w", out var head));
+        Assert.Equal(50UL, head.Offset);
+        Assert.False(broker.TryPeekHead("never-published", out _));
+    }
+
+    [Fact]
     public async Task Publication_Json_IsEncodedOnceAndCarriesInfo()
     {
         var broker = new MemoryBroker();

@@ -19,6 +19,7 @@ internal sealed class PollAnswerCache
 {
     private const int Slots = 1024;
     private readonly Entry?[] _entries = new Entry?[Slots];
+    private readonly Entry?[] _idle = new Entry?[Slots];
 
     public async ValueTask<ChannelAnswer> AnswerAsync(HeraldNode node, PollCursor cursor, CancellationToken cancellationToken)
     {
@@ -29,12 +30,18 @@ internal sealed class PollAnswerCache
             return new ChannelAnswer(Encode(head.Position, recovered: null, []), HasNews: true, InvalidPosition: false, head.Position.Offset);
         }
 
+        var slot = (int)((uint)StringComparer.Ordinal.GetHashCode(cursor.Channel) % Slots);
+        // When the broker tells the head at once, an answer already computed for this cursor and head is reused without
+        // reading history: one publication wakes every poll parked at the same offset, and each re-poll asks the same.
+        if (node.TryPeekHead(cursor.Channel, out var peeked) && Cached(slot, cursor.Channel, since, peeked) is { } hit)
+        {
+            return hit;
+        }
         var history = await node.ReadHistoryAsync(cursor.Channel, cursor.Namespace, since.Offset, node.Options.MaxHistoryLimit, cancellationToken);
         var position = history.Position;
-        var slot = (int)((uint)StringComparer.Ordinal.GetHashCode(cursor.Channel) % Slots);
-        if (Volatile.Read(ref _entries[slot]) is { } cached && cached.Channel == cursor.Channel && cached.Since == since && cached.Head == position)
+        if (Cached(slot, cursor.Channel, since, position) is { } cached)
         {
-            return cached.Answer;
+            return cached;
         }
 
         ChannelAnswer answer;
@@ -61,8 +68,18 @@ internal sealed class PollAnswerCache
             var last = history.Publications[^1].Offset;
             answer = new(Encode(position with { Offset = last }, recovered: true, history.Publications), HasNews: true, false, position.Offset, history.Publications);
         }
-        Volatile.Write(ref _entries[slot], new Entry(cursor.Channel, since, position, answer));
+        // "Nothing new" answers get their own slots: they alternate with the answers to woken polls all the time.
+        var entries = since == position ? _idle : _entries;
+        Volatile.Write(ref entries[slot], new Entry(cursor.Channel, since, position, answer));
         return answer;
+    }
+
+    private ChannelAnswer? Cached(int slot, string channel, StreamPosition since, StreamPosition head)
+    {
+        var entries = since == head ? _idle : _entries;
+        return Volatile.Read(ref entries[slot]) is { } cached && cached.Channel == channel && cached.Since == since && cached.Head == head
+            ? cached.Answer
+            : null;
     }
 
     private static byte[] Encode(StreamPosition position, bool? recovered, IReadOnlyList<Publication> publications) =>

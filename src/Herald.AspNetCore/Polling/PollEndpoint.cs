@@ -58,12 +58,16 @@ internal static class PollEndpoint
         var aborted = context.RequestAborted;
         var deadline = node.TimeProvider.GetUtcNow() + request.Wait;
         Herald.Polling.PollWaiters.Registration? parked = null;
+        // A long poll parks before reading positions, so that a publication landing in between still wakes it. Once
+        // woken it reads without parking again, since it almost always has news to answer with; only if not does it
+        // park and read once more.
+        var mustPark = request.Wait > TimeSpan.Zero;
+        var parkFirst = mustPark;
         try
         {
             while (true)
             {
-                // Park before reading positions, so that a publication landing in between still wakes us.
-                if (request.Wait > TimeSpan.Zero && parked is null)
+                if (parkFirst && parked is null)
                 {
                     parked = node.PollWaiters.Park(request.Cursors.Select(c => c.Channel).ToArray());
                 }
@@ -82,10 +86,15 @@ internal static class PollEndpoint
                     news |= answer.HasNews;
                 }
                 var remaining = deadline - node.TimeProvider.GetUtcNow();
-                if (news || parked is null || remaining <= TimeSpan.Zero || node.Stopping.IsCancellationRequested)
+                if (news || !mustPark || remaining <= TimeSpan.Zero || node.Stopping.IsCancellationRequested)
                 {
                     await WriteAnswerAsync(context, node, request, answers, news);
                     return;
+                }
+                if (parked is null)
+                {
+                    parkFirst = true;
+                    continue; // woken without news for us: park, then read again
                 }
                 var woken = parked.Woken;
                 var timeout = Task.Delay(remaining, node.TimeProvider, aborted);
@@ -97,7 +106,8 @@ internal static class PollEndpoint
                 if (woken.IsCompleted)
                 {
                     parked.Dispose();
-                    parked = null; // re-park on the next turn, then re-read
+                    parked = null; // read on the next turn; park again only if that finds nothing
+                    parkFirst = false;
                 }
             }
         }

@@ -27,6 +27,16 @@ public interface IBroker : IAsyncDisposable
     /// </summary>
     ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Reads the channel's head at once, without I/O or locks, when the broker can (the in-memory one can; a remote
+    /// one cannot, and returns <see langword="false"/>). Polls use it to recognise an answer they already computed.
+    /// </summary>
+    bool TryPeekHead(string channel, out StreamPosition head)
+    {
+        head = default;
+        return false;
+    }
+
     /// <summary>Asks for this node to receive the channel's publications (node-level, not per client).</summary>
     ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default);
 

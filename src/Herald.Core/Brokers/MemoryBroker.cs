@@ -51,36 +51,49 @@ public sealed class MemoryBroker : IBroker
         {
             return ValueTask.FromResult(new HistoryResult(new StreamPosition(0, EpochOf(channel)), []));
         }
+        // A poll at the head (the usual "anything new?") needs neither the lock nor the entries.
+        if (afterOffset is { } at && at >= log.Head)
+        {
+            return ValueTask.FromResult(new HistoryResult(new StreamPosition(log.Head, log.Epoch), []));
+        }
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         lock (log)
         {
             log.Trim(history, now);
             var position = new StreamPosition(log.Head, log.Epoch);
-            if (limit <= 0 || log.Entries.Count == 0)
+            var entries = log.Entries;
+            if (limit <= 0 || entries.Count == 0)
             {
                 return ValueTask.FromResult(new HistoryResult(position, []));
             }
-            var result = new List<Publication>(Math.Min(limit, log.Entries.Count));
-            if (afterOffset is { } after)
+            // Offsets in the log are consecutive, so the first one wanted is found by arithmetic, not by a scan.
+            var start = afterOffset is { } after
+                ? (int)Math.Min((ulong)entries.Count, after + 1 > entries.Oldest.Offset ? after + 1 - entries.Oldest.Offset : 0)
+                : Math.Max(0, entries.Count - limit);
+            var count = Math.Min(limit, entries.Count - start);
+            if (count <= 0)
             {
-                foreach (var publication in log.Entries)
-                {
-                    if (publication.Offset > after)
-                    {
-                        result.Add(publication);
-                        if (result.Count == limit)
-                        {
-                            break;
-                        }
-                    }
-                }
+                return ValueTask.FromResult(new HistoryResult(position, []));
             }
-            else
+            var result = new Publication[count];
+            for (var i = 0; i < count; i++)
             {
-                result.AddRange(log.Entries.Skip(Math.Max(0, log.Entries.Count - limit)));
+                result[i] = entries[start + i];
             }
             return ValueTask.FromResult(new HistoryResult(position, result));
         }
+    }
+
+    /// <inheritdoc/>
+    public bool TryPeekHead(string channel, out StreamPosition head)
+    {
+        if (_logs.TryGetValue(channel, out var log))
+        {
+            head = new StreamPosition(log.Head, log.Epoch);
+            return true;
+        }
+        head = default;
+        return false;
     }
 
     /// <inheritdoc/>
@@ -101,17 +114,24 @@ public sealed class MemoryBroker : IBroker
 
     private sealed class ChannelLog(string epoch)
     {
+        private ulong _head;
+
         public string Epoch { get; } = epoch;
 
-        public ulong Head { get; set; }
+        /// <summary>The last offset; written under the log's lock, read without it (a 64-bit read is atomic here).</summary>
+        public ulong Head
+        {
+            get => Volatile.Read(ref _head);
+            set => Volatile.Write(ref _head, value);
+        }
 
-        public Queue<Publication> Entries { get; } = new();
+        public PublicationRing Entries { get; } = new();
 
         public void Append(Publication publication, HistoryPolicy history, long now)
         {
             if (history.Size > 0)
             {
-                Entries.Enqueue(publication);
+                Entries.Add(publication);
             }
             Trim(history, now);
         }
@@ -120,16 +140,52 @@ public sealed class MemoryBroker : IBroker
         {
             while (Entries.Count > history.Size)
             {
-                Entries.Dequeue();
+                Entries.RemoveOldest();
             }
             if (history.Ttl > TimeSpan.Zero)
             {
                 var oldest = now - (long)history.Ttl.TotalMilliseconds;
-                while (Entries.TryPeek(out var first) && first.Timestamp < oldest)
+                while (Entries.Count > 0 && Entries.Oldest.Timestamp < oldest)
                 {
-                    Entries.Dequeue();
+                    Entries.RemoveOldest();
                 }
             }
+        }
+    }
+
+    /// <summary>A channel's history, oldest first: a growable ring buffer that can be indexed, which a queue cannot.</summary>
+    private sealed class PublicationRing
+    {
+        private Publication[] _items = [];
+        private int _head;
+
+        public int Count { get; private set; }
+
+        public Publication Oldest => _items[_head];
+
+        public Publication this[int index] => _items[(_head + index) % _items.Length];
+
+        public void Add(Publication publication)
+        {
+            if (Count == _items.Length)
+            {
+                var grown = new Publication[Math.Max(4, _items.Length * 2)];
+                for (var i = 0; i < Count; i++)
+                {
+                    grown[i] = this[i];
+                }
+                _items = grown;
+                _head = 0;
+            }
+            _items[(_head + Count) % _items.Length] = publication;
+            Count++;
+        }
+
+        public void RemoveOldest()
+        {
+            _items[_head] = null!; // let the publication's bytes go
+            _head = (_head + 1) % _items.Length;
+            Count--;
         }
     }
 }
