@@ -116,6 +116,40 @@ public sealed class MemoryBrokerTests
     }
 
     [Fact]
+    public async Task Sweep_DropsHistoryPastItsTtl_InChannelsNobodyTouches_AndOffsetsGoOnFromTheHead()
+    {
+        var time = new ManualTime();
+        var broker = new MemoryBroker(time);
+        await broker.StartAsync(new Recorder());
+        var policy = new HistoryPolicy(100, TimeSpan.FromMinutes(1));
+        for (var channel = 0; channel < 50; channel++)
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                await broker.PublishAsync($"once-{channel}", "1"u8.ToArray(), null, policy);
+            }
+        }
+        await broker.PublishAsync("recent", "1"u8.ToArray(), null, policy);
+        Assert.Equal(1001, broker.RetainedPublications);
+
+        // Nobody reads or publishes to the 50 channels again; only the sweep sees that their history has expired.
+        time.Now += TimeSpan.FromSeconds(61);
+        await broker.PublishAsync("recent", "1"u8.ToArray(), null, policy);
+        broker.Sweep();
+        Assert.Equal(1, broker.RetainedPublications);
+
+        // What stays is the head, in the same epoch: offsets go on from 21, never restart at 1.
+        Assert.True(broker.TryPeekHead("once-7", out var head));
+        Assert.Equal(20UL, head.Offset);
+        var next = await broker.PublishAsync("once-7", "1"u8.ToArray(), null, policy);
+        Assert.Equal(new StreamPosition(21, head.Epoch), next);
+        Assert.Equal([21UL], (await broker.ReadHistoryAsync("once-7", 20, 100, policy)).Publications.Select(p => p.Offset));
+        // A cursor from before the expiry is told what it missed is gone (no publications after 5 are held but 21).
+        var stale = await broker.ReadHistoryAsync("once-7", 5, 100, policy);
+        Assert.Equal([21UL], stale.Publications.Select(p => p.Offset));
+    }
+
+    [Fact]
     public async Task Publication_Json_IsEncodedOnceAndCarriesInfo()
     {
         var broker = new MemoryBroker();

@@ -10,13 +10,23 @@ namespace Herald.Brokers;
 /// (<c>recovered:false</c>). It is derived from a per-process seed and the channel name, so reading or subscribing
 /// to a channel that was never published to allocates nothing: only channels with publications have a log. Publications are appended and handed to the handler under the channel's lock, which
 /// is what makes delivery order equal offset order.
+/// <para>
+/// History past its TTL is dropped when the channel is read or published to, and by a sweep every
+/// <see cref="SweepInterval"/> for channels nobody touches any more, so a channel published to once does not keep its
+/// publications for the life of the process. What stays of such a channel is its epoch and head offset (about 150
+/// bytes), which keep its offsets from ever restarting within an epoch.
+/// </para>
 /// </remarks>
 public sealed class MemoryBroker : IBroker
 {
+    /// <summary>How often history past its TTL is dropped from channels nobody reads or publishes to.</summary>
+    public static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
+
     private readonly ConcurrentDictionary<string, ChannelLog> _logs = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     private readonly byte[] _epochSeed = RandomNumberGenerator.GetBytes(16);
     private IBrokerEventHandler? _handler;
+    private ITimer? _sweeper;
 
     /// <summary>Creates the broker.</summary>
     public MemoryBroker(TimeProvider? timeProvider = null) => _time = timeProvider ?? TimeProvider.System;
@@ -25,7 +35,45 @@ public sealed class MemoryBroker : IBroker
     public ValueTask StartAsync(IBrokerEventHandler handler, CancellationToken cancellationToken = default)
     {
         _handler = handler ?? throw new ArgumentNullException(nameof(handler));
+        _sweeper ??= _time.CreateTimer(static state => ((MemoryBroker)state!).Sweep(), this, SweepInterval, SweepInterval);
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Publications held in history, all channels together (those past their TTL included until swept).</summary>
+    public long RetainedPublications
+    {
+        get
+        {
+            long total = 0;
+            foreach (var log in _logs.Values)
+            {
+                lock (log)
+                {
+                    total += log.Entries.Count;
+                }
+            }
+            return total;
+        }
+    }
+
+    /// <summary>
+    /// Drops history past its TTL in every channel now, and frees the storage of channels left with none. A timer
+    /// does it every <see cref="SweepInterval"/>.
+    /// </summary>
+    public void Sweep()
+    {
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        foreach (var log in _logs.Values)
+        {
+            lock (log)
+            {
+                log.Trim(log.Policy, now);
+                if (log.Entries.Count == 0)
+                {
+                    log.Entries.Release();
+                }
+            }
+        }
     }
 
     /// <inheritdoc/>
@@ -103,7 +151,11 @@ public sealed class MemoryBroker : IBroker
     public ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 
     /// <inheritdoc/>
-    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    public ValueTask DisposeAsync()
+    {
+        _sweeper?.Dispose();
+        return ValueTask.CompletedTask;
+    }
 
     private string EpochOf(string channel)
     {
@@ -127,8 +179,12 @@ public sealed class MemoryBroker : IBroker
 
         public PublicationRing Entries { get; } = new();
 
+        /// <summary>The history policy of the last publish or read, which the sweep applies.</summary>
+        public HistoryPolicy Policy { get; private set; }
+
         public void Append(Publication publication, HistoryPolicy history, long now)
         {
+            Policy = history;
             if (history.Size > 0)
             {
                 Entries.Add(publication);
@@ -179,6 +235,13 @@ public sealed class MemoryBroker : IBroker
             }
             _items[(_head + Count) % _items.Length] = publication;
             Count++;
+        }
+
+        /// <summary>Drops the storage of an empty ring; the next publication allocates it again.</summary>
+        public void Release()
+        {
+            _items = [];
+            _head = 0;
         }
 
         public void RemoveOldest()
