@@ -45,7 +45,7 @@ public sealed class MemoryBroker : IBroker
         get
         {
             long total = 0;
-            foreach (var log in _logs.Values)
+            foreach (var (_, log) in _logs)
             {
                 lock (log)
                 {
@@ -57,13 +57,14 @@ public sealed class MemoryBroker : IBroker
     }
 
     /// <summary>
-    /// Drops history past its TTL in every channel now, and frees the storage of channels left with none. A timer
+    /// Drops history past its TTL in every channel now, and frees the storage of channels left with none. It walks the
+    /// channels without a snapshot (no copy of the channel table), one channel lock at a time. A timer
     /// does it every <see cref="SweepInterval"/>.
     /// </summary>
     public void Sweep()
     {
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        foreach (var log in _logs.Values)
+        foreach (var (_, log) in _logs)
         {
             lock (log)
             {
