@@ -59,7 +59,7 @@ public sealed class FatalRefusalTests
     {
         await using var server = await TestServer.StartAsync();
         // {"n":"xxx…"} of exactly 1,024 bytes, the default limit.
-        var info = Info($$"""{"n":"{{new string('x', 1024 - 8)}}"}""");
+        var info = Clients.Json($$"""{"n":"{{new string('x', 1024 - 8)}}"}""");
         Assert.Equal(1024, info.GetRawText().Length);
         await using var client = new HeraldClient(Clients.Options(server) with { Info = info });
         await client.ConnectAsync();
@@ -80,14 +80,8 @@ public sealed class FatalRefusalTests
     // 1,025 bytes of JSON text: one over the default Herald:MaxClientInfoBytes.
     private static JsonElement OversizedInfo()
     {
-        var info = Info($$"""{"n":"{{new string('x', 1025 - 8)}}"}""");
+        var info = Clients.Json($$"""{"n":"{{new string('x', 1025 - 8)}}"}""");
         Assert.Equal(1025, info.GetRawText().Length);
         return info;
-    }
-
-    private static JsonElement Info(string json)
-    {
-        using var document = JsonDocument.Parse(json);
-        return document.RootElement.Clone();
     }
 }

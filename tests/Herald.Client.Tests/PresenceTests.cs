@@ -18,7 +18,7 @@ public sealed class PresenceTests
     {
         await using var server = await TestServer.StartAsync();
         const string channel = "chat:who";
-        await using var watcher = new HeraldClient(Clients.Options(server, HeraldTransport.WebSocket) with { Info = Info("""{"name":"Wendy"}""") });
+        await using var watcher = new HeraldClient(Clients.Options(server, HeraldTransport.WebSocket) with { Info = Clients.Json("""{"name":"Wendy"}""") });
         HeraldClient longPoller;
         using (var document = JsonDocument.Parse("""{"name":"Lena","avatar":"l.png"}"""))
         {
@@ -26,7 +26,7 @@ public sealed class PresenceTests
             longPoller = new HeraldClient(Clients.Options(server, HeraldTransport.LongPoll) with { Info = document.RootElement });
         }
         await using var _ = longPoller;
-        await using var shortPoller = new HeraldClient(Clients.Options(server, HeraldTransport.ShortPoll) with { Info = Info("""{"name":"Sid"}""") });
+        await using var shortPoller = new HeraldClient(Clients.Options(server, HeraldTransport.ShortPoll) with { Info = Clients.Json("""{"name":"Sid"}""") });
         Assert.Matches("^[0-9a-f]{32}$", longPoller.ClientId);
         Assert.Equal(longPoller.ClientId, longPoller.ClientId);
         Assert.NotEqual(longPoller.ClientId, shortPoller.ClientId);
@@ -72,7 +72,7 @@ public sealed class PresenceTests
     {
         await using var server = await TestServer.StartAsync();
         const string channel = "chat:ws-info";
-        await using var talker = new HeraldClient(Clients.Options(server, HeraldTransport.WebSocket) with { Info = Info("""{"name":"Tom","tags":["a"]}""") });
+        await using var talker = new HeraldClient(Clients.Options(server, HeraldTransport.WebSocket) with { Info = Clients.Json("""{"name":"Tom","tags":["a"]}""") });
         await talker.ConnectAsync();
         await talker.SubscribeAsync(channel);
         await using var poller = new HeraldClient(Clients.Options(server, transport));
@@ -97,7 +97,7 @@ public sealed class PresenceTests
         await using var client = new HeraldClient(Clients.Options(server) with
         {
             Transports = [HeraldTransport.LongPoll, HeraldTransport.WebSocket],
-            Info = Info("""{"name":"Mo"}"""),
+            Info = Clients.Json("""{"name":"Mo"}"""),
         });
         await client.ConnectAsync();
         Assert.Equal(HeraldTransport.LongPoll, client.Transport);
@@ -117,13 +117,7 @@ public sealed class PresenceTests
         var error = Assert.Throws<ArgumentException>(() => new HeraldClient(options));
         Assert.Equal("Info", error.ParamName);
         // JSON null is "no info".
-        _ = new HeraldClient(new HeraldClientOptions { Info = Info("null") });
-    }
-
-    private static JsonElement Info(string json)
-    {
-        using var document = JsonDocument.Parse(json);
-        return document.RootElement.Clone();
+        _ = new HeraldClient(new HeraldClientOptions { Info = Clients.Json("null") });
     }
 
     /// <summary>

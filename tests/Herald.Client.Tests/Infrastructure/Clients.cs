@@ -16,6 +16,13 @@ public static class Clients
         ConnectTimeout = TimeSpan.FromSeconds(5),
         CommandTimeout = TimeSpan.FromSeconds(10),
     };
+
+    /// <summary>A JSON value that outlives its document, e.g. for <see cref="HeraldClientOptions.Info"/>.</summary>
+    public static System.Text.Json.JsonElement Json(string json)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(json);
+        return document.RootElement.Clone();
+    }
 }
 
 /// <summary>Records every state change of a client, for assertions on the sequence.</summary>
