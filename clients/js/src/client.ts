@@ -229,6 +229,8 @@ export class HeraldClient {
   private generation = 0;
   private waiters: Waiter[] = [];
   private cancelSleep: (() => void) | null = null;
+  // Subscribes refused with "not now", waiting for their retry.
+  private readonly retryTimers = new Set<ReturnType<typeof setTimeout>>();
   /** A `switchTransport()` the loop has not taken yet. */
   private pendingSwitch: SwitchRequest | null = null;
   /** The switch whose attempt is under way. */
@@ -302,6 +304,7 @@ export class HeraldClient {
     const error = new HeraldError(ClientErrorCodes.Disconnected, "the client disconnected");
     this.rejectSwitches(error);
     this.rejectWaiters(error);
+    this.clearRetries();
     for (const sub of this.subs.values()) {
       sub.clientStopped(error);
     }
@@ -631,12 +634,21 @@ export class HeraldClient {
     this.emitter.emit("state", { state, transport, previous });
   }
 
+  /** Cancels pending subscribe retries: the transport they were for is gone (and a Node process may exit). */
+  private clearRetries(): void {
+    for (const timer of this.retryTimers) {
+      clearTimeout(timer);
+    }
+    this.retryTimers.clear();
+  }
+
   private fail(error: HeraldError): void {
     this.generation++;
     this.active = null;
     this.setState("disconnected", null);
     this.rejectSwitches(error);
     this.rejectWaiters(error);
+    this.clearRetries();
     for (const sub of this.subs.values()) {
       sub.clientStopped(error);
     }
@@ -814,11 +826,13 @@ export class HeraldClient {
       // "Not now" (say, many subscriptions resent at once after a reconnect, past the server's command rate): the
       // subscription stays and asks again after a backoff, from wherever its cursor stands then.
       this.reportError(error, transport.name, channel, sub);
-      setTimeout(() => {
+      const timer = setTimeout(() => {
+        this.retryTimers.delete(timer);
         if (this.active === transport && this.subs.get(channel) === sub && sub.state === "subscribing") {
           transport.subscribe(channel, sub.cursor === undefined ? undefined : { ...sub.cursor });
         }
       }, this.backoff(sub.retries++));
+      this.retryTimers.add(timer);
       return;
     }
     this.subs.delete(channel);
