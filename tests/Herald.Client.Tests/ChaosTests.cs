@@ -291,8 +291,16 @@ public sealed class ChaosTests(ITestOutputHelper output)
             }
         }
 
+        /// <summary>The first few offsets missing below the highest received, for the dump.</summary>
+        private string Gaps()
+        {
+            var held = Offsets.ToHashSet();
+            var missing = Enumerable.Range(1, held.Count == 0 ? 0 : (int)held.Max()).Select(i => (ulong)i).Where(o => !held.Contains(o)).Take(5).ToList();
+            return missing.Count == 0 ? "none" : string.Join(",", missing);
+        }
+
         public string Describe() =>
-            $"{Count} offsets, cursor {_subscription?.Position}, {Client.State} {Client.Transport}, "
+            $"{Count} offsets, missing {Gaps()}, cursor {_subscription?.Position}, {Client.State} {Client.Transport}, "
             + $"switch in flight: {_switchInFlight ?? "none"}, reader: {(_reading is { IsCompleted: true } ? "ended" : "running")}, error: {_error ?? "none"}; "
             + $"recent: {string.Join(" | ", _recent)}";
 

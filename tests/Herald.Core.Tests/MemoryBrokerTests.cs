@@ -149,6 +149,38 @@ public sealed class MemoryBrokerTests
         Assert.Equal([21UL], stale.Publications.Select(p => p.Offset));
     }
 
+    // Regression: a read at the head took the head twice, so a publication landing in between made it answer a
+    // position past its cursor with no publications, which clients took as recovered:false (the chaos test lost offsets).
+    [Fact]
+    public async Task History_ReadWhilePublishing_AlwaysHoldsEveryPublicationUpToTheAnsweredPosition()
+    {
+        var broker = new MemoryBroker();
+        await broker.StartAsync(new Recorder());
+        var policy = new HistoryPolicy(1_000_000, TimeSpan.Zero);
+        const int Publications = 500_000;
+        var publisher = Task.Run(async () =>
+        {
+            for (var i = 0; i < Publications; i++)
+            {
+                await broker.PublishAsync("race", "1"u8.ToArray(), null, policy);
+            }
+        });
+        var cursor = 0UL;
+        var reads = 0;
+        while (!publisher.IsCompleted || cursor < Publications)
+        {
+            var read = await broker.ReadHistoryAsync("race", cursor, int.MaxValue, policy);
+            reads++;
+            var expected = read.Position.Offset - cursor;
+            if ((ulong)read.Publications.Count != expected || (expected > 0 && read.Publications[0].Offset != cursor + 1))
+            {
+                Assert.Fail($"read {reads} after {cursor}: position {read.Position.Offset} but {read.Publications.Count} publications");
+            }
+            cursor = read.Position.Offset;
+        }
+        await publisher;
+    }
+
     [Fact]
     public async Task Publication_Json_IsEncodedOnceAndCarriesInfo()
     {

@@ -100,10 +100,12 @@ public sealed class MemoryBroker : IBroker
         {
             return ValueTask.FromResult(new HistoryResult(new StreamPosition(0, EpochOf(channel)), []));
         }
-        // A poll at the head (the usual "anything new?") needs neither the lock nor the entries.
-        if (afterOffset is { } at && at >= log.Head)
+        // A poll at the head (the usual "anything new?") needs neither the lock nor the entries. The head is read
+        // once: a publication landing between two reads would move the answer's position past what it holds.
+        var head = log.Head;
+        if (afterOffset is { } at && at >= head)
         {
-            return ValueTask.FromResult(new HistoryResult(new StreamPosition(log.Head, log.Epoch), []));
+            return ValueTask.FromResult(new HistoryResult(new StreamPosition(head, log.Epoch), []));
         }
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         lock (log)
