@@ -267,7 +267,8 @@ public sealed class ChaosTests(ITestOutputHelper output)
 
         public string? Error => _error;
 
-        public bool Failed => _error is not null || _reading is { IsCompleted: true };
+        // A recovered:false would leave a gap for good: no use waiting for the offsets after it.
+        public bool Failed => _error is not null || _reading is { IsCompleted: true } || RecoveryFailures > 0;
 
         public int Count
         {
@@ -301,7 +302,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
 
         public string Describe() =>
             $"{Count} offsets, missing {Gaps()}, cursor {_subscription?.Position}, {Client.State} {Client.Transport}, "
-            + $"switch in flight: {_switchInFlight ?? "none"}, reader: {(_reading is { IsCompleted: true } ? "ended" : "running")}, error: {_error ?? "none"}; "
+            + $"recovered:false {RecoveryFailures}, switch in flight: {_switchInFlight ?? "none"}, reader: {(_reading is { IsCompleted: true } ? "ended" : "running")}, error: {_error ?? "none"}; "
             + $"recent: {string.Join(" | ", _recent)}";
 
         public void Start(HeraldSubscription subscription) => _reading = Task.Run(async () =>
