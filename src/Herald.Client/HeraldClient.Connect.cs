@@ -16,8 +16,9 @@ public sealed partial class HeraldClient
     /// </summary>
     /// <exception cref="HeraldConnectionException">No transport could connect in the first round of attempts.</exception>
     /// <exception cref="HeraldException">
-    /// The server refused the connection in a way no retry can cure: the credentials (<c>unauthorized</c>), or the
-    /// <see cref="HeraldClientOptions.Info"/> or token over its limits (<c>payload_too_large</c>).
+    /// The server refused the connection in a way no retry can cure: the credentials (<c>unauthorized</c>; an oversized
+    /// token is refused so too), or the <see cref="HeraldClientOptions.Info"/> over <c>Herald:MaxClientInfoBytes</c>
+    /// (<c>payload_too_large</c>).
     /// </exception>
     public async ValueTask ConnectAsync(CancellationToken cancellationToken = default)
     {
@@ -69,7 +70,8 @@ public sealed partial class HeraldClient
     /// <exception cref="InvalidOperationException">The client is not running, or <see cref="HeraldClientOptions.ForcedTransport"/> names another transport.</exception>
     /// <exception cref="HeraldTransportSwitchException">
     /// The attempt on <paramref name="transport"/> failed and the client fell back, a later switch superseded this
-    /// one, or the client stopped (disposed, or its credentials were refused) before the switch landed.
+    /// one, or the client stopped (disposed, or refused with <c>unauthorized</c> or <c>payload_too_large</c>) before the
+    /// switch landed.
     /// </exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first.</exception>
     public async ValueTask SwitchTransportAsync(HeraldTransport transport, CancellationToken cancellationToken = default)

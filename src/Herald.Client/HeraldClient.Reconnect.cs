@@ -205,7 +205,8 @@ public sealed partial class HeraldClient
     /// <summary>
     /// A refusal of the connection itself that no retry can cure: the credentials (<c>unauthorized</c>), or what the
     /// client sends on every connect or poll being over a server limit (<c>payload_too_large</c>: the
-    /// <see cref="HeraldClientOptions.Info"/>, the token, or a poll naming too many channels). Reconnecting would
+    /// <see cref="HeraldClientOptions.Info"/> over <c>Herald:MaxClientInfoBytes</c>, or a poll body over
+    /// <c>Herald:MaxMessageBytes</c>). Reconnecting would
     /// send the same again, forever; the client stops and reports it instead.
     /// </summary>
     internal static bool IsFatalRefusal(HeraldException refusal) =>

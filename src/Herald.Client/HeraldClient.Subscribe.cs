@@ -11,7 +11,12 @@ public sealed partial class HeraldClient
     /// <param name="channel">The channel, <c>namespace:name</c> or a bare name.</param>
     /// <param name="options">Where to start and whether to deliver to a callback; <see langword="null"/> for the head and an enumerable.</param>
     /// <param name="cancellationToken">Cancels the wait; the subscription is then withdrawn.</param>
-    /// <exception cref="InvalidOperationException">The client already has a subscription to the channel, or is not connected yet.</exception>
+    /// <exception cref="InvalidOperationException">The client already has a subscription to the channel.</exception>
+    /// <exception cref="OperationCanceledException">
+    /// <paramref name="cancellationToken"/> was cancelled, or the server did not confirm the subscription within
+    /// <see cref="HeraldClientOptions.CommandTimeout"/> plus <see cref="HeraldClientOptions.ConnectTimeout"/> (say, the
+    /// client is not connected); the subscription is then withdrawn.
+    /// </exception>
     /// <exception cref="HeraldException">
     /// The server refused the subscription (<c>invalid_channel</c>, <c>permission_denied</c>, …), or the client stopped
     /// on a fatal refusal before it was confirmed. A refusal that means "not now" (<c>rate_limited</c>,

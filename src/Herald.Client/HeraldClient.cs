@@ -52,7 +52,9 @@ public sealed partial class HeraldClient : IAsyncDisposable
     /// <summary>
     /// This client's id for presence while it polls: 32 random hex digits, the same for every poll (long and short)
     /// over the client's lifetime, so the server lists a polling client in a channel's presence under it until shortly
-    /// after its last poll. On a WebSocket the server assigns the connection an id of its own, which presence lists instead.
+    /// after its last poll. On a WebSocket the server assigns the connection an id of its own, which presence lists
+    /// instead; this id goes with <c>connect</c> as <c>client</c>, so a move from polling ends the poll entry rather
+    /// than listing the client twice.
     /// </summary>
     public string ClientId { get; } = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
 

@@ -215,7 +215,8 @@ export class HeraldClient {
   readonly url: string;
   /**
    * A random id, stable for this client's lifetime, sent with every poll: the server lists a polling client in
-   * presence under it. (On a WebSocket the server assigns the connection's id instead.)
+   * presence under it. On a WebSocket the server assigns the connection's id instead; this id goes with `connect`
+   * as `client`, so a move from polling ends the poll entry rather than listing the client twice.
    */
   readonly clientId: string = randomClientId();
   private readonly options: HeraldClientOptions;
@@ -277,8 +278,8 @@ export class HeraldClient {
 
   /**
    * Starts connecting (trying the transports in order) and resolves once connected. The client keeps reconnecting
-   * until `disconnect()`; the promise rejects only if `disconnect()` comes first or the server refuses the
-   * credentials.
+   * until `disconnect()`; the promise rejects only if `disconnect()` comes first or on a refusal no retry can cure
+   * (`isFatal`: `unauthorized`, `forbidden_origin`, `payload_too_large`).
    */
   connect(): Promise<void> {
     const ready = this.waitConnected(Number.POSITIVE_INFINITY).then(() => undefined);
@@ -333,7 +334,7 @@ export class HeraldClient {
    *   `transports`, in order, without the one that just failed, as after any failed attempt; or when a later
    *   `switchTransport()` supersedes this one; or when `setTransport()` forces another transport.
    * - `disconnected` when the client is not running (call `connect()` first) or `disconnect()` comes first; the fatal
-   *   error (`unauthorized`) when the credentials are refused.
+   *   error (`isFatal`: `unauthorized`, `forbidden_origin`, `payload_too_large`) when the connection is refused so.
    *
    * Either way no publication is lost or repeated: subscriptions resume from their cursors on whatever transport
    * connects. Asking for the transport in use reconnects over it. A switch requested while the client is connecting
