@@ -206,8 +206,9 @@ public sealed partial class HeraldClient
     /// A refusal of the connection itself that no retry can cure: the credentials (<c>unauthorized</c>), or what the
     /// client sends on every connect or poll being over a server limit (<c>payload_too_large</c>: the
     /// <see cref="HeraldClientOptions.Info"/> over <c>Herald:MaxClientInfoBytes</c>, or a poll body over
-    /// <c>Herald:MaxMessageBytes</c>). Reconnecting would
-    /// send the same again, forever; the client stops and reports it instead.
+    /// <c>Herald:MaxMessageBytes</c>). Reconnecting would send the same again, forever; the client stops and reports
+    /// it instead. (A poll body that large needs a server whose limits were lowered or raised from their defaults: 64
+    /// channels of 255 characters fit in 64 KiB. The client only polls when the WebSocket failed first.)
     /// </summary>
     internal static bool IsFatalRefusal(HeraldException refusal) =>
         refusal.Code is Protocol.ErrorCodes.Unauthorized or Protocol.ErrorCodes.PayloadTooLarge;

@@ -12,6 +12,7 @@ public sealed partial class HeraldClient
     /// <param name="options">Where to start and whether to deliver to a callback; <see langword="null"/> for the head and an enumerable.</param>
     /// <param name="cancellationToken">Cancels the wait; the subscription is then withdrawn.</param>
     /// <exception cref="InvalidOperationException">The client already has a subscription to the channel.</exception>
+    /// <exception cref="HeraldConnectionException">The client stopped before the subscription was confirmed: no transport could connect in its first round.</exception>
     /// <exception cref="OperationCanceledException">
     /// <paramref name="cancellationToken"/> was cancelled, or the server did not confirm the subscription within
     /// <see cref="HeraldClientOptions.CommandTimeout"/> plus <see cref="HeraldClientOptions.ConnectTimeout"/> (say, the

@@ -293,6 +293,14 @@ export class HeraldClient {
 
   /** Closes the transport and stops reconnecting. Subscriptions and their cursors stay: `connect()` resumes them. */
   disconnect(): void {
+    this.halt(true);
+  }
+
+  /**
+   * Stops the connection loop and closes the transport. `disconnect()` also fails pending `ready()` calls; a restart
+   * (`setTransport()`) leaves them to the connection that follows.
+   */
+  private halt(stopsSubscriptions: boolean): void {
     this.generation++;
     this.cancelSleep?.();
     const transport = this.active;
@@ -306,8 +314,10 @@ export class HeraldClient {
     this.rejectSwitches(error);
     this.rejectWaiters(error);
     this.clearRetries();
-    for (const sub of this.subs.values()) {
-      sub.clientStopped(error);
+    if (stopsSubscriptions) {
+      for (const sub of this.subs.values()) {
+        sub.clientStopped(error);
+      }
     }
   }
 
@@ -320,7 +330,7 @@ export class HeraldClient {
   setTransport(transport: TransportName | undefined): void {
     this.forced = transport;
     if (this.currentState !== "disconnected") {
-      this.disconnect();
+      this.halt(false);
       void this.connect();
     }
   }

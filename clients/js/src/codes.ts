@@ -119,7 +119,8 @@ export class HeraldError extends Error {
  * True for refusals of the connection after which reconnecting cannot help, because every attempt would send the same:
  * the credentials (`unauthorized`), the page's origin (`forbidden_origin`), or something over a server limit
  * (`payload_too_large`: the `info` option over `Herald:MaxClientInfoBytes`, or a poll body over
- * `Herald:MaxMessageBytes`). The client stops on them instead of going round its transports forever.
+ * `Herald:MaxMessageBytes`, which needs limits changed from their defaults). The client stops on them instead of
+ * going round its transports forever.
  */
 export function isFatal(error: HeraldError): boolean {
   return (

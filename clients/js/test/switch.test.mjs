@@ -134,3 +134,17 @@ test('switchTransport rejects at once when the client is not running, or is forc
     'the pending switch to settle',
   );
 });
+
+// Review finding: setTransport() restarted through disconnect(), which also failed every pending ready() with
+// `disconnected`, though the subscription carried on and was confirmed moments later.
+test('setTransport() while a subscription awaits its confirmation leaves its ready() to the next connection', { timeout: TEST_MS }, async () => {
+  const client = makeClient();
+  const sub = client.subscribe('chat:set-transport-ready');
+  const ready = sub.ready(WAIT_MS);
+  void client.connect();
+  client.setTransport('longpoll');
+  const position = await withTimeout(ready, WAIT_MS, 'ready() after setTransport()');
+  assert.equal(typeof position.epoch, 'string');
+  assert.equal(client.transport, 'longpoll');
+  assert.equal(sub.state, 'subscribed');
+});

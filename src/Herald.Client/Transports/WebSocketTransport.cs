@@ -107,9 +107,10 @@ internal sealed class WebSocketTransport : ClientTransport
                 {
                     await Task.Delay(delay, StopToken);
                 }
-                catch (OperationCanceledException)
+                catch (Exception ended) when (ended is OperationCanceledException or ObjectDisposedException)
                 {
-                    return; // the connection ended; the next one subscribes again from the cursor
+                    // The connection ended (or was disposed) during the wait; the next one subscribes again from the cursor.
+                    return;
                 }
                 if (!_requested.TryGetValue(subscription.Channel, out var requested) || !ReferenceEquals(requested, subscription))
                 {

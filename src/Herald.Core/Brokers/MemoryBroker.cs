@@ -87,6 +87,10 @@ public sealed class MemoryBroker : IBroker
         {
             var publication = new Publication(log.Head + 1, data, info, now);
             log.Head = publication.Offset;
+            // Readers at the head take no lock: they register (a subscription, a parked poll) and then read the head,
+            // and this side writes the head and then reads the registrations in the handler. Each side needs a full
+            // fence between its write and its read, or both could miss the other; this is the publisher's.
+            Interlocked.MemoryBarrier();
             log.Append(publication, history, now);
             handler.HandlePublication(channel, publication, log.Epoch);
             return ValueTask.FromResult(new StreamPosition(publication.Offset, log.Epoch));
