@@ -2,6 +2,9 @@
 // HERALD_DLL overrides the build to test (default: the Release build of src/Herald.Server, relative to clients/js).
 
 import { spawn } from 'node:child_process';
+import { after, afterEach, before } from 'node:test';
+import WebSocket from 'ws';
+import { HeraldClient } from '../dist/index.js';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -194,4 +197,48 @@ export function publishContinuously(server, channel, onPublished) {
       await running;
     },
   };
+}
+
+/**
+ * The setup every client test file shares: a server started once for the file (with `env` added to its environment),
+ * and `makeClient(options)`, whose clients (with quick reconnects, `clientDefaults` and `options`) are disconnected
+ * after each test. Registers node:test's before/afterEach/after hooks; call it at the top level of a test file.
+ */
+export function useServer(env = {}, clientDefaults = {}) {
+  const clients = new Set();
+  let starting;
+  const fixture = {
+    /** The running server (see startServer); set once `ready()` has resolved. */
+    server: undefined,
+    /**
+     * Starts the server once and resolves with it. A file's own `before` hooks await it: on Node 20 root-level
+     * `before` hooks run as they are registered, without waiting for the previous one.
+     */
+    ready() {
+      starting ??= startServer(env).then((server) => (fixture.server = server));
+      return starting;
+    },
+    makeClient(options = {}) {
+      const client = new HeraldClient(fixture.server.url, {
+        WebSocket,
+        minReconnectDelay: 50,
+        maxReconnectDelay: 1000,
+        ...clientDefaults,
+        ...options,
+      });
+      clients.add(client);
+      return client;
+    },
+  };
+  before(() => fixture.ready());
+  afterEach(() => {
+    for (const client of clients) {
+      client.disconnect();
+    }
+    clients.clear();
+  });
+  after(async () => {
+    await fixture.server?.stop();
+  });
+  return fixture;
 }

@@ -3,44 +3,16 @@
 //
 // Run: `npm test` in clients/js after `dotnet build src/Herald.Server -c Release` (HERALD_DLL overrides the build).
 
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
-import { ClientErrorCodes, ErrorCodes, HeraldClient, HeraldError } from '../dist/index.js';
-import { conditions, publishContinuously, range, startServer, waitConnected, waitFor, withTimeout } from '../test-support/server.mjs';
+import { ClientErrorCodes, ErrorCodes, HeraldError } from '../dist/index.js';
+import { conditions, publishContinuously, range, useServer, waitConnected, waitFor, withTimeout } from '../test-support/server.mjs';
 
 const TEST_MS = 90_000;
 const WAIT_MS = 20_000;
 
-let server;
-const clients = new Set();
-
-before(async () => {
-  server = await startServer({ Herald__Namespaces__tiny__HistorySize: '3' });
-});
-
-afterEach(() => {
-  for (const client of clients) {
-    client.disconnect();
-  }
-  clients.clear();
-});
-
-after(async () => {
-  await server?.stop();
-});
-
-function makeClient(options = {}) {
-  const client = new HeraldClient(server.url, {
-    WebSocket,
-    minReconnectDelay: 50,
-    maxReconnectDelay: 1000,
-    pollInterval: 100,
-    ...options,
-  });
-  clients.add(client);
-  return client;
-}
+const fixture = useServer({ Herald__Namespaces__tiny__HistorySize: '3' }, { pollInterval: 100 });
+const makeClient = fixture.makeClient;
 
 let channelCounter = 0;
 function freshChannel(ns = 'chat') {
@@ -72,7 +44,7 @@ describe('each transport', () => {
       assert.equal(typeof position.epoch, 'string');
 
       for (let i = 1; i <= 15; i++) {
-        const r = await server.publish(channel, { n: i });
+        const r = await fixture.server.publish(channel, { n: i });
         assert.equal(r.offset, i);
       }
       for (let i = 16; i <= 20; i++) {
@@ -137,7 +109,7 @@ describe('fallback', () => {
     const sub = client.subscribe(channel);
     await sub.ready(WAIT_MS);
     const got = waitFor(sub, 'publication');
-    await server.publish(channel, { hello: 'longpoll' });
+    await fixture.server.publish(channel, { hello: 'longpoll' });
     assert.deepEqual((await got).data, { hello: 'longpoll' });
   });
 
@@ -173,7 +145,7 @@ describe('switching transports', () => {
     await withTimeout(client.connect(), WAIT_MS, 'connect()');
     await sub.ready(WAIT_MS);
 
-    const publisher = publishContinuously(server, channel, () => cond.poke());
+    const publisher = publishContinuously(fixture.server, channel, () => cond.poke());
 
     const steps = [
       ['reconnect', 'longpoll'],
@@ -224,7 +196,7 @@ describe('switching transports', () => {
     assert.equal(client.transport, 'websocket');
     await sub.ready(WAIT_MS);
 
-    const publisher = publishContinuously(server, channel, () => cond.poke());
+    const publisher = publishContinuously(fixture.server, channel, () => cond.poke());
     try {
       for (const next of ['longpoll', 'poll', 'websocket', 'websocket', 'poll']) {
         const target = received.length + 10;
@@ -263,12 +235,12 @@ describe('recovery', () => {
       await withTimeout(client.connect(), WAIT_MS, 'connect()');
       const start = await sub.ready(WAIT_MS);
       const first = waitFor(sub, 'publication');
-      await server.publish(channel, { n: 1 });
+      await fixture.server.publish(channel, { n: 1 });
       await first;
 
       client.disconnect();
       for (let i = 2; i <= 10; i++) {
-        await server.publish(channel, { n: i });
+        await fixture.server.publish(channel, { n: i });
       }
       const recovery = waitFor(client, 'recovery', (e) => e.channel === channel);
       await withTimeout(client.connect(), WAIT_MS, 'connect()');
@@ -277,7 +249,7 @@ describe('recovery', () => {
       assert.deepEqual(sub.position, { epoch: start.epoch, offset: 10 });
 
       const next = waitFor(sub, 'publication');
-      await server.publish(channel, { n: 11 });
+      await fixture.server.publish(channel, { n: 11 });
       assert.equal((await next).offset, 11);
       assert.deepEqual(received, [1, 11]);
     });
@@ -294,11 +266,11 @@ describe('recovery', () => {
       client.on('recovery', (e) => assert.fail(`unexpected recovery event ${JSON.stringify(e)}`));
       await withTimeout(client.connect(), WAIT_MS, 'connect()');
       await sub.ready(WAIT_MS);
-      await server.publish(channel, { n: 1 });
+      await fixture.server.publish(channel, { n: 1 });
       await cond.until(() => received.length === 1, 'offset 1');
       client.disconnect();
       for (let i = 2; i <= 30; i++) {
-        await server.publish(channel, { n: i });
+        await fixture.server.publish(channel, { n: i });
       }
       await withTimeout(client.connect(), WAIT_MS, 'connect()');
       await cond.until(() => received.length >= 30, () => `30 offsets (got ${received.length})`);

@@ -3,39 +3,21 @@
 //
 // Run: `npm test` in clients/js after `dotnet build src/Herald.Server -c Release` (HERALD_DLL overrides the build).
 
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
-import { HeraldClient, HeraldError, isFatal } from '../dist/index.js';
-import { startServer, withTimeout } from '../test-support/server.mjs';
+import { HeraldError, isFatal } from '../dist/index.js';
+import { useServer, withTimeout } from '../test-support/server.mjs';
 
 const TEST_MS = 30_000;
 // {"n":"xxx…"}: 1,025 bytes of JSON text, one over the default limit.
 const OVERSIZED_INFO = { n: 'x'.repeat(1025 - 8) };
 
-let server;
-const clients = new Set();
-
-before(async () => {
-  server = await startServer();
-});
-
-afterEach(() => {
-  for (const client of clients) {
-    client.disconnect();
-  }
-  clients.clear();
-});
-
-after(async () => {
-  await server?.stop();
-});
+const fixture = useServer({}, { minReconnectDelay: 20, maxReconnectDelay: 200 });
 
 function makeClient(options) {
-  const client = new HeraldClient(server.url, { WebSocket, minReconnectDelay: 20, maxReconnectDelay: 200, ...options });
+  const client = fixture.makeClient(options);
   const states = [];
   client.on('state', (e) => states.push(e));
-  clients.add(client);
   return { client, states };
 }
 

@@ -4,37 +4,14 @@
 //
 // Run: `npm test` in clients/js after `dotnet build src/Herald.Server -c Release` (HERALD_DLL overrides the build).
 
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
-import { HeraldClient } from '../dist/index.js';
-import { startServer } from '../test-support/server.mjs';
+import { useServer } from '../test-support/server.mjs';
 
 const TEST_MS = 60_000;
 
-let server;
-const clients = new Set();
-
-before(async () => {
-  server = await startServer({ Herald__PollPresenceTimeout: '00:00:02' });
-});
-
-afterEach(() => {
-  for (const client of clients) {
-    client.disconnect();
-  }
-  clients.clear();
-});
-
-after(async () => {
-  await server?.stop();
-});
-
-function makeClient(options) {
-  const client = new HeraldClient(server.url, { WebSocket, minReconnectDelay: 50, maxReconnectDelay: 1000, ...options });
-  clients.add(client);
-  return client;
-}
+const fixture = useServer({ Herald__PollPresenceTimeout: '00:00:02' });
+const makeClient = fixture.makeClient;
 
 /** Re-checks `check` (async; returns a value when satisfied, else undefined) until it holds or `ms` pass. */
 async function until(check, what, ms = 15_000) {

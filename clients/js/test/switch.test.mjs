@@ -5,25 +5,24 @@
 //
 // Run: `npm test` in clients/js after `dotnet build src/Herald.Server -c Release` (HERALD_DLL overrides the build).
 
-import { after, afterEach, before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { ClientErrorCodes, HeraldClient } from '../dist/index.js';
-import { conditions, publishContinuously, range, startServer, waitConnected, withTimeout } from '../test-support/server.mjs';
+import { ClientErrorCodes } from '../dist/index.js';
+import { conditions, publishContinuously, range, useServer, waitConnected, withTimeout } from '../test-support/server.mjs';
 
 const TEST_MS = 90_000;
 const WAIT_MS = 20_000;
 /** The client's connect timeout; a refused switch must settle well within it plus a margin. */
 const CONNECT_TIMEOUT_MS = 5_000;
 
-let server;
+const fixture = useServer({ Herald__MaxConnections: '1' }, { longPollWait: 2, pollInterval: 100, timeout: CONNECT_TIMEOUT_MS });
 let blocker;
-const clients = new Set();
 
 before(async () => {
-  server = await startServer({ Herald__MaxConnections: '1' });
+  await fixture.ready();
   // Hold the server's only WebSocket slot (connected, so the server's connect timeout does not close it).
-  blocker = new WebSocket(`${server.url.replace(/^http/, 'ws')}/ws`, 'herald.json');
+  blocker = new WebSocket(`${fixture.server.url.replace(/^http/, 'ws')}/ws`, 'herald.json');
   await withTimeout(
     new Promise((resolve, reject) => {
       blocker.once('error', reject);
@@ -35,31 +34,11 @@ before(async () => {
   );
 });
 
-afterEach(() => {
-  for (const client of clients) {
-    client.disconnect();
-  }
-  clients.clear();
-});
-
-after(async () => {
+after(() => {
   blocker?.terminate();
-  await server?.stop();
 });
 
-function makeClient(options = {}) {
-  const client = new HeraldClient(server.url, {
-    WebSocket,
-    minReconnectDelay: 50,
-    maxReconnectDelay: 1000,
-    longPollWait: 2,
-    pollInterval: 100,
-    timeout: CONNECT_TIMEOUT_MS,
-    ...options,
-  });
-  clients.add(client);
-  return client;
-}
+const makeClient = fixture.makeClient;
 
 test('switchTransport to a refused WebSocket rejects within a bound, and the subscription keeps every offset once, in order, over polling', { timeout: TEST_MS }, async () => {
   const client = makeClient();
@@ -77,7 +56,7 @@ test('switchTransport to a refused WebSocket rejects within a bound, and the sub
   assert.equal(client.transport, 'longpoll');
   await sub.ready(WAIT_MS);
 
-  const publisher = publishContinuously(server, channel, () => cond.poke());
+  const publisher = publishContinuously(fixture.server, channel, () => cond.poke());
 
   try {
     for (let round = 1; round <= 3; round++) {
