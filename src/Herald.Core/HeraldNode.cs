@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using Herald.Brokers;
+using Herald.Channels;
 using Herald.Diagnostics;
-using Herald.Polling;
 using Herald.Presence;
 using Herald.Protocol;
 using Herald.Sessions;
@@ -11,19 +11,31 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Herald;
 
 /// <summary>
-/// One Herald node: routes publications from the broker to the subscriptions of this process's connections,
-/// and answers publish, history and presence for every transport. Transports own sockets and requests; the node
-/// owns channels and subscriptions; the broker owns logs.
+/// One Herald node: receives publications from the broker for the channels its clients are interested in (WebSocket
+/// subscribers and parked long polls) and fans them out to this process's connections. Transports own sockets and
+/// requests; the node owns channels, subscriptions and interest; the broker owns logs; the channel rules live in the
+/// node's channel service.
 /// </summary>
 public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
 {
-    private readonly ConcurrentDictionary<string, ChannelSubscribers> _channels = new(StringComparer.Ordinal);
-    private readonly NodePresence _presence;
+    private readonly ConcurrentDictionary<string, ChannelEntry> _channels = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopping = new();
     private readonly ILogger _logger;
+    private readonly bool _ownsPresence;
+    private ITimer? _heartbeat;
+    private ITimer? _lingerSweeper;
     private int _clientIds;
+    private int _parked;
+    private int _sweeping;
 
     /// <summary>Creates a node over a broker. Call <see cref="StartAsync"/> before use.</summary>
-    public HeraldNode(HeraldOptions options, IBroker broker, IConnectAuthenticator? authenticator = null, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null)
+    /// <param name="options">The settings.</param>
+    /// <param name="broker">The broker; one instance per node.</param>
+    /// <param name="authenticator">Decides who may connect; anonymous-only (as <see cref="HeraldOptions.AllowAnonymous"/> says) when <see langword="null"/>.</param>
+    /// <param name="loggerFactory">Logging.</param>
+    /// <param name="timeProvider">The clock.</param>
+    /// <param name="presence">Where presence is kept; an in-memory store of this node's own when <see langword="null"/>.</param>
+    public HeraldNode(HeraldOptions options, IBroker broker, IConnectAuthenticator? authenticator = null, ILoggerFactory? loggerFactory = null, TimeProvider? timeProvider = null, IPresenceStore? presence = null)
     {
         Options = options ?? throw new ArgumentNullException(nameof(options));
         Broker = broker ?? throw new ArgumentNullException(nameof(broker));
@@ -32,7 +44,9 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
         TimeProvider = timeProvider ?? TimeProvider.System;
         _logger = LoggerFactory.CreateLogger<HeraldNode>();
         NodeId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(3));
-        _presence = new NodePresence(options, TimeProvider);
+        _ownsPresence = presence is null;
+        Presence = presence ?? new MemoryPresenceStore(options, TimeProvider);
+        Channels = new ChannelService(options, broker, Presence, Metrics, NodeId);
     }
 
     /// <summary>The settings in force.</summary>
@@ -41,26 +55,11 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     /// <summary>The broker holding logs and fanning out across nodes.</summary>
     public IBroker Broker { get; }
 
+    /// <summary>Where presence is kept.</summary>
+    public IPresenceStore Presence { get; }
+
     /// <summary>Decides who may connect.</summary>
     public IConnectAuthenticator Authenticator { get; }
-
-    private readonly CancellationTokenSource _stopping = new();
-
-    /// <summary>Cancelled when the node begins to shut down: connections close with 1001 and parked polls answer.</summary>
-    public CancellationToken Stopping => _stopping.Token;
-
-    /// <summary>Starts an orderly shutdown: every connection is asked to close (1001) and every parked poll answers now.</summary>
-    public void BeginShutdown()
-    {
-        if (!_stopping.IsCancellationRequested)
-        {
-            _stopping.Cancel();
-            PollWaiters.WakeAll();
-        }
-    }
-
-    /// <summary>Long polls parked on this node.</summary>
-    public PollWaiters PollWaiters { get; } = new();
 
     /// <summary>Counters of this node.</summary>
     public HeraldMetrics Metrics { get; } = new();
@@ -74,173 +73,122 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     /// <summary>A short random id of this node, the prefix of its client ids.</summary>
     public string NodeId { get; }
 
-    /// <summary>Channels with at least one subscriber on this node.</summary>
+    /// <summary>Channels this node receives from the broker: those with subscribers or parked polls, and those lingering after their last poll.</summary>
     public int ActiveChannels => _channels.Count;
 
-    /// <summary>Starts the broker and begins receiving publications.</summary>
-    public ValueTask StartAsync(CancellationToken cancellationToken = default) => Broker.StartAsync(this, cancellationToken);
+    /// <summary>Long polls parked on this node right now.</summary>
+    public int ParkedPolls => Volatile.Read(ref _parked);
+
+    /// <summary>Cancelled when the node begins to shut down: connections close with 1001 and parked polls answer.</summary>
+    public CancellationToken Stopping => _stopping.Token;
+
+    /// <summary>The channel rules: names, permissions, publish, history, recovery and presence.</summary>
+    internal ChannelService Channels { get; }
+
+    /// <summary>Starts the broker, begins receiving publications, and keeps this node's presence entries alive.</summary>
+    public async ValueTask StartAsync(CancellationToken cancellationToken = default)
+    {
+        await Broker.StartAsync(this, cancellationToken);
+        var heartbeat = Options.PresenceNodeTimeout / 3;
+        await RefreshPresenceAsync();
+        _heartbeat ??= TimeProvider.CreateTimer(static state => _ = ((HeraldNode)state!).RefreshPresenceAsync(), this, heartbeat, heartbeat);
+        var sweep = TimeSpan.FromTicks(Math.Clamp(Options.PollInterestLinger.Ticks / 2, TimeSpan.TicksPerSecond, 10 * TimeSpan.TicksPerSecond));
+        _lingerSweeper ??= TimeProvider.CreateTimer(static state => _ = ((HeraldNode)state!).RetireIdleChannelsAsync(), this, sweep, sweep);
+    }
+
+    /// <summary>Starts an orderly shutdown: every connection is asked to close (1001) and every parked poll answers now.</summary>
+    public void BeginShutdown()
+    {
+        if (_stopping.IsCancellationRequested)
+        {
+            return;
+        }
+        _stopping.Cancel();
+        foreach (var (_, entry) in _channels)
+        {
+            entry.WakePolls();
+        }
+    }
 
     /// <summary>A new unique client id.</summary>
     public string NewClientId() => $"{NodeId}-{Interlocked.Increment(ref _clientIds):x}";
 
-    /// <summary>Publishes compact UTF-8 JSON <paramref name="data"/> to a channel whose name was validated.</summary>
-    public async ValueTask<StreamPosition> PublishAsync(string channel, NamespaceOptions ns, ReadOnlyMemory<byte> data, ClientInfo? info, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(ns);
-        var position = await Broker.PublishAsync(channel, data, info, PolicyOf(ns), cancellationToken);
-        Metrics.Published();
-        return position;
-    }
-
-    /// <summary>Reads a channel's history (see <see cref="IBroker.ReadHistoryAsync"/>).</summary>
-    public ValueTask<HistoryResult> ReadHistoryAsync(string channel, NamespaceOptions ns, ulong? afterOffset, int limit, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(ns);
-        return Broker.ReadHistoryAsync(channel, afterOffset, limit, PolicyOf(ns), cancellationToken);
-    }
-
-    /// <summary>The channel's head, when the broker can tell it at once (see <see cref="IBroker.TryPeekHead"/>).</summary>
-    public bool TryPeekHead(string channel, out StreamPosition head) => Broker.TryPeekHead(channel, out head);
-
     /// <summary>
-    /// Works out what a client resuming from <paramref name="since"/> missed: the publications after it, when the
-    /// history window still holds all of them in the same epoch, else <c>recovered:false</c>.
+    /// The head of <paramref name="channel"/> as the publications passing through this node tell it, for a channel the
+    /// node receives from the broker; <see langword="false"/> when it does not know it. Never ahead of the broker.
     /// </summary>
-    public async ValueTask<RecoveryResult> RecoverAsync(string channel, NamespaceOptions ns, StreamPosition? since, CancellationToken cancellationToken = default)
+    internal bool TryGetKnownHead(string channel, out StreamPosition head)
     {
-        ArgumentNullException.ThrowIfNull(ns);
-        if (since is not { } from)
+        if (_channels.TryGetValue(channel, out var entry) && entry.TryGetHead(out head))
         {
-            var head = await ReadHistoryAsync(channel, ns, null, 0, cancellationToken);
-            return new RecoveryResult(head.Position, Recovered: null, []);
+            return true;
         }
-        var history = await ReadHistoryAsync(channel, ns, from.Offset, int.MaxValue, cancellationToken);
-        var position = history.Position;
-        if (from.Epoch != position.Epoch)
-        {
-            return new RecoveryResult(position, Recovered: false, []);
-        }
-        if (from.Offset > position.Offset)
-        {
-            return new RecoveryResult(position, Recovered: null, [], InvalidPosition: true);
-        }
-        var missed = position.Offset - from.Offset;
-        var complete = (ulong)history.Publications.Count == missed
-            && (missed == 0 || history.Publications[0].Offset == from.Offset + 1);
-        return complete
-            ? new RecoveryResult(position, Recovered: true, history.Publications)
-            : new RecoveryResult(position, Recovered: false, []);
+        head = default;
+        return false;
     }
 
     /// <summary>
-    /// The clients present in a channel on this node: its WebSocket subscribers and the polling clients whose lease has
-    /// not expired, one entry per client id.
+    /// Parks a long poll on <paramref name="channels"/>: the node receives their publications from the broker (subscribing
+    /// if it did not yet), and the returned interest's <see cref="PollInterest.Woken"/> completes at the next publication
+    /// of any of them. Read positions only after this returns, so a publication in between is not missed.
     /// </summary>
-    public IReadOnlyCollection<ClientInfo> GetPresence(string channel) => _presence.Get(channel);
-
-    /// <summary>
-    /// Records that a polling client (its own <paramref name="client"/> id) polled <paramref name="channel"/>: it is
-    /// present until <paramref name="wait"/> plus <see cref="HeraldOptions.PollPresenceTimeout"/> from now, unless it
-    /// polls again. Call it only for namespaces with <see cref="NamespaceOptions.Presence"/> on.
-    /// </summary>
-    /// <param name="channel">A valid channel name.</param>
-    /// <param name="client">The client's id, checked with <see cref="ClientInfoRules.IsValidClientId"/>.</param>
-    /// <param name="user">The authenticated user; empty for anonymous clients.</param>
-    /// <param name="info">The display info to show (see <see cref="ClientInfoRules.Effective"/>), or <see langword="null"/>.</param>
-    /// <param name="wait">How long this poll may be held.</param>
-    /// <returns>
-    /// Whether the client is listed: <see langword="false"/> when the channel already holds
-    /// <see cref="HeraldOptions.MaxPollPresencePerChannel"/> leases, or another user's live lease has that id.
-    /// </returns>
-    /// <remarks>Refreshing an unchanged lease takes no lock and allocates nothing.</remarks>
-    public bool TouchPollPresence(string channel, string client, string user, System.Text.Json.JsonElement? info, TimeSpan wait)
+    /// <exception cref="BrokerUnavailableException">The broker cannot subscribe.</exception>
+    internal async ValueTask<PollInterest> ParkAsync(IReadOnlyList<string> channels, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(channel);
-        ArgumentNullException.ThrowIfNull(client);
-        ArgumentNullException.ThrowIfNull(user);
-        return _presence.TouchLease(channel, client, user, info, wait);
-    }
-
-    /// <summary>Removes expired poll leases in every channel now (a timer does it periodically anyway).</summary>
-    public void SweepPollPresence() => _presence.SweepAll();
-
-    /// <summary>Poll leases held on this node, expired ones not yet swept included.</summary>
-    public int PollPresenceLeases => _presence.PollLeaseCount;
-
-    internal void AddPresence(string channel, ClientInfo client) => _presence.AddSubscriber(channel, client);
-
-    /// <summary>
-    /// Ends the poll lease of (<paramref name="channel"/>, <paramref name="client"/>) when <paramref name="user"/> holds
-    /// it: that client now has a WebSocket subscription there, listed under the connection's id.
-    /// </summary>
-    internal void EndPollPresence(string channel, string client, string user) => _presence.EndLease(channel, client, user);
-
-    internal void RemovePresence(string channel, ClientInfo client) => _presence.RemoveSubscriber(channel, client);
-
-    internal async ValueTask AddSubscriptionAsync(Subscription subscription, CancellationToken cancellationToken)
-    {
-        while (true)
+        var interest = new PollInterest(this, channels.Count);
+        Interlocked.Increment(ref _parked);
+        try
         {
-            var subscribers = _channels.GetOrAdd(subscription.Channel, static _ => new ChannelSubscribers());
-            await subscribers.Gate.WaitAsync(cancellationToken);
-            try
+            foreach (var channel in channels)
             {
-                if (subscribers.Removed)
-                {
-                    continue; // lost a race with the last unsubscribe; take the fresh entry
-                }
-                if (subscribers.Add(subscription) == 1)
-                {
-                    await Broker.SubscribeAsync(subscription.Channel, cancellationToken);
-                }
-                return;
-            }
-            finally
-            {
-                subscribers.Gate.Release();
+                var entry = await AcquireAsync(channel, interest, static (e, i) => e.AddPoll(i.Signal), cancellationToken);
+                interest.Add(channel, entry);
             }
         }
+        catch
+        {
+            interest.Dispose();
+            throw;
+        }
+        if (_stopping.IsCancellationRequested)
+        {
+            interest.Signal.TrySetResult(); // parked during shutdown: answer at once
+        }
+        return interest;
     }
+
+    internal async ValueTask AddSubscriptionAsync(Subscription subscription, CancellationToken cancellationToken) =>
+        await AcquireAsync(subscription.Channel, subscription, static (e, s) => e.AddSubscriber(s), cancellationToken);
 
     internal async ValueTask RemoveSubscriptionAsync(Subscription subscription)
     {
-        if (!_channels.TryGetValue(subscription.Channel, out var subscribers))
+        if (!_channels.TryGetValue(subscription.Channel, out var entry))
         {
             return;
         }
-        await subscribers.Gate.WaitAsync();
-        try
+        bool retire;
+        lock (entry.Sync)
         {
-            if (subscribers.Remove(subscription) == 0 && !subscribers.Removed)
-            {
-                subscribers.Removed = true;
-                _channels.TryRemove(new KeyValuePair<string, ChannelSubscribers>(subscription.Channel, subscribers));
-                try
-                {
-                    await Broker.UnsubscribeAsync(subscription.Channel);
-                }
-                catch (Exception ex)
-                {
-                    Log.BrokerUnsubscribeFailed(_logger, subscription.Channel, ex);
-                }
-            }
+            entry.RemoveSubscriber(subscription);
+            retire = entry.IsIdle && TimeProvider.GetTimestamp() >= entry.LingerUntil;
         }
-        finally
+        if (retire)
         {
-            subscribers.Gate.Release();
+            await RetireAsync(subscription.Channel, entry);
         }
     }
 
     /// <inheritdoc/>
     /// <remarks>The fan-out: the push frame is encoded once and the same bytes are queued to every subscriber.</remarks>
-    public void HandlePublication(string channel, Publication publication, string epoch)
+    void IBrokerEventHandler.HandlePublication(string channel, Publication publication, string epoch)
     {
-        PollWaiters.Wake(channel);
-        if (!_channels.TryGetValue(channel, out var subscribers))
+        if (!_channels.TryGetValue(channel, out var entry))
         {
             return;
         }
-        var all = subscribers.Snapshot;
+        entry.NotePublished(publication.Offset, epoch);
+        entry.WakePolls();
+        var all = entry.Subscribers;
         if (all.Length == 0)
         {
             return;
@@ -261,58 +209,324 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         BeginShutdown();
+        _heartbeat?.Dispose();
+        _lingerSweeper?.Dispose();
         await Broker.DisposeAsync();
-        _presence.Dispose();
+        if (_ownsPresence)
+        {
+            await Presence.DisposeAsync();
+        }
         Metrics.Dispose();
         _stopping.Dispose();
     }
 
-    private static HistoryPolicy PolicyOf(NamespaceOptions ns) => new(ns.HistorySize, ns.HistoryTtl);
+    /// <summary>
+    /// Registers interest in a channel (a subscriber or a parked poll) and makes sure the node receives the channel from
+    /// the broker before returning. The common case, a channel already received, takes one short lock.
+    /// </summary>
+    private async Task<ChannelEntry> AcquireAsync<TState>(string channel, TState state, Action<ChannelEntry, TState> register, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var entry = _channels.GetOrAdd(channel, static _ => new ChannelEntry());
+            lock (entry.Sync)
+            {
+                if (entry.Removed)
+                {
+                    continue; // lost a race with the retirement of an idle channel; take the fresh entry
+                }
+                if (entry.Active && !entry.Retiring)
+                {
+                    register(entry, state);
+                    return entry;
+                }
+            }
+            // Subscribing and unsubscribing a channel at the broker are serialised by the entry's gate, and a retired
+            // entry is removed only after its unsubscribe finished, so a fresh entry never subscribes before it.
+            await entry.Gate.WaitAsync(cancellationToken);
+            try
+            {
+                lock (entry.Sync)
+                {
+                    if (entry.Removed)
+                    {
+                        continue;
+                    }
+                }
+                if (!entry.Active)
+                {
+                    await Broker.SubscribeAsync(channel, cancellationToken);
+                    lock (entry.Sync)
+                    {
+                        entry.Active = true;
+                    }
+                }
+                lock (entry.Sync)
+                {
+                    register(entry, state);
+                }
+                return entry;
+            }
+            finally
+            {
+                entry.Gate.Release();
+            }
+        }
+    }
 
-    private sealed class ChannelSubscribers
+    /// <summary>Unsubscribes an idle channel from the broker and forgets it, unless interest came back meanwhile.</summary>
+    private async Task RetireAsync(string channel, ChannelEntry entry)
+    {
+        await entry.Gate.WaitAsync();
+        try
+        {
+            lock (entry.Sync)
+            {
+                if (entry.Removed || !entry.IsIdle || TimeProvider.GetTimestamp() < entry.LingerUntil)
+                {
+                    return;
+                }
+                entry.Retiring = true; // from here nobody registers without the gate
+            }
+            if (entry.Active)
+            {
+                try
+                {
+                    await Broker.UnsubscribeAsync(channel);
+                }
+                catch (Exception ex)
+                {
+                    Log.BrokerUnsubscribeFailed(_logger, channel, ex);
+                }
+            }
+            lock (entry.Sync)
+            {
+                entry.Active = false;
+                entry.Removed = true;
+            }
+            _channels.TryRemove(new KeyValuePair<string, ChannelEntry>(channel, entry));
+        }
+        finally
+        {
+            entry.Gate.Release();
+        }
+    }
+
+    /// <summary>The periodic sweep: retires channels whose last poll ended longer than <see cref="HeraldOptions.PollInterestLinger"/> ago.</summary>
+    private async Task RetireIdleChannelsAsync()
+    {
+        if (Interlocked.Exchange(ref _sweeping, 1) == 1)
+        {
+            return;
+        }
+        try
+        {
+            var now = TimeProvider.GetTimestamp();
+            foreach (var (channel, entry) in _channels)
+            {
+                if (entry.IsIdle && now >= entry.LingerUntil)
+                {
+                    await RetireAsync(channel, entry);
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            Log.SweepFailed(_logger, ex);
+        }
+        finally
+        {
+            Volatile.Write(ref _sweeping, 0);
+        }
+    }
+
+    private async Task RefreshPresenceAsync()
+    {
+        try
+        {
+            await Presence.RefreshNodeAsync(NodeId, Options.PresenceNodeTimeout);
+        }
+        catch (Exception ex)
+        {
+            Log.PresenceRefreshFailed(_logger, NodeId, ex);
+        }
+    }
+
+    private void ReleasePoll(ChannelEntry entry, TaskCompletionSource signal)
+    {
+        var lingerUntil = TimeProvider.GetTimestamp() + (long)(Options.PollInterestLinger.TotalSeconds * TimeProvider.TimestampFrequency);
+        lock (entry.Sync)
+        {
+            entry.RemovePoll(signal, lingerUntil);
+        }
+    }
+
+    private void PollEnded() => Interlocked.Decrement(ref _parked);
+
+    /// <summary>
+    /// A long poll's interest in its channels: while it is held, the node receives them from the broker, and
+    /// <see cref="Woken"/> completes at the next publication of any. Dispose it when the poll ends, however it ends.
+    /// </summary>
+    internal sealed class PollInterest : IDisposable
+    {
+        private readonly HeraldNode _node;
+        private readonly List<(string Channel, ChannelEntry Entry)> _entries;
+        private int _disposed;
+
+        internal PollInterest(HeraldNode node, int channels)
+        {
+            _node = node;
+            _entries = new(channels);
+        }
+
+        internal TaskCompletionSource Signal { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Completes when a publication arrives in one of the channels (or the node shuts down).</summary>
+        public Task Woken => Signal.Task;
+
+        /// <summary>
+        /// Tells the node a head read by this poll after it parked, when the node knows none yet: publications reach
+        /// the node from the moment the poll parked, so that head stays current.
+        /// </summary>
+        public void NoteHead(string channel, StreamPosition head)
+        {
+            foreach (var (name, entry) in _entries)
+            {
+                if (name == channel)
+                {
+                    entry.SeedHead(head);
+                    return;
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 1)
+            {
+                return;
+            }
+            foreach (var (_, entry) in _entries)
+            {
+                _node.ReleasePoll(entry, Signal);
+            }
+            _node.PollEnded();
+        }
+
+        internal void Add(string channel, ChannelEntry entry) => _entries.Add((channel, entry));
+    }
+
+    /// <summary>What the node holds for one channel it receives: its subscribers, its parked polls and its known head.</summary>
+    internal sealed class ChannelEntry
     {
         private Subscription[] _subscribers = [];
+        private HashSet<TaskCompletionSource>? _waiters;
+        private int _polls;
+        private KnownHead? _head;
+        private volatile bool _active;
+        private volatile bool _retiring;
 
+        /// <summary>Serialises the broker subscribe and unsubscribe of this channel.</summary>
         public SemaphoreSlim Gate { get; } = new(1, 1);
 
+        /// <summary>Guards the registrations and the flags below.</summary>
+        public Lock Sync { get; } = new();
+
+        /// <summary>The broker subscription is active: every publication from now on reaches this entry.</summary>
+        public bool Active { get => _active; set => _active = value; }
+
+        /// <summary>The entry is being unsubscribed; registrations wait for the gate and then take a fresh entry.</summary>
+        public bool Retiring { get => _retiring; set => _retiring = value; }
+
+        /// <summary>The entry left the table; whoever still holds it takes a fresh one.</summary>
         public bool Removed { get; set; }
 
-        public Subscription[] Snapshot => Volatile.Read(ref _subscribers);
+        /// <summary>The <see cref="TimeProvider.GetTimestamp"/> before which an idle entry is kept (the poll linger).</summary>
+        public long LingerUntil { get; private set; }
+
+        public Subscription[] Subscribers => Volatile.Read(ref _subscribers);
+
+        public bool IsIdle => Volatile.Read(ref _subscribers).Length == 0 && Volatile.Read(ref _polls) == 0;
 
         // Copy-on-write: fan-out reads a snapshot without locking; changes are rare next to publications.
-        public int Add(Subscription subscription)
+        public void AddSubscriber(Subscription subscription) => Volatile.Write(ref _subscribers, [.. _subscribers, subscription]);
+
+        public void RemoveSubscriber(Subscription subscription)
         {
-            var next = new Subscription[_subscribers.Length + 1];
-            _subscribers.CopyTo(next, 0);
-            next[^1] = subscription;
-            Volatile.Write(ref _subscribers, next);
-            return next.Length;
+            if (Array.IndexOf(_subscribers, subscription) >= 0)
+            {
+                Volatile.Write(ref _subscribers, _subscribers.Where(s => s != subscription).ToArray());
+            }
         }
 
-        public int Remove(Subscription subscription)
+        public void AddPoll(TaskCompletionSource signal)
         {
-            var index = Array.IndexOf(_subscribers, subscription);
-            if (index >= 0)
-            {
-                var next = new Subscription[_subscribers.Length - 1];
-                Array.Copy(_subscribers, 0, next, 0, index);
-                Array.Copy(_subscribers, index + 1, next, index, next.Length - index);
-                Volatile.Write(ref _subscribers, next);
-            }
-            return _subscribers.Length;
+            (_waiters ??= []).Add(signal);
+            Volatile.Write(ref _polls, _polls + 1);
         }
+
+        public void RemovePoll(TaskCompletionSource signal, long lingerUntil)
+        {
+            _waiters?.Remove(signal);
+            Volatile.Write(ref _polls, _polls - 1);
+            LingerUntil = Math.Max(LingerUntil, lingerUntil);
+        }
+
+        /// <summary>Completes every poll parked here; they re-park if they find nothing new.</summary>
+        public void WakePolls()
+        {
+            HashSet<TaskCompletionSource>? woken;
+            lock (Sync)
+            {
+                woken = _waiters;
+                _waiters = null;
+            }
+            if (woken is null)
+            {
+                return;
+            }
+            foreach (var signal in woken)
+            {
+                signal.TrySetResult();
+            }
+        }
+
+        /// <summary>Called for each publication, one at a time, in offset order.</summary>
+        public void NotePublished(ulong offset, string epoch)
+        {
+            var known = Volatile.Read(ref _head);
+            if (known is null || offset > known.Offset || known.Epoch != epoch)
+            {
+                Volatile.Write(ref _head, new KnownHead(offset, epoch));
+            }
+        }
+
+        /// <summary>Sets the head from a read made while active, unless a publication already told it.</summary>
+        public void SeedHead(StreamPosition head) => Interlocked.CompareExchange(ref _head, new KnownHead(head.Offset, head.Epoch), null);
+
+        public bool TryGetHead(out StreamPosition head)
+        {
+            if (_active && !_retiring && Volatile.Read(ref _head) is { } known)
+            {
+                head = new StreamPosition(known.Offset, known.Epoch);
+                return true;
+            }
+            head = default;
+            return false;
+        }
+
+        private sealed record KnownHead(ulong Offset, string Epoch);
     }
 
     private static partial class Log
     {
         [LoggerMessage(EventId = 100, Level = LogLevel.Warning, Message = "Broker unsubscribe from {Channel} failed")]
         public static partial void BrokerUnsubscribeFailed(ILogger logger, string channel, Exception exception);
+
+        [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Presence refresh of node {NodeId} failed")]
+        public static partial void PresenceRefreshFailed(ILogger logger, string nodeId, Exception exception);
+
+        [LoggerMessage(EventId = 102, Level = LogLevel.Error, Message = "Retiring idle channels failed")]
+        public static partial void SweepFailed(ILogger logger, Exception exception);
     }
 }
-
-/// <summary>The outcome of a recovery attempt.</summary>
-/// <param name="Position">The channel's current head.</param>
-/// <param name="Recovered"><see langword="true"/> when every missed publication is returned; <see langword="null"/> when no position was given.</param>
-/// <param name="Publications">The missed publications, oldest first.</param>
-/// <param name="InvalidPosition">The given offset is beyond the head of the current epoch.</param>
-public sealed record RecoveryResult(StreamPosition Position, bool? Recovered, IReadOnlyList<Publication> Publications, bool InvalidPosition = false);

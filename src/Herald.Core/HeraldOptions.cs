@@ -85,6 +85,18 @@ public sealed class HeraldOptions
     /// </summary>
     public TimeSpan PollPresenceTimeout { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// How long a node keeps receiving a channel's publications from the broker after the last long poll on it ended,
+    /// so that a client polling in a loop does not subscribe and unsubscribe the node each time. Default 30 s.
+    /// </summary>
+    public TimeSpan PollInterestLinger { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long the WebSocket subscribers of a node stay listed in presence after the node stops refreshing them (it
+    /// crashed, or lost the presence store). The node refreshes every third of it. Default 10 s.
+    /// </summary>
+    public TimeSpan PresenceNodeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Most polling clients (presence leases) listed in one channel's presence on this node. Default 10,000.</summary>
     [Range(1, 10_000_000)]
     public int MaxPollPresencePerChannel { get; set; } = 10_000;
@@ -143,6 +155,14 @@ public sealed class HeraldOptions
         if (PollPresenceTimeout <= TimeSpan.Zero || PollPresenceTimeout > TimeSpan.FromHours(1))
         {
             yield return "Herald:PollPresenceTimeout must be positive and at most 1 hour.";
+        }
+        if (PollInterestLinger < TimeSpan.Zero || PollInterestLinger > TimeSpan.FromHours(1))
+        {
+            yield return "Herald:PollInterestLinger must be between 0 and 1 hour.";
+        }
+        if (PresenceNodeTimeout < TimeSpan.FromSeconds(1) || PresenceNodeTimeout > TimeSpan.FromHours(1))
+        {
+            yield return "Herald:PresenceNodeTimeout must be between 1 second and 1 hour.";
         }
         if (Token.Secret is { Length: > 0 and < 32 })
         {

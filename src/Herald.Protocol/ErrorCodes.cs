@@ -56,4 +56,7 @@ public static class ErrorCodes
 
     /// <summary>The server failed; the request may be retried.</summary>
     public const string Internal = "internal";
+
+    /// <summary>A dependency the server needs (the broker, e.g. Redis) cannot be reached; retry later. HTTP 503.</summary>
+    public const string Unavailable = "unavailable";
 }

@@ -59,18 +59,6 @@ public static class ProtocolWriter
         w.WriteEndObject();
     });
 
-    /// <summary>Whether an encoded reply is an error reply (<c>{"error":…}</c> or <c>{"id":N,"error":…}</c>).</summary>
-    public static bool IsErrorReply(ReadOnlySpan<byte> reply)
-    {
-        if (reply.StartsWith("{\"id\":"u8))
-        {
-            var comma = reply.IndexOf((byte)',');
-            reply = comma < 0 ? default : reply[comma..];
-            return reply.StartsWith(",\"error\":"u8);
-        }
-        return reply.StartsWith("{\"error\":"u8);
-    }
-
     /// <summary>Writes the <c>"error":{"code":…,"message":…}</c> property.</summary>
     public static void WriteErrorBody(Utf8JsonWriter writer, string code, string message)
     {

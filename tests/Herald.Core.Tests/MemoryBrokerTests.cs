@@ -28,6 +28,8 @@ public sealed class MemoryBrokerTests
         var broker = new MemoryBroker();
         var recorder = new Recorder();
         await broker.StartAsync(recorder);
+        await broker.SubscribeAsync("a");
+        await broker.SubscribeAsync("b");
         await Parallel.ForAsync(0, 4000, async (i, ct) => await broker.PublishAsync(i % 2 == 0 ? "a" : "b", "1"u8.ToArray(), null, Keep10, ct));
         foreach (var channel in new[] { "a", "b" })
         {

@@ -1,3 +1,4 @@
+using Herald.Tests.Infrastructure;
 using System.Text.Json;
 using Herald.Brokers;
 
@@ -56,13 +57,13 @@ public sealed class PollPresenceTests
         Assert.Equal("c1", Assert.Single(node.GetPresence("chat:a")).Client);
         clock.Now += TimeSpan.FromSeconds(2);
         Assert.Empty(node.GetPresence("chat:a"));
-        Assert.Equal(0, node.PollPresenceLeases);
+        Assert.Equal(0, node.PollPresenceLeases());
 
         node.TouchPollPresence("chat:b", "c2", "", null, TimeSpan.Zero);
         clock.Now += TimeSpan.FromSeconds(16);
-        Assert.Equal(1, node.PollPresenceLeases);
+        Assert.Equal(1, node.PollPresenceLeases());
         node.SweepPollPresence();
-        Assert.Equal(0, node.PollPresenceLeases);
+        Assert.Equal(0, node.PollPresenceLeases());
     }
 
     [Fact]
@@ -112,7 +113,7 @@ public sealed class PollPresenceTests
         node.SweepPollPresence();
         Assert.Equal(200, node.GetPresence("chat:a").Count);
         Assert.All(node.GetPresence("chat:a"), m => Assert.StartsWith("live-", m.Client, StringComparison.Ordinal));
-        Assert.Equal(200, node.PollPresenceLeases);
+        Assert.Equal(200, node.PollPresenceLeases());
     }
 
     [Fact]

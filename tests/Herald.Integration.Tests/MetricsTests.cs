@@ -57,7 +57,7 @@ public sealed class MetricsTests
 
             // A long-poll client following the channel from offset 0, parked before the first publication.
             var longPoll = FollowAsync(server, channel, epoch, publications);
-            await Wait.UntilAsync(() => server.Node.PollWaiters.Parked == 1, TimeSpan.FromSeconds(10), "the long poll parks");
+            await Wait.UntilAsync(() => server.Node.ParkedPolls == 1, TimeSpan.FromSeconds(10), "the long poll parks");
             for (var i = 1; i <= publications; i++)
             {
                 await server.PublishAsync(channel, i.ToString(System.Globalization.CultureInfo.InvariantCulture));

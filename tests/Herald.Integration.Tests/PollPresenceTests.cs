@@ -1,3 +1,4 @@
+using Herald.Tests.Infrastructure;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
@@ -100,12 +101,12 @@ public sealed class PollPresenceTests
         // Reading presence meets the expired lease, leaves it out and removes it.
         await Wait.UntilAsync(() => server.Node.GetPresence("chat:lease").All(m => m.Client != "c1"), Deadline, "the expired lease leaves presence");
         Assert.False((await PresenceAsync(server, "chat:lease")).TryGetProperty("c1", out _));
-        Assert.Equal(0, server.Node.PollPresenceLeases);
+        Assert.Equal(0, server.Node.PollPresenceLeases());
 
         // A lease in a channel nobody reads is removed by the periodic sweep.
         await GetAsync(server, "/poll?channel=chat:unread&client=c2");
-        Assert.Equal(1, server.Node.PollPresenceLeases);
-        await Wait.UntilAsync(() => server.Node.PollPresenceLeases == 0, Deadline, "the sweep removes the unread lease");
+        Assert.Equal(1, server.Node.PollPresenceLeases());
+        await Wait.UntilAsync(() => server.Node.PollPresenceLeases() == 0, Deadline, "the sweep removes the unread lease");
     }
 
     [Fact]
@@ -248,7 +249,7 @@ public sealed class PollPresenceTests
         Assert.Equal("A", (await PresenceAsync(server, "chat:full")).GetProperty("a").GetProperty("info").GetProperty("name").GetString());
         await GetAsync(server, "/poll?channel=chat:other&client=c");
         Assert.True((await PresenceAsync(server, "chat:other")).TryGetProperty("c", out _));
-        Assert.Equal(3, server.Node.PollPresenceLeases);
+        Assert.Equal(3, server.Node.PollPresenceLeases());
     }
 
     [Fact]

@@ -81,13 +81,13 @@ public sealed class PollingTests : IAsyncLifetime
         var (_, first, _) = await GetAsync("/poll?channel=chat:lp");
         var epoch = first.GetProperty("channels").GetProperty("chat:lp").GetProperty("epoch").GetString();
         var poll = GetAsync($"/poll?channel=chat:lp&offset=0&epoch={epoch}&wait=20");
-        await Wait.UntilAsync(() => _server.Node.PollWaiters.Parked == 1, TimeSpan.FromSeconds(5), "the poll parks");
+        await Wait.UntilAsync(() => _server.Node.ParkedPolls == 1, TimeSpan.FromSeconds(5), "the poll parks");
         Assert.False(poll.IsCompleted);
         await _server.PublishAsync("chat:lp", """{"n":1}""");
         var (status, body, _) = await poll.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(1UL, body.GetProperty("channels").GetProperty("chat:lp").GetProperty("publications")[0].GetProperty("offset").GetUInt64());
-        Assert.Equal(0, _server.Node.PollWaiters.Parked);
+        Assert.Equal(0, _server.Node.ParkedPolls);
     }
 
     [Fact]
@@ -107,7 +107,7 @@ public sealed class PollingTests : IAsyncLifetime
         var e1 = first.GetProperty("channels").GetProperty("chat:m1").GetProperty("epoch").GetString();
         var e2 = first.GetProperty("channels").GetProperty("chat:m2").GetProperty("epoch").GetString();
         var poll = PostAsync("/poll", $$$"""{"channels":{"chat:m1":{"offset":0,"epoch":"{{{e1}}}"},"chat:m2":{"offset":0,"epoch":"{{{e2}}}"}},"wait":20}""");
-        await Wait.UntilAsync(() => _server.Node.PollWaiters.Parked == 1, TimeSpan.FromSeconds(5), "the poll parks");
+        await Wait.UntilAsync(() => _server.Node.ParkedPolls == 1, TimeSpan.FromSeconds(5), "the poll parks");
         await _server.PublishAsync("chat:m2", "7");
         var (status, body) = await poll.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(HttpStatusCode.OK, status);
@@ -122,10 +122,10 @@ public sealed class PollingTests : IAsyncLifetime
         var epoch = first.GetProperty("channels").GetProperty("chat:abort").GetProperty("epoch").GetString();
         using var cts = new CancellationTokenSource();
         var poll = _server.Http.GetAsync($"/poll?channel=chat:abort&offset=0&epoch={epoch}&wait=25", cts.Token);
-        await Wait.UntilAsync(() => _server.Node.PollWaiters.Parked == 1, TimeSpan.FromSeconds(5), "the poll parks");
+        await Wait.UntilAsync(() => _server.Node.ParkedPolls == 1, TimeSpan.FromSeconds(5), "the poll parks");
         cts.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => poll);
-        await Wait.UntilAsync(() => _server.Node.PollWaiters.Parked == 0, TimeSpan.FromSeconds(5), "the aborted poll is released");
+        await Wait.UntilAsync(() => _server.Node.ParkedPolls == 0, TimeSpan.FromSeconds(5), "the aborted poll is released");
     }
 
     [Fact]

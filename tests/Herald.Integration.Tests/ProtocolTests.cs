@@ -1,3 +1,4 @@
+using Herald.Tests.Infrastructure;
 using System.Text.Json;
 using Herald.Integration.Tests.Infrastructure;
 

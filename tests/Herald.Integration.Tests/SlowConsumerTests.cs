@@ -1,3 +1,4 @@
+using Herald.Tests.Infrastructure;
 using System.Net.WebSockets;
 using Herald.Integration.Tests.Infrastructure;
 

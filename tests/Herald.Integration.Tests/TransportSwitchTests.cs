@@ -96,7 +96,7 @@ public sealed class ManyLongPollsTests
         GC.Collect();
         var memoryBefore = GC.GetTotalMemory(forceFullCollection: true);
         var polls = Enumerable.Range(0, Polls).Select(_ => http.GetStringAsync($"/poll?channel=chat:many&offset=0&epoch={epoch}&wait=30")).ToArray();
-        await Wait.UntilAsync(() => server.Node.PollWaiters.Parked == Polls, TimeSpan.FromSeconds(60), $"{Polls} polls park");
+        await Wait.UntilAsync(() => server.Node.ParkedPolls == Polls, TimeSpan.FromSeconds(60), $"{Polls} polls park");
 
         var memoryParked = GC.GetTotalMemory(forceFullCollection: true);
         var published = DateTime.UtcNow;
@@ -109,7 +109,7 @@ public sealed class ManyLongPollsTests
         Assert.All(answers, a => Assert.Equal(answers[0], a));
         Assert.Contains("\"hello\":\"everyone\"", answers[0]);
         Assert.True(elapsed < TimeSpan.FromSeconds(30), "answered by the publication, not by the wait running out");
-        Assert.Equal(0, server.Node.PollWaiters.Parked);
+        Assert.Equal(0, server.Node.ParkedPolls);
 
         handler.Dispose();
         // Closed connections are released asynchronously on both sides; await the fall, with a deadline.
@@ -137,7 +137,7 @@ public sealed class ShutdownTests
         var epoch = first.RootElement.GetProperty("channels").GetProperty("chat:bye").GetProperty("epoch").GetString();
         using var http = new HttpClient { BaseAddress = server.BaseUri }; // outlives the server's own clients
         var poll = http.GetAsync($"/poll?channel=chat:bye&offset=0&epoch={epoch}&wait=30");
-        await Wait.UntilAsync(() => server.Node.PollWaiters.Parked == 1, TimeSpan.FromSeconds(5), "the poll parks");
+        await Wait.UntilAsync(() => server.Node.ParkedPolls == 1, TimeSpan.FromSeconds(5), "the poll parks");
 
         var stopping = server.DisposeAsync().AsTask();
         Assert.Equal(System.Net.WebSockets.WebSocketCloseStatus.EndpointUnavailable, await client.WaitClosedAsync());

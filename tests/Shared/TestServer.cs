@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Http.Headers;
+using Herald.Brokers;
+using Herald.Presence;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -44,7 +46,8 @@ public sealed class TestServer : IAsyncDisposable
     /// <param name="configure">Changes to the Herald options.</param>
     /// <param name="port">The port to bind, 0 for a free one.</param>
     /// <param name="configureApp">Adds middleware that runs before Herald's endpoints.</param>
-    public static async Task<TestServer> StartAsync(Action<HeraldOptions>? configure = null, int port = 0, Action<WebApplication>? configureApp = null)
+    /// <param name="shared">Logs and presence shared with other servers: this server is then one node of several.</param>
+    public static async Task<TestServer> StartAsync(Action<HeraldOptions>? configure = null, int port = 0, Action<WebApplication>? configureApp = null, SharedStores? shared = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseKestrel().UseUrls($"http://127.0.0.1:{port}");
@@ -65,12 +68,32 @@ public sealed class TestServer : IAsyncDisposable
             o.Namespaces["locked"] = new NamespaceOptions { HistorySize = 10, AllowClientPublish = false };
             configure?.Invoke(o);
         });
+        if (shared is not null)
+        {
+            builder.Services.AddSingleton<IBroker>(_ => new MemoryBroker(shared.Logs));
+            builder.Services.AddSingleton<IPresenceStore>(shared.Presence); // an instance: the container does not dispose it
+        }
         var app = builder.Build();
         configureApp?.Invoke(app);
         app.MapHerald();
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new TestServer(app, new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal) + "/"));
+    }
+
+    /// <summary>
+    /// Starts <paramref name="count"/> servers, each on its own loopback port, sharing one in-memory log store and one
+    /// presence store: <paramref name="count"/> nodes of one Herald, as several processes on one Redis would be.
+    /// </summary>
+    public static async Task<TestCluster> StartClusterAsync(int count, Action<HeraldOptions>? configure = null)
+    {
+        var shared = new SharedStores();
+        var nodes = new List<TestServer>();
+        for (var i = 0; i < count; i++)
+        {
+            nodes.Add(await StartAsync(configure, shared: shared));
+        }
+        return new TestCluster(nodes, shared);
     }
 
     /// <summary>Publishes through the server API and returns the offset.</summary>
@@ -89,5 +112,36 @@ public sealed class TestServer : IAsyncDisposable
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         await _app.StopAsync(stop.Token);
         await _app.DisposeAsync();
+    }
+}
+
+/// <summary>The stores several test nodes share, standing in for one Redis.</summary>
+public sealed class SharedStores : IAsyncDisposable
+{
+    public MemoryLogStore Logs { get; } = new();
+
+    public MemoryPresenceStore Presence { get; } = new(new HeraldOptions());
+
+    public async ValueTask DisposeAsync()
+    {
+        Logs.Dispose();
+        await Presence.DisposeAsync();
+    }
+}
+
+/// <summary>Several Herald nodes on shared stores, each a real Kestrel on its own loopback port.</summary>
+public sealed class TestCluster(IReadOnlyList<TestServer> nodes, SharedStores shared) : IAsyncDisposable
+{
+    public IReadOnlyList<TestServer> Nodes { get; } = nodes;
+
+    public TestServer this[int index] => Nodes[index];
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var node in Nodes)
+        {
+            await node.DisposeAsync();
+        }
+        await shared.DisposeAsync();
     }
 }

@@ -17,7 +17,7 @@ internal static class MetricsEndpoint
         var text = new StringBuilder(2048);
         Metric(text, "herald_connections", "gauge", "Open connections by transport.", ("transport=\"websocket\"", m.WebSocketConnections));
         Metric(text, "herald_channels", "gauge", "Channels with at least one subscriber on this node.", (null, node.ActiveChannels));
-        Metric(text, "herald_polls_parked", "gauge", "Long polls waiting for a publication.", (null, node.PollWaiters.Parked));
+        Metric(text, "herald_polls_parked", "gauge", "Long polls waiting for a publication.", (null, node.ParkedPolls));
         Metric(text, "herald_publications_total", "counter", "Publications appended through this node.", (null, m.Publications));
         Metric(text, "herald_deliveries_total", "counter", "Publications queued to WebSocket subscribers of this node.", (null, m.Deliveries));
         Metric(text, "herald_slow_consumer_closes_total", "counter", "Connections closed with 4002 because their outbound queue was full.", (null, m.SlowConsumerCloses));

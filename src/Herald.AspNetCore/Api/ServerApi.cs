@@ -80,28 +80,16 @@ internal static class ServerApi
             await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "expected {\"channel\":\"…\",\"data\":…}");
             return;
         }
-        if (ChannelName.Validate(request.Channel, node.Options, out var ns) is { } problem)
+        var published = await node.Channels.PublishAsync(auth: null, request.Channel, request.Data, info: null, context.RequestAborted);
+        if (!published.TryGetValue(out var position, out var error))
         {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.InvalidChannel, problem);
+            await HttpErrors.WriteAsync(context, error);
             return;
         }
-        if (request.Data is not { } data)
-        {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "the field 'data' is required");
-            return;
-        }
-        var payload = ChannelCommands.CompactJson(data);
-        if (payload.Length > max)
-        {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"data is larger than {max} bytes");
-            return;
-        }
-        var position = await node.PublishAsync(request.Channel!, ns!, payload, info: null, context.RequestAborted);
         await HttpErrors.WriteJsonAsync(context, ProtocolWriter.Write(position, static (w, p) =>
         {
             w.WriteStartObject();
-            w.WriteString(ProtocolNames.Epoch, p.Epoch);
-            w.WriteNumber(ProtocolNames.Offset, p.Offset);
+            ChannelCommands.WritePosition(w, p);
             w.WriteEndObject();
         }));
     }
@@ -109,18 +97,16 @@ internal static class ServerApi
     private static async Task HistoryAsync(HttpContext context, HeraldNode node)
     {
         var channel = (string?)context.Request.RouteValues["channel"];
-        if (ChannelName.Validate(channel, node.Options, out var ns) is { } problem)
-        {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.InvalidChannel, problem);
-            return;
-        }
         var query = context.Request.Query;
-        var max = node.Options.MaxHistoryLimit;
-        var limit = max;
-        if (query.TryGetValue("limit", out var limitText) && (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit) || limit < 1 || limit > max))
+        int? limit = null;
+        if (query.TryGetValue("limit", out var limitText))
         {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, $"'limit' must be an integer between 1 and {max}");
-            return;
+            if (!int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out var parsed))
+            {
+                await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, $"'limit' must be an integer between 1 and {node.Options.MaxHistoryLimit}");
+                return;
+            }
+            limit = parsed;
         }
         ulong? after = null;
         if (query.TryGetValue("offset", out var offsetText))
@@ -133,22 +119,16 @@ internal static class ServerApi
             after = offset;
         }
         string? epoch = query.TryGetValue("epoch", out var epochText) ? epochText.ToString() : null;
-        var history = await node.ReadHistoryAsync(channel!, ns!, after, limit, context.RequestAborted);
-        if (epoch is not null && epoch != history.Position.Epoch)
+        var read = await node.Channels.HistoryAsync(auth: null, channel, after, epoch, limit, context.RequestAborted);
+        if (!read.TryGetValue(out var history, out var error))
         {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status409Conflict, ErrorCodes.EpochMismatch, $"the channel's epoch is {history.Position.Epoch}, not {epoch}");
-            return;
-        }
-        if (after > history.Position.Offset && (epoch is null || epoch == history.Position.Epoch))
-        {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.InvalidPosition, $"offset {after} is beyond the channel's head {history.Position.Offset}");
+            await HttpErrors.WriteAsync(context, error);
             return;
         }
         await HttpErrors.WriteJsonAsync(context, ProtocolWriter.Write(history, static (w, h) =>
         {
             w.WriteStartObject();
-            w.WriteString(ProtocolNames.Epoch, h.Position.Epoch);
-            w.WriteNumber(ProtocolNames.Offset, h.Position.Offset);
+            ChannelCommands.WritePosition(w, h.Position);
             ProtocolWriter.WritePublications(w, h.Publications);
             w.WriteEndObject();
         }));
@@ -156,18 +136,12 @@ internal static class ServerApi
 
     private static async Task PresenceAsync(HttpContext context, HeraldNode node)
     {
-        var channel = (string?)context.Request.RouteValues["channel"];
-        if (ChannelName.Validate(channel, node.Options, out var ns) is { } problem)
+        var presence = await node.Channels.PresenceAsync(auth: null, (string?)context.Request.RouteValues["channel"], context.RequestAborted);
+        if (!presence.TryGetValue(out var members, out var error))
         {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.InvalidChannel, problem);
+            await HttpErrors.WriteAsync(context, error);
             return;
         }
-        if (!ns!.Presence)
-        {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status404NotFound, ErrorCodes.NotAvailable, $"presence is not enabled for {channel}");
-            return;
-        }
-        var members = node.GetPresence(channel!);
         await HttpErrors.WriteJsonAsync(context, ProtocolWriter.Write(members, static (w, m) =>
         {
             w.WriteStartObject();
@@ -193,7 +167,7 @@ internal static class ServerApi
             w.WriteNumber("commands", s.metrics.Commands);
             w.WriteNumber("commandErrors", s.metrics.CommandErrors);
             w.WriteStartObject("polls");
-            w.WriteNumber("parked", s.node.PollWaiters.Parked);
+            w.WriteNumber("parked", s.node.ParkedPolls);
             w.WriteNumber("withData", s.metrics.PollsWithData);
             w.WriteNumber("empty", s.metrics.PollsEmpty);
             w.WriteNumber("notModified", s.metrics.PollsNotModified);

@@ -2,6 +2,7 @@ using Herald;
 using Herald.AspNetCore.Hosting;
 using Herald.AspNetCore.Security;
 using Herald.Brokers;
+using Herald.Presence;
 using Herald.Sessions;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -16,7 +17,8 @@ public static class HeraldServiceCollectionExtensions
 {
     /// <summary>
     /// Adds Herald: options bound from the <c>Herald</c> configuration section (then <paramref name="configure"/>),
-    /// validated at start; the in-memory broker unless another <see cref="IBroker"/> is registered; the node.
+    /// validated at start; the in-memory broker and presence store unless another <see cref="IBroker"/> or
+    /// <see cref="IPresenceStore"/> is registered; the node.
     /// Map the endpoints with <c>app.MapHerald()</c>.
     /// </summary>
     public static IServiceCollection AddHerald(this IServiceCollection services, Action<HeraldOptions>? configure = null)
@@ -34,12 +36,15 @@ public static class HeraldServiceCollectionExtensions
             kestrel.Limits.RequestHeadersTimeout = herald.Value.HandshakeTimeout);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IBroker>(sp => new MemoryBroker(sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton<IPresenceStore>(sp => new MemoryPresenceStore(
+            sp.GetRequiredService<IOptions<HeraldOptions>>().Value, sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<HeraldNode>(sp => new HeraldNode(
             sp.GetRequiredService<IOptions<HeraldOptions>>().Value,
             sp.GetRequiredService<IBroker>(),
             sp.GetService<IConnectAuthenticator>() ?? DefaultAuthenticator(sp),
             sp.GetRequiredService<ILoggerFactory>(),
-            sp.GetRequiredService<TimeProvider>()));
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<IPresenceStore>()));
         services.TryAddSingleton<HeraldMarker>();
 
         static IConnectAuthenticator? DefaultAuthenticator(IServiceProvider sp)

@@ -47,10 +47,15 @@ internal static partial class CommandEndpoint
             return;
         }
 
-        byte[] reply;
+        CommandOutcome outcome;
         if (!CommandParser.TryParse(body, out var command, out var error, out var id))
         {
-            reply = ProtocolWriter.EncodeError(id, ErrorCodes.BadRequest, error!);
+            outcome = CommandOutcome.Failed(id, ErrorCodes.BadRequest, error!);
+        }
+        else if (command.Op is Ops.Connect or Ops.Subscribe or Ops.Unsubscribe or Ops.Refresh)
+        {
+            outcome = CommandOutcome.Failed(command.Id, ErrorCodes.BadRequest,
+                $"'{command.Op}' needs a WebSocket; over HTTP, send the token as 'Authorization: Bearer' and receive with /poll");
         }
         else
         {
@@ -58,7 +63,7 @@ internal static partial class CommandEndpoint
             var client = new ClientInfo(auth.User, node.NewClientId());
             try
             {
-                reply = await DispatchAsync(node, auth, client, command, context.RequestAborted);
+                outcome = await ChannelCommands.DispatchAsync(node.Channels, auth, client, command, context.RequestAborted);
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {
@@ -67,40 +72,10 @@ internal static partial class CommandEndpoint
             catch (Exception ex)
             {
                 CommandLog.Failed(logger, command.Op, ex);
-                reply = ProtocolWriter.EncodeError(command.Id, ErrorCodes.Internal, "the server failed to handle the command");
+                outcome = CommandOutcome.Failed(command.Id, ErrorCodes.Internal, "the server failed to handle the command");
             }
         }
-        var failed = ProtocolWriter.IsErrorReply(reply);
-        node.Metrics.CommandHandled(failed);
-        await HttpErrors.WriteJsonAsync(context, reply, failed ? StatusOf(reply) : StatusCodes.Status200OK);
-    }
-
-    private static async ValueTask<byte[]> DispatchAsync(HeraldNode node, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken) =>
-            command.Op switch
-            {
-                Ops.Publish => await ChannelCommands.PublishAsync(node, auth, client, command, cancellationToken),
-                Ops.History => await ChannelCommands.HistoryAsync(node, auth, command, cancellationToken),
-                Ops.Presence => ChannelCommands.Presence(node, auth, command),
-                Ops.Ping => ProtocolWriter.EncodeResult(command.Id, 0, static (_, _) => { }),
-                Ops.Connect or Ops.Subscribe or Ops.Unsubscribe or Ops.Refresh => ProtocolWriter.EncodeError(command.Id, ErrorCodes.BadRequest,
-                    $"'{command.Op}' needs a WebSocket; over HTTP, send the token as 'Authorization: Bearer' and receive with /poll"),
-                _ => ProtocolWriter.EncodeError(command.Id, ErrorCodes.UnknownOp, $"unknown op '{command.Op}'"),
-            };
-
-    /// <summary>The HTTP status for an error reply, from its code.</summary>
-    private static int StatusOf(byte[] reply)
-    {
-        var code = System.Text.Json.JsonDocument.Parse(reply).RootElement.GetProperty("error").GetProperty("code").GetString();
-        return code switch
-        {
-            ErrorCodes.Unauthorized => StatusCodes.Status401Unauthorized,
-            ErrorCodes.PermissionDenied => StatusCodes.Status403Forbidden,
-            ErrorCodes.NotAvailable => StatusCodes.Status404NotFound,
-            ErrorCodes.EpochMismatch => StatusCodes.Status409Conflict,
-            ErrorCodes.PayloadTooLarge => StatusCodes.Status413PayloadTooLarge,
-            ErrorCodes.RateLimited => StatusCodes.Status429TooManyRequests,
-            ErrorCodes.Internal => StatusCodes.Status500InternalServerError,
-            _ => StatusCodes.Status400BadRequest,
-        };
+        node.Metrics.CommandHandled(failed: outcome.Error is not null);
+        await HttpErrors.WriteJsonAsync(context, outcome.Reply!, outcome.Error is { } failed ? HttpErrors.StatusOf(failed.Code) : StatusCodes.Status200OK);
     }
 }

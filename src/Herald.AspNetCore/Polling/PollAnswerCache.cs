@@ -5,14 +5,15 @@ namespace Herald.AspNetCore.Polling;
 /// <summary>A channel's part of a poll answer: <c>{"epoch":…,"offset":…,"recovered":…,"publications":[…]}</c>.</summary>
 /// <param name="Json">The encoded part, shared between polls with the same cursor.</param>
 /// <param name="HasNews">Whether the client learns something new (publications, a new position, or a lost window).</param>
-/// <param name="InvalidPosition">The cursor is beyond the channel's head.</param>
-/// <param name="Head">The channel's head offset.</param>
+/// <param name="Error">Why the channel cannot be answered (<c>invalid_position</c>, <c>unavailable</c>), or <see langword="null"/>.</param>
 /// <param name="Publications">The publications encoded in <paramref name="Json"/>, kept to record their delivery latency once written.</param>
-internal sealed record ChannelAnswer(ReadOnlyMemory<byte> Json, bool HasNews, bool InvalidPosition, ulong Head, IReadOnlyList<Publication>? Publications = null);
+internal sealed record ChannelAnswer(ReadOnlyMemory<byte> Json, bool HasNews, HeraldError? Error = null, IReadOnlyList<Publication>? Publications = null);
 
 /// <summary>
 /// Computes channel answers, and shares them between polls holding the same cursor: when one publication wakes
 /// thousands of long polls parked at the same offset, each reads the channel's head but the answer is serialised once.
+/// What a cursor is owed is the core's decision (<see cref="Channels.ChannelService.RecoverAsync"/>); this only encodes
+/// and caches it.
 /// </summary>
 /// <remarks>A fixed number of slots, indexed by channel, so the cache never grows with the number of channels.</remarks>
 internal sealed class PollAnswerCache
@@ -21,56 +22,36 @@ internal sealed class PollAnswerCache
     private readonly Entry?[] _entries = new Entry?[Slots];
     private readonly Entry?[] _idle = new Entry?[Slots];
 
-    public async ValueTask<ChannelAnswer> AnswerAsync(HeraldNode node, PollCursor cursor, CancellationToken cancellationToken)
+    /// <summary>The answer for one cursor. <paramref name="interest"/> is the poll's parked interest, when it holds one.</summary>
+    public async ValueTask<ChannelAnswer> AnswerAsync(HeraldNode node, PollCursor cursor, HeraldNode.PollInterest? interest, CancellationToken cancellationToken)
     {
-        if (cursor.Since is not { } since)
-        {
-            // A first poll: the position, nothing old. Cheap enough not to cache.
-            var head = await node.ReadHistoryAsync(cursor.Channel, cursor.Namespace, null, 0, cancellationToken);
-            return new ChannelAnswer(Encode(head.Position, recovered: null, []), HasNews: true, InvalidPosition: false, head.Position.Offset);
-        }
-
+        var since = cursor.Since;
         var slot = (int)((uint)StringComparer.Ordinal.GetHashCode(cursor.Channel) % Slots);
-        // When the broker tells the head at once, an answer already computed for this cursor and head is reused without
-        // reading history: one publication wakes every poll parked at the same offset, and each re-poll asks the same.
-        if (node.TryPeekHead(cursor.Channel, out var peeked) && Cached(slot, cursor.Channel, since, peeked) is { } hit)
+        // When the node knows the channel's head (it receives the channel's publications), an answer already computed
+        // for this cursor and head is reused without reading history: one publication wakes every poll parked at the
+        // same offset, and each re-poll asks the same.
+        if (since is { } at && node.TryGetKnownHead(cursor.Channel, out var known) && Cached(slot, cursor.Channel, at, known) is { } hit)
         {
             return hit;
         }
-        var history = await node.ReadHistoryAsync(cursor.Channel, cursor.Namespace, since.Offset, node.Options.MaxHistoryLimit, cancellationToken);
-        var position = history.Position;
-        if (Cached(slot, cursor.Channel, since, position) is { } cached)
+        var decided = await node.Channels.RecoverAsync(cursor.Channel, cursor.Namespace, since, node.Options.MaxHistoryLimit, cancellationToken);
+        if (!decided.TryGetValue(out var recovery, out var error))
+        {
+            return new ChannelAnswer(ReadOnlyMemory<byte>.Empty, HasNews: false, error);
+        }
+        interest?.NoteHead(cursor.Channel, recovery.Head);
+        var answer = new ChannelAnswer(Encode(recovery), recovery.HasNews, Publications: recovery.Publications.Count > 0 ? recovery.Publications : null);
+        if (since is not { } from)
+        {
+            return answer; // a first poll: the position, nothing old; cheap enough not to cache
+        }
+        if (Cached(slot, cursor.Channel, from, recovery.Head) is { } cached)
         {
             return cached;
         }
-
-        ChannelAnswer answer;
-        if (since.Epoch != position.Epoch)
-        {
-            answer = new(Encode(position, recovered: false, []), HasNews: true, false, position.Offset);
-        }
-        else if (since.Offset > position.Offset)
-        {
-            return new(ReadOnlyMemory<byte>.Empty, false, InvalidPosition: true, position.Offset);
-        }
-        else if (since.Offset == position.Offset)
-        {
-            answer = new(Encode(position, recovered: true, []), HasNews: false, false, position.Offset);
-        }
-        else if (history.Publications.Count == 0 || history.Publications[0].Offset != since.Offset + 1)
-        {
-            // What the client missed has left the history window (size or TTL): say so rather than skip it.
-            answer = new(Encode(position, recovered: false, []), HasNews: true, false, position.Offset);
-        }
-        else
-        {
-            // The cursor handed back is the last publication included, which is the head unless the limit cut the batch.
-            var last = history.Publications[^1].Offset;
-            answer = new(Encode(position with { Offset = last }, recovered: true, history.Publications), HasNews: true, false, position.Offset, history.Publications);
-        }
         // "Nothing new" answers get their own slots: they alternate with the answers to woken polls all the time.
-        var entries = since == position ? _idle : _entries;
-        Volatile.Write(ref entries[slot], new Entry(cursor.Channel, since, position, answer));
+        var entries = from == recovery.Head ? _idle : _entries;
+        Volatile.Write(ref entries[slot], new Entry(cursor.Channel, from, recovery.Head, answer));
         return answer;
     }
 
@@ -82,17 +63,16 @@ internal sealed class PollAnswerCache
             : null;
     }
 
-    private static byte[] Encode(StreamPosition position, bool? recovered, IReadOnlyList<Publication> publications) =>
-        ProtocolWriter.Write((position, recovered, publications), static (w, s) =>
+    private static byte[] Encode(Channels.RecoveryResult recovery) =>
+        ProtocolWriter.Write(recovery, static (w, r) =>
         {
             w.WriteStartObject();
-            w.WriteString(ProtocolNames.Epoch, s.position.Epoch);
-            w.WriteNumber(ProtocolNames.Offset, s.position.Offset);
-            if (s.recovered is { } recovered)
+            Sessions.ChannelCommands.WritePosition(w, r.Position);
+            if (r.Recovered is { } recovered)
             {
                 w.WriteBoolean(ProtocolNames.Recovered, recovered);
             }
-            ProtocolWriter.WritePublications(w, s.publications);
+            ProtocolWriter.WritePublications(w, r.Publications);
             w.WriteEndObject();
         });
 

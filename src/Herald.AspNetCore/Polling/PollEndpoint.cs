@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Herald.Brokers;
+using Herald.Channels;
 using Herald.Protocol;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -38,29 +40,41 @@ internal static class PollEndpoint
 
         foreach (var cursor in request.Cursors)
         {
-            if (!Herald.Sessions.ChannelCommands.MaySubscribe(auth, cursor.Namespace, cursor.Channel))
+            if (ChannelService.AuthorizeRead(auth, cursor.Channel, cursor.Namespace, "polling") is { } denied)
             {
-                await HttpErrors.WriteAsync(context, StatusCodes.Status403Forbidden, ErrorCodes.PermissionDenied, $"polling {cursor.Channel} needs a grant");
+                await HttpErrors.WriteAsync(context, denied);
                 return;
             }
         }
+        try
+        {
+            await AnswerAsync(context, node, cache, request, auth);
+        }
+        catch (BrokerUnavailableException)
+        {
+            if (!context.Response.HasStarted)
+            {
+                await HttpErrors.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, ErrorCodes.Unavailable, "the broker cannot be reached");
+            }
+        }
+    }
+
+    private static async Task AnswerAsync(HttpContext context, HeraldNode node, PollAnswerCache cache, PollRequest request, Herald.Sessions.AuthenticationResult auth)
+    {
         if (request.Client is { } client)
         {
             // A lease per channel, refreshed by every poll: the client counts as present between its polls too.
             foreach (var cursor in request.Cursors)
             {
-                if (cursor.Namespace.Presence)
-                {
-                    node.TouchPollPresence(cursor.Channel, client, auth.User, request.Info, request.Wait);
-                }
+                await node.Channels.TouchPollPresenceAsync(cursor.Channel, cursor.Namespace, client, auth.User, request.Info, request.Wait);
             }
         }
         var aborted = context.RequestAborted;
         var deadline = node.TimeProvider.GetUtcNow() + request.Wait;
-        Herald.Polling.PollWaiters.Registration? parked = null;
-        // A long poll parks before reading positions, so that a publication landing in between still wakes it. Once
-        // woken it reads without parking again, since it almost always has news to answer with; only if not does it
-        // park and read once more.
+        HeraldNode.PollInterest? parked = null;
+        // A long poll parks before reading positions, so that a publication landing in between still wakes it; parking
+        // also makes the node receive the channels from the broker. Once woken it reads without parking again, since it
+        // almost always has news to answer with; only if not does it park and read once more.
         var mustPark = request.Wait > TimeSpan.Zero;
         var parkFirst = mustPark;
         try
@@ -69,17 +83,16 @@ internal static class PollEndpoint
             {
                 if (parkFirst && parked is null)
                 {
-                    parked = node.PollWaiters.Park(request.Cursors.Select(c => c.Channel).ToArray());
+                    parked = await node.ParkAsync(request.Channels, aborted);
                 }
                 var answers = new ChannelAnswer[request.Cursors.Count];
                 var news = false;
                 for (var i = 0; i < answers.Length; i++)
                 {
-                    var answer = await cache.AnswerAsync(node, request.Cursors[i], aborted);
-                    if (answer.InvalidPosition)
+                    var answer = await cache.AnswerAsync(node, request.Cursors[i], parked, aborted);
+                    if (answer.Error is { } error)
                     {
-                        await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.InvalidPosition,
-                            $"{request.Cursors[i].Channel}: offset {request.Cursors[i].Since!.Value.Offset} is beyond the channel's head {answer.Head}");
+                        await HttpErrors.WriteAsync(context, error with { Message = $"{request.Cursors[i].Channel}: {error.Message}" });
                         return;
                     }
                     answers[i] = answer;
@@ -96,12 +109,12 @@ internal static class PollEndpoint
                     parkFirst = true;
                     continue; // woken without news for us: park, then read again
                 }
+                // WaitAsync drops its timer as soon as the poll is woken; nothing is left running until the deadline.
                 var woken = parked.Woken;
-                var timeout = Task.Delay(remaining, node.TimeProvider, aborted);
-                await Task.WhenAny(woken, timeout);
+                await woken.WaitAsync(remaining, node.TimeProvider, aborted).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 if (aborted.IsCancellationRequested)
                 {
-                    return; // the client went away: the registration is dropped below and nothing is written
+                    return; // the client went away: the interest is dropped below and nothing is written
                 }
                 if (woken.IsCompleted)
                 {

@@ -15,6 +15,9 @@ internal sealed record PollCursor(string Channel, NamespaceOptions Namespace, St
 /// </summary>
 internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan Wait, string? Client, JsonElement? Info)
 {
+    /// <summary>The channels polled, in the order of <see cref="Cursors"/>.</summary>
+    public IReadOnlyList<string> Channels { get; } = Cursors.Select(c => c.Channel).ToArray();
+
     /// <summary>
     /// Parses <c>GET /poll?channel=…&amp;offset=…&amp;epoch=…&amp;wait=…&amp;client=…&amp;info=…</c> or a <c>POST /poll</c> body.
     /// <c>info</c> is checked only when <paramref name="tokenInfo"/> is <see langword="null"/>: a token's info wins
@@ -110,9 +113,9 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
         var cursors = new List<PollCursor>(entries.Count);
         foreach (var (channel, offsetText, epoch) in entries)
         {
-            if (ChannelName.Validate(channel, options, out var ns) is { } problem)
+            if (!Herald.Channels.ChannelService.Resolve(channel, options).TryGetValue(out var ns, out var invalid))
             {
-                return Fail(ErrorCodes.InvalidChannel, problem);
+                return Fail(invalid.Code, invalid.Message);
             }
             StreamPosition? since = null;
             if (offsetText is not null || epoch is not null)

@@ -4,40 +4,64 @@ namespace Herald.Brokers;
 
 /// <summary>
 /// Stores each channel's ordered log (history) and fans publications out to every node that subscribed to the
-/// channel. The in-memory broker serves one process; a Redis broker (Streams for history, Pub/Sub for fan-out)
-/// serves many nodes.
+/// channel. One instance serves one node: the in-memory broker keeps the logs in this process (several nodes in one
+/// process share them through one <see cref="MemoryLogStore"/>); a Redis broker keeps them in Redis and serves nodes
+/// in many processes.
 /// </summary>
 /// <remarks>
-/// Append and publish are atomic per channel; offsets are gap-free within an epoch, and every node receives a
-/// channel's publications in offset order. A broker never owns connection state: it knows nodes, not clients.
+/// <para>The contract every implementation keeps, and that <c>BrokerConformanceTests</c> checks:</para>
+/// <list type="bullet">
+/// <item><description><b>Append and publish are atomic per channel; offsets are gap-free within an epoch.</b> Each
+/// publication of a channel gets the next offset (1, 2, 3, …) of the channel's current epoch, whatever node or how
+/// many concurrent publishers sent it. A channel has one epoch until its log is lost; a new epoch never reuses the
+/// old one's name.</description></item>
+/// <item><description><b>Order.</b> Every node subscribed to a channel receives its publications in offset order,
+/// through <see cref="IBrokerEventHandler.HandlePublication"/>, one call at a time per channel.</description></item>
+/// <item><description><b>Subscribing.</b> When <see cref="SubscribeAsync"/> returns, the subscription is active: every
+/// publication appended after that moment reaches this node. A node that did not subscribe to a channel (or
+/// unsubscribed) receives none of its publications.</description></item>
+/// <item><description><b>History.</b> <see cref="ReadHistoryAsync"/> returns the channel's head and the retained
+/// publications, consecutive and oldest first, trimmed to the <see cref="HistoryPolicy"/> (size and TTL). A channel
+/// never published to reads as offset 0 in the epoch its first publication will have.</description></item>
+/// <item><description><b>Unavailable backend.</b> When the broker cannot reach its backend it throws
+/// <see cref="BrokerUnavailableException"/> from the call that needed it, within a bounded time; it never accepts a
+/// publication it cannot store and deliver, and never drops one silently.</description></item>
+/// </list>
+/// A broker never owns connection state: it knows nodes, not clients.
 /// </remarks>
 public interface IBroker : IAsyncDisposable
 {
-    /// <summary>Starts the broker; from then on publications of subscribed channels go to <paramref name="handler"/>.</summary>
+    /// <summary>Starts the broker for this node; from then on publications of subscribed channels go to <paramref name="handler"/>.</summary>
+    /// <exception cref="BrokerUnavailableException">The backend cannot be reached.</exception>
     ValueTask StartAsync(IBrokerEventHandler handler, CancellationToken cancellationToken = default);
 
-    /// <summary>Appends a publication to the channel's log and delivers it to every node subscribed to the channel.</summary>
+    /// <summary>
+    /// Appends a publication to the channel's log (trimmed to <paramref name="history"/>) and delivers it to every
+    /// node subscribed to the channel, as one atomic step.
+    /// </summary>
+    /// <param name="channel">A valid channel name.</param>
+    /// <param name="data">The payload, compact UTF-8 JSON.</param>
+    /// <param name="info">Who published it, or <see langword="null"/> for the server.</param>
+    /// <param name="history">How much of the log to keep.</param>
+    /// <param name="cancellationToken">Cancels the wait; a publication already sent to the backend may still be appended.</param>
     /// <returns>The new publication's position.</returns>
+    /// <exception cref="BrokerUnavailableException">The backend cannot be reached; the publication was not accepted.</exception>
     ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Reads the channel's current position and the publications after <paramref name="afterOffset"/> still held
     /// in history, oldest first, at most <paramref name="limit"/>. Without an offset, returns the newest
-    /// <paramref name="limit"/> publications.
+    /// <paramref name="limit"/> publications. The position is never older than the last publication returned.
     /// </summary>
+    /// <exception cref="BrokerUnavailableException">The backend cannot be reached.</exception>
     ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Reads the channel's head at once, without I/O or locks, when the broker can (the in-memory one can; a remote
-    /// one cannot, and returns <see langword="false"/>). Polls use it to recognise an answer they already computed.
+    /// Asks for this node to receive the channel's publications (node-level, not per client). Active when it returns.
+    /// The node calls it once per channel and pairs it with <see cref="UnsubscribeAsync"/>; it never calls both for
+    /// the same channel at once.
     /// </summary>
-    bool TryPeekHead(string channel, out StreamPosition head)
-    {
-        head = default;
-        return false;
-    }
-
-    /// <summary>Asks for this node to receive the channel's publications (node-level, not per client).</summary>
+    /// <exception cref="BrokerUnavailableException">The backend cannot be reached; the node is not subscribed.</exception>
     ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default);
 
     /// <summary>Stops this node receiving the channel's publications.</summary>
@@ -47,7 +71,7 @@ public interface IBroker : IAsyncDisposable
 /// <summary>Receives publications from the broker, in offset order per channel.</summary>
 public interface IBrokerEventHandler
 {
-    /// <summary>Called for each publication of a channel this node subscribed to. Must not block.</summary>
+    /// <summary>Called for each publication of a channel this node subscribed to, one at a time per channel. Must not block.</summary>
     void HandlePublication(string channel, Publication publication, string epoch);
 }
 
@@ -60,3 +84,28 @@ public readonly record struct HistoryPolicy(int Size, TimeSpan Ttl);
 /// <param name="Position">The channel's current head: the last offset published and the epoch.</param>
 /// <param name="Publications">The publications read, oldest first.</param>
 public sealed record HistoryResult(StreamPosition Position, IReadOnlyList<Publication> Publications);
+
+/// <summary>
+/// The broker cannot reach its backend (Redis down, paused or unreachable). Clients get the error code
+/// <c>unavailable</c> (HTTP 503); nothing was accepted or dropped.
+/// </summary>
+public sealed class BrokerUnavailableException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public BrokerUnavailableException()
+        : base("the broker cannot be reached")
+    {
+    }
+
+    /// <summary>Creates the exception with a message.</summary>
+    public BrokerUnavailableException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with a message and the failure behind it.</summary>
+    public BrokerUnavailableException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

@@ -4,12 +4,16 @@ using Herald.Protocol;
 
 namespace Herald.Brokers;
 
-/// <summary>The embedded broker: every channel's log lives in this process's memory.</summary>
+/// <summary>
+/// The logs of the embedded broker: every channel's log in this process's memory, shared by the
+/// <see cref="MemoryBroker"/> of each node that uses it (one node normally; several in one process for tests).
+/// </summary>
 /// <remarks>
-/// A channel's epoch is fixed for the life of the process, so a restart is seen by clients as a new epoch
-/// (<c>recovered:false</c>). It is derived from a per-process seed and the channel name, so reading or subscribing
-/// to a channel that was never published to allocates nothing: only channels with publications have a log. Publications are appended and handed to the handler under the channel's lock, which
-/// is what makes delivery order equal offset order.
+/// A channel's epoch is fixed for the life of the store, so a restart is seen by clients as a new epoch
+/// (<c>recovered:false</c>). It is derived from a per-store seed and the channel name, so reading or subscribing
+/// to a channel that was never published to allocates nothing: only channels with publications have a log.
+/// Publications are appended and handed to every subscribed node under the channel's lock, which is what makes
+/// delivery order equal offset order at every node.
 /// <para>
 /// History past its TTL is dropped when the channel is read or published to, and by a sweep every
 /// <see cref="SweepInterval"/> for channels nobody touches any more, so a channel published to once does not keep its
@@ -17,27 +21,20 @@ namespace Herald.Brokers;
 /// bytes), which keep its offsets from ever restarting within an epoch.
 /// </para>
 /// </remarks>
-public sealed class MemoryBroker : IBroker
+public sealed class MemoryLogStore : IDisposable
 {
     /// <summary>How often history past its TTL is dropped from channels nobody reads or publishes to.</summary>
     public static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
 
     private readonly ConcurrentDictionary<string, ChannelLog> _logs = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, MemoryBroker[]> _subscribers = new(StringComparer.Ordinal);
+    private readonly Lock _subscribersGate = new();
     private readonly TimeProvider _time;
     private readonly byte[] _epochSeed = RandomNumberGenerator.GetBytes(16);
-    private IBrokerEventHandler? _handler;
     private ITimer? _sweeper;
 
-    /// <summary>Creates the broker.</summary>
-    public MemoryBroker(TimeProvider? timeProvider = null) => _time = timeProvider ?? TimeProvider.System;
-
-    /// <inheritdoc/>
-    public ValueTask StartAsync(IBrokerEventHandler handler, CancellationToken cancellationToken = default)
-    {
-        _handler = handler ?? throw new ArgumentNullException(nameof(handler));
-        _sweeper ??= _time.CreateTimer(static state => ((MemoryBroker)state!).Sweep(), this, SweepInterval, SweepInterval);
-        return ValueTask.CompletedTask;
-    }
+    /// <summary>Creates an empty store.</summary>
+    public MemoryLogStore(TimeProvider? timeProvider = null) => _time = timeProvider ?? TimeProvider.System;
 
     /// <summary>Publications held in history, all channels together (those past their TTL included until swept).</summary>
     public long RetainedPublications
@@ -77,10 +74,22 @@ public sealed class MemoryBroker : IBroker
         }
     }
 
-    /// <inheritdoc/>
-    public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default)
+    /// <summary>Stops the sweep timer.</summary>
+    public void Dispose() => _sweeper?.Dispose();
+
+    internal void Start()
     {
-        var handler = _handler ?? throw new InvalidOperationException("Start the broker before publishing.");
+        if (_sweeper is null)
+        {
+            lock (_subscribersGate)
+            {
+                _sweeper ??= _time.CreateTimer(static state => ((MemoryLogStore)state!).Sweep(), this, SweepInterval, SweepInterval);
+            }
+        }
+    }
+
+    internal StreamPosition Publish(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history)
+    {
         var log = _logs.GetOrAdd(channel, static (name, self) => new ChannelLog(self.EpochOf(name)), this);
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         lock (log)
@@ -88,28 +97,33 @@ public sealed class MemoryBroker : IBroker
             var publication = new Publication(log.Head + 1, data, info, now);
             log.Head = publication.Offset;
             // Readers at the head take no lock: they register (a subscription, a parked poll) and then read the head,
-            // and this side writes the head and then reads the registrations in the handler. Each side needs a full
-            // fence between its write and its read, or both could miss the other; this is the publisher's.
+            // and this side writes the head and then reads the registrations. Each side needs a full fence between its
+            // write and its read, or both could miss the other; this is the publisher's.
             Interlocked.MemoryBarrier();
             log.Append(publication, history, now);
-            handler.HandlePublication(channel, publication, log.Epoch);
-            return ValueTask.FromResult(new StreamPosition(publication.Offset, log.Epoch));
+            if (_subscribers.TryGetValue(channel, out var nodes))
+            {
+                foreach (var node in nodes)
+                {
+                    node.Deliver(channel, publication, log.Epoch);
+                }
+            }
+            return new StreamPosition(publication.Offset, log.Epoch);
         }
     }
 
-    /// <inheritdoc/>
-    public ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default)
+    internal HistoryResult Read(string channel, ulong? afterOffset, int limit, HistoryPolicy history)
     {
         if (!_logs.TryGetValue(channel, out var log))
         {
-            return ValueTask.FromResult(new HistoryResult(new StreamPosition(0, EpochOf(channel)), []));
+            return new HistoryResult(new StreamPosition(0, EpochOf(channel)), []);
         }
         // A poll at the head (the usual "anything new?") needs neither the lock nor the entries. The head is read
         // once: a publication landing between two reads would move the answer's position past what it holds.
         var head = log.Head;
         if (afterOffset is { } at && at >= head)
         {
-            return ValueTask.FromResult(new HistoryResult(new StreamPosition(head, log.Epoch), []));
+            return new HistoryResult(new StreamPosition(head, log.Epoch), []);
         }
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         lock (log)
@@ -119,7 +133,7 @@ public sealed class MemoryBroker : IBroker
             var entries = log.Entries;
             if (limit <= 0 || entries.Count == 0)
             {
-                return ValueTask.FromResult(new HistoryResult(position, []));
+                return new HistoryResult(position, []);
             }
             // Offsets in the log are consecutive, so the first one wanted is found by arithmetic, not by a scan.
             var start = afterOffset is { } after
@@ -128,19 +142,18 @@ public sealed class MemoryBroker : IBroker
             var count = Math.Min(limit, entries.Count - start);
             if (count <= 0)
             {
-                return ValueTask.FromResult(new HistoryResult(position, []));
+                return new HistoryResult(position, []);
             }
             var result = new Publication[count];
             for (var i = 0; i < count; i++)
             {
                 result[i] = entries[start + i];
             }
-            return ValueTask.FromResult(new HistoryResult(position, result));
+            return new HistoryResult(position, result);
         }
     }
 
-    /// <inheritdoc/>
-    public bool TryPeekHead(string channel, out StreamPosition head)
+    internal bool TryPeekHead(string channel, out StreamPosition head)
     {
         if (_logs.TryGetValue(channel, out var log))
         {
@@ -151,17 +164,38 @@ public sealed class MemoryBroker : IBroker
         return false;
     }
 
-    /// <inheritdoc/>
-    public ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
-
-    /// <inheritdoc/>
-    public ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
-
-    /// <inheritdoc/>
-    public ValueTask DisposeAsync()
+    internal void Subscribe(string channel, MemoryBroker node)
     {
-        _sweeper?.Dispose();
-        return ValueTask.CompletedTask;
+        lock (_subscribersGate)
+        {
+            var current = _subscribers.GetValueOrDefault(channel, []);
+            if (Array.IndexOf(current, node) < 0)
+            {
+                _subscribers[channel] = [.. current, node];
+            }
+        }
+        // The subscriber's side of the fence described in Publish: the registration is visible before any read that follows.
+        Interlocked.MemoryBarrier();
+    }
+
+    internal void Unsubscribe(string channel, MemoryBroker node)
+    {
+        lock (_subscribersGate)
+        {
+            if (!_subscribers.TryGetValue(channel, out var current) || Array.IndexOf(current, node) < 0)
+            {
+                return;
+            }
+            var next = current.Where(n => n != node).ToArray();
+            if (next.Length == 0)
+            {
+                _subscribers.TryRemove(channel, out _);
+            }
+            else
+            {
+                _subscribers[channel] = next;
+            }
+        }
     }
 
     private string EpochOf(string channel)
@@ -258,4 +292,87 @@ public sealed class MemoryBroker : IBroker
             Count--;
         }
     }
+}
+
+/// <summary>The embedded broker of one node, over a <see cref="MemoryLogStore"/> (its own, or one shared by several nodes in one process).</summary>
+/// <remarks>Never unavailable: everything it needs is in this process.</remarks>
+public sealed class MemoryBroker : IBroker
+{
+    private readonly MemoryLogStore _store;
+    private readonly bool _ownsStore;
+    private IBrokerEventHandler? _handler;
+
+    /// <summary>Creates a broker with a store of its own: one node, the default.</summary>
+    public MemoryBroker(TimeProvider? timeProvider = null)
+    {
+        _store = new MemoryLogStore(timeProvider);
+        _ownsStore = true;
+    }
+
+    /// <summary>Creates a broker for one of several nodes sharing <paramref name="store"/>.</summary>
+    public MemoryBroker(MemoryLogStore store)
+    {
+        _store = store ?? throw new ArgumentNullException(nameof(store));
+    }
+
+    /// <summary>The logs this broker reads and appends to.</summary>
+    public MemoryLogStore Store => _store;
+
+    /// <summary>Publications held in history by the store, all channels together.</summary>
+    public long RetainedPublications => _store.RetainedPublications;
+
+    /// <summary>Drops expired history now (see <see cref="MemoryLogStore.Sweep"/>).</summary>
+    public void Sweep() => _store.Sweep();
+
+    /// <inheritdoc/>
+    public ValueTask StartAsync(IBrokerEventHandler handler, CancellationToken cancellationToken = default)
+    {
+        _handler = handler ?? throw new ArgumentNullException(nameof(handler));
+        _store.Start();
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc/>
+    public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default)
+    {
+        _ = _handler ?? throw new InvalidOperationException("Start the broker before publishing.");
+        return ValueTask.FromResult(_store.Publish(channel, data, info, history));
+    }
+
+    /// <inheritdoc/>
+    public ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(_store.Read(channel, afterOffset, limit, history));
+
+    /// <summary>
+    /// The channel's head, read at once without a lock; <see langword="false"/> for a channel never published to.
+    /// An optimisation for callers that hold this concrete type; nothing in Herald depends on it.
+    /// </summary>
+    public bool TryPeekHead(string channel, out StreamPosition head) => _store.TryPeekHead(channel, out head);
+
+    /// <inheritdoc/>
+    public ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default)
+    {
+        _store.Subscribe(channel, this);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc/>
+    public ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default)
+    {
+        _store.Unsubscribe(channel, this);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc/>
+    public ValueTask DisposeAsync()
+    {
+        _handler = null;
+        if (_ownsStore)
+        {
+            _store.Dispose();
+        }
+        return ValueTask.CompletedTask;
+    }
+
+    internal void Deliver(string channel, Publication publication, string epoch) => _handler?.HandlePublication(channel, publication, epoch);
 }

@@ -1,112 +1,76 @@
 using System.Text.Json;
+using Herald.Channels;
 using Herald.Protocol;
 
 namespace Herald.Sessions;
 
-/// <summary>
-/// The commands that need no connection state (publish, history, presence): shared by WebSocket sessions and
-/// by the stateless HTTP command endpoint, so both answer with the same rules, limits and error codes.
-/// </summary>
-public static class ChannelCommands
+/// <summary>A command's reply as it goes on the wire, and the refusal it carries, if any (for metrics and HTTP statuses).</summary>
+/// <param name="Reply">The encoded reply, or <see langword="null"/> when the handler queued it itself.</param>
+/// <param name="Error">The refusal, or <see langword="null"/> when the command succeeded.</param>
+internal readonly record struct CommandOutcome(byte[]? Reply, HeraldError? Error)
 {
-    /// <summary>Handles a publish by a client; returns the reply.</summary>
-    public static async ValueTask<byte[]> PublishAsync(HeraldNode node, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken = default)
+    public static CommandOutcome Failed(long? id, HeraldError error) => new(ProtocolWriter.EncodeError(id, error.Code, error.Message), error);
+
+    public static CommandOutcome Failed(long? id, string code, string message) => Failed(id, new HeraldError(code, message));
+
+    public static CommandOutcome Succeeded(byte[]? reply) => new(reply, null);
+}
+
+/// <summary>
+/// The commands that need no connection state (publish, history, presence, ping), for the WebSocket session and for
+/// <c>POST /cmd</c> alike: each asks the <see cref="ChannelService"/> and maps its typed answer to a reply, once.
+/// </summary>
+internal static class ChannelCommands
+{
+    /// <summary>Runs a stateless command (publish, history, presence, ping); any other op is <c>unknown_op</c>.</summary>
+    public static ValueTask<CommandOutcome> DispatchAsync(ChannelService channels, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken) =>
+        command.Op switch
+        {
+            Ops.Publish => PublishAsync(channels, auth, client, command, cancellationToken),
+            Ops.History => HistoryAsync(channels, auth, command, cancellationToken),
+            Ops.Presence => PresenceAsync(channels, auth, command, cancellationToken),
+            Ops.Ping => ValueTask.FromResult(CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, 0, static (_, _) => { }))),
+            _ => ValueTask.FromResult(CommandOutcome.Failed(command.Id, ErrorCodes.UnknownOp, $"unknown op '{command.Op}'")),
+        };
+
+    private static async ValueTask<CommandOutcome> PublishAsync(ChannelService channels, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(auth);
-        ArgumentNullException.ThrowIfNull(node);
-        ArgumentNullException.ThrowIfNull(command);
-        if (ValidateChannel(node, command, out var ns) is { } invalid)
-        {
-            return invalid;
-        }
-        if (!ns.AllowClientPublish && !auth.CanPublish(command.Channel!))
-        {
-            return Error(command, ErrorCodes.PermissionDenied, $"publish to {command.Channel} is not allowed");
-        }
-        if (command.Data is not { } data || data.ValueKind == JsonValueKind.Undefined)
-        {
-            return Error(command, ErrorCodes.BadRequest, "the field 'data' is required");
-        }
-        var payload = CompactJson(data);
-        if (payload.Length > node.Options.MaxMessageBytes)
-        {
-            return Error(command, ErrorCodes.PayloadTooLarge, $"data is larger than {node.Options.MaxMessageBytes} bytes");
-        }
-        var position = await node.PublishAsync(command.Channel!, ns, payload, client, cancellationToken);
-        return ProtocolWriter.EncodeResult(command.Id, position, static (w, p) =>
-        {
-            w.WriteString(ProtocolNames.Epoch, p.Epoch);
-            w.WriteNumber(ProtocolNames.Offset, p.Offset);
-        });
+        var result = await channels.PublishAsync(auth, command.Channel, command.Data, client, cancellationToken);
+        return result.TryGetValue(out var position, out var error)
+            ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, position, static (w, p) => WritePosition(w, p)))
+            : CommandOutcome.Failed(command.Id, error);
     }
 
-    /// <summary>Handles a history read; returns the reply.</summary>
-    public static async ValueTask<byte[]> HistoryAsync(HeraldNode node, AuthenticationResult auth, Command command, CancellationToken cancellationToken = default)
+    private static async ValueTask<CommandOutcome> HistoryAsync(ChannelService channels, AuthenticationResult auth, Command command, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(auth);
-        ArgumentNullException.ThrowIfNull(node);
-        ArgumentNullException.ThrowIfNull(command);
-        if (ValidateChannel(node, command, out var ns) is { } invalid)
-        {
-            return invalid;
-        }
-        if (!MaySubscribe(auth, ns, command.Channel!))
-        {
-            return Error(command, ErrorCodes.PermissionDenied, $"reading {command.Channel} needs a grant");
-        }
-        var max = node.Options.MaxHistoryLimit;
-        var limit = command.Limit ?? max;
-        if (limit < 1 || limit > max)
-        {
-            return Error(command, ErrorCodes.BadRequest, $"'limit' must be between 1 and {max}");
-        }
-        var history = await node.ReadHistoryAsync(command.Channel!, ns, command.Since?.Offset, limit, cancellationToken);
-        if (command.Since is { } since)
-        {
-            if (since.Epoch != history.Position.Epoch)
+        var result = await channels.HistoryAsync(auth, command.Channel, command.Since?.Offset, command.Since?.Epoch, command.Limit, cancellationToken);
+        return result.TryGetValue(out var history, out var error)
+            ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, history, static (w, h) =>
             {
-                return Error(command, ErrorCodes.EpochMismatch, $"the channel's epoch is {history.Position.Epoch}, not {since.Epoch}");
-            }
-            if (since.Offset > history.Position.Offset)
-            {
-                return Error(command, ErrorCodes.InvalidPosition, $"offset {since.Offset} is beyond the channel's head {history.Position.Offset}");
-            }
-        }
-        return ProtocolWriter.EncodeResult(command.Id, history, static (w, h) =>
-        {
-            w.WriteString(ProtocolNames.Epoch, h.Position.Epoch);
-            w.WriteNumber(ProtocolNames.Offset, h.Position.Offset);
-            ProtocolWriter.WritePublications(w, h.Publications);
-        });
+                WritePosition(w, h.Position);
+                ProtocolWriter.WritePublications(w, h.Publications);
+            }))
+            : CommandOutcome.Failed(command.Id, error);
     }
 
-    /// <summary>Handles a presence query; returns the reply.</summary>
-    public static byte[] Presence(HeraldNode node, AuthenticationResult auth, Command command)
+    private static async ValueTask<CommandOutcome> PresenceAsync(ChannelService channels, AuthenticationResult auth, Command command, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(auth);
-        ArgumentNullException.ThrowIfNull(node);
-        ArgumentNullException.ThrowIfNull(command);
-        if (ValidateChannel(node, command, out var ns) is { } invalid)
-        {
-            return invalid;
-        }
-        if (!ns.Presence)
-        {
-            return Error(command, ErrorCodes.NotAvailable, $"presence is not enabled for {command.Channel}");
-        }
-        if (!MaySubscribe(auth, ns, command.Channel!))
-        {
-            return Error(command, ErrorCodes.PermissionDenied, $"presence of {command.Channel} needs a grant");
-        }
-        var members = node.GetPresence(command.Channel!);
-        return ProtocolWriter.EncodeResult(command.Id, members, static (w, m) => WritePresence(w, m));
+        var result = await channels.PresenceAsync(auth, command.Channel, cancellationToken);
+        return result.TryGetValue(out var members, out var error)
+            ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, members, static (w, m) => WritePresence(w, m)))
+            : CommandOutcome.Failed(command.Id, error);
+    }
+
+    /// <summary>Writes <c>"epoch":…,"offset":…</c>.</summary>
+    public static void WritePosition(Utf8JsonWriter writer, StreamPosition position)
+    {
+        writer.WriteString(ProtocolNames.Epoch, position.Epoch);
+        writer.WriteNumber(ProtocolNames.Offset, position.Offset);
     }
 
     /// <summary>Writes <c>"presence":{"&lt;client&gt;":{"user":…,"client":…,"info":{…}},…}</c>; <c>info</c> only when the client has one.</summary>
     public static void WritePresence(Utf8JsonWriter writer, IReadOnlyCollection<ClientInfo> members)
     {
-        ArgumentNullException.ThrowIfNull(writer);
-        ArgumentNullException.ThrowIfNull(members);
         writer.WriteStartObject(ProtocolNames.Presence);
         foreach (var member in members)
         {
@@ -123,24 +87,4 @@ public static class ChannelCommands
         }
         writer.WriteEndObject();
     }
-
-    /// <summary>Re-encodes JSON compactly, so that a payload never carries a newline into newline-delimited frames.</summary>
-    public static byte[] CompactJson(JsonElement data) => ProtocolWriter.Write(data, static (w, d) => d.WriteTo(w));
-
-    /// <summary>Whether the client may subscribe to (and read history and presence of) a channel.</summary>
-    public static bool MaySubscribe(AuthenticationResult auth, NamespaceOptions ns, string channel)
-    {
-        ArgumentNullException.ThrowIfNull(auth);
-        ArgumentNullException.ThrowIfNull(ns);
-        return !ns.RequireGrant || auth.CanSubscribe(channel);
-    }
-
-    internal static byte[]? ValidateChannel(HeraldNode node, Command command, out NamespaceOptions ns)
-    {
-        var problem = ChannelName.Validate(command.Channel, node.Options, out var found);
-        ns = found!;
-        return problem is null ? null : Error(command, ErrorCodes.InvalidChannel, problem);
-    }
-
-    internal static byte[] Error(Command command, string code, string message) => ProtocolWriter.EncodeError(command.Id, code, message);
 }

@@ -157,9 +157,17 @@ public sealed partial class ClientSession
     private async ValueTask DropSubscriptionAsync(Subscription subscription)
     {
         subscription.Close();
-        if (subscription.Namespace.Presence && _client is { } client)
+        if (_client is { } client)
         {
-            Node.RemovePresence(subscription.Channel, client);
+            try
+            {
+                await Node.Channels.LeaveAsync(subscription.Channel, subscription.Namespace, client);
+            }
+            catch (Exception ex)
+            {
+                // The presence store is down; the entry expires with this node's heartbeat if it never comes back.
+                Log.PresenceLeaveFailed(_logger, ClientId, subscription.Channel, ex);
+            }
         }
         await Node.RemoveSubscriptionAsync(subscription);
     }
@@ -171,6 +179,9 @@ public sealed partial class ClientSession
 
         [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "Client {ClientId} closed: {Reason}")]
         public static partial void InsufficientState(ILogger logger, string clientId, string reason);
+
+        [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "Client {ClientId}: leaving presence of {Channel} failed")]
+        public static partial void PresenceLeaveFailed(ILogger logger, string clientId, string channel, Exception exception);
 
         [LoggerMessage(EventId = 202, Level = LogLevel.Error, Message = "Client {ClientId}: command {Op} failed")]
         public static partial void CommandFailed(ILogger logger, string clientId, string? op, Exception exception);

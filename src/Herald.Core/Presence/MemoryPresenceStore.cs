@@ -6,8 +6,9 @@ using Herald.Protocol;
 namespace Herald.Presence;
 
 /// <summary>
-/// Who is present in which channel on this node: WebSocket subscribers (present while subscribed) and polling clients
-/// (present while their lease lasts: a poll's wait plus <see cref="HeraldOptions.PollPresenceTimeout"/>).
+/// The in-memory presence store: one process, shared by every node in it. WebSocket subscribers are members, listed
+/// while their node refreshes itself; polling clients hold leases (a poll's wait plus
+/// <see cref="HeraldOptions.PollPresenceTimeout"/>).
 /// </summary>
 /// <remarks>
 /// Refreshing an existing lease with the same user and info is lock-free and allocates nothing, because every poll of
@@ -15,35 +16,99 @@ namespace Herald.Presence;
 /// a periodic sweep, so a channel nobody reads again does not keep them. Each channel holds at most
 /// <see cref="HeraldOptions.MaxPollPresencePerChannel"/> leases, so invented client ids cannot grow memory without bound.
 /// </remarks>
-internal sealed class NodePresence : IDisposable
+public sealed class MemoryPresenceStore : IPresenceStore
 {
     private const long Dead = long.MinValue;
 
-    private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, ClientInfo>> _subscribers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, Member>> _members = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ChannelLeases> _leases = new(StringComparer.Ordinal);
-    private readonly HeraldOptions _options;
+    private readonly ConcurrentDictionary<string, long> _nodes = new(StringComparer.Ordinal);
+    private readonly int _maxLeasesPerChannel;
+    private readonly TimeSpan _sweepPeriod;
     private readonly TimeProvider _time;
     private ITimer? _sweeper;
     private int _sweeperStarted;
 
-    public NodePresence(HeraldOptions options, TimeProvider time)
+    /// <summary>Creates a store with the limits of <paramref name="options"/>.</summary>
+    public MemoryPresenceStore(HeraldOptions options, TimeProvider? timeProvider = null)
     {
-        _options = options;
-        _time = time;
+        ArgumentNullException.ThrowIfNull(options);
+        _maxLeasesPerChannel = options.MaxPollPresencePerChannel;
+        _sweepPeriod = TimeSpan.FromTicks(Math.Clamp(options.PollPresenceTimeout.Ticks, TimeSpan.TicksPerSecond, TimeSpan.TicksPerMinute));
+        _time = timeProvider ?? TimeProvider.System;
     }
 
-    /// <summary>Live poll leases on this node, all channels together.</summary>
-    public int PollLeaseCount => _leases.Values.Sum(c => Volatile.Read(ref c.Count));
+    /// <summary>Live poll leases, all channels together (expired ones not yet swept included).</summary>
+    public int LeaseCount => _leases.Values.Sum(c => Volatile.Read(ref c.Count));
 
-    public IReadOnlyCollection<ClientInfo> Get(string channel)
+    /// <inheritdoc/>
+    public ValueTask<IReadOnlyCollection<ClientInfo>> ListAsync(string channel, CancellationToken cancellationToken = default) => ValueTask.FromResult<IReadOnlyCollection<ClientInfo>>(List(channel));
+
+    /// <inheritdoc/>
+    public ValueTask AddAsync(string channel, ClientInfo member, string node, CancellationToken cancellationToken = default)
     {
-        _subscribers.TryGetValue(channel, out var subscribers);
+        ArgumentNullException.ThrowIfNull(member);
+        // A node is alive from its first member on; its heartbeat keeps it so.
+        _nodes.TryAdd(node, Now + TimeSpan.FromMinutes(1).Ticks);
+        _members.GetOrAdd(channel, static _ => new(StringComparer.Ordinal))[member.Client] = new Member(member, node);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc/>
+    public ValueTask RemoveAsync(string channel, string client, CancellationToken cancellationToken = default)
+    {
+        if (_members.TryGetValue(channel, out var members) && members.TryRemove(client, out _) && members.IsEmpty)
+        {
+            // A member added between the check and the removal would be lost, so remove only the exact empty set.
+            _members.TryRemove(new KeyValuePair<string, ConcurrentDictionary<string, Member>>(channel, members));
+        }
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc/>
+    public ValueTask RefreshNodeAsync(string node, TimeSpan ttl, CancellationToken cancellationToken = default)
+    {
+        _nodes[node] = Now + ttl.Ticks;
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc/>
+    public ValueTask<bool> TouchLeaseAsync(string channel, string client, string user, JsonElement? info, TimeSpan ttl, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(TouchLease(channel, client, user, info, ttl));
+
+    /// <inheritdoc/>
+    public ValueTask EndLeaseAsync(string channel, string client, string user, CancellationToken cancellationToken = default)
+    {
+        EndLease(channel, client, user);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc/>
+    public ValueTask DisposeAsync()
+    {
+        _sweeper?.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    private List<ClientInfo> List(string channel)
+    {
+        var now = Now;
+        var members = new List<ClientInfo>();
+        _members.TryGetValue(channel, out var joined);
+        if (joined is not null)
+        {
+            foreach (var (_, member) in joined)
+            {
+                if (_nodes.TryGetValue(member.Node, out var alive) && alive >= now)
+                {
+                    members.Add(member.Info);
+                }
+            }
+        }
         if (!_leases.TryGetValue(channel, out var leases))
         {
-            return subscribers is null ? [] : subscribers.Values.ToArray();
+            return members;
         }
-        var now = Now;
-        var members = subscribers is null ? new List<ClientInfo>() : new List<ClientInfo>(subscribers.Values);
         var expired = false;
         foreach (var (client, lease) in leases.Leases)
         {
@@ -53,7 +118,7 @@ internal sealed class NodePresence : IDisposable
                 continue;
             }
             // One entry per client id; a WebSocket subscriber's server-assigned id wins over a poll lease that claims it.
-            if (subscribers is null || !subscribers.ContainsKey(client))
+            if (joined is null || !joined.ContainsKey(client))
             {
                 members.Add(Volatile.Read(ref lease.State).Member);
             }
@@ -65,26 +130,9 @@ internal sealed class NodePresence : IDisposable
         return members;
     }
 
-    public void AddSubscriber(string channel, ClientInfo client) =>
-        _subscribers.GetOrAdd(channel, static _ => new(StringComparer.Ordinal))[client.Client] = client;
-
-    public void RemoveSubscriber(string channel, ClientInfo client)
+    private bool TouchLease(string channel, string client, string user, JsonElement? info, TimeSpan ttl)
     {
-        if (_subscribers.TryGetValue(channel, out var members) && members.TryRemove(client.Client, out _) && members.IsEmpty)
-        {
-            // A member added between the check and the removal would be lost, so remove only the exact empty set.
-            _subscribers.TryRemove(new KeyValuePair<string, ConcurrentDictionary<string, ClientInfo>>(channel, members));
-        }
-    }
-
-    /// <summary>Creates or extends the poll lease of (<paramref name="channel"/>, <paramref name="client"/>).</summary>
-    /// <returns>
-    /// Whether the client is now listed: <see langword="false"/> when the channel already holds the most leases allowed,
-    /// or when another user's live lease holds that client id (it is not taken over).
-    /// </returns>
-    public bool TouchLease(string channel, string client, string user, JsonElement? info, TimeSpan wait)
-    {
-        var expires = Now + (wait + _options.PollPresenceTimeout).Ticks;
+        var expires = Now + ttl.Ticks;
         if (_leases.TryGetValue(channel, out var leases)
             && leases.Leases.TryGetValue(client, out var lease)
             && Matches(Volatile.Read(ref lease.State), user, info)
@@ -122,10 +170,10 @@ internal sealed class NodePresence : IDisposable
                     existing.TryExtend(expires);
                     return true;
                 }
-                if (leases.Count >= _options.MaxPollPresencePerChannel)
+                if (leases.Count >= _maxLeasesPerChannel)
                 {
                     SweepLocked(channel, leases, now);
-                    if (leases.Count >= _options.MaxPollPresencePerChannel)
+                    if (leases.Count >= _maxLeasesPerChannel)
                     {
                         return false;
                     }
@@ -143,7 +191,7 @@ internal sealed class NodePresence : IDisposable
     /// (another user's lease is left alone). A poll of that client still in flight recreates it, which is right: it
     /// is polling.
     /// </summary>
-    public void EndLease(string channel, string client, string user)
+    private void EndLease(string channel, string client, string user)
     {
         if (!_leases.TryGetValue(channel, out var leases) || !leases.Leases.ContainsKey(client))
         {
@@ -176,8 +224,6 @@ internal sealed class NodePresence : IDisposable
         }
     }
 
-    public void Dispose() => _sweeper?.Dispose();
-
     private long Now => _time.GetUtcNow().UtcTicks;
 
     private void StartSweeper()
@@ -185,8 +231,7 @@ internal sealed class NodePresence : IDisposable
         if (Interlocked.Exchange(ref _sweeperStarted, 1) == 0)
         {
             // Created with the first lease, so a node whose clients never poll with an id has no timer.
-            var period = TimeSpan.FromTicks(Math.Clamp(_options.PollPresenceTimeout.Ticks, TimeSpan.TicksPerSecond, TimeSpan.TicksPerMinute));
-            _sweeper = _time.CreateTimer(static state => ((NodePresence)state!).SweepAll(), this, period, period);
+            _sweeper = _time.CreateTimer(static state => ((MemoryPresenceStore)state!).SweepAll(), this, _sweepPeriod, _sweepPeriod);
         }
     }
 
@@ -220,6 +265,8 @@ internal sealed class NodePresence : IDisposable
         && (info is { } i
             ? state.RawInfo is { } raw && JsonMarshal.GetRawUtf8Value(i).SequenceEqual(raw)
             : state.RawInfo is null);
+
+    private sealed record Member(ClientInfo Info, string Node);
 
     private sealed class ChannelLeases
     {

@@ -1,0 +1,200 @@
+using System.Text.Json;
+using Herald.Brokers;
+using Herald.Diagnostics;
+using Herald.Presence;
+using Herald.Protocol;
+using Herald.Sessions;
+
+namespace Herald.Channels;
+
+/// <summary>
+/// The channel rules, once, for every transport and the server API: names and namespaces, permissions and grants,
+/// publish, history reads, the recovery decision and presence. Answers in typed results and <see cref="HeraldError"/>s;
+/// the WebSocket session, <c>/cmd</c>, <c>/poll</c> and <c>/api/*</c> only map them to frames or HTTP responses.
+/// </summary>
+/// <remarks>
+/// A <see langword="null"/> <see cref="AuthenticationResult"/> is the server itself (the server API, the application's
+/// own code): it may publish and read anywhere. A broker that cannot be reached gives <c>unavailable</c>.
+/// </remarks>
+internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPresenceStore presence, HeraldMetrics metrics, string nodeId)
+{
+    private static readonly HeraldError Unavailable = new(ErrorCodes.Unavailable, "the broker cannot be reached");
+
+    public HeraldOptions Options { get; } = options;
+
+    /// <summary>Checks a channel name and finds its namespace.</summary>
+    public static HeraldResult<NamespaceOptions> Resolve(string? channel, HeraldOptions options) =>
+        ChannelName.Validate(channel, options, out var ns) is { } problem
+            ? new HeraldError(ErrorCodes.InvalidChannel, problem)
+            : ns!;
+
+    /// <inheritdoc cref="Resolve(string?, HeraldOptions)"/>
+    public HeraldResult<NamespaceOptions> Resolve(string? channel) => Resolve(channel, Options);
+
+    /// <summary>
+    /// Whether <paramref name="auth"/> may read <paramref name="channel"/>: subscribe, poll, read history and presence.
+    /// <paramref name="action"/> names what was asked, for the message ("polling", "reading", …).
+    /// </summary>
+    public static HeraldError? AuthorizeRead(AuthenticationResult? auth, string channel, NamespaceOptions ns, string action)
+    {
+        ArgumentNullException.ThrowIfNull(ns);
+        return auth is null || !ns.RequireGrant || auth.CanSubscribe(channel)
+            ? null
+            : new HeraldError(ErrorCodes.PermissionDenied, $"{action} {channel} needs a grant");
+    }
+
+    /// <summary>Resolves a channel and checks that <paramref name="auth"/> may read it.</summary>
+    public HeraldResult<NamespaceOptions> ResolveForRead(AuthenticationResult? auth, string? channel, string action)
+    {
+        if (!Resolve(channel).TryGetValue(out var ns, out var invalid))
+        {
+            return invalid;
+        }
+        return AuthorizeRead(auth, channel!, ns, action) is { } denied ? denied : ns;
+    }
+
+    /// <summary>Publishes JSON <paramref name="data"/> to <paramref name="channel"/>, as <paramref name="info"/> (<see langword="null"/> for the server).</summary>
+    public async ValueTask<HeraldResult<StreamPosition>> PublishAsync(AuthenticationResult? auth, string? channel, JsonElement? data, ClientInfo? info, CancellationToken cancellationToken = default)
+    {
+        if (!Resolve(channel).TryGetValue(out var ns, out var invalid))
+        {
+            return invalid;
+        }
+        if (auth is not null && !ns.AllowClientPublish && !auth.CanPublish(channel!))
+        {
+            return new HeraldError(ErrorCodes.PermissionDenied, $"publish to {channel} is not allowed");
+        }
+        if (data is not { } value || value.ValueKind == JsonValueKind.Undefined)
+        {
+            return new HeraldError(ErrorCodes.BadRequest, "the field 'data' is required");
+        }
+        var payload = CompactJson(value);
+        if (payload.Length > Options.MaxMessageBytes)
+        {
+            return new HeraldError(ErrorCodes.PayloadTooLarge, $"data is larger than {Options.MaxMessageBytes} bytes");
+        }
+        StreamPosition position;
+        try
+        {
+            position = await broker.PublishAsync(channel!, payload, info, PolicyOf(ns), cancellationToken);
+        }
+        catch (BrokerUnavailableException)
+        {
+            return Unavailable;
+        }
+        metrics.Published();
+        return position;
+    }
+
+    /// <summary>
+    /// Reads history: the publications after <paramref name="afterOffset"/> (or the newest), at most
+    /// <paramref name="limit"/> (default and ceiling <see cref="HeraldOptions.MaxHistoryLimit"/>). A cursor that does not
+    /// fit the channel gives <c>epoch_mismatch</c> or <c>invalid_position</c>.
+    /// </summary>
+    public async ValueTask<HeraldResult<HistoryResult>> HistoryAsync(AuthenticationResult? auth, string? channel, ulong? afterOffset, string? epoch, int? limit, CancellationToken cancellationToken = default)
+    {
+        if (!ResolveForRead(auth, channel, "reading").TryGetValue(out var ns, out var refused))
+        {
+            return refused;
+        }
+        var max = Options.MaxHistoryLimit;
+        var count = limit ?? max;
+        if (count < 1 || count > max)
+        {
+            return new HeraldError(ErrorCodes.BadRequest, $"'limit' must be between 1 and {max}");
+        }
+        HistoryResult history;
+        try
+        {
+            history = await broker.ReadHistoryAsync(channel!, afterOffset, count, PolicyOf(ns), cancellationToken);
+        }
+        catch (BrokerUnavailableException)
+        {
+            return Unavailable;
+        }
+        return Recovery.CheckCursor(afterOffset, epoch, history.Position) is { } problem ? problem : history;
+    }
+
+    /// <summary>
+    /// Works out what a client resuming from <paramref name="since"/> missed (see <see cref="Recovery.Decide"/>), reading
+    /// at most <paramref name="limit"/> publications. An offset beyond the head gives <c>invalid_position</c>.
+    /// </summary>
+    public async ValueTask<HeraldResult<RecoveryResult>> RecoverAsync(string channel, NamespaceOptions ns, StreamPosition? since, int limit, CancellationToken cancellationToken = default)
+    {
+        HistoryResult read;
+        try
+        {
+            read = since is { } from
+                ? await broker.ReadHistoryAsync(channel, from.Offset, limit, PolicyOf(ns), cancellationToken)
+                : await broker.ReadHistoryAsync(channel, null, 0, PolicyOf(ns), cancellationToken);
+        }
+        catch (BrokerUnavailableException)
+        {
+            return Unavailable;
+        }
+        var recovery = Recovery.Decide(since, read);
+        return recovery.InvalidPosition
+            ? new HeraldError(ErrorCodes.InvalidPosition, $"offset {since!.Value.Offset} is beyond the channel's head {recovery.Head.Offset}")
+            : recovery;
+    }
+
+    /// <summary>The clients present in a channel, on every node.</summary>
+    public async ValueTask<HeraldResult<IReadOnlyCollection<ClientInfo>>> PresenceAsync(AuthenticationResult? auth, string? channel, CancellationToken cancellationToken = default)
+    {
+        if (!Resolve(channel).TryGetValue(out var ns, out var invalid))
+        {
+            return invalid;
+        }
+        if (!ns.Presence)
+        {
+            return new HeraldError(ErrorCodes.NotAvailable, $"presence is not enabled for {channel}");
+        }
+        if (AuthorizeRead(auth, channel!, ns, "presence of") is { } denied)
+        {
+            return denied;
+        }
+        try
+        {
+            return new HeraldResult<IReadOnlyCollection<ClientInfo>>(await presence.ListAsync(channel!, cancellationToken));
+        }
+        catch (BrokerUnavailableException)
+        {
+            return Unavailable;
+        }
+    }
+
+    /// <summary>
+    /// Lists a subscribed connection in the channel's presence, when its namespace has presence. <paramref name="pollClient"/>
+    /// is the id the same client polled with before (from <c>connect</c>): its lease ends, so it is listed once.
+    /// </summary>
+    public async ValueTask JoinAsync(string channel, NamespaceOptions ns, ClientInfo member, string? pollClient, CancellationToken cancellationToken = default)
+    {
+        if (!ns.Presence)
+        {
+            return;
+        }
+        await presence.AddAsync(channel, member, nodeId, cancellationToken);
+        if (pollClient is not null)
+        {
+            await presence.EndLeaseAsync(channel, pollClient, member.User, cancellationToken);
+        }
+    }
+
+    /// <summary>Removes a connection that left the channel from its presence.</summary>
+    public ValueTask LeaveAsync(string channel, NamespaceOptions ns, ClientInfo member) =>
+        ns.Presence ? presence.RemoveAsync(channel, member.Client) : ValueTask.CompletedTask;
+
+    /// <summary>
+    /// Records that a polling client polled <paramref name="channel"/>: it is present until <paramref name="wait"/> plus
+    /// <see cref="HeraldOptions.PollPresenceTimeout"/> from now, unless it polls again. Nothing when the namespace has no presence.
+    /// </summary>
+    public ValueTask<bool> TouchPollPresenceAsync(string channel, NamespaceOptions ns, string client, string user, JsonElement? info, TimeSpan wait) =>
+        ns.Presence
+            ? presence.TouchLeaseAsync(channel, client, user, info, wait + Options.PollPresenceTimeout)
+            : ValueTask.FromResult(false);
+
+    /// <summary>Re-encodes JSON compactly, so that a payload never carries a newline into newline-delimited frames.</summary>
+    public static byte[] CompactJson(JsonElement data) => ProtocolWriter.Write(data, static (w, d) => d.WriteTo(w));
+
+    public static HistoryPolicy PolicyOf(NamespaceOptions ns) => new(ns.HistorySize, ns.HistoryTtl);
+}
