@@ -14,8 +14,8 @@ public sealed partial class HeraldClient
     public async ValueTask<StreamPosition> PublishAsync(string channel, JsonElement data, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
-        var result = await ExecuteAsync(new OutboundCommand { Op = Ops.Publish, Channel = channel, Data = data }, cancellationToken);
-        var stream = result.Deserialize(ClientJsonContext.Default.StreamResult);
+        var result = await ExecuteAsync(new Command { Op = Ops.Publish, Channel = channel, Data = data }, cancellationToken);
+        var stream = result.Deserialize(ClientJsonContext.Default.StreamResultMessage);
         return new StreamPosition(stream?.Offset ?? 0, stream?.Epoch ?? "");
     }
 
@@ -36,15 +36,15 @@ public sealed partial class HeraldClient
     public async ValueTask<HistoryResult> HistoryAsync(string channel, StreamPosition? since = null, int? limit = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
-        var command = new OutboundCommand
+        var command = new Command
         {
             Op = Ops.History,
             Channel = channel,
-            Since = since is { } s ? new CursorDto { Offset = s.Offset, Epoch = s.Epoch } : null,
+            Since = since is { } s ? new SincePosition { Offset = s.Offset, Epoch = s.Epoch } : null,
             Limit = limit,
         };
         var result = await ExecuteAsync(command, cancellationToken);
-        var stream = result.Deserialize(ClientJsonContext.Default.StreamResult)
+        var stream = result.Deserialize(ClientJsonContext.Default.StreamResultMessage)
             ?? throw new HeraldConnectionException("a history reply without a result");
         var epoch = stream.Epoch ?? "";
         var publications = (stream.Publications ?? []).Select(p => new ClientPublication(
@@ -67,8 +67,8 @@ public sealed partial class HeraldClient
     public async ValueTask<IReadOnlyDictionary<string, ClientInfo>> PresenceAsync(string channel, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
-        var result = await ExecuteAsync(new OutboundCommand { Op = Ops.Presence, Channel = channel }, cancellationToken);
-        var presence = result.Deserialize(ClientJsonContext.Default.PresenceAnswer)?.Presence ?? [];
+        var result = await ExecuteAsync(new Command { Op = Ops.Presence, Channel = channel }, cancellationToken);
+        var presence = result.Deserialize(ClientJsonContext.Default.PresenceAnswerMessage)?.Presence ?? new Dictionary<string, ClientInfoMessage>();
         return presence.ToDictionary(p => p.Key, p => new ClientInfo(p.Value.User ?? "", p.Value.Client ?? p.Key)
         {
             Info = p.Value.Info is { ValueKind: JsonValueKind.Object } info ? info : null,
@@ -76,7 +76,7 @@ public sealed partial class HeraldClient
     }
 
     /// <summary>Sends a command over the current transport, waiting for one if the client is between connections.</summary>
-    private async Task<JsonElement> ExecuteAsync(OutboundCommand command, CancellationToken cancellationToken)
+    private async Task<JsonElement> ExecuteAsync(Command command, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(Options.CommandTimeout);

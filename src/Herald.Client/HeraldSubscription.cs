@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
-using Herald.Client.Json;
 using Herald.Protocol;
 
 namespace Herald.Client;
@@ -122,7 +121,7 @@ public sealed class HeraldSubscription : IAsyncDisposable, IAsyncEnumerable<Clie
     /// Applies a subscribe reply or a poll answer's entry: reports an impossible recovery, delivers the recovered
     /// publications, and moves the cursor to the entry's position.
     /// </summary>
-    internal async ValueTask ApplyAsync(StreamResult result, CancellationToken cancellationToken)
+    internal async ValueTask ApplyAsync(StreamResultMessage result, CancellationToken cancellationToken)
     {
         var epoch = result.Epoch ?? throw new HeraldConnectionException($"the server's answer for {Channel} has no epoch");
         var previous = Position;
@@ -155,7 +154,7 @@ public sealed class HeraldSubscription : IAsyncDisposable, IAsyncEnumerable<Clie
     }
 
     /// <summary>Delivers one publication unless it is a duplicate from a seam; a gap is a broken promise and ends the connection.</summary>
-    internal async ValueTask DeliverAsync(PublicationDto dto, string? epoch, CancellationToken cancellationToken)
+    internal async ValueTask DeliverAsync(PublicationMessage message, string? epoch, CancellationToken cancellationToken)
     {
         var cursor = Position;
         epoch ??= cursor?.Epoch;
@@ -163,16 +162,16 @@ public sealed class HeraldSubscription : IAsyncDisposable, IAsyncEnumerable<Clie
         {
             throw new RecoveryGapException($"a publication for {Channel} arrived without a known epoch");
         }
-        if (dto.Offset <= current.Offset)
+        if (message.Offset <= current.Offset)
         {
             return;
         }
-        if (dto.Offset != current.Offset + 1)
+        if (message.Offset != current.Offset + 1)
         {
-            throw new RecoveryGapException($"{Channel} skipped from offset {current.Offset} to {dto.Offset}");
+            throw new RecoveryGapException($"{Channel} skipped from offset {current.Offset} to {message.Offset}");
         }
-        var info = dto.Info is { } i ? new ClientInfo(i.User ?? "", i.Client ?? "") : null;
-        var publication = new ClientPublication(Channel, new StreamPosition(dto.Offset, epoch), dto.Data, info);
+        var info = message.Info is { } i ? new ClientInfo(i.User ?? "", i.Client ?? "") : null;
+        var publication = new ClientPublication(Channel, new StreamPosition(message.Offset, epoch), message.Data, info);
         if (_callback is not null)
         {
             try

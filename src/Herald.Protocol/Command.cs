@@ -37,7 +37,10 @@ public sealed class Command
     [JsonPropertyName("client")] public string? Client { get; set; }
 }
 
-/// <summary>A position as the client sends it; both fields are required when the object is present.</summary>
+/// <summary>
+/// A position as the client sends it, <c>{"offset":…,"epoch":…}</c>: a command's <c>since</c> or a channel's cursor in a
+/// <see cref="PollRequestBody"/>. Both fields are required when the object is present.
+/// </summary>
 public sealed class SincePosition
 {
     /// <summary>The last offset the client saw.</summary>
@@ -45,6 +48,38 @@ public sealed class SincePosition
 
     /// <summary>The epoch that offset belongs to.</summary>
     [JsonPropertyName("epoch")] public string? Epoch { get; set; }
+}
+
+/// <summary>
+/// The body of <c>POST /poll</c>:
+/// <c>{"channels":{"&lt;channel&gt;":{"offset":…,"epoch":…}|null,…},"wait":…,"client":"…","info":{…}}</c>.
+/// </summary>
+public sealed class PollRequestBody
+{
+    /// <summary>
+    /// The channels to poll, keyed by name, each with the cursor of its latest answer, or <see langword="null"/> (written
+    /// as JSON <c>null</c>) for a first poll that only learns the position.
+    /// </summary>
+    [JsonPropertyName("channels")] public IReadOnlyDictionary<string, SincePosition?>? Channels { get; set; }
+
+    /// <summary>How long, in seconds, the server may hold the poll for news; absent or 0 for a short poll.</summary>
+    [JsonPropertyName("wait")] public double? Wait { get; set; }
+
+    /// <summary>The id the client polls with, which makes it present in the polled channels.</summary>
+    [JsonPropertyName("client")] public string? Client { get; set; }
+
+    /// <summary>Display information for presence, a JSON object supplied by the client; a token's <c>info</c> claim wins.</summary>
+    [JsonPropertyName("info")] public JsonElement? Info { get; set; }
+}
+
+/// <summary>The body of the server API's <c>POST /api/publish</c>: <c>{"channel":"…","data":…}</c>.</summary>
+public sealed class PublishRequestBody
+{
+    /// <summary>The channel to publish to.</summary>
+    [JsonPropertyName("channel")] public string? Channel { get; set; }
+
+    /// <summary>The payload to publish, any JSON value.</summary>
+    [JsonPropertyName("data")] public JsonElement? Data { get; set; }
 }
 
 /// <summary>Source-generated (reflection-free) JSON metadata for the protocol's inbound types.</summary>
@@ -55,4 +90,6 @@ public sealed class SincePosition
     NumberHandling = JsonNumberHandling.Strict,
     MaxDepth = 64)]
 [JsonSerializable(typeof(Command))]
+[JsonSerializable(typeof(PollRequestBody))]
+[JsonSerializable(typeof(PublishRequestBody))]
 public sealed partial class ProtocolJsonContext : JsonSerializerContext;

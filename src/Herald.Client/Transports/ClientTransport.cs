@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Herald.Client.Json;
+using Herald.Protocol;
 
 namespace Herald.Client.Transports;
 
@@ -78,7 +78,7 @@ internal abstract class ClientTransport : IAsyncDisposable
     public abstract ValueTask OnUnsubscribedAsync(HeraldSubscription subscription, CancellationToken cancellationToken);
 
     /// <summary>Sends a command and returns its <c>result</c>; an error reply throws <see cref="HeraldException"/>.</summary>
-    public abstract Task<JsonElement> CommandAsync(OutboundCommand command, CancellationToken cancellationToken);
+    public abstract Task<JsonElement> CommandAsync(Command command, CancellationToken cancellationToken);
 
     public virtual ValueTask DisposeAsync()
     {

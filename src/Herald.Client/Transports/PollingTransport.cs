@@ -30,7 +30,7 @@ internal sealed class PollingTransport : ClientTransport
     public override async Task OpenAsync(CancellationToken cancellationToken)
     {
         // One round trip proves the server is reachable and takes our credentials.
-        await CommandAsync(new OutboundCommand { Op = Ops.Ping }, cancellationToken);
+        await CommandAsync(new Command { Op = Ops.Ping }, cancellationToken);
     }
 
     public override void OnSubscribed(HeraldSubscription subscription) => Wake();
@@ -90,7 +90,7 @@ internal sealed class PollingTransport : ClientTransport
                 }
                 using (var linked = CancellationTokenSource.CreateLinkedTokenSource(StopToken, wake))
                 {
-                    PollAnswer? answer;
+                    PollAnswerMessage? answer;
                     try
                     {
                         answer = await PollAsync(all, _longPoll ? Client.Options.LongPollWait : TimeSpan.Zero, linked.Token);
@@ -158,7 +158,7 @@ internal sealed class PollingTransport : ClientTransport
     private static bool IsChannelRefusal(HeraldException ex) =>
         ex.Code is ErrorCodes.InvalidChannel or ErrorCodes.PermissionDenied or ErrorCodes.InvalidPosition;
 
-    private async Task ApplyAsync(List<HeraldSubscription> polled, PollAnswer answer)
+    private async Task ApplyAsync(List<HeraldSubscription> polled, PollAnswerMessage answer)
     {
         if (answer.Channels is not { } channels)
         {
@@ -179,20 +179,22 @@ internal sealed class PollingTransport : ClientTransport
         }
     }
 
-    private async Task<PollAnswer> PollAsync(List<HeraldSubscription> subscriptions, TimeSpan wait, CancellationToken cancellationToken)
+    private async Task<PollAnswerMessage> PollAsync(List<HeraldSubscription> subscriptions, TimeSpan wait, CancellationToken cancellationToken)
     {
         // The client id and info make the client present in the channels it polls, until shortly after its last poll.
-        var body = new PollBody { Wait = wait > TimeSpan.Zero ? wait.TotalSeconds : null, Client = Client.ClientId, Info = Client.Info };
+        var channels = new Dictionary<string, SincePosition?>(subscriptions.Count, StringComparer.Ordinal);
         foreach (var subscription in subscriptions)
         {
-            body.Channels[subscription.Channel] = subscription.Position is { } p ? new CursorDto { Offset = p.Offset, Epoch = p.Epoch } : null;
+            // A null cursor is written as JSON null: "no cursor yet", a first poll that learns the position.
+            channels[subscription.Channel] = subscription.Position is { } p ? new SincePosition { Offset = p.Offset, Epoch = p.Epoch } : null;
         }
+        var body = new PollRequestBody { Channels = channels, Wait = wait > TimeSpan.Zero ? wait.TotalSeconds : null, Client = Client.ClientId, Info = Client.Info };
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _break.Token);
         // The server answers by `wait`; past that plus a margin the request (or a proxy on the way) is stuck.
         deadline.CancelAfter(wait + Client.Options.CommandTimeout);
         using var request = new HttpRequestMessage(HttpMethod.Post, Client.ResolveHttp(Client.Options.PollPath))
         {
-            Content = Body(JsonSerializer.SerializeToUtf8Bytes(body, ClientJsonContext.Default.PollBody)),
+            Content = Body(JsonSerializer.SerializeToUtf8Bytes(body, ClientJsonContext.Default.PollRequestBody)),
         };
         await AuthorizeAsync(request, deadline.Token);
         try
@@ -203,7 +205,7 @@ internal sealed class PollingTransport : ClientTransport
             {
                 throw ErrorOf(response.StatusCode, bytes);
             }
-            return JsonSerializer.Deserialize(bytes, ClientJsonContext.Default.PollAnswer)
+            return JsonSerializer.Deserialize(bytes, ClientJsonContext.Default.PollAnswerMessage)
                 ?? throw new HeraldConnectionException("the poll answer was JSON null");
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _break.IsCancellationRequested)
@@ -216,11 +218,11 @@ internal sealed class PollingTransport : ClientTransport
         }
     }
 
-    public override async Task<JsonElement> CommandAsync(OutboundCommand command, CancellationToken cancellationToken)
+    public override async Task<JsonElement> CommandAsync(Command command, CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, Client.ResolveHttp(Client.Options.CommandPath))
         {
-            Content = Body(JsonSerializer.SerializeToUtf8Bytes(command, ClientJsonContext.Default.OutboundCommand)),
+            Content = Body(JsonSerializer.SerializeToUtf8Bytes(command, ClientJsonContext.Default.Command)),
         };
         await AuthorizeAsync(request, cancellationToken);
         byte[] bytes;

@@ -44,7 +44,7 @@ internal sealed class WebSocketTransport : ClientTransport
         try
         {
             // Client: the id this client polls with, so a move from polling ends its poll presence (not listed twice).
-            await CommandAsync(new OutboundCommand { Op = Ops.Connect, Token = token, Info = Client.Info, Client = Client.ClientId }, cancellationToken);
+            await CommandAsync(new Command { Op = Ops.Connect, Token = token, Info = Client.Info, Client = Client.ClientId }, cancellationToken);
         }
         catch (HeraldConnectionException ex) when (_reader.IsCompleted)
         {
@@ -91,10 +91,10 @@ internal sealed class WebSocketTransport : ClientTransport
         for (var attempt = 0; ; attempt++)
         {
             // Read per attempt: the cursor is where the subscription stands now.
-            var since = subscription.Position is { } p ? new CursorDto { Offset = p.Offset, Epoch = p.Epoch } : null;
+            var since = subscription.Position is { } p ? new SincePosition { Offset = p.Offset, Epoch = p.Epoch } : null;
             try
             {
-                await SendCommandAsync(new OutboundCommand { Op = Ops.Subscribe, Channel = subscription.Channel, Since = since }, subscription, StopToken);
+                await SendCommandAsync(new Command { Op = Ops.Subscribe, Channel = subscription.Channel, Since = since }, subscription, StopToken);
                 return;
             }
             catch (HeraldException ex) when (HeraldClient.IsTransientRefusal(ex))
@@ -138,7 +138,7 @@ internal sealed class WebSocketTransport : ClientTransport
         {
             try
             {
-                await CommandAsync(new OutboundCommand { Op = Ops.Unsubscribe, Channel = subscription.Channel }, cancellationToken);
+                await CommandAsync(new Command { Op = Ops.Unsubscribe, Channel = subscription.Channel }, cancellationToken);
             }
             catch (HeraldException ex) when (ex.Code == ErrorCodes.NotSubscribed)
             {
@@ -146,10 +146,10 @@ internal sealed class WebSocketTransport : ClientTransport
         }
     }
 
-    public override Task<JsonElement> CommandAsync(OutboundCommand command, CancellationToken cancellationToken) =>
+    public override Task<JsonElement> CommandAsync(Command command, CancellationToken cancellationToken) =>
         SendCommandAsync(command, null, cancellationToken);
 
-    private async Task<JsonElement> SendCommandAsync(OutboundCommand command, HeraldSubscription? subscription, CancellationToken cancellationToken)
+    private async Task<JsonElement> SendCommandAsync(Command command, HeraldSubscription? subscription, CancellationToken cancellationToken)
     {
         var id = Interlocked.Increment(ref _nextId);
         command.Id = id;
@@ -157,7 +157,7 @@ internal sealed class WebSocketTransport : ClientTransport
         _pending[id] = pending;
         try
         {
-            var bytes = JsonSerializer.SerializeToUtf8Bytes(command, ClientJsonContext.Default.OutboundCommand);
+            var bytes = JsonSerializer.SerializeToUtf8Bytes(command, ClientJsonContext.Default.Command);
             await _sendLock.WaitAsync(cancellationToken);
             try
             {
@@ -269,7 +269,7 @@ internal sealed class WebSocketTransport : ClientTransport
         if (pending.Subscription is { } subscribed)
         {
             // Applied here, on the read loop, so that the recovered publications go out before any later push.
-            var stream = result.Deserialize(ClientJsonContext.Default.StreamResult)
+            var stream = result.Deserialize(ClientJsonContext.Default.StreamResultMessage)
                 ?? throw new HeraldConnectionException("a subscribe reply without a result");
             if (_requested.TryGetValue(subscribed.Channel, out var requested) && ReferenceEquals(requested, subscribed))
             {

@@ -1,0 +1,142 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Herald.Protocol;
+
+// The server → client shapes of the herald.json protocol (docs/protocol.md). The server writes them on its hot paths
+// with ProtocolWriter and cached publication bytes; these types declare the same shapes once, for the .NET client and
+// any other reader. The JSON names are the wire: never rename them.
+
+/// <summary>
+/// One server → client message: a command reply <c>{"id":…,"result":{…}}</c> or <c>{"id":…,"error":{…}}</c>, or a
+/// push <c>{"push":{…}}</c>. Also the body of a <c>POST /cmd</c> answer.
+/// </summary>
+public sealed class ServerMessage
+{
+    /// <summary>The id of the command this replies to; absent on pushes and on errors for unreadable commands.</summary>
+    [JsonPropertyName("id")] public long? Id { get; set; }
+
+    /// <summary>
+    /// The command's result, whose shape depends on the operation (<see cref="ConnectAnswerMessage"/>,
+    /// <see cref="StreamResultMessage"/>, <see cref="PresenceAnswerMessage"/>, or an empty object).
+    /// </summary>
+    [JsonPropertyName("result")] public JsonElement? Result { get; set; }
+
+    /// <summary>Why the command was refused; present instead of <see cref="Result"/>.</summary>
+    [JsonPropertyName("error")] public ErrorBody? Error { get; set; }
+
+    /// <summary>A publication pushed to a subscribed connection.</summary>
+    [JsonPropertyName("push")] public PushMessage? Push { get; set; }
+}
+
+/// <summary>An error <c>{"code":…,"message":…}</c>, in a command reply or an HTTP error body.</summary>
+public sealed class ErrorBody
+{
+    /// <summary>One of <see cref="ErrorCodes"/>.</summary>
+    [JsonPropertyName("code")] public string? Code { get; set; }
+
+    /// <summary>A human-readable explanation, for logs; never parse it.</summary>
+    [JsonPropertyName("message")] public string? Message { get; set; }
+}
+
+/// <summary>The body of an HTTP error answer (<c>/poll</c>, <c>/api/…</c>, refused upgrades): <c>{"error":{…}}</c>.</summary>
+public sealed class HttpErrorBody
+{
+    /// <summary>The error.</summary>
+    [JsonPropertyName("error")] public ErrorBody? Error { get; set; }
+}
+
+/// <summary>A push <c>{"channel":…,"pub":{…}}</c>: one publication of a channel the connection is subscribed to.</summary>
+public sealed class PushMessage
+{
+    /// <summary>The channel the publication belongs to.</summary>
+    [JsonPropertyName("channel")] public string? Channel { get; set; }
+
+    /// <summary>The publication; its epoch is the one of the subscription's last reply.</summary>
+    [JsonPropertyName("pub")] public PublicationMessage? Pub { get; set; }
+}
+
+/// <summary>A publication on the wire, <c>{"offset":…,"data":…,"info":{…}}</c> (see <see cref="Publication.Json"/>).</summary>
+public sealed class PublicationMessage
+{
+    /// <summary>Its offset in the channel's log, within the epoch of the message that carries it.</summary>
+    [JsonPropertyName("offset")] public ulong Offset { get; set; }
+
+    /// <summary>The payload, exactly as the publisher sent it.</summary>
+    [JsonPropertyName("data")] public JsonElement Data { get; set; }
+
+    /// <summary>Who published it (<see cref="ClientInfoMessage.User"/> and <see cref="ClientInfoMessage.Client"/> only); absent for the server API.</summary>
+    [JsonPropertyName("info")] public ClientInfoMessage? Info { get; set; }
+}
+
+/// <summary>
+/// A client on the wire, <c>{"user":…,"client":…,"info":{…}}</c>: a publication's publisher (without <c>info</c>) or
+/// a presence entry (see <see cref="ClientInfo"/>).
+/// </summary>
+public sealed class ClientInfoMessage
+{
+    /// <summary>The user; empty for anonymous clients.</summary>
+    [JsonPropertyName("user")] public string? User { get; set; }
+
+    /// <summary>The connection's server-assigned id, or the id a polling client polls with.</summary>
+    [JsonPropertyName("client")] public string? Client { get; set; }
+
+    /// <summary>The client's display information (a JSON object), in presence entries only and only when it has one.</summary>
+    [JsonPropertyName("info")] public JsonElement? Info { get; set; }
+}
+
+/// <summary>
+/// A channel's position and the publications after a cursor, <c>{"epoch":…,"offset":…,"recovered":…,"publications":[…]}</c>:
+/// the result of <c>subscribe</c>, <c>history</c> and <c>publish</c> (position only), and each channel of a
+/// <see cref="PollAnswerMessage"/>.
+/// </summary>
+public sealed class StreamResultMessage
+{
+    /// <summary>The channel log's current epoch.</summary>
+    [JsonPropertyName("epoch")] public string? Epoch { get; set; }
+
+    /// <summary>
+    /// The channel's head (<c>subscribe</c>, <c>history</c>), the new publication's offset (<c>publish</c>), or, in a
+    /// poll answer, the cursor to send next: the last publication included, which is the head unless the batch was cut.
+    /// </summary>
+    [JsonPropertyName("offset")] public ulong Offset { get; set; }
+
+    /// <summary>
+    /// Present when a cursor was given: <see langword="true"/> when <see cref="Publications"/> continue it without a
+    /// gap, <see langword="false"/> when the publications after it are gone (or its epoch ended) for good.
+    /// </summary>
+    [JsonPropertyName("recovered")] public bool? Recovered { get; set; }
+
+    /// <summary>The publications after the cursor, in offset order.</summary>
+    [JsonPropertyName("publications")] public IReadOnlyList<PublicationMessage>? Publications { get; set; }
+}
+
+/// <summary>The answer to a poll (<c>GET</c> or <c>POST /poll</c>): <c>{"channels":{"&lt;channel&gt;":{…},…}}</c>.</summary>
+public sealed class PollAnswerMessage
+{
+    /// <summary>Each polled channel's position and new publications, keyed by channel name.</summary>
+    [JsonPropertyName("channels")] public IReadOnlyDictionary<string, StreamResultMessage>? Channels { get; set; }
+}
+
+/// <summary>The result of <c>presence</c>: <c>{"presence":{"&lt;client&gt;":{…},…}}</c>.</summary>
+public sealed class PresenceAnswerMessage
+{
+    /// <summary>The clients present in the channel on the answering node, keyed by client id.</summary>
+    [JsonPropertyName("presence")] public IReadOnlyDictionary<string, ClientInfoMessage>? Presence { get; set; }
+}
+
+/// <summary>The result of <c>connect</c>: <c>{"client":…,"user":…,"version":…,"ping":…}</c>.</summary>
+public sealed class ConnectAnswerMessage
+{
+    /// <summary>The connection's server-assigned id.</summary>
+    [JsonPropertyName("client")] public string? Client { get; set; }
+
+    /// <summary>The authenticated user; empty for anonymous clients.</summary>
+    [JsonPropertyName("user")] public string? User { get; set; }
+
+    /// <summary>The server's version.</summary>
+    [JsonPropertyName("version")] public string? Version { get; set; }
+
+    /// <summary>The server's keep-alive interval (<c>Herald:KeepAliveInterval</c>) in whole seconds; 0 when keep-alive is off.</summary>
+    [JsonPropertyName("ping")] public double? Ping { get; set; }
+}
