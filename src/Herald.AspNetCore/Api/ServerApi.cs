@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using Herald.Protocol;
 using Herald.Sessions;
 using Microsoft.AspNetCore.Builder;
@@ -60,10 +59,10 @@ internal static class ServerApi
         {
             limit.MaxRequestBodySize = max + 1024;
         }
-        ApiPublishRequest? request;
+        PublishRequestBody? request;
         try
         {
-            request = await JsonSerializer.DeserializeAsync(context.Request.Body, ApiJsonContext.Default.ApiPublishRequest, context.RequestAborted);
+            request = await JsonSerializer.DeserializeAsync(context.Request.Body, ProtocolJsonContext.Default.PublishRequestBody, context.RequestAborted);
         }
         catch (JsonException ex)
         {
@@ -176,15 +175,3 @@ internal static class ServerApi
         }));
     }
 }
-
-/// <summary>The body of <c>POST /api/publish</c>.</summary>
-internal sealed class ApiPublishRequest
-{
-    [JsonPropertyName("channel")] public string? Channel { get; set; }
-
-    [JsonPropertyName("data")] public JsonElement? Data { get; set; }
-}
-
-[JsonSourceGenerationOptions(NumberHandling = JsonNumberHandling.Strict)]
-[JsonSerializable(typeof(ApiPublishRequest))]
-internal sealed partial class ApiJsonContext : JsonSerializerContext;

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using Herald.Protocol;
 using Microsoft.AspNetCore.Http;
 
@@ -60,10 +59,10 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
         }
         else
         {
-            PollBody? body;
+            PollRequestBody? body;
             try
             {
-                body = await JsonSerializer.DeserializeAsync(context.Request.Body, PollJsonContext.Default.PollBody, context.RequestAborted);
+                body = await JsonSerializer.DeserializeAsync(context.Request.Body, ProtocolJsonContext.Default.PollRequestBody, context.RequestAborted);
             }
             catch (JsonException ex)
             {
@@ -139,28 +138,3 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
         static string? Nullable(Microsoft.Extensions.Primitives.StringValues value) => value.Count == 0 ? null : value.ToString();
     }
 }
-
-/// <summary>The body of <c>POST /poll</c>.</summary>
-internal sealed class PollBody
-{
-    [JsonPropertyName("channels")] public Dictionary<string, PollBodyCursor?>? Channels { get; set; }
-
-    [JsonPropertyName("wait")] public double? Wait { get; set; }
-
-    [JsonPropertyName("client")] public string? Client { get; set; }
-
-    [JsonPropertyName("info")] public JsonElement? Info { get; set; }
-}
-
-/// <summary>A channel's cursor in a <c>POST /poll</c> body; both fields or neither.</summary>
-internal sealed class PollBodyCursor
-{
-    [JsonPropertyName("offset")] public ulong? Offset { get; set; }
-
-    [JsonPropertyName("epoch")] public string? Epoch { get; set; }
-}
-
-[JsonSourceGenerationOptions(NumberHandling = JsonNumberHandling.Strict)]
-[JsonSerializable(typeof(PollBody))]
-[JsonSerializable(typeof(Command))]
-internal sealed partial class PollJsonContext : JsonSerializerContext;
