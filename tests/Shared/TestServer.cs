@@ -47,7 +47,8 @@ public sealed class TestServer : IAsyncDisposable
     /// <param name="port">The port to bind, 0 for a free one.</param>
     /// <param name="configureApp">Adds middleware that runs before Herald's endpoints.</param>
     /// <param name="shared">Logs and presence shared with other servers: this server is then one node of several.</param>
-    public static async Task<TestServer> StartAsync(Action<HeraldOptions>? configure = null, int port = 0, Action<WebApplication>? configureApp = null, SharedStores? shared = null)
+    /// <param name="configureServices">Registers services before Herald's defaults are resolved (e.g. another <see cref="IBroker"/>).</param>
+    public static async Task<TestServer> StartAsync(Action<HeraldOptions>? configure = null, int port = 0, Action<WebApplication>? configureApp = null, SharedStores? shared = null, Action<IServiceCollection>? configureServices = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseKestrel().UseUrls($"http://127.0.0.1:{port}");
@@ -73,6 +74,7 @@ public sealed class TestServer : IAsyncDisposable
             builder.Services.AddSingleton<IBroker>(_ => new MemoryBroker(shared.Logs));
             builder.Services.AddSingleton<IPresenceStore>(shared.Presence); // an instance: the container does not dispose it
         }
+        configureServices?.Invoke(builder.Services);
         var app = builder.Build();
         configureApp?.Invoke(app);
         app.MapHerald();
