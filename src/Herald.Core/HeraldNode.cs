@@ -16,7 +16,7 @@ namespace Herald;
 /// requests; the node owns channels, subscriptions and interest; the broker owns logs; the channel rules live in the
 /// node's channel service.
 /// </summary>
-public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
+public sealed partial class HeraldNode : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, ChannelEntry> _channels = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
@@ -53,31 +53,31 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     public HeraldOptions Options { get; }
 
     /// <summary>The broker holding logs and fanning out across nodes.</summary>
-    public IBroker Broker { get; }
+    internal IBroker Broker { get; }
 
     /// <summary>Where presence is kept.</summary>
-    public IPresenceStore Presence { get; }
+    internal IPresenceStore Presence { get; }
 
     /// <summary>Decides who may connect.</summary>
-    public IConnectAuthenticator Authenticator { get; }
+    internal IConnectAuthenticator Authenticator { get; }
 
     /// <summary>Counters of this node.</summary>
-    public HeraldMetrics Metrics { get; } = new();
+    internal HeraldMetrics Metrics { get; } = new();
 
     /// <summary>Logger factory for sessions and transports.</summary>
-    public ILoggerFactory LoggerFactory { get; }
+    internal ILoggerFactory LoggerFactory { get; }
 
     /// <summary>The clock.</summary>
-    public TimeProvider TimeProvider { get; }
+    internal TimeProvider TimeProvider { get; }
 
     /// <summary>A short random id of this node, the prefix of its client ids.</summary>
     public string NodeId { get; }
 
     /// <summary>Channels this node receives from the broker: those with subscribers or parked polls, and those lingering after their last poll.</summary>
-    public int ActiveChannels => _channels.Count;
+    internal int ActiveChannels => _channels.Count;
 
     /// <summary>Long polls parked on this node right now.</summary>
-    public int ParkedPolls => Volatile.Read(ref _parked);
+    internal int ParkedPolls => Volatile.Read(ref _parked);
 
     /// <summary>Cancelled when the node begins to shut down: connections close with 1001 and parked polls answer.</summary>
     public CancellationToken Stopping => _stopping.Token;
@@ -88,7 +88,7 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     /// <summary>Starts the broker, begins receiving publications, and keeps this node's presence entries alive.</summary>
     public async ValueTask StartAsync(CancellationToken cancellationToken = default)
     {
-        await Broker.StartAsync(this, cancellationToken);
+        await Broker.StartAsync(new BrokerEvents(this), cancellationToken);
         var heartbeat = Options.PresenceNodeTimeout / 3;
         await RefreshPresenceAsync();
         _heartbeat ??= TimeProvider.CreateTimer(static state => _ = ((HeraldNode)state!).RefreshPresenceAsync(), this, heartbeat, heartbeat);
@@ -111,7 +111,7 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     }
 
     /// <summary>A new unique client id.</summary>
-    public string NewClientId() => $"{NodeId}-{Interlocked.Increment(ref _clientIds):x}";
+    internal string NewClientId() => $"{NodeId}-{Interlocked.Increment(ref _clientIds):x}";
 
     /// <summary>
     /// The head of <paramref name="channel"/> as the publications passing through this node tell it, for a channel the
@@ -178,9 +178,8 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
         }
     }
 
-    /// <inheritdoc/>
-    /// <remarks>The fan-out: the push frame is encoded once and the same bytes are queued to every subscriber.</remarks>
-    void IBrokerEventHandler.HandlePublication(string channel, Publication publication, string epoch)
+    /// <summary>The fan-out: the push frame is encoded once and the same bytes are queued to every subscriber.</summary>
+    private void HandlePublication(string channel, Publication publication, string epoch)
     {
         if (!_channels.TryGetValue(channel, out var entry))
         {
@@ -362,6 +361,15 @@ public sealed partial class HeraldNode : IBrokerEventHandler, IAsyncDisposable
     }
 
     private void PollEnded() => Interlocked.Decrement(ref _parked);
+
+    /// <summary>
+    /// What the broker calls with publications. A separate object rather than the node itself, so that the node's
+    /// public type does not offer anyone else a way to inject publications into its fan-out.
+    /// </summary>
+    private sealed class BrokerEvents(HeraldNode node) : IBrokerEventHandler
+    {
+        public void HandlePublication(string channel, Publication publication, string epoch) => node.HandlePublication(channel, publication, epoch);
+    }
 
     /// <summary>
     /// A long poll's interest in its channels: while it is held, the node receives them from the broker, and

@@ -126,7 +126,7 @@ public sealed class HeraldOptions
     public int MaxHttpRequestsPerSecondPerIp { get; set; } = 200;
 
     /// <summary>Returns the options of the namespace a channel belongs to, or <see langword="null"/> when it is unknown.</summary>
-    public NamespaceOptions? FindNamespace(string name) =>
+    internal NamespaceOptions? FindNamespace(string name) =>
         Namespaces.TryGetValue(name, out var ns) ? ns
         : name == DefaultNamespace ? DefaultNamespaceFallback
         : null;
@@ -242,5 +242,5 @@ public sealed class TokenOptions
     public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Whether any token validation is configured.</summary>
-    public bool IsConfigured => !string.IsNullOrEmpty(Secret) || !string.IsNullOrEmpty(PublicKeyFile) || !string.IsNullOrEmpty(JwksFile);
+    internal bool IsConfigured => !string.IsNullOrEmpty(Secret) || !string.IsNullOrEmpty(PublicKeyFile) || !string.IsNullOrEmpty(JwksFile);
 }

@@ -82,7 +82,11 @@ public sealed class PublishRequestBody
     [JsonPropertyName("data")] public JsonElement? Data { get; set; }
 }
 
-/// <summary>Source-generated (reflection-free) JSON metadata for the protocol's inbound types.</summary>
+/// <summary>Source-generated (reflection-free) JSON metadata for the protocol's inbound types, with the server's strict reader settings.</summary>
+/// <remarks>
+/// Internal: the members the generator emits (one per type it meets, <c>Int32</c>, <c>NullableUInt64</c>, …) follow the
+/// generator's version, not ours. Other readers of the wire declare their own context, as <c>Herald.Client</c> does.
+/// </remarks>
 [JsonSourceGenerationOptions(
     PropertyNameCaseInsensitive = false,
     ReadCommentHandling = JsonCommentHandling.Disallow,
@@ -92,4 +96,4 @@ public sealed class PublishRequestBody
 [JsonSerializable(typeof(Command))]
 [JsonSerializable(typeof(PollRequestBody))]
 [JsonSerializable(typeof(PublishRequestBody))]
-public sealed partial class ProtocolJsonContext : JsonSerializerContext;
+internal sealed partial class ProtocolJsonContext : JsonSerializerContext;

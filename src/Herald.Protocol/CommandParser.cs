@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace Herald.Protocol;
 
 /// <summary>Parses one command (one line of a frame) into a <see cref="Command"/>.</summary>
-public static class CommandParser
+internal static class CommandParser
 {
     /// <summary>
     /// Parses <paramref name="json"/>. On failure returns <see langword="false"/> with a message fit for a

@@ -3,9 +3,9 @@ using System.Text.Json;
 namespace Herald.Protocol;
 
 /// <summary>Pre-encoded property names of the wire protocol, so that hot paths never re-encode them.</summary>
-public static class ProtocolNames
+internal static class ProtocolNames
 {
-#pragma warning disable CS1591 // Each name is its own documentation; docs/protocol.md describes the fields.
+    // Each name is its own documentation; docs/protocol.md describes the fields.
     public static readonly JsonEncodedText Id = JsonEncodedText.Encode("id");
     public static readonly JsonEncodedText Result = JsonEncodedText.Encode("result");
     public static readonly JsonEncodedText Error = JsonEncodedText.Encode("error");
@@ -26,5 +26,4 @@ public static class ProtocolNames
     public static readonly JsonEncodedText Presence = JsonEncodedText.Encode("presence");
     public static readonly JsonEncodedText Version = JsonEncodedText.Encode("version");
     public static readonly JsonEncodedText Ping = JsonEncodedText.Encode("ping");
-#pragma warning restore CS1591
 }

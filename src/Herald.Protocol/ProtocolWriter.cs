@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace Herald.Protocol;
 
 /// <summary>Encodes server → client messages. Each method returns one newline-free JSON message.</summary>
-public static class ProtocolWriter
+internal static class ProtocolWriter
 {
     /// <summary>Writer options shared by every encoder: compact output, and no escaping beyond what JSON needs.</summary>
     public static readonly JsonWriterOptions WriterOptions = new()

@@ -17,7 +17,7 @@ namespace Herald.AspNetCore.Security;
 /// Unsigned tokens (<c>alg:none</c>) are refused, and each key only verifies its own algorithm family, so a token
 /// "signed" with HS256 using the RSA public key as the secret (algorithm confusion) never validates.
 /// </remarks>
-public sealed class JwtConnectAuthenticator : IConnectAuthenticator
+internal sealed class JwtConnectAuthenticator : IConnectAuthenticator
 {
     /// <summary>The claim that carries channel grants.</summary>
     public const string ChannelsClaim = "channels";

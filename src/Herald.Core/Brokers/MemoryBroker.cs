@@ -16,7 +16,7 @@ namespace Herald.Brokers;
 /// delivery order equal offset order at every node.
 /// <para>
 /// History past its TTL is dropped when the channel is read or published to, and by a sweep every
-/// <see cref="SweepInterval"/> for channels nobody touches any more, so a channel published to once does not keep its
+/// 10 seconds for channels nobody touches any more, so a channel published to once does not keep its
 /// publications for the life of the process. What stays of such a channel is its epoch and head offset (about 150
 /// bytes), which keep its offsets from ever restarting within an epoch.
 /// </para>
@@ -24,7 +24,7 @@ namespace Herald.Brokers;
 public sealed class MemoryLogStore : IDisposable
 {
     /// <summary>How often history past its TTL is dropped from channels nobody reads or publishes to.</summary>
-    public static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
+    internal static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(10);
 
     private readonly ConcurrentDictionary<string, ChannelLog> _logs = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, MemoryBroker[]> _subscribers = new(StringComparer.Ordinal);
@@ -37,7 +37,7 @@ public sealed class MemoryLogStore : IDisposable
     public MemoryLogStore(TimeProvider? timeProvider = null) => _time = timeProvider ?? TimeProvider.System;
 
     /// <summary>Publications held in history, all channels together (those past their TTL included until swept).</summary>
-    public long RetainedPublications
+    internal long RetainedPublications
     {
         get
         {
@@ -58,7 +58,7 @@ public sealed class MemoryLogStore : IDisposable
     /// channels without a snapshot (no copy of the channel table), one channel lock at a time. A timer
     /// does it every <see cref="SweepInterval"/>.
     /// </summary>
-    public void Sweep()
+    internal void Sweep()
     {
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         foreach (var (_, log) in _logs)
@@ -302,9 +302,16 @@ public sealed class MemoryBroker : IBroker
     private readonly bool _ownsStore;
     private IBrokerEventHandler? _handler;
 
-    /// <summary>Creates a broker with a store of its own: one node, the default.</summary>
-    public MemoryBroker(TimeProvider? timeProvider = null)
+    /// <summary>Creates a broker with a store of its own on the system clock: one node, the default.</summary>
+    public MemoryBroker()
+        : this(TimeProvider.System)
     {
+    }
+
+    /// <summary>Creates a broker with a store of its own on <paramref name="timeProvider"/>'s clock: one node.</summary>
+    public MemoryBroker(TimeProvider timeProvider)
+    {
+        ArgumentNullException.ThrowIfNull(timeProvider);
         _store = new MemoryLogStore(timeProvider);
         _ownsStore = true;
     }
@@ -316,13 +323,13 @@ public sealed class MemoryBroker : IBroker
     }
 
     /// <summary>The logs this broker reads and appends to.</summary>
-    public MemoryLogStore Store => _store;
+    internal MemoryLogStore Store => _store;
 
     /// <summary>Publications held in history by the store, all channels together.</summary>
-    public long RetainedPublications => _store.RetainedPublications;
+    internal long RetainedPublications => _store.RetainedPublications;
 
     /// <summary>Drops expired history now (see <see cref="MemoryLogStore.Sweep"/>).</summary>
-    public void Sweep() => _store.Sweep();
+    internal void Sweep() => _store.Sweep();
 
     /// <inheritdoc/>
     public ValueTask StartAsync(IBrokerEventHandler handler, CancellationToken cancellationToken = default)
@@ -347,7 +354,7 @@ public sealed class MemoryBroker : IBroker
     /// The channel's head, read at once without a lock; <see langword="false"/> for a channel never published to.
     /// An optimisation for callers that hold this concrete type; nothing in Herald depends on it.
     /// </summary>
-    public bool TryPeekHead(string channel, out StreamPosition head) => _store.TryPeekHead(channel, out head);
+    internal bool TryPeekHead(string channel, out StreamPosition head) => _store.TryPeekHead(channel, out head);
 
     /// <inheritdoc/>
     public ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default)

@@ -5,7 +5,7 @@ namespace Herald;
 /// Allowed characters are <c>A-Z a-z 0-9 _ - . : @ = ~</c>, so a name never needs JSON escaping and is always one URL path segment
 /// (which is why push frames can copy it verbatim). The namespace is the part before the first <c>:</c>.
 /// </remarks>
-public static class ChannelName
+internal static class ChannelName
 {
     /// <summary>Checks <paramref name="channel"/> against the rules and finds its namespace's options.</summary>
     /// <returns><see langword="null"/> when valid, otherwise a message for an <c>invalid_channel</c> error.</returns>

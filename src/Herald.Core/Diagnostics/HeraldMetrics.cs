@@ -13,7 +13,7 @@ namespace Herald.Diagnostics;
 /// <c>/metrics</c>) and, only while a listener such as OpenTelemetry is attached, the meter's
 /// <c>herald.delivery_latency</c> histogram. Each exporter sees every delivery once.
 /// </remarks>
-public sealed class HeraldMetrics : IDisposable
+internal sealed class HeraldMetrics : IDisposable
 {
     /// <summary>The name of Herald's meter.</summary>
     public const string MeterName = "Herald";

@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace Herald.Diagnostics;
 
 /// <summary>The transport that carried a delivery, as named in the <c>transport</c> label of Herald's metrics.</summary>
-public enum DeliveryTransport
+internal enum DeliveryTransport
 {
     /// <summary>A push in a WebSocket frame (<c>websocket</c>).</summary>
     WebSocket,
@@ -24,7 +24,7 @@ public enum DeliveryTransport
 /// updated with <see cref="Interlocked"/>. A reader adds the buckets up, which makes the <c>+Inf</c> bucket equal to the
 /// count by construction even while recording goes on; only the sum may be a few observations ahead or behind.
 /// </remarks>
-public sealed class LatencyHistogram
+internal sealed class LatencyHistogram
 {
     // Upper bounds in seconds: 100 µs (a loopback push) to 10 s (a short poll's interval, a stalled consumer).
     private static readonly double[] s_bounds = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -77,7 +77,7 @@ public sealed class LatencyHistogram
 /// Observations at or below each of <see cref="LatencyHistogram.BucketBounds"/>, then all of them (<c>+Inf</c>).
 /// </param>
 /// <param name="SumSeconds">The sum of all observations, in seconds.</param>
-public sealed record LatencySnapshot(IReadOnlyList<long> CumulativeBuckets, double SumSeconds)
+internal sealed record LatencySnapshot(IReadOnlyList<long> CumulativeBuckets, double SumSeconds)
 {
     /// <summary>How many observations were recorded (the <c>+Inf</c> bucket).</summary>
     public long Count => CumulativeBuckets[^1];

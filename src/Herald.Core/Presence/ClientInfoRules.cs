@@ -8,7 +8,7 @@ namespace Herald.Presence;
 /// The rules for client-supplied display information (<c>info</c> on <c>connect</c> and on polls) and for client ids
 /// that polling clients choose, shared by every transport so that all answer with the same codes.
 /// </summary>
-public static class ClientInfoRules
+internal static class ClientInfoRules
 {
     /// <summary>Longest client id a polling client may send.</summary>
     public const int MaxClientIdLength = 64;

@@ -39,7 +39,7 @@ public sealed class MemoryPresenceStore : IPresenceStore
     }
 
     /// <summary>Live poll leases, all channels together (expired ones not yet swept included).</summary>
-    public int LeaseCount => _leases.Values.Sum(c => Volatile.Read(ref c.Count));
+    internal int LeaseCount => _leases.Values.Sum(c => Volatile.Read(ref c.Count));
 
     /// <inheritdoc/>
     public ValueTask<IReadOnlyCollection<ClientInfo>> ListAsync(string channel, CancellationToken cancellationToken = default) => ValueTask.FromResult<IReadOnlyCollection<ClientInfo>>(List(channel));
@@ -215,7 +215,7 @@ public sealed class MemoryPresenceStore : IPresenceStore
     }
 
     /// <summary>Removes every expired lease of every channel; the periodic sweep.</summary>
-    public void SweepAll()
+    internal void SweepAll()
     {
         var now = Now;
         foreach (var (channel, leases) in _leases)

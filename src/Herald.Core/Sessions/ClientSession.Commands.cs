@@ -5,7 +5,7 @@ using Herald.Protocol;
 
 namespace Herald.Sessions;
 
-public sealed partial class ClientSession
+internal sealed partial class ClientSession
 {
     private static readonly string ServerVersion =
         typeof(ClientSession).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";

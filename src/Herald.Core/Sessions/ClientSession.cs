@@ -9,7 +9,7 @@ namespace Herald.Sessions;
 /// independent: a transport hands it frames and writes out what it queues in <see cref="Outbound"/>.
 /// </summary>
 /// <remarks>Commands of one session are handled one at a time, in order, so replies keep the order of commands.</remarks>
-public sealed partial class ClientSession
+internal sealed partial class ClientSession
 {
     private readonly ISessionTransport _transport;
     private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);

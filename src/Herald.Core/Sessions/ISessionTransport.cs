@@ -1,7 +1,7 @@
 namespace Herald.Sessions;
 
 /// <summary>What a <see cref="ClientSession"/> needs from the transport that carries it.</summary>
-public interface ISessionTransport
+internal interface ISessionTransport
 {
     /// <summary>The transport's name, as reported in stats (<c>websocket</c>).</summary>
     string Name { get; }

@@ -11,7 +11,7 @@ namespace Herald.Sessions;
 /// once, drops what it holds (so the memory is freed at once) and calls the overflow hook, which closes the
 /// connection as a slow consumer. Publishers never wait for a slow subscriber.
 /// </remarks>
-public sealed class OutboundQueue
+internal sealed class OutboundQueue
 {
     private readonly Channel<OutboundMessage> _channel;
     private readonly long _maxBytes;
@@ -95,4 +95,4 @@ public sealed class OutboundQueue
 /// <summary>A message waiting in an <see cref="OutboundQueue"/>.</summary>
 /// <param name="Bytes">The encoded message.</param>
 /// <param name="AcceptedTimestamp">For a push, when its publication was accepted (a Stopwatch timestamp); 0 otherwise.</param>
-public readonly record struct OutboundMessage(ReadOnlyMemory<byte> Bytes, long AcceptedTimestamp);
+internal readonly record struct OutboundMessage(ReadOnlyMemory<byte> Bytes, long AcceptedTimestamp);
