@@ -91,6 +91,44 @@ public sealed class PollingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task LongPollers_OnAChannelNoWebSocketSubscribes_AreWokenByEveryBurstOfRacingPublishers_AndSeeEveryOffsetOnce()
+    {
+        const string Channel = "chat:lp-race";
+        const int Publishers = 3;
+        const int PerPublisher = 150;
+        const int Total = Publishers * PerPublisher;
+        PollFollower[] followers = [new(Channel), new(Channel)];
+        foreach (var follower in followers)
+        {
+            await follower.PollAsync(_server, wait: 0);
+        }
+        // Between bursts the publishers await both pollers caught up and parked again, so each burst must wake parked
+        // polls; only the polls' interest makes the node receive the channel.
+        var publishing = RacingPublishers.RunAsync([_server], Channel, Publishers, PerPublisher, burst: 10,
+            readyForMore: upTo => followers.All(f => f.Offset >= upTo) && _server.Node.ParkedPolls == followers.Length,
+            waitingFor: "both long pollers catch up and park again");
+        var following = followers.Select(follower => Task.Run(async () =>
+        {
+            while (follower.Offset < Total && !publishing.IsFaulted)
+            {
+                await follower.PollAsync(_server, wait: 5);
+                Assert.True(follower.RanOutOfWait == 0, $"long poll #{follower.Polls} was held for its whole 5 s wait (now at offset {follower.Offset}) although the publishers were waiting for it to park");
+            }
+        })).ToArray();
+        var all = Task.WhenAll([.. following, publishing]); // a poller's failure says more than the publishers' wait for it
+        await Wait.ForAsync(all.ContinueWith(_ => true, TaskScheduler.Default), TimeSpan.FromSeconds(60), "the publishers and both pollers finish");
+        await all;
+
+        foreach (var follower in followers)
+        {
+            Assert.Equal((ulong)Total, follower.Offset);
+            RacingPublishers.AssertEachPublisherInOrder(follower.Data, Publishers, PerPublisher);
+        }
+        Assert.Equal(0, _server.Node.Metrics.WebSocketConnections);
+        Assert.Equal(1, _server.Node.ActiveChannels); // received for the polls alone, kept for the linger
+    }
+
+    [Fact]
     public async Task LongPoll_EndsEmptyWhenTheWaitRunsOut()
     {
         var (_, first, _) = await GetAsync("/poll?channel=chat:lpe");
