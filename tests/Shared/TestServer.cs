@@ -89,7 +89,9 @@ public sealed class TestServer : IAsyncDisposable
     /// </summary>
     public static async Task<TestCluster> StartClusterAsync(int count, Action<HeraldOptions>? configure = null)
     {
-        var shared = new SharedStores();
+        var options = new HeraldOptions();
+        configure?.Invoke(options);
+        var shared = new SharedStores(options);
         var nodes = new List<TestServer>();
         for (var i = 0; i < count; i++)
         {
@@ -118,11 +120,12 @@ public sealed class TestServer : IAsyncDisposable
 }
 
 /// <summary>The stores several test nodes share, standing in for one Redis.</summary>
-public sealed class SharedStores : IAsyncDisposable
+public sealed class SharedStores(HeraldOptions options) : IAsyncDisposable
 {
     public MemoryLogStore Logs { get; } = new();
 
-    public MemoryPresenceStore Presence { get; } = new(new HeraldOptions());
+    /// <summary>The presence store, with the cluster's presence settings (lease limit, sweep period).</summary>
+    public MemoryPresenceStore Presence { get; } = new(options);
 
     public async ValueTask DisposeAsync()
     {

@@ -16,7 +16,7 @@ internal static class MetricsEndpoint
         var m = node.Metrics;
         var text = new StringBuilder(2048);
         Metric(text, "herald_connections", "gauge", "Open connections by transport.", ("transport=\"websocket\"", m.WebSocketConnections));
-        Metric(text, "herald_channels", "gauge", "Channels with at least one subscriber on this node.", (null, node.ActiveChannels));
+        Metric(text, "herald_channels", "gauge", "Channels this node receives from the broker (subscribers, parked polls, lingering interest).", (null, node.ActiveChannels));
         Metric(text, "herald_polls_parked", "gauge", "Long polls waiting for a publication.", (null, node.ParkedPolls));
         Metric(text, "herald_publications_total", "counter", "Publications appended through this node.", (null, m.Publications));
         Metric(text, "herald_deliveries_total", "counter", "Publications queued to WebSocket subscribers of this node.", (null, m.Deliveries));

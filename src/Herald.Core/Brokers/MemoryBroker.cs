@@ -300,6 +300,7 @@ public sealed class MemoryBroker : IBroker
 {
     private readonly MemoryLogStore _store;
     private readonly bool _ownsStore;
+    private readonly ConcurrentDictionary<string, byte> _subscribed = new(StringComparer.Ordinal);
     private IBrokerEventHandler? _handler;
 
     /// <summary>Creates a broker with a store of its own on the system clock: one node, the default.</summary>
@@ -359,6 +360,7 @@ public sealed class MemoryBroker : IBroker
     /// <inheritdoc/>
     public ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default)
     {
+        _subscribed[channel] = 0;
         _store.Subscribe(channel, this);
         return ValueTask.CompletedTask;
     }
@@ -366,6 +368,7 @@ public sealed class MemoryBroker : IBroker
     /// <inheritdoc/>
     public ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default)
     {
+        _subscribed.TryRemove(channel, out _);
         _store.Unsubscribe(channel, this);
         return ValueTask.CompletedTask;
     }
@@ -374,6 +377,12 @@ public sealed class MemoryBroker : IBroker
     public ValueTask DisposeAsync()
     {
         _handler = null;
+        // A node that stops leaves a shared store: the other nodes go on without handing it anything.
+        foreach (var (channel, _) in _subscribed)
+        {
+            _store.Unsubscribe(channel, this);
+        }
+        _subscribed.Clear();
         if (_ownsStore)
         {
             _store.Dispose();
