@@ -37,13 +37,13 @@ internal static class Recovery
         {
             return new RecoveryResult(head, Recovered: null, [], head);
         }
-        if (from.Epoch != head.Epoch)
+        switch (CheckCursor(from.Offset, from.Epoch, head)?.Code)
         {
-            return new RecoveryResult(head, Recovered: false, [], head);
-        }
-        if (from.Offset > head.Offset)
-        {
-            return new RecoveryResult(head, Recovered: null, [], head, InvalidPosition: true);
+            case ErrorCodes.EpochMismatch:
+                // A new epoch is a new log: what the client held is gone, and it is told so.
+                return new RecoveryResult(head, Recovered: false, [], head);
+            case ErrorCodes.InvalidPosition:
+                return new RecoveryResult(head, Recovered: null, [], head, InvalidPosition: true);
         }
         if (from.Offset == head.Offset)
         {
