@@ -33,7 +33,6 @@ public sealed class RedisBroker : IBroker
     internal static readonly TimeSpan UnpublishedEpochLifetime = TimeSpan.FromDays(1);
 
     private readonly RedisConnection _connection;
-    private readonly bool _ownsConnection;
     private readonly RedisKeys _keys;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
@@ -45,16 +44,15 @@ public sealed class RedisBroker : IBroker
     /// <param name="options">The key prefix (its <see cref="RedisBrokerOptions.Configuration"/> is not used).</param>
     /// <param name="logger">Where failures to deliver are logged.</param>
     public RedisBroker(IConnectionMultiplexer multiplexer, RedisBrokerOptions options, ILogger<RedisBroker>? logger = null)
-        : this(new RedisConnection(multiplexer), options, logger, ownsConnection: true)
+        : this(new RedisConnection(multiplexer), options, logger)
     {
     }
 
-    internal RedisBroker(RedisConnection connection, RedisBrokerOptions options, ILogger? logger, bool ownsConnection = false)
+    internal RedisBroker(RedisConnection connection, RedisBrokerOptions options, ILogger? logger)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(options);
         _connection = connection;
-        _ownsConnection = ownsConnection;
         _keys = new RedisKeys(options.Prefix);
         _logger = logger ?? NullLogger.Instance;
     }
@@ -175,10 +173,6 @@ public sealed class RedisBroker : IBroker
                     // Redis is gone: it has already forgotten the subscription.
                 }
             }
-        }
-        if (_ownsConnection)
-        {
-            await _connection.DisposeAsync();
         }
     }
 

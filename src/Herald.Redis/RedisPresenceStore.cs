@@ -82,27 +82,24 @@ public sealed class RedisPresenceStore : IPresenceStore
         """;
 
     private readonly RedisConnection _connection;
-    private readonly bool _ownsConnection;
     private readonly RedisKeys _keys;
     private readonly int _maxLeasesPerChannel;
-    private int _disposed;
 
     /// <summary>Creates a store on a connection the caller owns (and disposes after the store).</summary>
     /// <param name="multiplexer">The connection to Redis.</param>
     /// <param name="options">The key prefix.</param>
     /// <param name="heraldOptions">The lease limit (<see cref="HeraldOptions.MaxPollPresencePerChannel"/>).</param>
     public RedisPresenceStore(IConnectionMultiplexer multiplexer, RedisBrokerOptions options, HeraldOptions heraldOptions)
-        : this(new RedisConnection(multiplexer), options, heraldOptions, ownsConnection: true)
+        : this(new RedisConnection(multiplexer), options, heraldOptions)
     {
     }
 
-    internal RedisPresenceStore(RedisConnection connection, RedisBrokerOptions options, HeraldOptions heraldOptions, bool ownsConnection = false)
+    internal RedisPresenceStore(RedisConnection connection, RedisBrokerOptions options, HeraldOptions heraldOptions)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(heraldOptions);
         _connection = connection;
-        _ownsConnection = ownsConnection;
         _keys = new RedisKeys(options.Prefix);
         _maxLeasesPerChannel = heraldOptions.MaxPollPresencePerChannel;
     }
@@ -210,13 +207,8 @@ public sealed class RedisPresenceStore : IPresenceStore
     }
 
     /// <inheritdoc/>
-    public async ValueTask DisposeAsync()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) == 0 && _ownsConnection)
-        {
-            await _connection.DisposeAsync();
-        }
-    }
+    /// <remarks>The connection is not this store's: whoever made it (the caller, or the service container) closes it.</remarks>
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 
     private async ValueTask<IDatabase> DatabaseAsync(CancellationToken cancellationToken) =>
         (await _connection.GetAsync(cancellationToken)).GetDatabase();

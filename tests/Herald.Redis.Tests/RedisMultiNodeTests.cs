@@ -47,7 +47,7 @@ public sealed class RedisMultiNodeTests(RedisServerFixture redis)
         using var presence = JsonDocument.Parse(await b.Api.GetStringAsync($"/api/channels/{Channel}/presence"));
         Assert.Single(presence.RootElement.GetProperty("presence").EnumerateObject());
 
-        // History through B holds what was published, in A's epoch.
+        // History through A holds what B published, in the epoch the subscribe promised.
         using var history = JsonDocument.Parse(await a.Api.GetStringAsync($"/api/channels/{Channel}/history"));
         Assert.Equal(epoch, history.RootElement.GetProperty("epoch").GetString());
         Assert.Equal(1UL, Assert.Single(history.RootElement.GetProperty("publications").EnumerateArray()).GetProperty("offset").GetUInt64());
