@@ -43,7 +43,7 @@ public sealed class RedisPresenceStoreTests(RedisServerFixture redis) : IAsyncLi
     public async Task Members_OfANodeThatStopsRefreshing_DisappearAfterItsTtl_OthersStay()
     {
         await using var store = NewStore();
-        await store.RefreshNodeAsync("dying", TimeSpan.FromSeconds(1));
+        await store.RefreshNodeAsync("dying", TimeSpan.FromSeconds(2));
         await store.RefreshNodeAsync("alive", TimeSpan.FromMinutes(1));
         await store.AddAsync("chat:room", new ClientInfo("ann", "ann-1"), "dying");
         await store.AddAsync("chat:room", new ClientInfo("bob", "bob-1"), "alive");
@@ -60,7 +60,7 @@ public sealed class RedisPresenceStoreTests(RedisServerFixture redis) : IAsyncLi
     {
         await using var store = NewStore();
         using var info = JsonDocument.Parse("""{"name":"Pat"}""");
-        Assert.True(await store.TouchLeaseAsync("chat:room", "pat-1", "pat", info.RootElement, TimeSpan.FromMilliseconds(600)));
+        Assert.True(await store.TouchLeaseAsync("chat:room", "pat-1", "pat", info.RootElement, TimeSpan.FromSeconds(2)));
         Assert.True(await store.TouchLeaseAsync("chat:room", "kim-1", "kim", null, TimeSpan.FromMinutes(1)));
         var pat = Assert.Single(await store.ListAsync("chat:room"), c => c.Client == "pat-1");
         Assert.Equal("pat", pat.User);
