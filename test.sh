@@ -5,7 +5,7 @@
 #
 #   bash test.sh
 #
-# Installs what is missing: Node.js/npm, AFL++, Chromium, nginx and its Nchan module through apt-get (with sudo when not root). The .NET 10 SDK must be there.
+# Installs what is missing: Node.js/npm, redis-server, AFL++, Chromium, nginx and its Nchan module through apt-get (with sudo when not root). The .NET 10 SDK must be there.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,6 +37,21 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   fi
   "${SUDO[@]}" apt-get update
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm
+fi
+
+# The Redis tests (tests/Herald.Redis.Tests) start redis-server on a port of their own; install it when missing.
+if ! command -v redis-server >/dev/null 2>&1; then
+  say "redis-server missing: installing it with apt-get"
+  command -v apt-get >/dev/null 2>&1 || die "redis-server is missing and apt-get is not available; install Redis 7 (redis-server on PATH) and run this again."
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "redis-server is missing; installing it needs root or sudo."
+    SUDO=(sudo)
+  fi
+  "${SUDO[@]}" apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+  # Debian's package starts a system-wide server on 6379; the tests never use it, so it is stopped (and not started at boot).
+  { "${SUDO[@]}" systemctl disable --now redis-server || "${SUDO[@]}" service redis-server stop; } >/dev/null 2>&1 || true
 fi
 
 NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"

@@ -28,6 +28,11 @@ builder.Services.AddHerald(options =>
         options.ApiKey = generatedApiKey;
     }
 });
+// Herald:Redis:Configuration set: every server on that Redis is one Herald (history, fan-out and presence in Redis).
+if (!string.IsNullOrWhiteSpace(builder.Configuration["Herald:Redis:Configuration"]))
+{
+    builder.Services.AddHeraldRedis();
+}
 
 var app = builder.Build();
 app.UseDefaultFiles();

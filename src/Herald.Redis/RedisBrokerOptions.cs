@@ -1,0 +1,14 @@
+namespace Herald.Redis;
+
+/// <summary>Where the Redis broker and presence store keep their data; bound from <c>Herald:Redis</c>.</summary>
+public sealed class RedisBrokerOptions
+{
+    /// <summary>The configuration section the options are bound from.</summary>
+    public const string SectionName = "Herald:Redis";
+
+    /// <summary>A StackExchange.Redis configuration string, e.g. <c>localhost:6379</c> (<c>Herald:Redis:Configuration</c>).</summary>
+    public string? Configuration { get; set; }
+
+    /// <summary>The first part of every key and Pub/Sub channel name, so several Heralds can share one Redis (<c>Herald:Redis:Prefix</c>).</summary>
+    public string Prefix { get; set; } = "herald";
+}

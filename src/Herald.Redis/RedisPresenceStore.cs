@@ -1,0 +1,256 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+using System.Runtime.InteropServices;
+using Herald.Brokers;
+using Herald.Presence;
+using Herald.Protocol;
+using StackExchange.Redis;
+using ClientInfo = Herald.Protocol.ClientInfo;
+using StreamPosition = Herald.Protocol.StreamPosition;
+
+namespace Herald.Redis;
+
+/// <summary>
+/// Presence shared by every node on one Redis. A channel's members are a hash (client id → member); a member is
+/// listed while its node's heartbeat key exists. Poll leases are a sorted set scored by expiry, with their data in a
+/// hash beside it; expired ones are never listed and are removed by the next touch.
+/// </summary>
+/// <remarks>
+/// Times are the Redis server's clock, so nodes with skewed clocks agree on what has expired. Failures to reach
+/// Redis are thrown as <see cref="BrokerUnavailableException"/>.
+/// </remarks>
+public sealed class RedisPresenceStore : IPresenceStore
+{
+    /// <summary>How long a node counts as alive after adding its first member, before its first heartbeat.</summary>
+    private static readonly TimeSpan FirstMemberNodeLifetime = TimeSpan.FromMinutes(1);
+
+    // KEYS: leases, lease-data. ARGV: client, user, entry, ttl ms, max leases. Returns 1 when listed, 0 when refused.
+    private const string TouchLeaseScript = """
+        local leases, data = KEYS[1], KEYS[2]
+        local client, user, entry, ttl, max = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', '(' .. now)
+        if #expired > 0 then
+          redis.call('ZREM', leases, unpack(expired))
+          redis.call('HDEL', data, unpack(expired))
+        end
+        local existing = redis.call('HGET', data, client)
+        if existing then
+          local length = tonumber(string.match(existing, '^(%d+):'))
+          local holder = string.sub(existing, #tostring(length) + 2, #tostring(length) + 1 + length)
+          if holder ~= user then return 0 end
+        elseif redis.call('ZCARD', leases) >= max then
+          return 0
+        end
+        -- GT: a touch moves the end later, never earlier.
+        redis.call('ZADD', leases, 'GT', now + ttl, client)
+        redis.call('HSET', data, client, #user .. ':' .. user .. entry)
+        -- The keys go with their last lease, so a channel nobody polls any more leaves nothing behind.
+        if redis.call('PTTL', leases) < ttl then
+          redis.call('PEXPIRE', leases, ttl)
+          redis.call('PEXPIRE', data, ttl)
+        end
+        return 1
+        """;
+
+    // KEYS: leases, lease-data. ARGV: client, user.
+    private const string EndLeaseScript = """
+        local leases, data = KEYS[1], KEYS[2]
+        local client, user = ARGV[1], ARGV[2]
+        local existing = redis.call('HGET', data, client)
+        if not existing then return 0 end
+        local length = tonumber(string.match(existing, '^(%d+):'))
+        if string.sub(existing, #tostring(length) + 2, #tostring(length) + 1 + length) ~= user then return 0 end
+        redis.call('ZREM', leases, client)
+        redis.call('HDEL', data, client)
+        return 1
+        """;
+
+    // KEYS: members, leases, lease-data. Returns { members as field, value, …; live lease entries }.
+    private const string ListScript = """
+        local members, leases, data = KEYS[1], KEYS[2], KEYS[3]
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local live = redis.call('ZRANGEBYSCORE', leases, now, '+inf')
+        local entries = {}
+        if #live > 0 then
+          entries = redis.call('HMGET', data, unpack(live))
+        end
+        return { redis.call('HGETALL', members), entries }
+        """;
+
+    private readonly RedisConnection _connection;
+    private readonly RedisKeys _keys;
+    private readonly int _maxLeasesPerChannel;
+
+    /// <summary>Creates a store on a connection the caller owns (and disposes after the store).</summary>
+    /// <param name="multiplexer">The connection to Redis.</param>
+    /// <param name="options">The key prefix.</param>
+    /// <param name="heraldOptions">The lease limit (<see cref="HeraldOptions.MaxPollPresencePerChannel"/>).</param>
+    public RedisPresenceStore(IConnectionMultiplexer multiplexer, RedisBrokerOptions options, HeraldOptions heraldOptions)
+        : this(new RedisConnection(multiplexer), options, heraldOptions)
+    {
+    }
+
+    internal RedisPresenceStore(RedisConnection connection, RedisBrokerOptions options, HeraldOptions heraldOptions)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(heraldOptions);
+        _connection = connection;
+        _keys = new RedisKeys(options.Prefix);
+        _maxLeasesPerChannel = heraldOptions.MaxPollPresencePerChannel;
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask AddAsync(string channel, ClientInfo member, string node, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(member);
+        var database = await DatabaseAsync(cancellationToken);
+        var entry = Encode(member, node);
+        // A node is alive from its first member on; its heartbeat keeps it so.
+        var alive = database.StringSetAsync(_keys.Node(node), 1, FirstMemberNodeLifetime, When.NotExists);
+        var added = database.HashSetAsync(_keys.Members(channel), member.Client, entry);
+        await RedisErrors.GuardAsync(Task.WhenAll(alive, added), cancellationToken);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask RemoveAsync(string channel, string client, CancellationToken cancellationToken = default)
+    {
+        var database = await DatabaseAsync(cancellationToken);
+        await RedisErrors.GuardAsync(database.HashDeleteAsync(_keys.Members(channel), client), cancellationToken);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask RefreshNodeAsync(string node, TimeSpan ttl, CancellationToken cancellationToken = default)
+    {
+        var database = await DatabaseAsync(cancellationToken);
+        await RedisErrors.GuardAsync(database.StringSetAsync(_keys.Node(node), 1, ttl), cancellationToken);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask<bool> TouchLeaseAsync(string channel, string client, string user, JsonElement? info, TimeSpan ttl, CancellationToken cancellationToken = default)
+    {
+        var database = await DatabaseAsync(cancellationToken);
+        RedisValue[] args =
+        [
+            client,
+            user,
+            Encode(new ClientInfo(user, client) { Info = info }, node: null),
+            Math.Max(1, (long)ttl.TotalMilliseconds),
+            _maxLeasesPerChannel,
+        ];
+        var result = await RedisErrors.GuardAsync(database.ScriptEvaluateAsync(TouchLeaseScript, [_keys.Leases(channel), _keys.LeaseData(channel)], args), cancellationToken);
+        return (long)result == 1;
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask EndLeaseAsync(string channel, string client, string user, CancellationToken cancellationToken = default)
+    {
+        var database = await DatabaseAsync(cancellationToken);
+        await RedisErrors.GuardAsync(database.ScriptEvaluateAsync(EndLeaseScript, [_keys.Leases(channel), _keys.LeaseData(channel)], [client, user]), cancellationToken);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask<IReadOnlyCollection<ClientInfo>> ListAsync(string channel, CancellationToken cancellationToken = default)
+    {
+        var database = await DatabaseAsync(cancellationToken);
+        var result = (RedisResult[])(await RedisErrors.GuardAsync(
+            database.ScriptEvaluateAsync(ListScript, [_keys.Members(channel), _keys.Leases(channel), _keys.LeaseData(channel)]), cancellationToken))!;
+        var memberFields = (RedisResult[])result[0]!;
+        var leaseEntries = (RedisResult[])result[1]!;
+
+        var members = new List<(ClientInfo Info, string Node)>(memberFields.Length / 2);
+        for (var i = 0; i + 1 < memberFields.Length; i += 2)
+        {
+            if (Decode((byte[])memberFields[i + 1]!) is { } member)
+            {
+                members.Add((member.Info, member.Node ?? ""));
+            }
+        }
+        // Node keys live on their own slots, so they are asked one by one (pipelined), not with one MGET.
+        var nodes = members.Select(m => m.Node).Distinct(StringComparer.Ordinal).ToArray();
+        var alive = await RedisErrors.GuardAsync(Task.WhenAll(nodes.Select(n => database.KeyExistsAsync(_keys.Node(n)))), cancellationToken);
+        var live = new HashSet<string>(nodes.Where((_, i) => alive[i]), StringComparer.Ordinal);
+
+        var listed = new List<ClientInfo>(members.Count + leaseEntries.Length);
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (info, node) in members)
+        {
+            if (live.Contains(node) && ids.Add(info.Client))
+            {
+                listed.Add(info);
+            }
+        }
+        foreach (var raw in leaseEntries)
+        {
+            var value = (byte[]?)raw;
+            if (value is null)
+            {
+                continue; // expired and removed between the two reads of the script: not listed
+            }
+            // "<user byte length>:<user><member JSON>"
+            var colon = Array.IndexOf(value, (byte)':');
+            if (colon < 0 || !int.TryParse(value.AsSpan(0, colon), out var userLength) || colon + 1 + userLength > value.Length)
+            {
+                continue;
+            }
+            // One entry per client id: a WebSocket member wins over a poll lease that claims its id.
+            if (Decode(value[(colon + 1 + userLength)..]) is { } lease && ids.Add(lease.Info.Client))
+            {
+                listed.Add(lease.Info);
+            }
+        }
+        return listed;
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>The connection is not this store's: whoever made it (the caller, or the service container) closes it.</remarks>
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+
+    private async ValueTask<IDatabase> DatabaseAsync(CancellationToken cancellationToken) =>
+        (await _connection.GetAsync(cancellationToken)).GetDatabase();
+
+    /// <summary><c>{"user":…,"client":…,"info":{…},"node":…}</c>; info and node only when there are some.</summary>
+    private static byte[] Encode(ClientInfo member, string? node)
+    {
+        var buffer = new ArrayBufferWriter<byte>(128);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("user", member.User);
+            writer.WriteString("client", member.Client);
+            if (member.Info is { } info)
+            {
+                writer.WritePropertyName("info");
+                writer.WriteRawValue(JsonMarshal.GetRawUtf8Value(info), skipInputValidation: true);
+            }
+            if (node is not null)
+            {
+                writer.WriteString("node", node);
+            }
+            writer.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static (ClientInfo Info, string? Node)? Decode(byte[] json)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(json);
+            var root = document.RootElement;
+            var info = new ClientInfo(root.GetProperty("user").GetString() ?? "", root.GetProperty("client").GetString() ?? "")
+            {
+                Info = root.TryGetProperty("info", out var i) ? i.Clone() : null,
+            };
+            return (info, root.TryGetProperty("node", out var n) ? n.GetString() : null);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or KeyNotFoundException)
+        {
+            return null; // not written by Herald: not listed
+        }
+    }
+}

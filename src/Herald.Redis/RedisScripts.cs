@@ -1,0 +1,121 @@
+namespace Herald.Redis;
+
+/// <summary>
+/// The Lua scripts of the broker. Each runs atomically on the server that holds the channel's keys, with the server's
+/// clock (<c>TIME</c>), so every node agrees on timestamps and on what has expired.
+/// </summary>
+internal static class RedisScripts
+{
+    // Drops the oldest entries of a stream whose timestamp (field 't') is older than the cutoff. Offsets and timestamps
+    // grow together, so it stops at the first entry it keeps: nothing to do costs one XRANGE of one entry.
+    private const string TrimExpired = """
+        local function trim_expired(stream, cutoff)
+          while true do
+            local batch = redis.call('XRANGE', stream, '-', '+', 'COUNT', 16)
+            if #batch == 0 then return end
+            for _, entry in ipairs(batch) do
+              local fields = entry[2]
+              local ts = 0
+              for i = 1, #fields, 2 do
+                if fields[i] == 't' then ts = tonumber(fields[i + 1]) end
+              end
+              if ts >= cutoff then
+                redis.call('XTRIM', stream, 'MINID', entry[1])
+                return
+              end
+            end
+            local last = batch[#batch][1]
+            redis.call('XTRIM', stream, 'MINID', string.format('%d', tonumber(string.match(last, '^(%d+)')) + 1))
+          end
+        end
+        local function now_ms()
+          local t = redis.call('TIME')
+          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        end
+        """;
+
+    /// <summary>
+    /// KEYS: meta, stream. ARGV: data, has info ('1'/'0'), user, client, history size, history TTL ms, a fresh epoch
+    /// (used when the channel has none), Pub/Sub channel. Returns { offset, epoch, timestamp }.
+    /// </summary>
+    /// <remarks>
+    /// Appending and publishing in one script is what makes delivery order offset order: Redis runs one script at a
+    /// time, so two publications of a channel reach the Pub/Sub channel in the order their offsets were given.
+    /// The message published is <c>"&lt;offset&gt; &lt;epoch&gt; &lt;timestamp&gt; &lt;user bytes&gt; &lt;client bytes&gt;\n"</c>
+    /// followed by the user, the client and the data (user and client lengths -1 when there is no info): binary-safe,
+    /// and the data travels as is (see <see cref="PublicationMessage"/>).
+    /// </remarks>
+    public const string Publish = TrimExpired + "\n" + """
+        local meta, stream = KEYS[1], KEYS[2]
+        local data, has_info, user, client = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+        local size, ttl, fresh_epoch, pubsub = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
+        local epoch = redis.call('HGET', meta, 'epoch')
+        if not epoch then
+          -- A new log: whatever stream an older generation left is not part of it.
+          epoch = fresh_epoch
+          redis.call('HSET', meta, 'epoch', epoch)
+          redis.call('DEL', stream)
+        end
+        -- A read may have created the epoch with an expiry; once published to, the head and epoch stay.
+        redis.call('PERSIST', meta)
+        local offset = redis.call('HINCRBY', meta, 'head', 1)
+        local now = now_ms()
+        local id = string.format('%d', offset)
+        if size > 0 then
+          if has_info == '1' then
+            redis.call('XADD', stream, id .. '-0', 't', now, 'd', data, 'u', user, 'c', client)
+          else
+            redis.call('XADD', stream, id .. '-0', 't', now, 'd', data)
+          end
+          redis.call('XTRIM', stream, 'MAXLEN', size)
+          if ttl > 0 then
+            trim_expired(stream, now - ttl)
+            -- The newest entry expires last, so the whole stream may go then: an idle channel frees its history.
+            redis.call('PEXPIRE', stream, ttl)
+          end
+        else
+          redis.call('DEL', stream)
+        end
+        local header
+        if has_info == '1' then
+          header = id .. ' ' .. epoch .. ' ' .. string.format('%d', now) .. ' ' .. #user .. ' ' .. #client .. '\n' .. user .. client
+        else
+          header = id .. ' ' .. epoch .. ' ' .. string.format('%d', now) .. ' -1 -1\n'
+        end
+        redis.call('PUBLISH', pubsub, header .. data)
+        return { offset, epoch, now }
+        """;
+
+    /// <summary>
+    /// KEYS: meta, stream. ARGV: after offset ('' for the newest), limit, history TTL ms, a fresh epoch, how long an
+    /// epoch made by a read lives without a publication (ms). Returns { head, epoch, entries, newest first (1/0) }.
+    /// </summary>
+    /// <remarks>
+    /// A channel never published to gets its epoch here, so the first publication keeps the epoch a read promised. It
+    /// expires unless a publication comes, so reading made-up channel names does not fill Redis.
+    /// </remarks>
+    public const string Read = TrimExpired + "\n" + """
+        local meta, stream = KEYS[1], KEYS[2]
+        local after, limit, ttl, fresh_epoch, idle = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+        local state = redis.call('HMGET', meta, 'head', 'epoch')
+        local head, epoch = tonumber(state[1]) or 0, state[2]
+        if not epoch then
+          epoch = fresh_epoch
+          redis.call('HSET', meta, 'epoch', epoch)
+          redis.call('PEXPIRE', meta, idle)
+        elseif head == 0 then
+          redis.call('PEXPIRE', meta, idle)
+        end
+        if head == 0 or limit <= 0 or (after ~= '' and tonumber(after) >= head) then
+          return { head, epoch, {}, 0 }
+        end
+        if ttl > 0 then
+          trim_expired(stream, now_ms() - ttl)
+        end
+        if after == '' then
+          return { head, epoch, redis.call('XREVRANGE', stream, '+', '-', 'COUNT', limit), 1 }
+        end
+        local from = string.format('%d', tonumber(after) + 1) .. '-0'
+        return { head, epoch, redis.call('XRANGE', stream, from, '+', 'COUNT', limit), 0 }
+        """;
+}

@@ -1,0 +1,55 @@
+using System.Net;
+using System.Text.Json;
+using Herald.Integration.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Herald.Redis.Tests;
+
+/// <summary>Two Herald servers (real Kestrel, each on its own loopback port) on one real Redis: one Herald.</summary>
+[Collection(RedisCollection.Name)]
+public sealed class RedisMultiNodeTests(RedisServerFixture redis)
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
+
+    private Task<TestServer> StartNodeAsync(string prefix) =>
+        TestServer.StartAsync(configureServices: services => services.AddHeraldRedis(o =>
+        {
+            o.Configuration = redis.Configuration;
+            o.Prefix = prefix;
+        }));
+
+    [Fact]
+    public async Task WebSocketSubscriberOnA_ReceivesWhatBsApiPublishes_AndBListsItsPresence()
+    {
+        var prefix = "e2e-" + Guid.NewGuid().ToString("N")[..12];
+        const string Channel = "chat:redis-e2e";
+        await using var a = await StartNodeAsync(prefix);
+        await using var b = await StartNodeAsync(prefix);
+
+        await using var subscriber = await a.ConnectAsync();
+        var subscribed = (await subscriber.CommandAsync($$"""{"op":"subscribe","channel":"{{Channel}}"}""")).GetProperty("result");
+        Assert.Equal(0UL, subscribed.GetProperty("offset").GetUInt64());
+        var epoch = subscribed.GetProperty("epoch").GetString();
+
+        using var published = await b.Api.PostAsync("/api/publish", new StringContent($$$"""{"channel":"{{{Channel}}}","data":{"text":"from b"}}"""));
+        var answer = await published.Content.ReadAsStringAsync();
+        Assert.True(published.StatusCode == HttpStatusCode.OK, $"POST /api/publish on B answered {(int)published.StatusCode}: {answer}");
+        using var position = JsonDocument.Parse(answer);
+        Assert.Equal(1UL, position.RootElement.GetProperty("offset").GetUInt64());
+        Assert.Equal(epoch, position.RootElement.GetProperty("epoch").GetString());
+
+        var push = (await subscriber.NextPushAsync(Deadline)).GetProperty("push");
+        Assert.Equal(Channel, push.GetProperty("channel").GetString());
+        Assert.Equal(1UL, push.GetProperty("pub").GetProperty("offset").GetUInt64());
+        Assert.Equal("from b", push.GetProperty("pub").GetProperty("data").GetProperty("text").GetString());
+
+        // The subscriber on A is present, as seen from B.
+        using var presence = JsonDocument.Parse(await b.Api.GetStringAsync($"/api/channels/{Channel}/presence"));
+        Assert.Single(presence.RootElement.GetProperty("presence").EnumerateObject());
+
+        // History through A holds what B published, in the epoch the subscribe promised.
+        using var history = JsonDocument.Parse(await a.Api.GetStringAsync($"/api/channels/{Channel}/history"));
+        Assert.Equal(epoch, history.RootElement.GetProperty("epoch").GetString());
+        Assert.Equal(1UL, Assert.Single(history.RootElement.GetProperty("publications").EnumerateArray()).GetProperty("offset").GetUInt64());
+    }
+}

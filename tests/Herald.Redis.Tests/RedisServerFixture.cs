@@ -1,0 +1,149 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using StackExchange.Redis;
+
+namespace Herald.Redis.Tests;
+
+/// <summary>
+/// A real <c>redis-server</c> of the test run's own, on a free loopback port with no persistence, in a temporary
+/// directory; killed by its PID when the collection is done. Tests never use the system's Redis (port 6379).
+/// </summary>
+public sealed class RedisServerFixture : IAsyncLifetime
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
+
+    private Process? _process;
+    private string? _directory;
+
+    public int Port { get; private set; }
+
+    /// <summary>A StackExchange.Redis configuration string for this server.</summary>
+    public string Configuration => $"127.0.0.1:{Port},abortConnect=false,connectTimeout=2000,syncTimeout=5000,asyncTimeout=5000";
+
+    public async Task InitializeAsync()
+    {
+        _directory = Directory.CreateTempSubdirectory("herald-redis-").FullName;
+        // A port found free may be taken before redis-server binds it; then try another.
+        for (var attempt = 1; ; attempt++)
+        {
+            Port = FreePort();
+            var start = new ProcessStartInfo("redis-server")
+            {
+                WorkingDirectory = _directory,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var arg in new[] { "--port", Port.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _directory })
+            {
+                start.ArgumentList.Add(arg);
+            }
+            try
+            {
+                _process = Process.Start(start) ?? throw new InvalidOperationException("redis-server did not start");
+            }
+            catch (Win32Exception ex)
+            {
+                throw new InvalidOperationException(
+                    "redis-server is not installed (or not on PATH); the Redis tests need it. Install it, e.g. 'apt-get install redis-server' (test.sh does).", ex);
+            }
+            _process.OutputDataReceived += (_, _) => { };
+            _process.ErrorDataReceived += (_, _) => { };
+            _process.BeginOutputReadLine();
+            _process.BeginErrorReadLine();
+            if (await WaitForPingAsync())
+            {
+                return;
+            }
+            Kill();
+            if (attempt == 3)
+            {
+                throw new InvalidOperationException($"redis-server did not answer PING on 127.0.0.1:{Port} within {StartTimeout.TotalSeconds} s (three attempts)");
+            }
+        }
+    }
+
+    /// <summary>A new connection of its own: one per node, as separate processes would have.</summary>
+    public async Task<ConnectionMultiplexer> ConnectAsync() => await ConnectionMultiplexer.ConnectAsync(Configuration);
+
+    public Task DisposeAsync()
+    {
+        Kill();
+        if (_directory is not null)
+        {
+            try
+            {
+                Directory.Delete(_directory, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return Task.CompletedTask;
+    }
+
+    private void Kill()
+    {
+        if (_process is { } process)
+        {
+            try
+            {
+                if (!process.HasExited)
+                {
+                    process.Kill();
+                    process.WaitForExit(5000);
+                }
+            }
+            catch (InvalidOperationException)
+            {
+            }
+            process.Dispose();
+            _process = null;
+        }
+    }
+
+    private async Task<bool> WaitForPingAsync()
+    {
+        var deadline = DateTime.UtcNow + StartTimeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_process!.HasExited)
+            {
+                return false;
+            }
+            try
+            {
+                using var client = new TcpClient();
+                await client.ConnectAsync(IPAddress.Loopback, Port);
+                var stream = client.GetStream();
+                await stream.WriteAsync("PING\r\n"u8.ToArray());
+                var buffer = new byte[16];
+                var read = await stream.ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(2));
+                if (read >= 5 && buffer.AsSpan(0, 5).SequenceEqual("+PONG"u8))
+                {
+                    return true;
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or IOException or TimeoutException)
+            {
+            }
+            await Task.Delay(50);
+        }
+        return false;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class RedisCollection : ICollectionFixture<RedisServerFixture>
+{
+    public const string Name = "redis";
+}
