@@ -3,6 +3,7 @@ using Herald.Brokers;
 using Herald.Presence;
 using Herald.Redis;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -14,7 +15,8 @@ public static class HeraldRedisServiceCollectionExtensions
     /// <summary>
     /// Uses <see cref="RedisBroker"/> and <see cref="RedisPresenceStore"/> instead of the in-memory ones, on one
     /// connection, with <see cref="RedisBrokerOptions"/> bound from <c>Herald:Redis</c> (then <paramref name="configure"/>)
-    /// and validated at start. Call it before or after <c>AddHerald()</c>.
+    /// and validated at start; and the <c>redis</c> health check (<c>/healthz</c> answers 503 while a PING on that
+    /// connection fails or takes over 2 s). Call it before or after <c>AddHerald()</c>.
     /// </summary>
     public static IServiceCollection AddHeraldRedis(this IServiceCollection services, Action<RedisBrokerOptions>? configure = null)
     {
@@ -41,6 +43,13 @@ public static class HeraldRedisServiceCollectionExtensions
             sp.GetRequiredService<RedisConnection>(),
             sp.GetRequiredService<IOptions<RedisBrokerOptions>>().Value,
             sp.GetRequiredService<IOptions<HeraldOptions>>().Value)));
+        // /healthz answers 503 while Redis cannot be reached. Registered once, however often this is called (the health
+        // check service refuses two checks of one name).
+        if (!services.Any(d => d.ServiceType == typeof(RedisHealthCheck)))
+        {
+            services.AddSingleton<RedisHealthCheck>();
+            services.AddHealthChecks().AddCheck<RedisHealthCheck>(RedisHealthCheck.Name, HealthStatus.Unhealthy);
+        }
         return services;
     }
 }

@@ -5,6 +5,7 @@ using Herald.AspNetCore.Hosting;
 using Herald.AspNetCore.Polling;
 using Herald.AspNetCore.Security;
 using Herald.AspNetCore.WebSockets;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -17,7 +18,8 @@ public static class HeraldEndpointRouteBuilderExtensions
 {
     /// <summary>
     /// Maps <c>/ws</c>, <c>/poll</c>, <c>/cmd</c>, <c>/api/publish</c>, <c>/api/channels/{channel}/history</c>,
-    /// <c>/api/channels/{channel}/presence</c>, <c>/api/stats</c>, <c>/metrics</c> and <c>/healthz</c>.
+    /// <c>/api/channels/{channel}/presence</c>, <c>/api/stats</c>, <c>/metrics</c> and <c>/healthz</c> (the health checks
+    /// registered with <c>services.AddHealthChecks()</c>, which <c>AddHerald()</c> calls: 200 while healthy, 503 when not).
     /// </summary>
     public static IEndpointRouteBuilder MapHerald(this IEndpointRouteBuilder endpoints)
     {
@@ -63,7 +65,9 @@ public static class HeraldEndpointRouteBuilderExtensions
         });
         ServerApi.Map(endpoints, node);
         endpoints.MapGet("/metrics", context => MetricsEndpoint.HandleAsync(context, node));
-        endpoints.MapGet("/healthz", context => HttpErrors.WriteJsonAsync(context, """{"status":"ok"}"""u8.ToArray()));
+        // ASP.NET Core's health checks: every check registered (AddHeraldRedis() adds "redis", an application may add
+        // its own) decides; healthy or degraded is 200, unhealthy 503. The middleware already sends no-cache headers.
+        endpoints.MapHealthChecks("/healthz", new HealthCheckOptions { ResponseWriter = HealthResponse.WriteAsync });
         return endpoints;
     }
 }

@@ -18,7 +18,7 @@ public static class HeraldServiceCollectionExtensions
     /// <summary>
     /// Adds Herald: options bound from the <c>Herald</c> configuration section (then <paramref name="configure"/>),
     /// validated at start; the in-memory broker and presence store unless another <see cref="IBroker"/> or
-    /// <see cref="IPresenceStore"/> is registered; the node.
+    /// <see cref="IPresenceStore"/> is registered; the node; ASP.NET Core's health checks (for <c>/healthz</c>).
     /// Map the endpoints with <c>app.MapHerald()</c>.
     /// </summary>
     public static IServiceCollection AddHerald(this IServiceCollection services, Action<HeraldOptions>? configure = null)
@@ -53,6 +53,9 @@ public static class HeraldServiceCollectionExtensions
             return options.Token.IsConfigured ? new JwtConnectAuthenticator(options, sp.GetRequiredService<TimeProvider>()) : null;
         }
         services.AddHostedService<HeraldHostedService>();
+        // /healthz runs the registered health checks; the memory broker needs none (it is always there), a broker on
+        // another process registers its own (AddHeraldRedis() adds "redis").
+        services.AddHealthChecks();
         return services;
     }
 }
