@@ -10,6 +10,9 @@ namespace Herald.Redis.Tests;
 /// <c>/healthz</c> on a node on Redis: 200 while Redis answers PING, 503 with a reason within a bounded time once it
 /// cannot be reached, 200 again when it is back. Each test has a redis-server of its own, killed by its PID.
 /// </summary>
+// In the redis collection although it has a server of its own: run alone, its load does not disturb the
+// real-time TTL tests of the others.
+[Collection(RedisCollection.Name)]
 public sealed class RedisHealthTests
 {
     /// <summary>The longest one /healthz request may take: the check's own PING timeout (2 s) and some slack.</summary>

@@ -16,6 +16,9 @@ namespace Herald.Redis.Tests;
 /// subscriber on the other node, or refused with <c>unavailable</c> (503); nothing is accepted and lost, and everything
 /// works again after the pause. The test has a redis-server of its own, so pausing it disturbs no other test.
 /// </summary>
+// In the redis collection although it has a server of its own: run alone, its load does not disturb the
+// real-time TTL tests of the others.
+[Collection(RedisCollection.Name)]
 public sealed class RedisPauseTests(ITestOutputHelper output)
 {
     private const string Channel = "fault:pause";
