@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
+using Xunit.Abstractions;
 
 namespace Herald.Redis.Tests;
 
@@ -13,7 +14,7 @@ namespace Herald.Redis.Tests;
 // In the redis collection although it has a server of its own: run alone, its load does not disturb the
 // real-time TTL tests of the others.
 [Collection(RedisCollection.Name)]
-public sealed class RedisHealthTests
+public sealed class RedisHealthTests(ITestOutputHelper output)
 {
     /// <summary>The longest one /healthz request may take: the check's own PING timeout (2 s) and some slack.</summary>
     private static readonly TimeSpan RequestBound = TimeSpan.FromSeconds(4);
@@ -69,6 +70,7 @@ public sealed class RedisHealthTests
         redis.Stop();
         var down = await HealthUntilAsync(node, HttpStatusCode.ServiceUnavailable, TimeSpan.FromSeconds(10), "503 once Redis is killed");
         Assert.Equal("unhealthy", down.GetProperty("status").GetString());
+        output.WriteLine($"Redis killed: {down}");
         var check = down.GetProperty("checks").GetProperty("redis");
         Assert.Equal("unhealthy", check.GetProperty("status").GetString());
         Assert.Contains("Redis", check.GetProperty("reason").GetString(), StringComparison.Ordinal);
@@ -92,6 +94,7 @@ public sealed class RedisHealthTests
         await using var node = await StartNodeAsync(port);
 
         var (status, body) = await HealthAsync(node);
+        output.WriteLine($"closed port: {(int)status} {body}");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
         Assert.Equal("unhealthy", body.GetProperty("status").GetString());
         Assert.Equal("unhealthy", body.GetProperty("checks").GetProperty("redis").GetProperty("status").GetString());
