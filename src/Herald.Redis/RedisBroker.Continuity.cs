@@ -185,7 +185,7 @@ public sealed partial class RedisBroker
         var delivered = state.Offset;
         var oldEpoch = state.Epoch!;
         RedisValue[] args = [oldEpoch, delivered.ToString(CultureInfo.InvariantCulture), NewEpoch()];
-        var result = (RedisResult[])(await RedisErrors.GuardAsync(database.ScriptEvaluateAsync(RedisScripts.RenewEpoch, [_keys.Meta(state.Channel)], args), cancellationToken))!;
+        var result = (RedisResult[])(await RedisErrors.GuardAsync(database.ScriptEvaluateAsync(RedisScripts.RenewEpoch, [_keys.Meta(state.Channel), _keys.Stream(state.Channel)], args), cancellationToken))!;
         var head = (ulong)result[0];
         var epoch = (string)result[1]!;
         if (epoch != oldEpoch && epoch.Length > 0)

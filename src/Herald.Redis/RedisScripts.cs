@@ -135,22 +135,29 @@ internal static class RedisScripts
         """;
 
     /// <summary>
-    /// KEYS: meta. ARGV: the epoch a node delivered in, the offset it delivered up to, a fresh epoch. When the channel's
+    /// KEYS: meta, stream. ARGV: the epoch a node delivered in, the offset it delivered up to, a fresh epoch. When the channel's
     /// head is lower than that offset in that same epoch, Redis lost writes (a failover, a restore): the log gets the
     /// fresh epoch, so nothing published from now on reuses an offset clients already saw. Returns { head, epoch }.
     /// </summary>
     /// <remarks>
     /// Within an epoch the head only grows (<c>HINCRBY</c>), so a lower head is always lost data; checking here, in one
     /// script, rather than on the node, makes a head the node read before newer publications reached it harmless.
-    /// The stream is kept: what survived is part of the new epoch's history.
+    /// The stream is kept up to the head: what survived is part of the new epoch's history.
     /// </remarks>
     public const string RenewEpoch = """
-        local meta = KEYS[1]
+        local meta, stream = KEYS[1], KEYS[2]
         local expected, delivered, fresh = ARGV[1], tonumber(ARGV[2]), ARGV[3]
         local state = redis.call('HMGET', meta, 'head', 'epoch')
         local head = tonumber(state[1]) or 0
         if state[2] == expected and head < delivered then
           redis.call('HSET', meta, 'epoch', fresh)
+          -- Entries past the head (left when the hash lost writes the stream kept) would make every next XADD fail.
+          if redis.call('EXISTS', stream) == 1 then
+            for _, entry in ipairs(redis.call('XRANGE', stream, string.format('%d', head + 1) .. '-0', '+')) do
+              redis.call('XDEL', stream, entry[1])
+            end
+            redis.call('XSETID', stream, string.format('%d', head) .. '-0')
+          end
           return { head, fresh }
         end
         return { head, state[2] or '' }
