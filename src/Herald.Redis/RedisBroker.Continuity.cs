@@ -16,6 +16,7 @@ public sealed partial class RedisBroker
 
     private readonly Channel<bool> _checkRequests = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationToken _stoppingToken;
     private IConnectionMultiplexer? _events;
     private Task? _checking;
     private long _filled;
@@ -36,7 +37,7 @@ public sealed partial class RedisBroker
         }
         multiplexer.ConnectionFailed += OnConnectionFailed;
         multiplexer.ConnectionRestored += OnConnectionRestored;
-        _checking = Task.Run(() => CheckLoopAsync(_stopping.Token));
+        _checking = Task.Run(() => CheckLoopAsync(_stoppingToken));
     }
 
     private async Task StopCheckingAsync()
@@ -188,7 +189,9 @@ public sealed partial class RedisBroker
         var result = (RedisResult[])(await RedisErrors.GuardAsync(database.ScriptEvaluateAsync(RedisScripts.RenewEpoch, [_keys.Meta(state.Channel), _keys.Stream(state.Channel)], args), cancellationToken))!;
         var head = (ulong)result[0];
         var epoch = (string)result[1]!;
-        if (epoch != oldEpoch && epoch.Length > 0)
+        // Only an epoch made here is known to hold nothing past the head; one another node made may already have
+        // publications on their way to us, which the next message or check delivers as a new epoch.
+        if ((long)result[2] == 1)
         {
             RedisLog.EpochRenewed(_logger, state.Channel, oldEpoch, head, delivered, epoch);
             // The new epoch's history up to the head is what survived; nothing in it is news to this node.
@@ -228,11 +231,12 @@ public sealed partial class RedisBroker
             {
                 try
                 {
-                    await FillAsync(state, after, publication.Offset - 1, epoch!, _stopping.Token);
+                    await FillAsync(state, after, publication.Offset - 1, epoch!, _stoppingToken);
                 }
-                catch (Exception ex) when (RedisErrors.IsUnavailable(ex) || ex is BrokerUnavailableException || ex is OperationCanceledException)
+                catch (Exception ex)
                 {
-                    // Delivering what follows is still right: the subscriptions see the offsets skip and close with 4004.
+                    // Whatever went wrong, delivering what follows is still right: the subscriptions see the offsets
+                    // skip and close with 4004, where dropping the message too would only widen the hole.
                     RedisLog.FillFailed(_logger, state.Channel, ex);
                 }
             }

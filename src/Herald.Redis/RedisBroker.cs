@@ -73,6 +73,8 @@ public sealed partial class RedisBroker : IBroker
         _keys = new RedisKeys(options.Prefix);
         _logger = logger ?? NullLogger.Instance;
         _positionCheckInterval = options.PositionCheckInterval;
+        // Read once: messages may still arrive after disposal has disposed the source, and must see it cancelled.
+        _stoppingToken = _stopping.Token;
     }
 
     /// <inheritdoc/>

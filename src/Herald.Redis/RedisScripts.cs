@@ -137,7 +137,8 @@ internal static class RedisScripts
     /// <summary>
     /// KEYS: meta, stream. ARGV: the epoch a node delivered in, the offset it delivered up to, a fresh epoch. When the channel's
     /// head is lower than that offset in that same epoch, Redis lost writes (a failover, a restore): the log gets the
-    /// fresh epoch, so nothing published from now on reuses an offset clients already saw. Returns { head, epoch }.
+    /// fresh epoch, so nothing published from now on reuses an offset clients already saw. Returns { head, epoch,
+    /// renewed here (1/0) }.
     /// </summary>
     /// <remarks>
     /// Within an epoch the head only grows (<c>HINCRBY</c>), so a lower head is always lost data; checking here, in one
@@ -158,8 +159,8 @@ internal static class RedisScripts
             end
             redis.call('XSETID', stream, string.format('%d', head) .. '-0')
           end
-          return { head, fresh }
+          return { head, fresh, 1 }
         end
-        return { head, state[2] or '' }
+        return { head, state[2] or '', 0 }
         """;
 }
