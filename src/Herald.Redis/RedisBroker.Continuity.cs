@@ -77,13 +77,14 @@ public sealed partial class RedisBroker
     {
         while (!stopping.IsCancellationRequested)
         {
+            bool restored;
             using (var wait = CancellationTokenSource.CreateLinkedTokenSource(stopping))
             {
                 var tick = Task.Delay(_positionCheckInterval, wait.Token);
                 var asked = _checkRequests.Reader.WaitToReadAsync(wait.Token).AsTask();
                 await Task.WhenAny(tick, asked);
                 await wait.CancelAsync();
-                _checkRequests.Reader.TryRead(out _);
+                restored = _checkRequests.Reader.TryRead(out _);
             }
             if (stopping.IsCancellationRequested)
             {
@@ -91,7 +92,7 @@ public sealed partial class RedisBroker
             }
             try
             {
-                await CheckPositionsAsync(stopping);
+                await CheckPositionsAsync(restored, stopping);
             }
             catch (Exception ex) when (RedisErrors.IsUnavailable(ex) || ex is BrokerUnavailableException)
             {
@@ -111,7 +112,11 @@ public sealed partial class RedisBroker
     }
 
     /// <summary>Reads the heads of all subscribed channels in one pipelined batch and fills or renews where they differ.</summary>
-    private async Task CheckPositionsAsync(CancellationToken cancellationToken)
+    /// <param name="restored">A connection was just restored: what is missing now was lost. Otherwise only what was
+    /// already published at the previous check counts as missing, so publications still on their way by Pub/Sub (a
+    /// busy channel always has some) are not read from history for nothing; a lost one is found within two intervals.</param>
+    /// <param name="cancellationToken">Stops the check.</param>
+    private async Task CheckPositionsAsync(bool restored, CancellationToken cancellationToken)
     {
         var states = _subscriptions.Values.Where(s => s.Active).ToArray();
         if (states.Length == 0)
@@ -130,15 +135,21 @@ public sealed partial class RedisBroker
         for (var i = 0; i < states.Length; i++)
         {
             var (head, epoch) = ToPosition(reads[i].Result);
-            await CheckChannelAsync(states[i], head, epoch, cancellationToken);
+            await CheckChannelAsync(states[i], head, epoch, restored, cancellationToken);
         }
     }
 
-    private async Task CheckChannelAsync(ChannelState state, ulong head, string? epoch, CancellationToken cancellationToken)
+    private async Task CheckChannelAsync(ChannelState state, ulong head, string? epoch, bool restored, CancellationToken cancellationToken)
     {
         await state.Gate.WaitAsync(cancellationToken);
         try
         {
+            var missingUpTo = head;
+            if (!restored)
+            {
+                missingUpTo = state.CheckedEpoch == epoch ? Math.Min(head, state.CheckedHead) : 0;
+                (state.CheckedHead, state.CheckedEpoch) = (head, epoch);
+            }
             if (!state.Active || _handler is null)
             {
                 return;
@@ -158,15 +169,15 @@ public sealed partial class RedisBroker
             if (epoch != state.Epoch)
             {
                 // A new epoch (or the first, when the channel had none at subscribe): all of it is news to this node.
-                if (head > 0)
+                if (missingUpTo > 0)
                 {
-                    await FillAsync(state, 0, head, epoch, cancellationToken);
+                    await FillAsync(state, 0, missingUpTo, epoch, cancellationToken);
                 }
                 return;
             }
-            if (head > state.Offset)
+            if (missingUpTo > state.Offset)
             {
-                await FillAsync(state, state.Offset, head, epoch, cancellationToken);
+                await FillAsync(state, state.Offset, missingUpTo, epoch, cancellationToken);
             }
             else if (head < state.Offset)
             {
@@ -350,6 +361,12 @@ public sealed partial class RedisBroker
 
         /// <summary>The epoch of <see cref="Offset"/>; <see langword="null"/> when the channel had none at subscribe.</summary>
         public string? Epoch { get; set; } = start.Epoch;
+
+        /// <summary>The head and epoch the previous periodic check read; guarded by <see cref="Gate"/>.</summary>
+        public ulong CheckedHead { get; set; }
+
+        /// <inheritdoc cref="CheckedHead"/>
+        public string? CheckedEpoch { get; set; }
 
         /// <summary>Whether the loss of this channel's log has been logged (once per loss).</summary>
         public bool LossReported { get; set; }
