@@ -31,6 +31,8 @@ public static class HeraldRedisServiceCollectionExtensions
                 "Herald:Redis:Configuration must be set to a StackExchange.Redis configuration string (e.g. 'localhost:6379') to use the Redis broker.")
             .Validate(o => !string.IsNullOrEmpty(o.Prefix) && o.Prefix.IndexOfAny(['{', '}']) < 0,
                 "Herald:Redis:Prefix must be non-empty and without braces (they are Redis Cluster hash tags).")
+            .Validate(o => o.PositionCheckInterval > TimeSpan.Zero,
+                "Herald:Redis:PositionCheckInterval must be a positive time span (e.g. '00:00:05').")
             .ValidateOnStart();
 
         services.TryAddSingleton(sp => new RedisConnection(sp.GetRequiredService<IOptions<RedisBrokerOptions>>().Value.Configuration!));

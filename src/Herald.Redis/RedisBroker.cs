@@ -21,13 +21,25 @@ namespace Herald.Redis;
 /// the publications of a channel to Pub/Sub in offset order.</para>
 /// <para>Each subscribed channel is read from its own <see cref="ChannelMessageQueue"/>, one message at a time, so the
 /// node receives each channel in offset order.</para>
+/// <para><b>No silent loss.</b> Pub/Sub is fire-and-forget: a dropped connection or a lost message leaves a hole. So the
+/// broker remembers, per subscribed channel, the last offset and epoch it delivered, and fills any hole from the
+/// channel's Stream before it delivers what follows, in order. It finds holes three ways: a Pub/Sub message whose offset
+/// is past the next one; the connection's failed and restored events; and a periodic check
+/// (<see cref="RedisBrokerOptions.PositionCheckInterval"/>) that reads the heads of all subscribed channels in one
+/// pipelined batch, which also finds a trailing hole no later publication reveals. When history no longer holds the
+/// missing publications (trimmed by size or TTL), the broker delivers what follows anyway: the node's subscriptions see
+/// the offsets skip and close their clients with 4004 (insufficient state), and the clients recover with <c>since</c>,
+/// getting <c>recovered:false</c>. Offsets already delivered are dropped as duplicates.</para>
+/// <para>A head in Redis lower than what this node delivered in the same epoch means Redis lost writes (a failover to a
+/// replica that lagged, a restore from an old file): the broker gives the channel a new epoch rather than letting offsets
+/// be reused, and a log gone from Redis gets a new epoch at its next publication or read.</para>
 /// <para>A channel's epoch is random, made when its log is: by its first publication, or by a read before it (then it
 /// expires after a day unless something is published). It goes with the head: losing them (Redis restarted without
 /// persistence, the key evicted) starts a new epoch, which clients see as <c>recovered:false</c>.</para>
 /// <para>Redis failures that mean it cannot be reached (connection, timeout, loading, read-only replica) are thrown as
 /// <see cref="BrokerUnavailableException"/>; StackExchange.Redis's timeouts bound how long a call waits.</para>
 /// </remarks>
-public sealed class RedisBroker : IBroker
+public sealed partial class RedisBroker : IBroker
 {
     /// <summary>How long an epoch made by a read lives without a publication.</summary>
     internal static readonly TimeSpan UnpublishedEpochLifetime = TimeSpan.FromDays(1);
@@ -35,7 +47,8 @@ public sealed class RedisBroker : IBroker
     private readonly RedisConnection _connection;
     private readonly RedisKeys _keys;
     private readonly ILogger _logger;
-    private readonly ConcurrentDictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ChannelState> _subscriptions = new(StringComparer.Ordinal);
+    private readonly TimeSpan _positionCheckInterval;
     private IBrokerEventHandler? _handler;
     private int _disposed;
 
@@ -53,8 +66,15 @@ public sealed class RedisBroker : IBroker
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(options);
         _connection = connection;
+        if (options.PositionCheckInterval <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("Herald:Redis:PositionCheckInterval must be positive.", nameof(options));
+        }
         _keys = new RedisKeys(options.Prefix);
         _logger = logger ?? NullLogger.Instance;
+        _positionCheckInterval = options.PositionCheckInterval;
+        // Read once: messages may still arrive after disposal has disposed the source, and must see it cancelled.
+        _stoppingToken = _stopping.Token;
     }
 
     /// <inheritdoc/>
@@ -68,6 +88,7 @@ public sealed class RedisBroker : IBroker
         {
             RedisLog.NotConnectedAtStart(_logger);
         }
+        StartChecking(multiplexer);
     }
 
     /// <inheritdoc/>
@@ -126,29 +147,33 @@ public sealed class RedisBroker : IBroker
     public async ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
-        var subscriber = (await _connection.GetAsync(cancellationToken)).GetSubscriber();
+        var multiplexer = await _connection.GetAsync(cancellationToken);
+        // The head before subscribing is where delivery starts: a publication made between this read and the
+        // subscription reaches the node from history, so none is missed at the seam.
+        var head = await RedisErrors.GuardAsync(multiplexer.GetDatabase().HashGetAsync(_keys.Meta(channel), HeadFields), cancellationToken);
         // SubscribeAsync completes when Redis has confirmed the subscription: from then on every PUBLISH reaches us.
-        var queue = await RedisErrors.GuardAsync(subscriber.SubscribeAsync(RedisChannel.Literal(_keys.PubSub(channel))), cancellationToken);
-        var subscription = new Subscription(queue);
+        var queue = await RedisErrors.GuardAsync(multiplexer.GetSubscriber().SubscribeAsync(RedisChannel.Literal(_keys.PubSub(channel))), cancellationToken);
+        var state = new ChannelState(channel, queue, ToPosition(head));
         if (_subscriptions.TryGetValue(channel, out var previous))
         {
             previous.Active = false;
         }
-        _subscriptions[channel] = subscription;
-        // One message at a time per channel, in the order Redis sent them (OnMessage(Action) reads the queue sequentially).
-        queue.OnMessage(message => Deliver(channel, subscription, message));
+        _subscriptions[channel] = state;
+        // One message at a time per channel, in the order Redis sent them (OnMessage(Func<,Task>) awaits each before
+        // reading the next), and never at the same time as a position check of the channel (the channel's gate).
+        queue.OnMessage(message => OnMessageAsync(state, message));
     }
 
     /// <inheritdoc/>
     public async ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default)
     {
-        if (!_subscriptions.TryRemove(channel, out var subscription))
+        if (!_subscriptions.TryRemove(channel, out var state))
         {
             return;
         }
         // Messages already queued are dropped too: the node asked for none from now on.
-        subscription.Active = false;
-        await RedisErrors.GuardAsync(subscription.Queue.UnsubscribeAsync(), cancellationToken);
+        state.Active = false;
+        await RedisErrors.GuardAsync(state.Queue.UnsubscribeAsync(), cancellationToken);
     }
 
     /// <inheritdoc/>
@@ -159,14 +184,15 @@ public sealed class RedisBroker : IBroker
             return;
         }
         _handler = null;
+        await StopCheckingAsync();
         foreach (var (channel, _) in _subscriptions)
         {
-            if (_subscriptions.TryRemove(channel, out var subscription))
+            if (_subscriptions.TryRemove(channel, out var state))
             {
-                subscription.Active = false;
+                state.Active = false;
                 try
                 {
-                    await subscription.Queue.UnsubscribeAsync();
+                    await state.Queue.UnsubscribeAsync();
                 }
                 catch (Exception ex) when (RedisErrors.IsUnavailable(ex))
                 {
@@ -176,35 +202,5 @@ public sealed class RedisBroker : IBroker
         }
     }
 
-    private void Deliver(string channel, Subscription subscription, ChannelMessage message)
-    {
-        if (!subscription.Active || _handler is not { } handler)
-        {
-            return;
-        }
-        var payload = (byte[]?)message.Message;
-        if (payload is null || !PublicationMessage.TryParse(payload, out var publication, out var epoch))
-        {
-            RedisLog.MalformedMessage(_logger, channel);
-            return;
-        }
-        try
-        {
-            handler.HandlePublication(channel, publication!, epoch!);
-        }
-        catch (Exception ex)
-        {
-            // The handler must not throw; if it does, the channel's queue must still go on to the next publication.
-            RedisLog.HandlerFailed(_logger, channel, publication!.Offset, ex);
-        }
-    }
-
     private static string NewEpoch() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
-
-    private sealed class Subscription(ChannelMessageQueue queue)
-    {
-        public ChannelMessageQueue Queue { get; } = queue;
-
-        public volatile bool Active = true;
-    }
 }

@@ -11,4 +11,13 @@ public sealed class RedisBrokerOptions
 
     /// <summary>The first part of every key and Pub/Sub channel name, so several Heralds can share one Redis (<c>Herald:Redis:Prefix</c>).</summary>
     public string Prefix { get; set; } = "herald";
+
+    /// <summary>
+    /// How often the broker compares, for every channel this node receives, the channel's head in Redis with what it
+    /// delivered, to find publications that never reached it by Pub/Sub (<c>Herald:Redis:PositionCheckInterval</c>,
+    /// default 5 s). One pipelined read covers all channels. A gap found is filled from the channel's history; a
+    /// publication that never arrived is found within two intervals (a check counts as missing only what was already
+    /// published at the one before, so publications still on their way are not read twice).
+    /// </summary>
+    public TimeSpan PositionCheckInterval { get; set; } = TimeSpan.FromSeconds(5);
 }

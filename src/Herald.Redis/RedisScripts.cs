@@ -118,4 +118,49 @@ internal static class RedisScripts
         local from = string.format('%d', tonumber(after) + 1) .. '-0'
         return { head, epoch, redis.call('XRANGE', stream, from, '+', 'COUNT', limit), 0 }
         """;
+    /// <summary>
+    /// KEYS: meta, stream. ARGV: after offset, limit. Returns { head, epoch ('' when the channel has none), entries after
+    /// the offset, oldest first }. Changes nothing: the broker fills a gap in what it delivered with it.
+    /// </summary>
+    /// <remarks>Head, epoch and entries are read together, so the entries are known to belong to that epoch.</remarks>
+    public const string Range = """
+        local meta, stream = KEYS[1], KEYS[2]
+        local after, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+        local state = redis.call('HMGET', meta, 'head', 'epoch')
+        local head, epoch = tonumber(state[1]) or 0, state[2] or ''
+        if epoch == '' or limit <= 0 or after >= head then
+          return { head, epoch, {} }
+        end
+        return { head, epoch, redis.call('XRANGE', stream, string.format('%d', after + 1) .. '-0', '+', 'COUNT', limit) }
+        """;
+
+    /// <summary>
+    /// KEYS: meta, stream. ARGV: the epoch a node delivered in, the offset it delivered up to, a fresh epoch. When the channel's
+    /// head is lower than that offset in that same epoch, Redis lost writes (a failover, a restore): the log gets the
+    /// fresh epoch, so nothing published from now on reuses an offset clients already saw. Returns { head, epoch,
+    /// renewed here (1/0) }.
+    /// </summary>
+    /// <remarks>
+    /// Within an epoch the head only grows (<c>HINCRBY</c>), so a lower head is always lost data; checking here, in one
+    /// script, rather than on the node, makes a head the node read before newer publications reached it harmless.
+    /// The stream is kept up to the head: what survived is part of the new epoch's history.
+    /// </remarks>
+    public const string RenewEpoch = """
+        local meta, stream = KEYS[1], KEYS[2]
+        local expected, delivered, fresh = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+        local state = redis.call('HMGET', meta, 'head', 'epoch')
+        local head = tonumber(state[1]) or 0
+        if state[2] == expected and head < delivered then
+          redis.call('HSET', meta, 'epoch', fresh)
+          -- Entries past the head (left when the hash lost writes the stream kept) would make every next XADD fail.
+          if redis.call('EXISTS', stream) == 1 then
+            for _, entry in ipairs(redis.call('XRANGE', stream, string.format('%d', head + 1) .. '-0', '+')) do
+              redis.call('XDEL', stream, entry[1])
+            end
+            redis.call('XSETID', stream, string.format('%d', head) .. '-0')
+          end
+          return { head, fresh, 1 }
+        end
+        return { head, state[2] or '', 0 }
+        """;
 }

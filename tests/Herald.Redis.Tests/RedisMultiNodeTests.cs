@@ -52,4 +52,58 @@ public sealed class RedisMultiNodeTests(RedisServerFixture redis)
         Assert.Equal(epoch, history.RootElement.GetProperty("epoch").GetString());
         Assert.Equal(1UL, Assert.Single(history.RootElement.GetProperty("publications").EnumerateArray()).GetProperty("offset").GetUInt64());
     }
+
+    [Fact]
+    public async Task RedisRestartedWithoutPersistence_SubscriberIsClosedWith4004_AndResubscribingWithSinceSaysRecoveredFalse()
+    {
+        const string Channel = "chat:redis-restarted";
+        using var server = new RedisServer(persistent: false);
+        await server.StartAsync();
+        Task<TestServer> StartOnRestartingRedisAsync() =>
+            TestServer.StartAsync(configureServices: services => services.AddHeraldRedis(o =>
+            {
+                o.Configuration = server.Configuration + ",connectTimeout=500,asyncTimeout=1000,syncTimeout=1000";
+                o.Prefix = "restart";
+                o.PositionCheckInterval = TimeSpan.FromMilliseconds(200);
+            }));
+        await using var a = await StartOnRestartingRedisAsync();
+        await using var b = await StartOnRestartingRedisAsync();
+
+        await using var subscriber = await a.ConnectAsync();
+        var subscribed = (await subscriber.CommandAsync($$"""{"op":"subscribe","channel":"{{Channel}}"}""")).GetProperty("result");
+        var oldEpoch = subscribed.GetProperty("epoch").GetString();
+        await b.PublishAsync(Channel, """{"n":1}""");
+        Assert.Equal(1UL, (await subscriber.NextPushAsync(Deadline)).GetProperty("push").GetProperty("pub").GetProperty("offset").GetUInt64());
+
+        server.Stop();
+        await server.StartAsync();
+
+        // B publishes as soon as Redis answers again: the log is gone, so this is offset 1 of a new epoch.
+        JsonElement position;
+        var deadline = DateTime.UtcNow + Deadline;
+        while (true)
+        {
+            using var response = await b.Api.PostAsync("/api/publish", new StringContent($$$"""{"channel":"{{{Channel}}}","data":{"n":2}}"""));
+            if (response.StatusCode == HttpStatusCode.OK)
+            {
+                position = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+                break;
+            }
+            Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable && DateTime.UtcNow < deadline,
+                $"POST /api/publish while Redis restarts answered {(int)response.StatusCode}");
+            await Task.Delay(50);
+        }
+        var newEpoch = position.GetProperty("epoch").GetString();
+        Assert.NotEqual(oldEpoch, newEpoch);
+        Assert.Equal(1UL, position.GetProperty("offset").GetUInt64());
+
+        // A hears of the new epoch (by Pub/Sub, or from history when its connection came back after the publish) and
+        // closes its subscriber rather than passing offset 1 off as the offset after 1.
+        Assert.Equal((System.Net.WebSockets.WebSocketCloseStatus)4004, await subscriber.WaitClosedAsync(Deadline));
+
+        await using var again = await a.ConnectAsync();
+        var recovered = (await again.CommandAsync($$$"""{"op":"subscribe","channel":"{{{Channel}}}","since":{"offset":1,"epoch":"{{{oldEpoch}}}"}}""")).GetProperty("result");
+        Assert.False(recovered.GetProperty("recovered").GetBoolean());
+        Assert.Equal(newEpoch, recovered.GetProperty("epoch").GetString());
+    }
 }

@@ -12,23 +12,53 @@ namespace Herald.Redis.Tests;
 /// </summary>
 public sealed class RedisServerFixture : IAsyncLifetime
 {
+    private readonly RedisServer _server = new(persistent: false);
+
+    public int Port => _server.Port;
+
+    /// <summary>A StackExchange.Redis configuration string for this server.</summary>
+    public string Configuration => _server.Configuration;
+
+    public Task InitializeAsync() => _server.StartAsync();
+
+    /// <summary>A new connection of its own: one per node, as separate processes would have.</summary>
+    public Task<ConnectionMultiplexer> ConnectAsync() => _server.ConnectAsync();
+
+    public Task DisposeAsync()
+    {
+        _server.Dispose();
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// One <c>redis-server</c> process on a free loopback port, in a temporary directory of its own. It can be stopped
+/// (killed by its PID, as a crash would) and started again on the same port, with its data when
+/// <c>persistent</c> (an append-only file synced on every write) and empty otherwise.
+/// </summary>
+public sealed class RedisServer(bool persistent) : IDisposable
+{
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
 
+    private readonly string _directory = Directory.CreateTempSubdirectory("herald-redis-").FullName;
     private Process? _process;
-    private string? _directory;
 
     public int Port { get; private set; }
 
     /// <summary>A StackExchange.Redis configuration string for this server.</summary>
     public string Configuration => $"127.0.0.1:{Port},abortConnect=false,connectTimeout=2000,syncTimeout=5000,asyncTimeout=5000";
 
-    public async Task InitializeAsync()
+    /// <summary>Starts the server: on a free port the first time, on the same port after <see cref="Stop"/>.</summary>
+    public async Task StartAsync()
     {
-        _directory = Directory.CreateTempSubdirectory("herald-redis-").FullName;
-        // A port found free may be taken before redis-server binds it; then try another.
+        var samePort = Port != 0;
+        // A port found free may be taken before redis-server binds it; then try another (not when restarting).
         for (var attempt = 1; ; attempt++)
         {
-            Port = FreePort();
+            if (!samePort)
+            {
+                Port = FreePort();
+            }
             var start = new ProcessStartInfo("redis-server")
             {
                 WorkingDirectory = _directory,
@@ -36,7 +66,10 @@ public sealed class RedisServerFixture : IAsyncLifetime
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in new[] { "--port", Port.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _directory })
+            string[] args = persistent
+                ? ["--port", Port.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", _directory]
+                : ["--port", Port.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _directory];
+            foreach (var arg in args)
             {
                 start.ArgumentList.Add(arg);
             }
@@ -57,7 +90,7 @@ public sealed class RedisServerFixture : IAsyncLifetime
             {
                 return;
             }
-            Kill();
+            Stop();
             if (attempt == 3)
             {
                 throw new InvalidOperationException($"redis-server did not answer PING on 127.0.0.1:{Port} within {StartTimeout.TotalSeconds} s (three attempts)");
@@ -66,25 +99,11 @@ public sealed class RedisServerFixture : IAsyncLifetime
     }
 
     /// <summary>A new connection of its own: one per node, as separate processes would have.</summary>
-    public async Task<ConnectionMultiplexer> ConnectAsync() => await ConnectionMultiplexer.ConnectAsync(Configuration);
+    public async Task<ConnectionMultiplexer> ConnectAsync(string? extra = null) =>
+        await ConnectionMultiplexer.ConnectAsync(extra is null ? Configuration : $"{Configuration},{extra}");
 
-    public Task DisposeAsync()
-    {
-        Kill();
-        if (_directory is not null)
-        {
-            try
-            {
-                Directory.Delete(_directory, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-        }
-        return Task.CompletedTask;
-    }
-
-    private void Kill()
+    /// <summary>Kills the server by its PID, as a crash would; <see cref="StartAsync"/> brings it back on the same port.</summary>
+    public void Stop()
     {
         if (_process is { } process)
         {
@@ -101,6 +120,18 @@ public sealed class RedisServerFixture : IAsyncLifetime
             }
             process.Dispose();
             _process = null;
+        }
+    }
+
+    public void Dispose()
+    {
+        Stop();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
         }
     }
 
