@@ -163,6 +163,9 @@ public sealed class HeraldNodeProcess(string name, string dll, IReadOnlyDictiona
                 start.Environment[key] = value;
             }
             _process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
+            // Should the test host end without disposing the fixture, the node must not outlive it.
+            var pid = _process.Id;
+            AppDomain.CurrentDomain.ProcessExit += (_, _) => KillPid(pid);
             _process.OutputDataReceived += (_, e) => Append(e.Data);
             _process.ErrorDataReceived += (_, e) => Append(e.Data);
             _process.BeginOutputReadLine();
@@ -204,6 +207,18 @@ public sealed class HeraldNodeProcess(string name, string dll, IReadOnlyDictiona
             }
             process.Dispose();
             _process = null;
+        }
+    }
+
+    private static void KillPid(int pid)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            process.Kill();
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
         }
     }
 
