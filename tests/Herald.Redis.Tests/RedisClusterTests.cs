@@ -1,9 +1,10 @@
 using System.Collections.Concurrent;
+using System.Net;
 using Herald.Brokers;
 using Herald.Protocol;
 using Herald.Tests.Conformance;
-using System.Net;
 using StackExchange.Redis;
+using ClientInfo = Herald.Protocol.ClientInfo;
 
 namespace Herald.Redis.Tests;
 
@@ -121,6 +122,42 @@ public sealed class RedisClusterTests(RedisClusterFixture cluster)
             await a.DisposeAsync();
             await b.DisposeAsync();
         }
+    }
+
+    [Fact]
+    public async Task Presence_MembersOfNodesOnOtherSlotsAndLeases_AreListedWithoutCrossSlotCommands()
+    {
+        var prefix = "presence-" + Guid.NewGuid().ToString("N")[..8];
+        var keys = new RedisKeys(prefix);
+        await using var connection = await cluster.ConnectAsync();
+        await using var admin = await cluster.ConnectAsync("allowAdmin=true");
+        var topology = (await admin.GetServers()[0].ClusterNodesAsync())!;
+        await using var store = new RedisPresenceStore(connection, new RedisBrokerOptions { Prefix = prefix }, new HeraldOptions());
+        const string Channel = "chat:room";
+        var nodes = Enumerable.Range(0, 6).Select(i => $"node-{i}").ToArray();
+        // The heartbeats of these nodes sit on more than one master, and not all on the channel's.
+        Assert.True(nodes.Select(n => topology.GetBySlot(keys.Node(n))!.EndPoint).Distinct().Count() > 1);
+
+        await store.RefreshNodeAsync("dying", TimeSpan.FromSeconds(1));
+        await store.AddAsync(Channel, new ClientInfo("dan", "dan-1"), "dying");
+        foreach (var node in nodes)
+        {
+            await store.RefreshNodeAsync(node, TimeSpan.FromMinutes(1));
+            await store.AddAsync(Channel, new ClientInfo($"u-{node}", $"c-{node}"), node);
+        }
+        Assert.True(await store.TouchLeaseAsync(Channel, "poll-1", "pat", null, TimeSpan.FromMinutes(1)));
+
+        string[] expected = [.. nodes.Select(n => $"c-{n}"), "poll-1"];
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        string[] listed;
+        while (!(listed = [.. (await store.ListAsync(Channel)).Select(c => c.Client).Order(StringComparer.Ordinal)]).SequenceEqual(expected.Order(StringComparer.Ordinal)))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"listed [{string.Join(", ", listed)}]");
+            await Task.Delay(100);
+        }
+        await store.EndLeaseAsync(Channel, "poll-1", "pat");
+        await store.RemoveAsync(Channel, "c-node-0");
+        Assert.Equal(nodes.Skip(1).Select(n => $"c-{n}"), (await store.ListAsync(Channel)).Select(c => c.Client).Order(StringComparer.Ordinal));
     }
 
     private sealed class Received : IBrokerEventHandler
