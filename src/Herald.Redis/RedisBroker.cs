@@ -33,6 +33,10 @@ namespace Herald.Redis;
 /// <para>A head in Redis lower than what this node delivered in the same epoch means Redis lost writes (a failover to a
 /// replica that lagged, a restore from an old file): the broker gives the channel a new epoch rather than letting offsets
 /// be reused, and a log gone from Redis gets a new epoch at its next publication or read.</para>
+/// <para><b>Redis Cluster.</b> Every key of a channel carries its hash tag, so each script touches one slot. On a Cluster
+/// (decided once, when the broker first finds the connection up: at start, or at its first call after) publications go
+/// by sharded Pub/Sub (<c>SPUBLISH</c>, <c>SSUBSCRIBE</c>, Redis 7), on a Pub/Sub channel with the same hash tag: only
+/// the shard that holds the channel carries its messages, rather than every shard all of them.</para>
 /// <para>A channel's epoch is random, made when its log is: by its first publication, or by a read before it (then it
 /// expires after a day unless something is published). It goes with the head: losing them (Redis restarted without
 /// persistence, the key evicted) starts a new epoch, which clients see as <c>recovered:false</c>.</para>
@@ -44,11 +48,16 @@ public sealed partial class RedisBroker : IBroker
     /// <summary>How long an epoch made by a read lives without a publication.</summary>
     internal static readonly TimeSpan UnpublishedEpochLifetime = TimeSpan.FromDays(1);
 
+    private const int PubSubUndecided = 0;
+    private const int PubSubClassic = 1;
+    private const int PubSubSharded = 2;
+
     private readonly RedisConnection _connection;
     private readonly RedisKeys _keys;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, ChannelState> _subscriptions = new(StringComparer.Ordinal);
     private readonly TimeSpan _positionCheckInterval;
+    private int _pubSubMode; // PubSubUndecided, PubSubClassic or PubSubSharded
     private IBrokerEventHandler? _handler;
     private int _disposed;
 
@@ -88,6 +97,7 @@ public sealed partial class RedisBroker : IBroker
         {
             RedisLog.NotConnectedAtStart(_logger);
         }
+        _ = IsSharded(multiplexer);
         StartChecking(multiplexer);
     }
 
@@ -96,7 +106,8 @@ public sealed partial class RedisBroker : IBroker
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
         _ = _handler ?? throw new InvalidOperationException("Start the broker before publishing.");
-        var database = (await _connection.GetAsync(cancellationToken)).GetDatabase();
+        var multiplexer = await _connection.GetAsync(cancellationToken);
+        var database = multiplexer.GetDatabase();
         RedisValue[] args =
         [
             data,
@@ -107,6 +118,7 @@ public sealed partial class RedisBroker : IBroker
             Math.Max(0, (long)history.Ttl.TotalMilliseconds),
             NewEpoch(),
             _keys.PubSub(channel),
+            IsSharded(multiplexer) ? "1" : "0",
         ];
         var result = await RedisErrors.GuardAsync(database.ScriptEvaluateAsync(RedisScripts.Publish, [_keys.Meta(channel), _keys.Stream(channel)], args), cancellationToken);
         var parts = (RedisResult[])result!;
@@ -152,7 +164,9 @@ public sealed partial class RedisBroker : IBroker
         // subscription reaches the node from history, so none is missed at the seam.
         var head = await RedisErrors.GuardAsync(multiplexer.GetDatabase().HashGetAsync(_keys.Meta(channel), HeadFields), cancellationToken);
         // SubscribeAsync completes when Redis has confirmed the subscription: from then on every PUBLISH reaches us.
-        var queue = await RedisErrors.GuardAsync(multiplexer.GetSubscriber().SubscribeAsync(RedisChannel.Literal(_keys.PubSub(channel))), cancellationToken);
+        var name = _keys.PubSub(channel);
+        var pubSub = IsSharded(multiplexer) ? RedisChannel.Sharded(name) : RedisChannel.Literal(name);
+        var queue = await RedisErrors.GuardAsync(multiplexer.GetSubscriber().SubscribeAsync(pubSub), cancellationToken);
         var state = new ChannelState(channel, queue, ToPosition(head));
         if (_subscriptions.TryGetValue(channel, out var previous))
         {
@@ -200,6 +214,26 @@ public sealed partial class RedisBroker : IBroker
                 }
             }
         }
+    }
+
+    /// <summary>Whether this broker uses sharded Pub/Sub (for tests).</summary>
+    internal bool UsesShardedPubSub => Volatile.Read(ref _pubSubMode) == PubSubSharded;
+
+    /// <summary>
+    /// Whether Redis is a Cluster, so Pub/Sub is sharded. Decided once, the first time the connection is up, so every
+    /// publication and subscription of this broker uses the same kind. While it has never been up, classic: nothing
+    /// reaches Redis then anyway.
+    /// </summary>
+    private bool IsSharded(IConnectionMultiplexer multiplexer)
+    {
+        var mode = Volatile.Read(ref _pubSubMode);
+        if (mode == PubSubUndecided && multiplexer.IsConnected)
+        {
+            var cluster = multiplexer.GetServers().Any(s => s.ServerType == ServerType.Cluster);
+            Interlocked.CompareExchange(ref _pubSubMode, cluster ? PubSubSharded : PubSubClassic, PubSubUndecided);
+            mode = Volatile.Read(ref _pubSubMode);
+        }
+        return mode == PubSubSharded;
     }
 
     private static string NewEpoch() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));

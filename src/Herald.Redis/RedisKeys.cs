@@ -15,7 +15,10 @@ internal sealed class RedisKeys(string prefix)
     /// <summary>The history: a Stream whose entry ids are <c>&lt;offset&gt;-0</c>.</summary>
     public RedisKey Stream(string channel) => $"{prefix}:{{{channel}}}:stream";
 
-    /// <summary>The Pub/Sub channel the channel's publications are published on.</summary>
+    /// <summary>
+    /// The Pub/Sub channel the channel's publications are published on. It carries the channel's hash tag, so on a Redis
+    /// Cluster (sharded Pub/Sub) it lives on the slot of the channel's keys.
+    /// </summary>
     public string PubSub(string channel) => $"{prefix}:{{{channel}}}:pub";
 
     /// <summary>A hash of the channel's members: client id → member JSON.</summary>

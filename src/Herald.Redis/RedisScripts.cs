@@ -36,19 +36,22 @@ internal static class RedisScripts
 
     /// <summary>
     /// KEYS: meta, stream. ARGV: data, has info ('1'/'0'), user, client, history size, history TTL ms, a fresh epoch
-    /// (used when the channel has none), Pub/Sub channel. Returns { offset, epoch, timestamp }.
+    /// (used when the channel has none), Pub/Sub channel, sharded ('1': <c>SPUBLISH</c>, on a Redis Cluster; '0':
+    /// <c>PUBLISH</c>). Returns { offset, epoch, timestamp }.
     /// </summary>
     /// <remarks>
     /// Appending and publishing in one script is what makes delivery order offset order: Redis runs one script at a
     /// time, so two publications of a channel reach the Pub/Sub channel in the order their offsets were given.
     /// The message published is <c>"&lt;offset&gt; &lt;epoch&gt; &lt;timestamp&gt; &lt;user bytes&gt; &lt;client bytes&gt;\n"</c>
     /// followed by the user, the client and the data (user and client lengths -1 when there is no info): binary-safe,
-    /// and the data travels as is (see <see cref="PublicationMessage"/>).
+    /// and the data travels as is (see <see cref="PublicationMessage"/>). On a Cluster the sharded Pub/Sub channel carries
+    /// the channel's hash tag, so it is on the slot of the keys and the script may publish on it.
     /// </remarks>
     public const string Publish = TrimExpired + "\n" + """
         local meta, stream = KEYS[1], KEYS[2]
         local data, has_info, user, client = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
         local size, ttl, fresh_epoch, pubsub = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
+        local publish = ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH'
         local epoch = redis.call('HGET', meta, 'epoch')
         if not epoch then
           -- A new log: whatever stream an older generation left is not part of it.
@@ -82,7 +85,7 @@ internal static class RedisScripts
         else
           header = id .. ' ' .. epoch .. ' ' .. string.format('%d', now) .. ' -1 -1\n'
         end
-        redis.call('PUBLISH', pubsub, header .. data)
+        redis.call(publish, pubsub, header .. data)
         return { offset, epoch, now }
         """;
 
