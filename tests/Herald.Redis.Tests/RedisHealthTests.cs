@@ -59,7 +59,7 @@ public sealed class RedisHealthTests(ITestOutputHelper output)
     [Fact]
     public async Task Healthz_WhileRedisIsUp_Is200Ok_WhenItIsKilled_Is503WithAReason_AndWhenItIsBack_Is200Again()
     {
-        using var redis = new RedisProcess();
+        using var redis = new RedisServer(persistent: false);
         await redis.StartAsync();
         await using var node = await StartNodeAsync(redis.Port);
 

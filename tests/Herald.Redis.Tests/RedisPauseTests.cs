@@ -32,19 +32,19 @@ public sealed class RedisPauseTests(ITestOutputHelper output)
 
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
 
-    private static Task<TestServer> StartNodeAsync(RedisProcess redis, string prefix) =>
+    private static Task<TestServer> StartNodeAsync(RedisServer redis, string prefix) =>
         TestServer.StartAsync(
             configure: o => o.Namespaces["fault"] = new NamespaceOptions { HistorySize = 100_000, HistoryTtl = TimeSpan.FromMinutes(10) },
             configureServices: services => services.AddHeraldRedis(o =>
             {
-                o.Configuration = redis.Configuration; // asyncTimeout=1000
+                o.Configuration = redis.ShortTimeoutConfiguration; // asyncTimeout=1000
                 o.Prefix = prefix;
             }));
 
     [Fact]
     public async Task PublishesWhileRedisIsPaused_AreAcceptedAndDeliveredOnce_OrRefusedUnavailable_NeverAcceptedAndLost()
     {
-        using var redis = new RedisProcess();
+        using var redis = new RedisServer(persistent: false);
         await redis.StartAsync();
         var prefix = "pause-" + Guid.NewGuid().ToString("N")[..12];
         await using var a = await StartNodeAsync(redis, prefix);
@@ -101,7 +101,7 @@ public sealed class RedisPauseTests(ITestOutputHelper output)
         {
             await Wait.UntilAsync(() => Volatile.Read(ref acceptedPerNode[0]) >= 10 && Volatile.Read(ref acceptedPerNode[1]) >= 10, Deadline, "publishes accepted on both nodes before the pause");
 
-            await using (var admin = await ConnectionMultiplexer.ConnectAsync(redis.Configuration + ",allowAdmin=true"))
+            await using (var admin = await ConnectionMultiplexer.ConnectAsync(redis.ShortTimeoutConfiguration + ",allowAdmin=true"))
             {
                 await admin.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", ((long)Pause.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture), "WRITE");
             }

@@ -48,6 +48,9 @@ public sealed class RedisServer(bool persistent) : IDisposable
     /// <summary>A StackExchange.Redis configuration string for this server.</summary>
     public string Configuration => $"127.0.0.1:{Port},abortConnect=false,connectTimeout=2000,syncTimeout=5000,asyncTimeout=5000";
 
+    /// <summary>A configuration string with short timeouts, so that failures (a pause, a kill) show within a second or two.</summary>
+    public string ShortTimeoutConfiguration => $"127.0.0.1:{Port},abortConnect=false,connectTimeout=1000,syncTimeout=1000,asyncTimeout=1000";
+
     /// <summary>Starts the server: on a free port the first time, on the same port after <see cref="Stop"/>.</summary>
     public async Task StartAsync()
     {
