@@ -54,13 +54,13 @@ internal static class MultiNodeScenario
                 }
                 // What Redis costs with nothing published (its timers, the nodes' heartbeats and position checks), so
                 // the per-publication figure of a slow step can be read against it.
-                redisIdlePercent = await meter.RedisIdlePercentAsync(sizes.Step, cancellationToken).ConfigureAwait(false);
+                redisIdlePercent = await meter.MeasureRedisIdleAsync(sizes.Step, cancellationToken).ConfigureAwait(false);
                 var saturatedInARow = 0;
                 foreach (var rate in sizes.Rates)
                 {
                     var step = await meter.MeasureAsync(rate, sizes.Step, connected, cancellationToken).ConfigureAwait(false);
                     steps.Add(step);
-                    Console.WriteLine($"    rate {rate,6}/s: {step.DeliveriesPerSecond,10:0} deliveries/s  p50 {step.P50Ms,8:0.0} ms  p99 {step.P99Ms,8:0.0} ms  nodes {step.ServerCpuPercent,4:0}%  redis {step.RedisCpuPercent,5:0.0}% ({step.RedisCpuMicrosPerPublication:0} µs/publication)  gen {step.GeneratorCpuPercent,4:0}%  {step.Delivered}/{step.Expected}{(step.Saturated ? "  saturated" : "")}");
+                    Console.WriteLine($"    rate {rate,6}/s: {step.DeliveriesPerSecond,10:0} deliveries/s  p50 {step.P50Ms,8:0.0} ms  p99 {step.P99Ms,8:0.0} ms  nodes {step.ServerCpuPercent,4:0}%  redis {step.RedisCpuPercent,5:0.0}% ({step.RedisCpuMicrosPerPublication:0} µs/publication, {step.RedisCpuMicrosPerPublicationAboveIdle:0} above idle)  gen {step.GeneratorCpuPercent,4:0}%  {step.Delivered}/{step.Expected}{(step.Saturated ? "  saturated" : "")}");
                     saturatedInARow = step.Saturated ? saturatedInARow + 1 : 0;
                     if (saturatedInARow == 2)
                     {
@@ -138,12 +138,16 @@ internal static class MultiNodeScenario
             return false;
         }
 
-        public async Task<double> RedisIdlePercentAsync(TimeSpan duration, CancellationToken cancellationToken)
+        /// <summary>Redis's CPU share with nothing published; later steps subtract it for their marginal cost.</summary>
+        public double RedisIdlePercent { get; private set; }
+
+        public async Task<double> MeasureRedisIdleAsync(TimeSpan duration, CancellationToken cancellationToken)
         {
             var before = ProcessTree.PreciseCpuSeconds(group.Redis.Pid);
             var clock = Stopwatch.StartNew();
             await Task.Delay(duration, cancellationToken).ConfigureAwait(false);
-            return (ProcessTree.PreciseCpuSeconds(group.Redis.Pid) - before) / clock.Elapsed.TotalSeconds * 100;
+            RedisIdlePercent = (ProcessTree.PreciseCpuSeconds(group.Redis.Pid) - before) / clock.Elapsed.TotalSeconds * 100;
+            return RedisIdlePercent;
         }
 
         private double GeneratorCpuSeconds() => ProcessTree.SelfCpuSeconds() + agents.Sum(a => ProcessTree.Read(a.Pid).CpuSeconds);
@@ -207,6 +211,7 @@ internal static class MultiNodeScenario
                 RedisCpuSeconds = redisCpu,
                 RedisCpuPercent = redisCpu / seconds * 100,
                 RedisCpuMicrosPerPublication = published > 0 ? redisCpu * 1e6 / published : 0,
+                RedisCpuMicrosPerPublicationAboveIdle = published > 0 ? Math.Max(0, redisCpu - RedisIdlePercent / 100 * seconds) * 1e6 / published : 0,
                 RedisPeakRssMb = group.Redis.PeakRssBytes / 1048576.0,
                 Errors = clientErrors + publisher.Failed - publishFailed0,
                 Saturated = saturated,

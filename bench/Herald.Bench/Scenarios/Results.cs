@@ -36,6 +36,8 @@ internal sealed record StepResult
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public double RedisCpuMicrosPerPublication { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double RedisCpuMicrosPerPublicationAboveIdle { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public double RedisPeakRssMb { get; init; }
 
     public bool Saturated { get; init; }
