@@ -69,7 +69,17 @@ foreach (var scenario in scenarios)
     {
         sizes = sizes with { Step = TimeSpan.FromSeconds(double.Parse(step, CultureInfo.InvariantCulture)) };
     }
-    var runs = await ScenarioRunner.RunAsync(scenario, sizes, systems, options, cancel.Token);
+    List<RunResult> runs;
+    try
+    {
+        runs = await ScenarioRunner.RunAsync(scenario, sizes, systems, options, cancel.Token);
+    }
+    catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+    {
+        // Every server, Redis and agent of the interrupted run was stopped on the way here; nothing is written.
+        Console.Error.WriteLine($"bench: {scenario} cancelled");
+        return 130;
+    }
     var results = new ScenarioResults { Scenario = scenario, Size = size, Started = started, Machine = Machine.Describe(), Runs = runs };
     var path = Path.Combine(outDir, $"{scenario}.json");
     // Re-running some systems keeps the other systems' runs of the same scenario from the previous results file.
