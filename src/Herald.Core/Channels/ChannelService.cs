@@ -56,18 +56,11 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
     /// <summary>Publishes JSON <paramref name="data"/> to <paramref name="channel"/>, as <paramref name="info"/> (<see langword="null"/> for the server).</summary>
     public async ValueTask<HeraldResult<StreamPosition>> PublishAsync(AuthenticationResult? auth, string? channel, JsonElement? data, ClientInfo? info, CancellationToken cancellationToken = default)
     {
-        if (!Resolve(channel).TryGetValue(out var ns, out var invalid))
+        if (!CheckPublish(auth, channel, data).TryGetValue(out var ns, out var refused))
         {
-            return invalid;
+            return refused;
         }
-        if (auth is not null && !ns.AllowClientPublish && !auth.CanPublish(channel!))
-        {
-            return new HeraldError(ErrorCodes.PermissionDenied, $"publish to {channel} is not allowed");
-        }
-        if (data is not { } value || value.ValueKind == JsonValueKind.Undefined)
-        {
-            return new HeraldError(ErrorCodes.BadRequest, "the field 'data' is required");
-        }
+        var value = data!.Value;
         var payload = CompactJson(value);
         if (payload.Length > Options.MaxMessageBytes)
         {
@@ -84,6 +77,27 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
         }
         metrics.Published();
         return position;
+    }
+
+    /// <summary>
+    /// The checks a publication passes before anything else sees it: the channel's name and namespace, the permission to
+    /// publish, and that there is data. Returns the namespace, or the refusal.
+    /// </summary>
+    public HeraldResult<NamespaceOptions> CheckPublish(AuthenticationResult? auth, string? channel, JsonElement? data)
+    {
+        if (!Resolve(channel).TryGetValue(out var ns, out var invalid))
+        {
+            return invalid;
+        }
+        if (auth is not null && !ns.AllowClientPublish && !auth.CanPublish(channel!))
+        {
+            return new HeraldError(ErrorCodes.PermissionDenied, $"publish to {channel} is not allowed");
+        }
+        if (data is not { } value || value.ValueKind == JsonValueKind.Undefined)
+        {
+            return new HeraldError(ErrorCodes.BadRequest, "the field 'data' is required");
+        }
+        return ns;
     }
 
     /// <summary>
