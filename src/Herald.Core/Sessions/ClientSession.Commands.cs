@@ -73,7 +73,7 @@ internal sealed partial class ClientSession
         var auth = _auth!;
         return command.Op switch
         {
-            Ops.Subscribe => SubscribeAsync(command, client, auth, cancellationToken),
+            Ops.Subscribe => SubscribeAsync(command.Id, command.Channel, command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null, stream: false, client, auth, cancellationToken),
             Ops.Refresh => RefreshAsync(command, cancellationToken),
             Ops.Unsubscribe => UnsubscribeAsync(command),
             _ => ChannelCommands.DispatchAsync(Node.Channels, Node.Handlers, _transport.Name, auth, client, command, cancellationToken),
@@ -124,18 +124,57 @@ internal sealed partial class ClientSession
             _transport.Close(CloseCodes.Unauthorized, "unauthorized");
             return CommandOutcome.Succeeded(null);
         }
-        var client = new ClientInfo(auth.User, ClientId) { Info = ClientInfoRules.Effective(auth.Info, command.Info) };
+        var client = Accept(auth, command.Info, command.Client);
+        return CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, (client, Node.Options.KeepAliveInterval), static (w, s) => WriteConnected(w, s.client, s.KeepAliveInterval)));
+    }
+
+    /// <summary>
+    /// Connects a stream whose request was already authenticated (and seen by the connect handlers) at the edge, as
+    /// <c>GET /sse</c> is, and queues <c>{"connected":{…}}</c>, the stream's first message.
+    /// </summary>
+    /// <param name="auth">A successful authentication.</param>
+    /// <param name="info">The client's own display info, already checked; ignored when the token carries one.</param>
+    /// <param name="pollClientId">The id the client polls with, if it gave one (presence counts it once).</param>
+    internal void ConnectStream(AuthenticationResult auth, JsonElement? info, string? pollClientId)
+    {
+        var client = Accept(auth, info, pollClientId);
+        Enqueue(ProtocolWriter.Write((client, Node.Options.KeepAliveInterval), static (w, s) =>
+        {
+            w.WriteStartObject();
+            w.WriteStartObject(ProtocolNames.Connected);
+            WriteConnected(w, s.client, s.KeepAliveInterval);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }));
+    }
+
+    private ClientInfo Accept(AuthenticationResult auth, JsonElement? info, string? pollClientId)
+    {
+        var client = new ClientInfo(auth.User, ClientId) { Info = ClientInfoRules.Effective(auth.Info, info) };
         _auth = auth;
-        _pollClientId = command.Client;
+        _pollClientId = pollClientId;
         Volatile.Write(ref _client, client);
         ScheduleExpiry(auth.ExpiresAt);
-        return CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, (client, Node.Options.KeepAliveInterval), static (w, s) =>
-        {
-            w.WriteString(ProtocolNames.Client, s.client.Client);
-            w.WriteString(ProtocolNames.User, s.client.User);
-            w.WriteString(ProtocolNames.Version, ServerVersion);
-            w.WriteNumber(ProtocolNames.Ping, (int)s.KeepAliveInterval.TotalSeconds);
-        }));
+        return client;
+    }
+
+    private static void WriteConnected(Utf8JsonWriter w, ClientInfo client, TimeSpan keepAliveInterval)
+    {
+        w.WriteString(ProtocolNames.Client, client.Client);
+        w.WriteString(ProtocolNames.User, client.User);
+        w.WriteString(ProtocolNames.Version, ServerVersion);
+        w.WriteNumber(ProtocolNames.Ping, (int)keepAliveInterval.TotalSeconds);
+    }
+
+    /// <summary>
+    /// Subscribes a stream (connected with <see cref="ConnectStream"/>) to <paramref name="channel"/> by the same rules as
+    /// the <c>subscribe</c> command, and queues <c>{"subscribed":{"channel":…,"epoch":…,"offset":…,"recovered":…,"publications":[…]}}</c>
+    /// before the channel's live pushes. Returns the refusal, if any; nothing is queued then.
+    /// </summary>
+    internal async ValueTask<HeraldError?> SubscribeStreamAsync(string channel, StreamPosition? since, CancellationToken cancellationToken)
+    {
+        var outcome = await SubscribeAsync(null, channel, since, stream: true, _client!, _auth!, cancellationToken);
+        return outcome.Error;
     }
 
     private async ValueTask<CommandOutcome> RefreshAsync(Command command, CancellationToken cancellationToken)
@@ -164,13 +203,14 @@ internal sealed partial class ClientSession
         }));
     }
 
-    private async ValueTask<CommandOutcome> SubscribeAsync(Command command, ClientInfo client, AuthenticationResult auth, CancellationToken cancellationToken)
+    // `stream`: the reply names its channel instead of a command id (a stream has no commands to answer).
+    private async ValueTask<CommandOutcome> SubscribeAsync(long? id, string? channelName, StreamPosition? since, bool stream, ClientInfo client, AuthenticationResult auth, CancellationToken cancellationToken)
     {
-        if (!Node.Channels.ResolveForRead(auth, command.Channel, "subscribing to").TryGetValue(out var ns, out var refused))
+        if (!Node.Channels.ResolveForRead(auth, channelName, "subscribing to").TryGetValue(out var ns, out var refused))
         {
-            return CommandOutcome.Failed(command.Id, refused);
+            return CommandOutcome.Failed(id, refused);
         }
-        var channel = command.Channel!;
+        var channel = channelName!;
         var subscription = new Subscription(this, channel, ns);
         lock (_gate)
         {
@@ -180,11 +220,11 @@ internal sealed partial class ClientSession
             }
             if (_subscriptions.ContainsKey(channel))
             {
-                return CommandOutcome.Failed(command.Id, ErrorCodes.AlreadySubscribed, $"already subscribed to {channel}");
+                return CommandOutcome.Failed(id, ErrorCodes.AlreadySubscribed, $"already subscribed to {channel}");
             }
             if (_subscriptions.Count >= Node.Options.MaxSubscriptionsPerConnection)
             {
-                return CommandOutcome.Failed(command.Id, ErrorCodes.TooManySubscriptions, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions");
+                return CommandOutcome.Failed(id, ErrorCodes.TooManySubscriptions, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions");
             }
             _subscriptions.Add(channel, subscription);
         }
@@ -205,7 +245,7 @@ internal sealed partial class ClientSession
             if (!allowed.TryGetValue(out var accepted, out var refusal))
             {
                 Unreserve(channel, subscription);
-                return CommandOutcome.Failed(command.Id, refusal);
+                return CommandOutcome.Failed(id, refusal);
             }
             attached = accepted.Data;
         }
@@ -216,7 +256,6 @@ internal sealed partial class ClientSession
         try
         {
             await Node.AddSubscriptionAsync(subscription, cancellationToken);
-            StreamPosition? since = command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null;
             recovery = await Node.Channels.RecoverAsync(channel, ns, since, int.MaxValue, cancellationToken);
             if (recovery.Error is null)
             {
@@ -231,26 +270,41 @@ internal sealed partial class ClientSession
         if (!recovery.TryGetValue(out var recovered, out var error))
         {
             await RemoveAsync(subscription);
-            return CommandOutcome.Failed(command.Id, error);
+            return CommandOutcome.Failed(id, error);
         }
-        var reply = ProtocolWriter.EncodeResult(command.Id, (recovered, attached), static (w, s) =>
+        var reply = stream
+            ? ProtocolWriter.Write((channel, recovered, attached), static (w, s) =>
+            {
+                w.WriteStartObject();
+                w.WriteStartObject(ProtocolNames.Subscribed);
+                w.WriteString(ProtocolNames.Channel, s.channel);
+                WriteSubscribeResult(w, s.recovered, s.attached);
+                w.WriteEndObject();
+                w.WriteEndObject();
+            })
+            : ProtocolWriter.EncodeResult(id, (recovered, attached), static (w, s) => WriteSubscribeResult(w, s.recovered, s.attached));
+        if (!stream)
         {
-            ChannelCommands.WritePosition(w, s.recovered.Position);
-            if (s.recovered.Recovered is { } done)
-            {
-                w.WriteBoolean(ProtocolNames.Recovered, done);
-            }
-            ProtocolWriter.WritePublications(w, s.recovered.Publications);
-            if (s.attached is { } data)
-            {
-                // Re-encoded, never copied raw, so that the application's whitespace cannot put a newline in a frame.
-                w.WritePropertyName(ProtocolNames.Data);
-                data.WriteTo(w);
-            }
-        });
-        Node.Metrics.CommandHandled(failed: false);
+            Node.Metrics.CommandHandled(failed: false);
+        }
         subscription.Activate(reply, recovered.Position);
         return CommandOutcome.Succeeded(null);
+    }
+
+    private static void WriteSubscribeResult(Utf8JsonWriter w, RecoveryResult recovered, JsonElement? attached)
+    {
+        ChannelCommands.WritePosition(w, recovered.Position);
+        if (recovered.Recovered is { } done)
+        {
+            w.WriteBoolean(ProtocolNames.Recovered, done);
+        }
+        ProtocolWriter.WritePublications(w, recovered.Publications);
+        if (attached is { } data)
+        {
+            // Re-encoded, never copied raw, so that the application's whitespace cannot put a newline in a frame.
+            w.WritePropertyName(ProtocolNames.Data);
+            data.WriteTo(w);
+        }
     }
 
     private async ValueTask<CommandOutcome> UnsubscribeAsync(Command command)

@@ -22,6 +22,9 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
 
     public ClientSession Session { get; } = session;
 
+    /// <summary>The epoch of the subscribe reply, once queued; a live subscription never changes it (a new epoch closes it).</summary>
+    public string Epoch => Volatile.Read(ref _epoch);
+
     /// <summary>Called by the fan-out; never blocks. Returns whether the push was queued.</summary>
     public bool Deliver(Publication publication, string epoch, byte[] push)
     {
@@ -56,8 +59,8 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             {
                 return;
             }
-            Session.Enqueue(reply);
             _epoch = position.Epoch;
+            Session.Outbound.TryEnqueue(reply, 0, this, position.Offset);
             _lastOffset = position.Offset;
             _live = true;
             foreach (var (publication, epoch, push) in _pending!)
@@ -97,6 +100,6 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             return false;
         }
         _lastOffset = publication.Offset;
-        return Session.Outbound.TryEnqueue(push, publication.AcceptedTimestamp);
+        return Session.Outbound.TryEnqueue(push, publication.AcceptedTimestamp, this, publication.Offset);
     }
 }
