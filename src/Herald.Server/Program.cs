@@ -49,6 +49,10 @@ if (generatedApiKey is not null)
 {
     ServerLog.GeneratedApiKey(app.Logger, generatedApiKey);
 }
+if (Directory.Exists(webRoot) && !File.Exists(Path.Combine(webRoot, "js", "index.js")))
+{
+    ServerLog.JsClientMissing(app.Logger, Path.Combine(webRoot, "js", "index.js"));
+}
 var options = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<HeraldOptions>>().Value;
 var namespaces = string.Join(", ", options.Namespaces.Keys.Prepend(HeraldOptions.DefaultNamespace).Distinct());
 ServerLog.Profile(app.Logger, app.Environment.EnvironmentName, options.AllowAnonymous, namespaces);

@@ -27,7 +27,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
     private static readonly TimeSpan ChaosBudget = TimeSpan.FromSeconds(60);
     // A switch settles in one attempt (ConnectTimeout at most); past this it is reported as hung, which fails the test.
     private static readonly TimeSpan SwitchTimeout = TimeSpan.FromSeconds(15);
-    private static readonly HeraldTransport[] Kinds = [HeraldTransport.WebSocket, HeraldTransport.LongPoll, HeraldTransport.ShortPoll];
+    private static readonly HeraldTransport[] Kinds = [HeraldTransport.WebSocket, HeraldTransport.Sse, HeraldTransport.LongPoll, HeraldTransport.ShortPoll];
 
     // Run it alone with: dotnet test tests/Herald.Client.Tests -c Release --filter FullyQualifiedName~Chaos --logger "console;verbosity=normal"
     [Fact]
@@ -87,7 +87,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
                             case HeraldTransport.WebSocket:
                                 stats.SocketAborts++;
                                 break;
-                            case HeraldTransport.LongPoll or HeraldTransport.ShortPoll:
+                            case HeraldTransport.LongPoll or HeraldTransport.ShortPoll or HeraldTransport.Sse:
                                 stats.RequestCancels++;
                                 break;
                         }
@@ -394,7 +394,7 @@ public sealed class ChaosTests(ITestOutputHelper output)
                 context.Abort();
                 return;
             }
-            if (path is not ("/ws" or "/poll"))
+            if (path is not ("/ws" or "/poll" or "/sse"))
             {
                 await next(context);
                 return;

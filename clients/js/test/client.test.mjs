@@ -19,7 +19,7 @@ function freshChannel(ns = 'chat') {
   return `${ns}:t${process.pid}-${++channelCounter}-${Date.now().toString(36)}`;
 }
 
-const TRANSPORTS = ['websocket', 'longpoll', 'poll'];
+const TRANSPORTS = ['websocket', 'sse', 'longpoll', 'poll'];
 
 describe('each transport', () => {
   for (const transport of TRANSPORTS) {
@@ -100,8 +100,9 @@ describe('fallback', () => {
     client.on('state', (e) => states.push(`${e.state}/${e.transport}`));
     client.on('error', (e) => errors.push(e));
     await withTimeout(client.connect(), WAIT_MS, 'connect()');
-    assert.equal(client.transport, 'longpoll');
-    assert.deepEqual(states, ['connecting/websocket', 'connecting/longpoll', 'connected/longpoll']);
+    // WebSocket → SSE → long poll → short poll: the next in line is SSE.
+    assert.equal(client.transport, 'sse');
+    assert.deepEqual(states, ['connecting/websocket', 'connecting/sse', 'connected/sse']);
     assert.equal(errors[0].transport, 'websocket');
     assert.equal(errors[0].error.code, ClientErrorCodes.TransportFailed);
 
@@ -149,7 +150,9 @@ describe('switching transports', () => {
 
     const steps = [
       ['reconnect', 'longpoll'],
+      ['reconnect', 'sse'],
       ['reconnect', 'poll'],
+      ['live', 'sse'],
       ['live', 'websocket'],
       ['live', 'poll'],
       ['reconnect', 'websocket'],
@@ -198,7 +201,7 @@ describe('switching transports', () => {
 
     const publisher = publishContinuously(fixture.server, channel, () => cond.poke());
     try {
-      for (const next of ['longpoll', 'poll', 'websocket', 'websocket', 'poll']) {
+      for (const next of ['sse', 'longpoll', 'sse', 'poll', 'websocket', 'sse', 'websocket', 'poll']) {
         const target = received.length + 10;
         await cond.until(() => received.length >= target, () => `${target} offsets before switching to ${next}`);
         await withTimeout(client.switchTransport(next), WAIT_MS, `switchTransport('${next}')`);
