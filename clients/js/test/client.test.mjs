@@ -67,9 +67,9 @@ describe('each transport', () => {
 
       const presence = await client.presence(channel);
       const present = Object.values(presence);
-      // Every transport is present: a WebSocket under the server's id, a polling client under its own clientId.
+      // Every transport is present: a WebSocket or SSE stream under the server's id, a polling client under its own clientId.
       assert.equal(present.length, 1, JSON.stringify(presence));
-      if (transport !== 'websocket') {
+      if (transport !== 'websocket' && transport !== 'sse') {
         assert.deepEqual(presence[client.clientId], { user: '', client: client.clientId });
       }
     });
@@ -114,14 +114,14 @@ describe('fallback', () => {
     assert.deepEqual((await got).data, { hello: 'longpoll' });
   });
 
-  test('a WebSocket constructor that throws falls back too, and long polling failing falls back to polling', { timeout: TEST_MS }, async () => {
+  test('a WebSocket constructor that throws falls back too, and SSE and long polling failing fall back to polling', { timeout: TEST_MS }, async () => {
     class ThrowingWebSocket {
       constructor() {
         throw new Error('blocked by a proxy');
       }
     }
     const brokenFetch = (input, init) =>
-      init?.signal && String(input).endsWith('/cmd') && fetchCalls++ === 0
+      init?.signal && String(input).endsWith('/cmd') && fetchCalls++ < 2 // the pings that open SSE, then long polling
         ? Promise.reject(new TypeError('fetch failed'))
         : fetch(input, init);
     let fetchCalls = 0;
@@ -129,7 +129,7 @@ describe('fallback', () => {
     const states = [];
     client.on('state', (e) => states.push(`${e.state}/${e.transport}`));
     await withTimeout(client.connect(), WAIT_MS, 'connect()');
-    assert.deepEqual(states, ['connecting/websocket', 'connecting/longpoll', 'connecting/poll', 'connected/poll']);
+    assert.deepEqual(states, ['connecting/websocket', 'connecting/sse', 'connecting/longpoll', 'connecting/poll', 'connected/poll']);
   });
 });
 

@@ -143,9 +143,16 @@ internal sealed partial class SseConnection : ISessionTransport
         }
         catch (ObjectDisposedException)
         {
-            return;
+            return; // the stream has ended and RunAsync has cleaned up
         }
-        _http.Abort();
+        try
+        {
+            _http.Abort();
+        }
+        catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException)
+        {
+            // The request completed between the check above and here.
+        }
     }
 
     // A comment line keeps proxies from closing an idle stream; sent only when nothing else was written since the last tick.

@@ -49,11 +49,17 @@ internal static class SseEndpoint
                 return;
             }
         }
-        var (cursors, invalid) = PollRequest.ResolveCursors(entries, options);
-        if (cursors is null)
+        var cursors = new List<PollCursor>(entries.Length);
+        foreach (var entry in entries)
         {
-            await HttpErrors.WriteAsync(context, invalid!);
-            return;
+            // One at a time, so that a refusal names its channel first ("x:y: unknown namespace 'x'"), as clients expect.
+            var (resolved, invalid) = PollRequest.ResolveCursors([entry], options);
+            if (resolved is null)
+            {
+                await HttpErrors.WriteAsync(context, invalid!.Message.StartsWith(entry.Channel + ":", StringComparison.Ordinal) ? invalid : invalid with { Message = $"{entry.Channel}: {invalid.Message}" });
+                return;
+            }
+            cursors.Add(resolved[0]);
         }
         var start = cursors.Select(c => c.Since).ToArray();
         // EventSource sends back the id of the last event it received; it moves every cursor past the query's.
@@ -90,7 +96,7 @@ internal static class SseEndpoint
             if (ChannelService.AuthorizeRead(auth, cursor.Channel, cursor.Namespace, "subscribing to") is { } denied)
             {
                 await session.TerminateAsync();
-                await HttpErrors.WriteAsync(context, denied);
+                await HttpErrors.WriteAsync(context, denied with { Message = $"{cursor.Channel}: {denied.Message}" });
                 return;
             }
         }
