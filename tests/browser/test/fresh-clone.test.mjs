@@ -64,10 +64,12 @@ function build(extra = []) {
 /** Starts the clone's server on a free port; resolves with its base URL once /healthz answers. */
 async function startServer() {
   const baseUrl = `http://127.0.0.1:${await freePort()}`;
-  const env = { ...process.env, Herald__AllowAnonymous: 'true' };
+  // As `dotnet run` starts it (launchSettings.json): the development profile, with its chat namespace.
+  const env = { ...process.env, ASPNETCORE_ENVIRONMENT: 'Development' };
   delete env.ASPNETCORE_URLS;
   const dll = path.join(clone, 'src/Herald.Server/bin/Release/net10.0/herald.dll');
-  const server = spawn('dotnet', [dll, '--urls', baseUrl], { cwd: clone, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // From the project directory, as `dotnet run` does: that is the content root where appsettings.*.json are read.
+  const server = spawn('dotnet', [dll, '--urls', baseUrl], { cwd: path.join(clone, 'src/Herald.Server'), env, stdio: ['ignore', 'pipe', 'pipe'] });
   server.log = '';
   server.stdout.on('data', (c) => { server.log += c; });
   server.stderr.on('data', (c) => { server.log += c; });
@@ -141,12 +143,15 @@ test('on a fresh clone, `dotnet build` alone makes the demo work; without npm th
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
+  page.on('console', (msg) => { if (msg.type() === 'error' || msg.type() === 'warning') errors.push(msg.text()); });
   await page.goto(`${baseUrl}/`, { timeout: STEP_MS });
   assert.equal(await page.locator('#js-missing').isVisible(), false);
   await page.fill('#name', 'fresh');
   await page.fill('#room', 'clone');
   await page.click('#join');
-  await page.waitForSelector('#chat:not(.hidden)', { timeout: STEP_MS });
+  await page.waitForSelector('#chat:not(.hidden)', { timeout: STEP_MS }).catch((err) => {
+    throw new Error(`${err.message}\npage errors: ${JSON.stringify(errors)}`);
+  });
   await page.fill('#text', 'it works from a fresh clone');
   await page.click('#send');
   await page.locator('#messages li', { hasText: 'it works from a fresh clone' }).waitFor({ timeout: STEP_MS });
