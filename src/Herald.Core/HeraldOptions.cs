@@ -131,6 +131,12 @@ public sealed class HeraldOptions
     [Range(1, 10_000_000)]
     public int MaxHttpRequestsPerSecondPerIp { get; set; } = 200;
 
+    /// <summary>
+    /// How long one call of an application handler (connect, subscribe, publish, RPC, disconnect) may take before the
+    /// client gets <c>internal</c>. Between 10 ms and 5 minutes. Default 5 s.
+    /// </summary>
+    public TimeSpan HandlerTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Returns the options of the namespace a channel belongs to, or <see langword="null"/> when it is unknown.</summary>
     internal NamespaceOptions? FindNamespace(string name) =>
         Namespaces.TryGetValue(name, out var ns) ? ns
@@ -173,6 +179,10 @@ public sealed class HeraldOptions
         if (IdempotencyWindow < TimeSpan.FromSeconds(1) || IdempotencyWindow > TimeSpan.FromDays(1))
         {
             yield return "Herald:IdempotencyWindow must be between 1 second and 1 day.";
+        }
+        if (HandlerTimeout < TimeSpan.FromMilliseconds(10) || HandlerTimeout > TimeSpan.FromMinutes(5))
+        {
+            yield return "Herald:HandlerTimeout must be between 10 milliseconds and 5 minutes.";
         }
         if (Token.Secret is { Length: > 0 and < 32 })
         {

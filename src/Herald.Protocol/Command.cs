@@ -9,7 +9,7 @@ public sealed class Command
     /// <summary>The client's correlation id, echoed in the reply.</summary>
     [JsonPropertyName("id")] public long? Id { get; set; }
 
-    /// <summary>The operation: <c>connect</c>, <c>subscribe</c>, <c>unsubscribe</c>, <c>publish</c>, <c>history</c>, <c>presence</c>, <c>ping</c>.</summary>
+    /// <summary>The operation: <c>connect</c>, <c>subscribe</c>, <c>unsubscribe</c>, <c>publish</c>, <c>history</c>, <c>presence</c>, <c>ping</c>, <c>rpc</c>.</summary>
     [JsonPropertyName("op")] public string? Op { get; set; }
 
     /// <summary>The connection token (<c>connect</c>).</summary>
@@ -21,7 +21,10 @@ public sealed class Command
     /// <summary>The position to recover from (<c>subscribe</c>), or to read after (<c>history</c>; before it with <see cref="Reverse"/>).</summary>
     [JsonPropertyName("since")] public SincePosition? Since { get; set; }
 
-    /// <summary>The payload to publish (<c>publish</c>).</summary>
+    /// <summary>The method to call (<c>rpc</c>): 1 to 64 characters of <c>A-Z a-z 0-9 _ - . :</c>.</summary>
+    [JsonPropertyName("method")] public string? Method { get; set; }
+
+    /// <summary>The payload to publish (<c>publish</c>), or the call's argument (<c>rpc</c>).</summary>
     [JsonPropertyName("data")] public JsonElement? Data { get; set; }
 
     /// <summary>The maximum number of publications to return (<c>history</c>).</summary>

@@ -27,4 +27,5 @@ internal static class ProtocolNames
     public static readonly JsonEncodedText Presence = JsonEncodedText.Encode("presence");
     public static readonly JsonEncodedText Version = JsonEncodedText.Encode("version");
     public static readonly JsonEncodedText Ping = JsonEncodedText.Encode("ping");
+    public static readonly JsonEncodedText Method = JsonEncodedText.Encode("method");
 }

@@ -433,6 +433,24 @@ export class HeraldClient {
   }
 
   /**
+   * Calls `method` on the server's application handler with `data` (any JSON; omitted when undefined) and resolves with
+   * the answer's `data`. Over the WebSocket, or `POST /cmd` when polling. Rejects with a `HeraldError`: `not_available`
+   * (no handler answers the method), `bad_request` (an invalid name), `internal` (the handler failed or timed out), or
+   * the handler's own code.
+   */
+  async rpc(method: string, data?: unknown): Promise<unknown> {
+    if (typeof method !== "string" || method.length === 0) {
+      throw new TypeError("method must be a non-empty string");
+    }
+    const command: Command = { op: "rpc", method };
+    if (data !== undefined) {
+      command.data = data;
+    }
+    const result = (await this.command(command)) as { data?: unknown };
+    return result.data ?? null;
+  }
+
+  /**
    * Reads a page of a channel's history: after `since` oldest first, or the newest `limit`; with `reverse`, before
    * `since` (or from the newest) newest first. Walk it all by passing each page's `next` as `since` until it is absent.
    */

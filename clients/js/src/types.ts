@@ -196,6 +196,7 @@ export interface ChannelEntry {
 export interface Command {
   op: string;
   channel?: string;
+  method?: string;
   since?: StreamPosition;
   data?: unknown;
   limit?: number;

@@ -63,22 +63,11 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
     /// </summary>
     public async ValueTask<HeraldResult<StreamPosition>> PublishAsync(AuthenticationResult? auth, string? channel, JsonElement? data, ClientInfo? info, string? idempotencyKey = null, CancellationToken cancellationToken = default)
     {
-        if (!Resolve(channel).TryGetValue(out var ns, out var invalid))
+        if (!CheckPublish(auth, channel, data, idempotencyKey).TryGetValue(out var ns, out var refused))
         {
-            return invalid;
+            return refused;
         }
-        if (auth is not null && !ns.AllowClientPublish && !auth.CanPublish(channel!))
-        {
-            return new HeraldError(ErrorCodes.PermissionDenied, $"publish to {channel} is not allowed");
-        }
-        if (data is not { } value || value.ValueKind == JsonValueKind.Undefined)
-        {
-            return new HeraldError(ErrorCodes.BadRequest, "the field 'data' is required");
-        }
-        if (idempotencyKey is not null && ValidateIdempotencyKey(idempotencyKey) is { } badKey)
-        {
-            return badKey;
-        }
+        var value = data!.Value;
         var payload = CompactJson(value);
         if (payload.Length > Options.MaxMessageBytes)
         {
@@ -103,6 +92,31 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
         {
             return Unavailable;
         }
+    }
+
+    /// <summary>
+    /// The checks a publication passes before anything else sees it: the channel's name and namespace, the permission to
+    /// publish, that there is data, and the <c>idempotency_key</c> if there is one. Returns the namespace, or the refusal.
+    /// </summary>
+    public HeraldResult<NamespaceOptions> CheckPublish(AuthenticationResult? auth, string? channel, JsonElement? data, string? idempotencyKey = null)
+    {
+        if (!Resolve(channel).TryGetValue(out var ns, out var invalid))
+        {
+            return invalid;
+        }
+        if (auth is not null && !ns.AllowClientPublish && !auth.CanPublish(channel!))
+        {
+            return new HeraldError(ErrorCodes.PermissionDenied, $"publish to {channel} is not allowed");
+        }
+        if (data is not { } value || value.ValueKind == JsonValueKind.Undefined)
+        {
+            return new HeraldError(ErrorCodes.BadRequest, "the field 'data' is required");
+        }
+        if (idempotencyKey is not null && ValidateIdempotencyKey(idempotencyKey) is { } badKey)
+        {
+            return badKey;
+        }
+        return ns;
     }
 
     /// <summary>
