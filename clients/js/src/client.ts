@@ -11,6 +11,7 @@ import type {
   HeraldEventMap,
   HistoryOptions,
   HistoryResult,
+  PublishOptions,
   PresenceResult,
   Publication,
   PublishResult,
@@ -417,10 +418,17 @@ export class HeraldClient {
     }
   }
 
-  /** Publishes `data` to a channel; resolves with its position. Waits for the connection if it is being made. */
-  async publish(channel: string, data: unknown): Promise<PublishResult> {
+  /**
+   * Publishes `data` to a channel; resolves with its position. Waits for the connection if it is being made. With an
+   * `idempotencyKey`, a retry after a lost reply publishes nothing twice (see {@link PublishOptions}).
+   */
+  async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
     validateChannel(channel);
-    const result = (await this.command({ op: "publish", channel, data })) as PublishResult;
+    const command: Command = { op: "publish", channel, data };
+    if (options.idempotencyKey !== undefined) {
+      command.idempotency_key = options.idempotencyKey;
+    }
+    const result = (await this.command(command)) as PublishResult;
     return { epoch: result.epoch, offset: result.offset };
   }
 
@@ -442,7 +450,10 @@ export class HeraldClient {
     return result.data ?? null;
   }
 
-  /** Reads a channel's history: after `since`, or the newest `limit` publications. */
+  /**
+   * Reads a page of a channel's history: after `since` oldest first, or the newest `limit`; with `reverse`, before
+   * `since` (or from the newest) newest first. Walk it all by passing each page's `next` as `since` until it is absent.
+   */
   async history(channel: string, options: HistoryOptions = {}): Promise<HistoryResult> {
     validateChannel(channel);
     const command: Command = { op: "history", channel };
@@ -452,8 +463,15 @@ export class HeraldClient {
     if (options.limit !== undefined) {
       command.limit = options.limit;
     }
+    if (options.reverse === true) {
+      command.reverse = true;
+    }
     const result = (await this.command(command)) as HistoryResult;
-    return { epoch: result.epoch, offset: result.offset, publications: result.publications ?? [] };
+    const page: HistoryResult = { epoch: result.epoch, offset: result.offset, publications: result.publications ?? [] };
+    if (result.next !== undefined) {
+      page.next = { offset: result.next.offset, epoch: result.next.epoch };
+    }
+    return page;
   }
 
   /**
