@@ -57,6 +57,52 @@ public sealed class ReconnectTests
     }
 
     [Fact]
+    public async Task BaseUris_FirstNodeDown_ConnectsToTheNext_AndMovesToAnotherNodeOnReconnect()
+    {
+        await using var cluster = await TestServer.StartClusterAsync(2);
+        var (a, b) = (cluster[0], cluster[1]);
+        var down = new Uri($"http://127.0.0.1:{FreePort()}/"); // nothing listens there
+        await using var client = new HeraldClient(Clients.Options(a, HeraldTransport.WebSocket) with { BaseUris = [down, b.BaseUri, a.BaseUri] });
+        await client.ConnectAsync().AsTask().WaitAsync(Timeout);
+        var collector = new Collector(await client.SubscribeAsync("chat:nodes"));
+        await a.PublishAsync("chat:nodes", "1");
+        await collector.WaitForAsync(1, Timeout);
+        // Only B receives the channel: the subscriber is there.
+        Assert.Equal((0, 1), (a.Node.ActiveChannels, b.Node.ActiveChannels));
+
+        // The connection drops; the next attempt goes to the next address, A, and resumes there.
+        client.BreakConnection();
+        await Wait.UntilAsync(() => (a.Node.ActiveChannels, b.Node.ActiveChannels) == (1, 0), Timeout, "the client to resubscribe on A and leave B");
+        await b.PublishAsync("chat:nodes", "2");
+        await collector.WaitForAsync(2, Timeout);
+        Assert.Equal([1UL, 2UL], collector.Offsets);
+    }
+
+    [Fact]
+    public async Task BaseUris_NoNodeAnswers_ConnectAsyncThrowsNamingEveryAddress()
+    {
+        var first = new Uri($"http://127.0.0.1:{FreePort()}/");
+        var second = new Uri($"http://127.0.0.1:{FreePort()}/");
+        await using var client = new HeraldClient(new HeraldClientOptions
+        {
+            BaseUris = [first, second],
+            ForcedTransport = HeraldTransport.WebSocket,
+            ReconnectMinDelay = TimeSpan.FromMilliseconds(10),
+            ConnectTimeout = TimeSpan.FromSeconds(2),
+        });
+        var error = await Assert.ThrowsAsync<HeraldConnectionException>(async () => await client.ConnectAsync());
+        Assert.Contains(first.ToString(), error.Message, StringComparison.Ordinal);
+        Assert.Contains(second.ToString(), error.Message, StringComparison.Ordinal);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    [Fact]
     public async Task SwitchingTransportsMidStream_WhileAPublisherRuns_DeliversEveryOffsetExactlyOnce()
     {
         await using var server = await TestServer.StartAsync();
