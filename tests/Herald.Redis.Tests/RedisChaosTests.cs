@@ -39,7 +39,7 @@ public sealed class RedisChaosTests(RedisServerFixture redis, ITestOutputHelper 
         })
         {
             // Sized for CI on 2 cores: every publication crosses Redis, and the run stays well under half a minute.
-            Total = 8_000,
+            Total = 6_000,
             ClientCount = 12,
         };
         await driver.RunAsync(nodes, live, i => Clients.Options(a) with

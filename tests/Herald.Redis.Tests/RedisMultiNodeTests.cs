@@ -11,8 +11,8 @@ public sealed class RedisMultiNodeTests(RedisServerFixture redis)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
 
-    private Task<TestServer> StartNodeAsync(string prefix) =>
-        TestServer.StartAsync(configureServices: services => services.AddHeraldRedis(o =>
+    private Task<TestServer> StartNodeAsync(string prefix, Action<HeraldOptions>? configure = null) =>
+        TestServer.StartAsync(configure, configureServices: services => services.AddHeraldRedis(o =>
         {
             o.Configuration = redis.Configuration;
             o.Prefix = prefix;
@@ -51,6 +51,16 @@ public sealed class RedisMultiNodeTests(RedisServerFixture redis)
         using var history = JsonDocument.Parse(await a.Api.GetStringAsync($"/api/channels/{Channel}/history"));
         Assert.Equal(epoch, history.RootElement.GetProperty("epoch").GetString());
         Assert.Equal(1UL, Assert.Single(history.RootElement.GetProperty("publications").EnumerateArray()).GetProperty("offset").GetUInt64());
+    }
+
+    [Fact]
+    public async Task SubscribeWithSinceOnA_MissedMoreThanMaxHistoryLimit_ReplyHoldsOnePage_AndTheRestFollowsAsPushesOnceInOrder()
+    {
+        var prefix = "catch-up-" + Guid.NewGuid().ToString("N")[..12];
+        await using var a = await StartNodeAsync(prefix, o => o.MaxHistoryLimit = 10);
+        await using var b = await StartNodeAsync(prefix, o => o.MaxHistoryLimit = 10);
+        // Read page by page from the Stream (XRANGE … COUNT 10) on A while B publishes.
+        await CatchUpScenario.RunAsync(a, b, "chat:catch-up", limit: 10, missed: 95, during: 60);
     }
 
     [Fact]
