@@ -88,6 +88,8 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
                 Assert.Empty(watcher.Failures);
                 Assert.Equal(Enumerable.Range(1, Total).Select(i => new StreamPosition((ulong)i, head.Epoch)), watcher.Received.Select(p => p.Position));
             }
+            // The nodes filled every hole from the Stream: no WebSocket had to be closed (4004) and recover.
+            Assert.All(watchers.Where(w => w.Transport == HeraldTransport.WebSocket), w => Assert.Equal(1, w.Connects));
         }
         finally
         {
@@ -209,6 +211,51 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task RedisRestartedWithPersistence_WhilePublishersRetry_EveryClientGetsEveryOffsetOnceInTheSameEpoch()
+    {
+        const string Channel = "chat:persisted";
+        using var redis = new RedisServer(persistent: true);
+        await redis.StartAsync();
+        var prefix = "persisted-" + Guid.NewGuid().ToString("N")[..8];
+        await using var a = await StartNodeAsync(redis.Port, prefix);
+        await using var b = await StartNodeAsync(redis.Port, prefix);
+        var watchers = await WatchAsync(a, b, Channel);
+        try
+        {
+            for (var n = 1; n <= 50; n++)
+            {
+                await PublishAsync(n % 2 == 0 ? a : b, Channel, n);
+            }
+            var before = await HeadAsync(a, Channel);
+
+            redis.Stop();
+            // Publishes while it is down are refused (503) and retried; the first ones after it is back are accepted.
+            var publishing = Task.Run(async () =>
+            {
+                for (var n = 51; n <= 100; n++)
+                {
+                    await PublishAsync(n % 2 == 0 ? a : b, Channel, n);
+                }
+            });
+            await redis.StartAsync();
+            await publishing.WaitAsync(Deadline);
+
+            var head = await HeadAsync(a, Channel);
+            Assert.Equal(new StreamPosition(100, before.Epoch), head);
+            await WaitForAsync(watchers, head);
+            foreach (var watcher in watchers)
+            {
+                Assert.Empty(watcher.Failures);
+                Assert.Equal(Enumerable.Range(1, 100).Select(i => new StreamPosition((ulong)i, head.Epoch)), watcher.Received.Select(p => p.Position));
+            }
+        }
+        finally
+        {
+            await DisposeAsync(watchers);
+        }
+    }
+
     /// <summary>
     /// The client got offsets 1, 2, … of <paramref name="firstEpoch"/> with no gap and no duplicate; every change of epoch
     /// came after a <c>recovered: false</c> naming the new epoch, and went on from the position that gave; it ends at
@@ -286,7 +333,18 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
         private HeraldClient _client = null!;
         private Task _reading = Task.CompletedTask;
 
-        private Watcher(string name) => _name = name;
+        private int _connects;
+
+        private Watcher(string name, HeraldTransport transport)
+        {
+            _name = name;
+            Transport = transport;
+        }
+
+        public HeraldTransport Transport { get; }
+
+        /// <summary>How many times it connected: 1 unless it lost its connection and reconnected.</summary>
+        public int Connects => Volatile.Read(ref _connects);
 
         public IReadOnlyList<ClientPublication> Received
         {
@@ -303,8 +361,15 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
 
         public static async Task<Watcher> StartAsync(TestServer node, string nodeName, HeraldTransport transport, string channel)
         {
-            var watcher = new Watcher($"{transport} on {nodeName}");
+            var watcher = new Watcher($"{transport} on {nodeName}", transport);
             watcher._client = new HeraldClient(Clients.Options(node, transport));
+            watcher._client.StateChanged += (_, e) =>
+            {
+                if (e.State == HeraldConnectionState.Connected)
+                {
+                    Interlocked.Increment(ref watcher._connects);
+                }
+            };
             watcher._client.RecoveryFailed += (_, e) => watcher._failures.Enqueue(e);
             await watcher._client.ConnectAsync().AsTask().WaitAsync(Deadline);
             var subscription = await watcher._client.SubscribeAsync(channel).AsTask().WaitAsync(Deadline);
