@@ -20,9 +20,9 @@ namespace Herald.Redis.Tests;
 [Collection(RedisCollection.Name)]
 public sealed class RedisFaultTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
+    internal static readonly TimeSpan Deadline = TimeSpan.FromSeconds(20);
 
-    private static Task<TestServer> StartNodeAsync(int redisPort, string prefix) =>
+    internal static Task<TestServer> StartNodeAsync(int redisPort, string prefix) =>
         TestServer.StartAsync(configureServices: services => services.AddHeraldRedis(o =>
         {
             o.Configuration = $"127.0.0.1:{redisPort},abortConnect=false,connectTimeout=1000,syncTimeout=1000,asyncTimeout=1000";
@@ -31,7 +31,7 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
         }));
 
     /// <summary>A WebSocket, a long poller and a short poller on A, a WebSocket and a long poller on B.</summary>
-    private static async Task<List<Watcher>> WatchAsync(TestServer a, TestServer b, string channel) =>
+    internal static async Task<List<Watcher>> WatchAsync(TestServer a, TestServer b, string channel) =>
     [
         await Watcher.StartAsync(a, "A", HeraldTransport.WebSocket, channel),
         await Watcher.StartAsync(a, "A", HeraldTransport.LongPoll, channel),
@@ -261,7 +261,7 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
     /// came after a <c>recovered: false</c> naming the new epoch, and went on from the position that gave; it ends at
     /// <paramref name="head"/>.
     /// </summary>
-    private static void AssertOnceInOrderOrToldLost(Watcher watcher, string firstEpoch, StreamPosition head)
+    internal static void AssertOnceInOrderOrToldLost(Watcher watcher, string firstEpoch, StreamPosition head)
     {
         var received = watcher.Received;
         var failures = watcher.Failures;
@@ -287,11 +287,11 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
             $"{watcher}: ends at {last}, told {told} of {failures.Count} recovered:false, expected {head}");
     }
 
-    private static async Task WaitForAsync(List<Watcher> watchers, StreamPosition head) =>
+    internal static async Task WaitForAsync(List<Watcher> watchers, StreamPosition head) =>
         await Wait.UntilAsync(() => watchers.All(w => w.Reached(head)), Deadline,
             $"every client to reach {head}: {string.Join("; ", watchers.Select(w => w.ToString()))}");
 
-    private static async Task DisposeAsync(List<Watcher> watchers)
+    internal static async Task DisposeAsync(List<Watcher> watchers)
     {
         foreach (var watcher in watchers)
         {
@@ -300,7 +300,7 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
     }
 
     /// <summary>Publishes through the node's server API; while Redis cannot be reached (503), tries again.</summary>
-    private static async Task<StreamPosition> PublishAsync(TestServer node, string channel, int n)
+    internal static async Task<StreamPosition> PublishAsync(TestServer node, string channel, int n)
     {
         var deadline = DateTime.UtcNow + Deadline;
         while (true)
@@ -317,14 +317,14 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task<StreamPosition> HeadAsync(TestServer node, string channel)
+    internal static async Task<StreamPosition> HeadAsync(TestServer node, string channel)
     {
         using var document = JsonDocument.Parse(await node.Api.GetStringAsync($"/api/channels/{channel}/history?limit=1"));
         return new StreamPosition(document.RootElement.GetProperty("offset").GetUInt64(), document.RootElement.GetProperty("epoch").GetString()!);
     }
 
     /// <summary>One client subscribed to the channel, recording what it receives and what it is told it lost.</summary>
-    private sealed class Watcher : IAsyncDisposable
+    internal sealed class Watcher : IAsyncDisposable
     {
         private readonly List<ClientPublication> _received = [];
         private readonly ConcurrentQueue<HeraldRecoveryFailedEventArgs> _failures = new();
