@@ -136,7 +136,16 @@ public sealed class RedisPresenceStore : IPresenceStore
         var alive = database.StringSetAsync(_keys.Node(node), 1, FirstMemberNodeLifetime, When.NotExists);
         var added = database.HashSetAsync(_keys.Members(channel), member.Client, entry);
         _own[(channel, member.Client)] = (node, entry);
-        await RedisErrors.GuardAsync(Task.WhenAll(alive, added), cancellationToken);
+        try
+        {
+            await RedisErrors.GuardAsync(Task.WhenAll(alive, added), cancellationToken);
+        }
+        catch
+        {
+            // The subscribe fails with it and nobody will remove the member: a lapsed heartbeat must not write it back.
+            _own.TryRemove(KeyValuePair.Create((channel, member.Client), (node, entry)));
+            throw;
+        }
     }
 
     /// <inheritdoc/>

@@ -56,6 +56,32 @@ public sealed class ReconnectTests
         Assert.Equal(HeraldConnectionState.Disconnected, client.State);
     }
 
+    [Theory]
+    [InlineData(HeraldTransport.WebSocket)]
+    [InlineData(HeraldTransport.LongPoll)]
+    public async Task SubscribeWithSince_MissedMoreThanMaxHistoryLimit_TheClientGetsEveryOffsetOnceInOrder(HeraldTransport transport)
+    {
+        // The server reads at most 10 a time: the WebSocket's reply carries the first page and the rest follows as pushes;
+        // a poll answer carries a page and the next poll goes on from it.
+        await using var server = await TestServer.StartAsync(o => o.MaxHistoryLimit = 10);
+        for (var i = 1; i <= 5; i++)
+        {
+            await server.PublishAsync("chat:far-behind", $"{i}");
+        }
+        using var history = JsonDocument.Parse(await server.Api.GetStringAsync("/api/channels/chat:far-behind/history?limit=1"));
+        var epoch = history.RootElement.GetProperty("epoch").GetString()!;
+        for (var i = 6; i <= 87; i++)
+        {
+            await server.PublishAsync("chat:far-behind", $"{i}");
+        }
+        await using var client = new HeraldClient(Clients.Options(server, transport));
+        await client.ConnectAsync();
+        var collector = new Collector(await client.SubscribeAsync("chat:far-behind", new SubscribeOptions { Since = new Protocol.StreamPosition(5, epoch) }), after: 5);
+        await server.PublishAsync("chat:far-behind", "88");
+        await collector.WaitForAsync(83, Timeout);
+        Assert.Equal(Enumerable.Range(6, 83).Select(i => (ulong)i), collector.Offsets);
+    }
+
     [Fact]
     public async Task BaseUris_FirstNodeDown_ConnectsToTheNext_AndMovesToAnotherNodeOnReconnect()
     {
