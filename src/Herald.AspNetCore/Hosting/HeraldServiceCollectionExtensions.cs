@@ -58,6 +58,7 @@ public static class HeraldServiceCollectionExtensions
             };
         });
         services.TryAddSingleton<HeraldMarker>();
+        services.TryAddEnumerable(ServiceDescriptor.Transient<Microsoft.AspNetCore.Hosting.IStartupFilter, TrustedProxiesStartupFilter>());
 
         static IConnectAuthenticator? DefaultAuthenticator(IServiceProvider sp)
         {
