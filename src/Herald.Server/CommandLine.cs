@@ -46,6 +46,10 @@ internal sealed record CommandLine(CommandLine.Action What, string[] HostArgs, s
                 var eq = arg.IndexOf('=', StringComparison.Ordinal);
                 key = eq < 0 ? arg[2..] : arg[2..eq];
                 value = eq < 0 ? null : arg[(eq + 1)..];
+                if (!IsKnown(key))
+                {
+                    return Fail($"unknown option '--{key}'");
+                }
                 if (value is null)
                 {
                     if (i + 1 >= args.Length || args[i + 1].StartsWith("--", StringComparison.Ordinal))
@@ -74,7 +78,7 @@ internal sealed record CommandLine(CommandLine.Action What, string[] HostArgs, s
                 config = Path.GetFullPath(value);
                 continue;
             }
-            if (!HostKeys.Contains(key) && !key.Contains(':', StringComparison.Ordinal))
+            if (!IsKnown(key))
             {
                 return Fail($"unknown option '--{key}'");
             }
@@ -88,6 +92,9 @@ internal sealed record CommandLine(CommandLine.Action What, string[] HostArgs, s
 
         static CommandLine Fail(string why) => new(Action.Fail, [], null, $"herald: {why}; see 'herald --help'.");
     }
+
+    private static bool IsKnown(string key) =>
+        key.Equals("config", StringComparison.OrdinalIgnoreCase) || HostKeys.Contains(key) || key.Contains(':', StringComparison.Ordinal);
 
     private static string? BadUrl(string urls)
     {
