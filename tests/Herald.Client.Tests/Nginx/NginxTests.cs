@@ -148,6 +148,14 @@ public sealed class NginxTests
         Assert.All(cluster.Nodes, n => Assert.Contains(n.BaseUri.Authority, nginx.AccessLog, StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void DeployDoc_ShowsTheTestedConfiguration_Unchanged()
+    {
+        var config = File.ReadAllText(NginxProxy.ConfigFile).ReplaceLineEndings("\n");
+        var doc = File.ReadAllText(Path.Combine(Path.GetDirectoryName(NginxProxy.ConfigFile)!, "..", "..", "docs", "deploy.md")).ReplaceLineEndings("\n");
+        Assert.Contains("```nginx\n" + config + "```", doc, StringComparison.Ordinal);
+    }
+
     private static string Without(string conf, string line)
     {
         Assert.Contains(line, conf, StringComparison.Ordinal);
