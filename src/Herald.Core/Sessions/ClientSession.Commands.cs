@@ -106,6 +106,15 @@ internal sealed partial class ClientSession
         _auth = auth;
         _pollClientId = command.Client;
         Volatile.Write(ref _client, client);
+        lock (_gate)
+        {
+            // Under the gate with TerminateAsync: a session that already ended is never listed.
+            if (!_terminated && client.User.Length > 0)
+            {
+                Node.AddUserSession(client.User, this);
+                _listedAsUser = true;
+            }
+        }
         ScheduleExpiry(auth.ExpiresAt);
         return CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, (client, Node.Options.KeepAliveInterval), static (w, s) =>
         {
@@ -148,21 +157,103 @@ internal sealed partial class ClientSession
         {
             return CommandOutcome.Failed(command.Id, refused);
         }
-        var channel = command.Channel!;
+        StreamPosition? since = command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null;
+        var id = command.Id;
+        var error = await SubscribeCoreAsync(command.Channel!, ns, since, client, recovered => ProtocolWriter.EncodeResult(id, recovered, WriteRecovered), cancellationToken);
+        return error is null ? CommandOutcome.Succeeded(null) : CommandOutcome.Failed(command.Id, error);
+    }
+
+    /// <summary>
+    /// Subscribes this connection to a channel for the server (<c>IHeraldServer.SubscribeAsync</c>): no permission check,
+    /// and the connection learns of it by a subscribe push instead of a reply. Already subscribed: nothing happens.
+    /// </summary>
+    /// <returns>The refusal (too many subscriptions, a cursor beyond the head, the broker unavailable), or <see langword="null"/>.</returns>
+    internal async ValueTask<HeraldError?> ServerSubscribeAsync(string channel, NamespaceOptions ns, StreamPosition? since, CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _client) is not { } client)
+        {
+            return null;
+        }
+        lock (_gate)
+        {
+            if (_subscriptions.ContainsKey(channel))
+            {
+                return null;
+            }
+        }
+        try
+        {
+            var error = await SubscribeCoreAsync(channel, ns, since, client, recovered => ProtocolWriter.Write((channel, recovered), static (w, s) =>
+            {
+                w.WriteStartObject();
+                w.WriteStartObject(ProtocolNames.Push);
+                w.WriteString(ProtocolNames.Channel, s.channel);
+                w.WriteStartObject(ProtocolNames.Subscribe);
+                WriteRecovered(w, s.recovered);
+                w.WriteEndObject();
+                w.WriteEndObject();
+                w.WriteEndObject();
+            }), cancellationToken);
+            return error is { Code: ErrorCodes.AlreadySubscribed } ? null : error;
+        }
+        catch (BrokerUnavailableException)
+        {
+            return new HeraldError(ErrorCodes.Unavailable, "the broker cannot be reached");
+        }
+    }
+
+    /// <summary>
+    /// Unsubscribes this connection from a channel for the server: it leaves the channel's presence and gets an
+    /// unsubscribe push. Not subscribed: nothing happens.
+    /// </summary>
+    internal async ValueTask ServerUnsubscribeAsync(string channel, string reason)
+    {
+        Subscription? subscription;
+        lock (_gate)
+        {
+            if (_terminated || !_subscriptions.Remove(channel, out subscription))
+            {
+                return;
+            }
+        }
+        // Closed before the push is queued, so no publication of the channel follows the push.
+        subscription.Close();
+        Enqueue(ProtocolWriter.Write((channel, reason), static (w, s) =>
+        {
+            w.WriteStartObject();
+            w.WriteStartObject(ProtocolNames.Push);
+            w.WriteString(ProtocolNames.Channel, s.channel);
+            w.WriteStartObject(ProtocolNames.Unsubscribe);
+            w.WriteString(ProtocolNames.Reason, s.reason);
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }));
+        await DropSubscriptionAsync(subscription);
+    }
+
+    /// <summary>
+    /// The subscribe steps shared by the client's <c>subscribe</c> and the server's: register for live publications,
+    /// read history after <paramref name="since"/>, join presence, then queue what <paramref name="encode"/> makes of the
+    /// recovery (a reply, or a push) followed by the publications buffered meanwhile.
+    /// </summary>
+    /// <returns>The refusal, or <see langword="null"/> once subscribed (or when the session ended meanwhile).</returns>
+    private async ValueTask<HeraldError?> SubscribeCoreAsync(string channel, NamespaceOptions ns, StreamPosition? since, ClientInfo client, Func<RecoveryResult, byte[]> encode, CancellationToken cancellationToken)
+    {
         var subscription = new Subscription(this, channel, ns);
         lock (_gate)
         {
             if (_terminated)
             {
-                return CommandOutcome.Succeeded(null);
+                return null;
             }
             if (_subscriptions.ContainsKey(channel))
             {
-                return CommandOutcome.Failed(command.Id, ErrorCodes.AlreadySubscribed, $"already subscribed to {channel}");
+                return new HeraldError(ErrorCodes.AlreadySubscribed, $"already subscribed to {channel}");
             }
             if (_subscriptions.Count >= Node.Options.MaxSubscriptionsPerConnection)
             {
-                return CommandOutcome.Failed(command.Id, ErrorCodes.TooManySubscriptions, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions");
+                return new HeraldError(ErrorCodes.TooManySubscriptions, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions");
             }
             _subscriptions.Add(channel, subscription);
         }
@@ -173,7 +264,6 @@ internal sealed partial class ClientSession
         try
         {
             await Node.AddSubscriptionAsync(subscription, cancellationToken);
-            StreamPosition? since = command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null;
             recovery = await Node.Channels.RecoverAsync(channel, ns, since, int.MaxValue, cancellationToken);
             if (recovery.Error is null)
             {
@@ -188,20 +278,23 @@ internal sealed partial class ClientSession
         if (!recovery.TryGetValue(out var recovered, out var error))
         {
             await RemoveAsync(subscription);
-            return CommandOutcome.Failed(command.Id, error);
+            return error;
         }
-        var reply = ProtocolWriter.EncodeResult(command.Id, recovered, static (w, r) =>
-        {
-            ChannelCommands.WritePosition(w, r.Position);
-            if (r.Recovered is { } done)
-            {
-                w.WriteBoolean(ProtocolNames.Recovered, done);
-            }
-            ProtocolWriter.WritePublications(w, r.Publications);
-        });
+        var message = encode(recovered);
         Node.Metrics.CommandHandled(failed: false);
-        subscription.Activate(reply, recovered.Position);
-        return CommandOutcome.Succeeded(null);
+        subscription.Activate(message, recovered.Position);
+        return null;
+    }
+
+    /// <summary>Writes a subscribe answer's fields: position, <c>recovered</c> when a cursor was given, publications.</summary>
+    private static void WriteRecovered(System.Text.Json.Utf8JsonWriter w, RecoveryResult r)
+    {
+        ChannelCommands.WritePosition(w, r.Position);
+        if (r.Recovered is { } done)
+        {
+            w.WriteBoolean(ProtocolNames.Recovered, done);
+        }
+        ProtocolWriter.WritePublications(w, r.Publications);
     }
 
     private async ValueTask<CommandOutcome> UnsubscribeAsync(Command command)
