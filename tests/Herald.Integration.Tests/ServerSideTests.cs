@@ -3,6 +3,8 @@ using System.Net.WebSockets;
 using System.Text.Json;
 using Herald.Integration.Tests.Infrastructure;
 using Herald.Protocol;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Herald.Integration.Tests;
@@ -221,6 +223,43 @@ public sealed class ServerSideTests : IAsyncLifetime
     {
         using var response = await A.Http.PostAsync(path, new StringContent("""{"user":"alice","channel":"chat:x"}"""));
         Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("/api/disconnect")]
+    [InlineData("/api/subscribe")]
+    [InlineData("/api/unsubscribe")]
+    public async Task UserCommands_BodyOver4KiB_IsPayloadTooLarge(string path)
+    {
+        var (status, answer) = await PostAsync(A, path, $$"""{"user":"{{new string('a', 4096)}}","channel":"chat:x"}""");
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
+        Assert.Equal(ErrorCodes.PayloadTooLarge, answer.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    // The README's and ARCHITECTURE.md's example of injecting IHeraldServer, as written there.
+    [Fact]
+    public async Task DocsExample_AnEndpointInjectingIHeraldServer_SubscribesTheCallersConnections()
+    {
+        await using var server = await TestServer.StartAsync(configureServices: UserAuthenticator.Use, configureApp: app =>
+        {
+            // Stands in for the application's own authentication.
+            app.Use((context, next) =>
+            {
+                context.User = new System.Security.Claims.ClaimsPrincipal(new System.Security.Claims.ClaimsIdentity(
+                    [new System.Security.Claims.Claim(System.Security.Claims.ClaimTypes.Name, context.Request.Headers["X-User"].ToString())], "test"));
+                return next(context);
+            });
+            app.MapPost("/rooms/{room}/join", async (string room, System.Security.Claims.ClaimsPrincipal user, IHeraldServer herald) =>
+                await herald.SubscribeAsync(user.Identity!.Name!, $"chat:{room}") is { } error ? Results.BadRequest(error) : Results.Ok());
+        });
+        await using var alice = await ConnectAsAsync(server, "alice");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/rooms/7/join");
+        request.Headers.Add("X-User", "alice");
+        using var response = await server.Http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var push = (await alice.NextPushAsync(Deadline)).GetProperty("push");
+        Assert.Equal("chat:7", push.GetProperty("channel").GetString());
+        Assert.True(push.TryGetProperty("subscribe", out _));
     }
 
     [Fact]
