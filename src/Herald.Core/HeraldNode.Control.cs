@@ -163,11 +163,12 @@ public sealed partial class HeraldNode
                     session.Disconnect(code, reason ?? "");
                 }
                 break;
+            // Off the broker's thread: subscribing reads history and presence, which the broker's delivery must not wait for.
             case ControlSubscribe when channel is not null:
-                _ = SubscribeSessionsAsync(sessions, channel, since);
+                _ = Task.Run(() => SubscribeSessionsAsync(sessions, channel, since));
                 break;
             case ControlUnsubscribe when channel is not null:
-                _ = UnsubscribeSessionsAsync(sessions, channel, reason ?? "");
+                _ = Task.Run(() => UnsubscribeSessionsAsync(sessions, channel, reason ?? ""));
                 break;
             default:
                 Log.ControlUnknown(_logger, op);

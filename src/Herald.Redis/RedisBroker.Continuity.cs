@@ -92,7 +92,7 @@ public sealed partial class RedisBroker
             }
             try
             {
-                if (!Volatile.Read(ref _controlSubscribed))
+                if (Volatile.Read(ref _control) is null)
                 {
                     await TrySubscribeControlAsync(await _connection.GetAsync(stopping));
                 }

@@ -59,7 +59,7 @@ public sealed partial class RedisBroker : IBroker
     private readonly TimeSpan _positionCheckInterval;
     private int _pubSubMode; // PubSubUndecided, PubSubClassic or PubSubSharded
     private IBrokerEventHandler? _handler;
-    private bool _controlSubscribed;
+    private ChannelMessageQueue? _control;
     private int _disposed;
 
     /// <summary>Creates a broker on a connection the caller owns (and disposes after the broker).</summary>
@@ -118,20 +118,22 @@ public sealed partial class RedisBroker : IBroker
     /// </summary>
     private async Task TrySubscribeControlAsync(IConnectionMultiplexer multiplexer)
     {
-        if (Volatile.Read(ref _controlSubscribed) || !multiplexer.IsConnected)
+        if (Volatile.Read(ref _control) is not null || !multiplexer.IsConnected)
         {
             return;
         }
         try
         {
-            await multiplexer.GetSubscriber().SubscribeAsync(RedisChannel.Literal(_keys.Control), (_, value) =>
+            var queue = await multiplexer.GetSubscriber().SubscribeAsync(RedisChannel.Literal(_keys.Control));
+            // One message at a time, in the order Redis sent them (a callback subscription gives no order).
+            queue.OnMessage(message =>
             {
-                if (_handler is { } handler && !value.IsNull)
+                if (_handler is { } handler && !message.Message.IsNull)
                 {
-                    handler.HandleControl((byte[])value!);
+                    handler.HandleControl((byte[])message.Message!);
                 }
             });
-            Volatile.Write(ref _controlSubscribed, true);
+            Volatile.Write(ref _control, queue);
         }
         catch (Exception ex) when (RedisErrors.IsUnavailable(ex))
         {
@@ -237,11 +239,11 @@ public sealed partial class RedisBroker : IBroker
         }
         _handler = null;
         await StopCheckingAsync();
-        if (_controlSubscribed && _events is { } events)
+        if (_control is { } control)
         {
             try
             {
-                await events.GetSubscriber().UnsubscribeAsync(RedisChannel.Literal(_keys.Control));
+                await control.UnsubscribeAsync();
             }
             catch (Exception ex) when (RedisErrors.IsUnavailable(ex))
             {

@@ -159,7 +159,11 @@ internal sealed partial class ClientSession
         }
         StreamPosition? since = command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null;
         var id = command.Id;
-        var error = await SubscribeCoreAsync(command.Channel!, ns, since, client, recovered => ProtocolWriter.EncodeResult(id, recovered, WriteRecovered), cancellationToken);
+        var error = await SubscribeCoreAsync(command.Channel!, ns, since, client, recovered =>
+        {
+            Node.Metrics.CommandHandled(failed: false); // the reply is queued by the subscription, not by the command loop
+            return ProtocolWriter.EncodeResult(id, recovered, WriteRecovered);
+        }, cancellationToken);
         return error is null ? CommandOutcome.Succeeded(null) : CommandOutcome.Failed(command.Id, error);
     }
 
@@ -280,9 +284,7 @@ internal sealed partial class ClientSession
             await RemoveAsync(subscription);
             return error;
         }
-        var message = encode(recovered);
-        Node.Metrics.CommandHandled(failed: false);
-        subscription.Activate(message, recovered.Position);
+        subscription.Activate(encode(recovered), recovered.Position);
         return null;
     }
 
