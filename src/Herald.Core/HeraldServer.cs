@@ -1,6 +1,6 @@
 using System.Text;
 using System.Text.Json;
-using Herald.Brokers;
+using Herald.Channels;
 using Herald.Protocol;
 
 namespace Herald;
@@ -18,11 +18,11 @@ internal sealed class HeraldServer(HeraldNode node) : IHeraldServer
 
     public const string DefaultUnsubscribeReason = "unsubscribed by the server";
 
-    public ValueTask<HeraldResult<StreamPosition>> PublishAsync(string channel, JsonElement data, CancellationToken cancellationToken = default) =>
-        node.Channels.PublishAsync(auth: null, channel, data, info: null, cancellationToken);
+    public ValueTask<HeraldResult<StreamPosition>> PublishAsync(string channel, JsonElement data, PublishOptions? options = null, CancellationToken cancellationToken = default) =>
+        node.Channels.PublishAsync(auth: null, channel, data, info: null, options?.IdempotencyKey, cancellationToken);
 
-    public ValueTask<HeraldResult<HistoryResult>> ReadHistoryAsync(string channel, HistoryQuery? query = null, CancellationToken cancellationToken = default) =>
-        node.Channels.HistoryAsync(auth: null, channel, query?.AfterOffset, query?.Epoch, query?.Limit, cancellationToken);
+    public ValueTask<HeraldResult<HistoryPage>> ReadHistoryAsync(string channel, HistoryQuery? query = null, CancellationToken cancellationToken = default) =>
+        node.Channels.HistoryAsync(auth: null, channel, query?.Offset, query?.Epoch, query?.Limit, query?.Reverse ?? false, cancellationToken);
 
     public ValueTask<HeraldResult<IReadOnlyCollection<ClientInfo>>> GetPresenceAsync(string channel, CancellationToken cancellationToken = default) =>
         node.Channels.PresenceAsync(auth: null, channel, cancellationToken);

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Herald.Brokers;
+using Herald.Channels;
 using Herald.Protocol;
 
 namespace Herald;
@@ -17,22 +17,23 @@ namespace Herald;
 /// <para>The user commands reach every node through the broker and act on the user's WebSocket connections that are
 /// connected at that moment; polling clients have no connection to act on. They answer once every node was sent the
 /// command, not when each connection has acted on it: a subscribed connection learns of it by a push.</para>
-/// <para>Herald implements this interface; it may gain members (binary publish, idempotency keys), so do not implement it.</para>
+/// <para>Herald implements this interface; it may gain members (binary publish), so do not implement it.</para>
 /// </remarks>
 public interface IHeraldServer
 {
     /// <summary>Publishes JSON <paramref name="data"/> to <paramref name="channel"/> as the server (no publisher info).</summary>
-    /// <returns>The publication's position, or <c>invalid_channel</c>, <c>bad_request</c> (no data),
-    /// <c>payload_too_large</c>, <c>unavailable</c>.</returns>
-    ValueTask<HeraldResult<StreamPosition>> PublishAsync(string channel, JsonElement data, CancellationToken cancellationToken = default);
+    /// <returns>The publication's position (the first one's, for a repeated <see cref="PublishOptions.IdempotencyKey"/>),
+    /// or <c>invalid_channel</c>, <c>bad_request</c> (no data, a bad idempotency key), <c>payload_too_large</c>,
+    /// <c>unavailable</c>.</returns>
+    ValueTask<HeraldResult<StreamPosition>> PublishAsync(string channel, JsonElement data, PublishOptions? options = null, CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Reads <paramref name="channel"/>'s history: the publications after <see cref="HistoryQuery.AfterOffset"/> (the
-    /// newest without one), oldest first, at most <see cref="HistoryQuery.Limit"/>, with the channel's head.
+    /// Reads a page of <paramref name="channel"/>'s history (see <see cref="HistoryQuery"/>), with the channel's head and,
+    /// when history holds more in that direction, where the next page starts.
     /// </summary>
-    /// <returns>The head and publications, or <c>invalid_channel</c>, <c>bad_request</c> (a limit outside 1 to
+    /// <returns>The page, or <c>invalid_channel</c>, <c>bad_request</c> (a limit outside 1 to
     /// <c>Herald:MaxHistoryLimit</c>), <c>epoch_mismatch</c>, <c>invalid_position</c>, <c>unavailable</c>.</returns>
-    ValueTask<HeraldResult<HistoryResult>> ReadHistoryAsync(string channel, HistoryQuery? query = null, CancellationToken cancellationToken = default);
+    ValueTask<HeraldResult<HistoryPage>> ReadHistoryAsync(string channel, HistoryQuery? query = null, CancellationToken cancellationToken = default);
 
     /// <summary>The clients present in <paramref name="channel"/>, on every node.</summary>
     /// <returns>The members, or <c>invalid_channel</c>, <c>not_available</c> (no presence in its namespace), <c>unavailable</c>.</returns>
@@ -72,15 +73,31 @@ public interface IHeraldServer
     ValueTask<HeraldError?> UnsubscribeAsync(string user, string channel, CancellationToken cancellationToken = default);
 }
 
+/// <summary>How <see cref="IHeraldServer.PublishAsync"/> publishes.</summary>
+public sealed record PublishOptions
+{
+    /// <summary>
+    /// 1–128 characters naming the publication: a repeat of the key on the channel within <c>Herald:IdempotencyWindow</c>
+    /// publishes nothing and answers the first publication's position. <see langword="null"/> for none.
+    /// </summary>
+    public string? IdempotencyKey { get; init; }
+}
+
 /// <summary>What <see cref="IHeraldServer.ReadHistoryAsync"/> reads.</summary>
 public sealed record HistoryQuery
 {
-    /// <summary>Read the publications after this offset; <see langword="null"/> for the newest.</summary>
-    public ulong? AfterOffset { get; init; }
+    /// <summary>
+    /// The cursor: forward, the publications after it, oldest first; with <see cref="Reverse"/>, those before it, newest
+    /// first. <see langword="null"/> for the newest publications.
+    /// </summary>
+    public ulong? Offset { get; init; }
 
-    /// <summary>The epoch <see cref="AfterOffset"/> belongs to; when given and not the channel's, <c>epoch_mismatch</c>.</summary>
+    /// <summary>The epoch <see cref="Offset"/> belongs to; when given and not the channel's, <c>epoch_mismatch</c>.</summary>
     public string? Epoch { get; init; }
 
     /// <summary>At most this many; <see langword="null"/> for <c>Herald:MaxHistoryLimit</c>.</summary>
     public int? Limit { get; init; }
+
+    /// <summary>Newest first, going back from <see cref="Offset"/> (or from the head).</summary>
+    public bool Reverse { get; init; }
 }

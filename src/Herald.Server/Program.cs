@@ -34,6 +34,12 @@ if (!string.IsNullOrWhiteSpace(builder.Configuration["Herald:Redis:Configuration
     builder.Services.AddHeraldRedis();
 }
 
+// The demo chat's server side (/roll, and refusing empty or over-long chat messages); only chat: text messages.
+if (builder.Configuration.GetValue("Demo:ChatHandler", defaultValue: true))
+{
+    builder.Services.AddHeraldHandler<ChatHandler>();
+}
+
 var app = builder.Build();
 app.UseDefaultFiles();
 app.UseStaticFiles();

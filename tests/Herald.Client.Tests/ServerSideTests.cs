@@ -44,7 +44,7 @@ public sealed class ServerSideTests : IAsyncLifetime
         {
             await A.PublishAsync(Channel, $$"""{"n":{{i}}}""");
         }
-        var head = (await ServerOnA.ReadHistoryAsync(Channel, new HistoryQuery { Limit = 1 })).Value.Position;
+        var head = (await ServerOnA.ReadHistoryAsync(Channel, new HistoryQuery { Limit = 1 })).Value.Head;
 
         Assert.Null(await ServerOnA.SubscribeAsync("alice", Channel, new StreamPosition(1, head.Epoch)));
         var subscription = await NextServerSubscriptionAsync(surfaced);

@@ -274,13 +274,22 @@ public sealed class ServerSideTests : IAsyncLifetime
         Assert.Null(published.Error); // the server may publish where clients may not
         Assert.Equal(1UL, published.Value.Offset);
         Assert.Equal(ErrorCodes.InvalidChannel, (await server.PublishAsync("nope:x", data.RootElement)).Error?.Code);
+        // The same idempotency rules as /api/publish: a repeat answers the first position and publishes nothing.
+        var keyed = new PublishOptions { IdempotencyKey = "app-1" };
+        var once = await server.PublishAsync("locked:app", data.RootElement, keyed);
+        Assert.Equal(once.Value, (await server.PublishAsync("locked:app", data.RootElement, keyed)).Value);
+        Assert.Equal(2UL, once.Value.Offset);
+        Assert.Equal(ErrorCodes.BadRequest, (await server.PublishAsync("locked:app", data.RootElement, new PublishOptions { IdempotencyKey = "" })).Error?.Code);
+        var newest = await server.ReadHistoryAsync("locked:app", new HistoryQuery { Limit = 1, Reverse = true });
+        Assert.Equal(2UL, Assert.Single(newest.Value.Publications).Offset);
+        Assert.Equal(1UL, newest.Value.Next?.Offset);
 
-        var read = await server.ReadHistoryAsync("locked:app", new HistoryQuery { AfterOffset = 0 });
+        var read = await server.ReadHistoryAsync("locked:app", new HistoryQuery { Offset = 0, Limit = 1 });
         using (var stored = JsonDocument.Parse(Assert.Single(read.Value.Publications).Data))
         {
             Assert.Equal("from the app", stored.RootElement.GetProperty("text").GetString());
         }
-        Assert.Equal(ErrorCodes.EpochMismatch, (await server.ReadHistoryAsync("locked:app", new HistoryQuery { AfterOffset = 0, Epoch = "other" })).Error?.Code);
+        Assert.Equal(ErrorCodes.EpochMismatch, (await server.ReadHistoryAsync("locked:app", new HistoryQuery { Offset = 0, Epoch = "other" })).Error?.Code);
 
         Assert.Null(await server.SubscribeAsync("alice", "chat:injected"));
         await PushOfAsync(alice, "subscribe");

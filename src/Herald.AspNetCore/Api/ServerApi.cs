@@ -82,7 +82,7 @@ internal static class ServerApi
             await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "expected {\"channel\":\"…\",\"data\":…}");
             return;
         }
-        var published = await node.Server.PublishAsync(request.Channel!, request.Data ?? default, context.RequestAborted);
+        var published = await node.Server.PublishAsync(request.Channel!, request.Data ?? default, new PublishOptions { IdempotencyKey = request.IdempotencyKey }, context.RequestAborted);
         if (!published.TryGetValue(out var position, out var error))
         {
             await HttpErrors.WriteAsync(context, error);
@@ -120,8 +120,14 @@ internal static class ServerApi
             }
             after = offset;
         }
+        var reverse = false;
+        if (query.TryGetValue("reverse", out var reverseText) && !bool.TryParse(reverseText, out reverse))
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "'reverse' must be true or false");
+            return;
+        }
         string? epoch = query.TryGetValue("epoch", out var epochText) ? epochText.ToString() : null;
-        var read = await node.Server.ReadHistoryAsync(channel!, new HistoryQuery { AfterOffset = after, Epoch = epoch, Limit = limit }, context.RequestAborted);
+        var read = await node.Server.ReadHistoryAsync(channel!, new HistoryQuery { Offset = after, Epoch = epoch, Limit = limit, Reverse = reverse }, context.RequestAborted);
         if (!read.TryGetValue(out var history, out var error))
         {
             await HttpErrors.WriteAsync(context, error);
@@ -130,8 +136,7 @@ internal static class ServerApi
         await HttpErrors.WriteJsonAsync(context, ProtocolWriter.Write(history, static (w, h) =>
         {
             w.WriteStartObject();
-            ChannelCommands.WritePosition(w, h.Position);
-            ProtocolWriter.WritePublications(w, h.Publications);
+            ChannelCommands.WriteHistoryPage(w, h);
             w.WriteEndObject();
         }));
     }

@@ -1,7 +1,9 @@
 using Herald.Brokers;
 using Herald.Channels;
+using Herald.Handlers;
 using Herald.Presence;
 using Herald.Protocol;
+using System.Text.Json;
 
 namespace Herald.Sessions;
 
@@ -74,7 +76,7 @@ internal sealed partial class ClientSession
             Ops.Subscribe => SubscribeAsync(command, client, auth, cancellationToken),
             Ops.Refresh => RefreshAsync(command, cancellationToken),
             Ops.Unsubscribe => UnsubscribeAsync(command),
-            _ => ChannelCommands.DispatchAsync(Node.Channels, auth, client, command, cancellationToken),
+            _ => ChannelCommands.DispatchAsync(Node.Channels, Node.Handlers, _transport.Name, auth, client, command, cancellationToken),
         };
 
         static ValueTask<CommandOutcome> Done(CommandOutcome outcome) => ValueTask.FromResult(outcome);
@@ -87,6 +89,26 @@ internal sealed partial class ClientSession
             return CommandOutcome.Failed(command.Id, ErrorCodes.AlreadyConnected, "this connection is already connected");
         }
         var auth = await Node.Authenticator.AuthenticateAsync(command.Token, cancellationToken);
+        if (!Node.Handlers.IsEmpty)
+        {
+            var decided = await Node.Handlers.ConnectAsync(
+                new ConnectContext(ClientId, _transport.Name, command.Token, auth, _transport.Headers, _transport.RemoteAddress), cancellationToken);
+            if (!decided.TryGetValue(out var replaced, out var refusal))
+            {
+                Reply(CommandOutcome.Failed(command.Id, refusal));
+                // A refusal is final (4003, the client does not retry); a handler that failed or timed out is not.
+                if (refusal.Code is ErrorCodes.Internal or ErrorCodes.Unavailable)
+                {
+                    _transport.Close(CloseCodes.InternalError, "the application failed to handle connect");
+                }
+                else
+                {
+                    _transport.Close(CloseCodes.Unauthorized, refusal.Code);
+                }
+                return CommandOutcome.Succeeded(null);
+            }
+            auth = replaced;
+        }
         // The token's info is trusted and wins; the client's own is then ignored, so it is not checked either.
         if (auth.Succeeded && auth.Info is null && command.Info is { } offered && ClientInfoRules.Check(offered, Node.Options) is { } problem)
         {
@@ -159,10 +181,10 @@ internal sealed partial class ClientSession
         }
         StreamPosition? since = command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null;
         var id = command.Id;
-        var error = await SubscribeCoreAsync(command.Channel!, ns, since, client, recovered =>
+        var error = await SubscribeCoreAsync(command.Channel!, ns, since, client, auth, (recovered, attached) =>
         {
             Node.Metrics.CommandHandled(failed: false); // the reply is queued by the subscription, not by the command loop
-            return ProtocolWriter.EncodeResult(id, recovered, WriteRecovered);
+            return ProtocolWriter.EncodeResult(id, (recovered, attached), static (w, s) => WriteRecovered(w, s.recovered, s.attached));
         }, cancellationToken);
         return error is null ? CommandOutcome.Succeeded(null) : CommandOutcome.Failed(command.Id, error);
     }
@@ -187,13 +209,13 @@ internal sealed partial class ClientSession
         }
         try
         {
-            var error = await SubscribeCoreAsync(channel, ns, since, client, recovered => ProtocolWriter.Write((channel, recovered), static (w, s) =>
+            var error = await SubscribeCoreAsync(channel, ns, since, client, auth: null, (recovered, _) => ProtocolWriter.Write((channel, recovered), static (w, s) =>
             {
                 w.WriteStartObject();
                 w.WriteStartObject(ProtocolNames.Push);
                 w.WriteString(ProtocolNames.Channel, s.channel);
                 w.WriteStartObject(ProtocolNames.Subscribe);
-                WriteRecovered(w, s.recovered);
+                WriteRecovered(w, s.recovered, null);
                 w.WriteEndObject();
                 w.WriteEndObject();
                 w.WriteEndObject();
@@ -239,10 +261,12 @@ internal sealed partial class ClientSession
     /// <summary>
     /// The subscribe steps shared by the client's <c>subscribe</c> and the server's: register for live publications,
     /// read history after <paramref name="since"/>, join presence, then queue what <paramref name="encode"/> makes of the
-    /// recovery (a reply, or a push) followed by the publications buffered meanwhile.
+    /// recovery (a reply, or a push) followed by the publications buffered meanwhile. The application's subscribe handlers
+    /// are asked when <paramref name="auth"/> is a client's credentials; a <see langword="null"/> one is the server
+    /// subscribing the connection, which the application decided already.
     /// </summary>
     /// <returns>The refusal, or <see langword="null"/> once subscribed (or when the session ended meanwhile).</returns>
-    private async ValueTask<HeraldError?> SubscribeCoreAsync(string channel, NamespaceOptions ns, StreamPosition? since, ClientInfo client, Func<RecoveryResult, byte[]> encode, CancellationToken cancellationToken)
+    private async ValueTask<HeraldError?> SubscribeCoreAsync(string channel, NamespaceOptions ns, StreamPosition? since, ClientInfo client, AuthenticationResult? auth, Func<RecoveryResult, JsonElement?, byte[]> encode, CancellationToken cancellationToken)
     {
         var subscription = new Subscription(this, channel, ns);
         lock (_gate)
@@ -260,6 +284,27 @@ internal sealed partial class ClientSession
                 return new HeraldError(ErrorCodes.TooManySubscriptions, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions");
             }
             _subscriptions.Add(channel, subscription);
+        }
+
+        JsonElement? attached = null;
+        if (auth is not null && !Node.Handlers.IsEmpty)
+        {
+            HeraldResult<SubscribeAccepted> allowed;
+            try
+            {
+                allowed = await Node.Handlers.SubscribeAsync(new SubscribeContext(client, _transport.Name, channel, auth), cancellationToken);
+            }
+            catch
+            {
+                Unreserve(channel, subscription);
+                throw;
+            }
+            if (!allowed.TryGetValue(out var accepted, out var refusal))
+            {
+                Unreserve(channel, subscription);
+                return refusal;
+            }
+            attached = accepted.Data;
         }
 
         // Register for live publications first and read history second; the subscription buffers what arrives
@@ -284,12 +329,15 @@ internal sealed partial class ClientSession
             await RemoveAsync(subscription);
             return error;
         }
-        subscription.Activate(encode(recovered), recovered.Position);
+        subscription.Activate(encode(recovered, attached), recovered.Position);
         return null;
     }
 
-    /// <summary>Writes a subscribe answer's fields: position, <c>recovered</c> when a cursor was given, publications.</summary>
-    private static void WriteRecovered(System.Text.Json.Utf8JsonWriter w, RecoveryResult r)
+    /// <summary>
+    /// Writes a subscribe answer's fields: position, <c>recovered</c> when a cursor was given, publications, and the
+    /// data a subscribe handler attached.
+    /// </summary>
+    private static void WriteRecovered(Utf8JsonWriter w, RecoveryResult r, JsonElement? attached)
     {
         ChannelCommands.WritePosition(w, r.Position);
         if (r.Recovered is { } done)
@@ -297,6 +345,12 @@ internal sealed partial class ClientSession
             w.WriteBoolean(ProtocolNames.Recovered, done);
         }
         ProtocolWriter.WritePublications(w, r.Publications);
+        if (attached is { } data)
+        {
+            // Re-encoded, never copied raw, so that the application's whitespace cannot put a newline in a frame.
+            w.WritePropertyName(ProtocolNames.Data);
+            data.WriteTo(w);
+        }
     }
 
     private async ValueTask<CommandOutcome> UnsubscribeAsync(Command command)
@@ -319,6 +373,18 @@ internal sealed partial class ClientSession
         }
         await DropSubscriptionAsync(subscription);
         return CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, 0, static (_, _) => { }));
+    }
+
+    // A subscription refused before it reached the node: only its place in the table is taken back.
+    private void Unreserve(string channel, Subscription subscription)
+    {
+        lock (_gate)
+        {
+            if (_subscriptions.TryGetValue(channel, out var reserved) && ReferenceEquals(reserved, subscription))
+            {
+                _subscriptions.Remove(channel);
+            }
+        }
     }
 
     private async ValueTask RemoveAsync(Subscription subscription)
