@@ -329,7 +329,13 @@ internal sealed partial class ClientSession
             await RemoveAsync(subscription);
             return error;
         }
-        subscription.Activate(encode(recovered, attached), recovered.Position);
+        if (!subscription.Activate(encode(recovered, attached), recovered.Position))
+        {
+            // Closed while being set up: undo the presence join and the node's registration made above, and answer so
+            // that a client's subscribe never waits for a reply that will not come.
+            await DropSubscriptionAsync(subscription);
+            return new HeraldError(ErrorCodes.NotSubscribed, $"the subscription to {channel} ended while it was being set up");
+        }
         return null;
     }
 
