@@ -313,7 +313,8 @@ internal sealed partial class ClientSession
         try
         {
             await Node.AddSubscriptionAsync(subscription, cancellationToken);
-            recovery = await Node.Channels.RecoverAsync(channel, ns, since, int.MaxValue, cancellationToken);
+            // Bounded like every read: what does not fit follows the reply (or subscribe push) as pushes (CatchUpAsync).
+            recovery = await Node.Channels.RecoverAsync(channel, ns, since, Node.Options.MaxHistoryLimit, cancellationToken);
             if (recovery.Error is null)
             {
                 await Node.Channels.JoinAsync(channel, ns, client, _pollClientId, cancellationToken);
@@ -329,7 +330,7 @@ internal sealed partial class ClientSession
             await RemoveAsync(subscription);
             return error;
         }
-        if (!subscription.Activate(encode(recovered, attached), recovered.Position))
+        if (!Start(subscription, encode(recovered, attached), recovered))
         {
             // Closed while being set up: undo the presence join and the node's registration made above, and answer so
             // that a client's subscribe never waits for a reply that will not come.
@@ -356,6 +357,83 @@ internal sealed partial class ClientSession
             // Re-encoded, never copied raw, so that the application's whitespace cannot put a newline in a frame.
             w.WritePropertyName(ProtocolNames.Data);
             data.WriteTo(w);
+        }
+    }
+
+    /// <summary>
+    /// Queues the subscribe reply or push and makes the subscription live; when the limit cut the recovery, the reply holds
+    /// the first page and the rest follows it as pushes, in order, before any live publication (in the background, so the
+    /// connection's other commands are not held up). <see langword="false"/> when the subscription was closed meanwhile.
+    /// </summary>
+    private bool Start(Subscription subscription, byte[] message, RecoveryResult recovered)
+    {
+        if (recovered.Recovered != true || recovered.Position.Offset >= recovered.Head.Offset)
+        {
+            return subscription.Activate(message, recovered.Position);
+        }
+        var stop = new CancellationTokenSource();
+        if (!subscription.BeginCatchUp(message, recovered.Position, stop))
+        {
+            stop.Dispose();
+            return false;
+        }
+        _ = CatchUpAsync(subscription, stop);
+        return true;
+    }
+
+    /// <summary>
+    /// Queues, page by page (<c>Herald:MaxHistoryLimit</c> each), the publications a subscriber missed past the first
+    /// page its reply carried, pacing itself by the connection's writer, then makes the subscription live. Anything that
+    /// stops it short (the history window moved past the cursor, a new epoch, the broker unavailable) closes the
+    /// connection with 4004, so the client resubscribes from what it got and is told what is lost: never a silent gap.
+    /// </summary>
+    private async Task CatchUpAsync(Subscription subscription, CancellationTokenSource stopSource)
+    {
+        var stop = stopSource.Token;
+        try
+        {
+            while (!subscription.TryGoLive(atHead: false))
+            {
+                var from = subscription.CaughtUpTo;
+                var read = await Node.Channels.RecoverAsync(subscription.Channel, subscription.Namespace, from, Node.Options.MaxHistoryLimit, stop);
+                if (!read.TryGetValue(out var page, out var error) || page.Recovered != true)
+                {
+                    subscription.Close();
+                    OnInsufficientState(error is null
+                        ? $"channel {subscription.Channel}: publications after {from.Offset} left history while catching up"
+                        : $"channel {subscription.Channel}: catching up failed: {error.Code}");
+                    return;
+                }
+                foreach (var publication in page.Publications)
+                {
+                    await Outbound.WaitForRoomAsync(stop);
+                    if (!subscription.CatchUp(publication))
+                    {
+                        return;
+                    }
+                }
+                if (page.Position.Offset >= page.Head.Offset)
+                {
+                    // Read up to the head: every later publication was registered for, so the buffer holds it.
+                    subscription.TryGoLive(atHead: true);
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // Unsubscribed, or the connection ended.
+        }
+        catch (Exception ex)
+        {
+            subscription.Close();
+            Log.CatchUpFailed(_logger, ClientId, subscription.Channel, ex);
+            OnInsufficientState($"channel {subscription.Channel}: catching up failed");
+        }
+        finally
+        {
+            subscription.EndCatchUp();
+            stopSource.Dispose();
         }
     }
 

@@ -205,5 +205,8 @@ internal sealed partial class ClientSession
 
         [LoggerMessage(EventId = 202, Level = LogLevel.Error, Message = "Client {ClientId}: command {Op} failed")]
         public static partial void CommandFailed(ILogger logger, string clientId, string? op, Exception exception);
+
+        [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "Client {ClientId}: catching up on {Channel} failed")]
+        public static partial void CatchUpFailed(ILogger logger, string clientId, string channel, Exception exception);
     }
 }
