@@ -124,6 +124,7 @@ public sealed class ServerSideTests : IAsyncLifetime
         Assert.Contains("stopped reconnecting", stopped.Message, StringComparison.Ordinal);
         Assert.Equal(HeraldConnectionState.Disconnected, client.State);
         Assert.Equal(1, states.Events.Count(e => e.State == HeraldConnectionState.Connected));
-        Assert.Equal(0, B.Node.ConnectionsOf("alice"));
+        // The server ends its session once the close handshake is done, which may be just after the client saw the close.
+        await Wait.UntilAsync(() => B.Node.ConnectionsOf("alice") == 0, Timeout, "alice's session on B to end");
     }
 }
