@@ -34,6 +34,13 @@ if (!string.IsNullOrWhiteSpace(builder.Configuration["Herald:Redis:Configuration
     builder.Services.AddHeraldRedis();
 }
 
+// Any Herald:Proxy:<Hook>:Url set: those hooks are decided by the application's backend over HTTP.
+var proxyHooks = builder.Configuration.GetSection("Herald:Proxy");
+if (new[] { "Connect", "Subscribe", "Publish", "Rpc" }.Any(hook => !string.IsNullOrWhiteSpace(proxyHooks[$"{hook}:Url"])))
+{
+    builder.Services.AddHeraldProxy();
+}
+
 var app = builder.Build();
 app.UseDefaultFiles();
 app.UseStaticFiles();
