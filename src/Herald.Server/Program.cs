@@ -35,8 +35,7 @@ if (!string.IsNullOrWhiteSpace(builder.Configuration["Herald:Redis:Configuration
 }
 
 // Any Herald:Proxy:<Hook>:Url set: those hooks are decided by the application's backend over HTTP.
-var proxyHooks = builder.Configuration.GetSection("Herald:Proxy");
-if (new[] { "Connect", "Subscribe", "Publish", "Rpc" }.Any(hook => !string.IsNullOrWhiteSpace(proxyHooks[$"{hook}:Url"])))
+if (builder.Configuration.GetSection("Herald:Proxy").GetChildren().Any(hook => !string.IsNullOrWhiteSpace(hook["Url"])))
 {
     builder.Services.AddHeraldProxy();
 }
