@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # One command per benchmark scenario (see bench/README.md):
 #
-#   bench/run.sh fanout|channels|idle|polling|all [--systems herald,signalr,socketio,nchan]
+#   bench/run.sh fanout|channels|idle|polling|multinode|all [--systems herald,signalr,socketio,nchan]
 #       default sizes; results in bench/results/<scenario>.json, then docs/benchmarks.md and its plots are regenerated
+#       (multinode runs the systems with a Redis scale-out mode here: herald and signalr)
 #   bench/run.sh smoke
 #       every scenario at smoke size, to prove the harness works (CI); results in artifacts/bench-smoke, docs untouched
 #
-# Installs the peers (nginx + Nchan with apt-get, Socket.IO with npm ci) and builds everything in Release first.
+# Installs the peers (nginx + Nchan and redis-server with apt-get, Socket.IO with npm ci) and builds everything in Release first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1
 
 scenario="${1:-}"
-[ -n "$scenario" ] || { sed -n '2,9p' "$0"; exit 2; }
+[ -n "$scenario" ] || { sed -n '2,10p' "$0"; exit 2; }
 shift
 
 bash bench/peers/install.sh

@@ -6,12 +6,13 @@ using Herald.Bench.Scenarios;
 using Herald.Bench.Systems;
 
 // herald-bench: the load generator of bench/README.md.
-//   herald-bench <fanout|channels|idle|polling|all> [--size smoke|default] [--systems herald,signalr,socketio,nchan] [--out DIR]
+//   herald-bench <fanout|channels|idle|polling|multinode|all> [--size smoke|default] [--systems herald,signalr,socketio,nchan] [--out DIR]
+//       [--clients 1000,5000] [--rates 1,2] [--step SECONDS]   narrow a scenario down while investigating
 //   herald-bench report [--out DIR] [--docs DIR]     regenerates docs/benchmarks.md and its plots from the results
-//   herald-bench agent …                              (internal) holds idle connections for the idle scenario
+//   herald-bench agent …                              (internal) holds connections for the idle and multinode scenarios
 if (args.Length > 0 && args[0] == "agent")
 {
-    return await IdleScenario.AgentMainAsync(args[1..]);
+    return await Agent.MainAsync(args[1..]);
 }
 
 var command = args.FirstOrDefault() ?? "help";
@@ -31,7 +32,7 @@ if (command == "report")
 var scenarios = command == "all" ? ScenarioRunner.Names : ScenarioRunner.Names.Contains(command) ? [command] : null;
 if (scenarios is null)
 {
-    Console.Error.WriteLine("usage: herald-bench <fanout|channels|idle|polling|all|report> [--size smoke|default] [--systems herald,signalr,socketio,nchan] [--out DIR]");
+    Console.Error.WriteLine("usage: herald-bench <fanout|channels|idle|polling|multinode|all|report> [--size smoke|default] [--systems herald,signalr,socketio,nchan] [--out DIR]");
     return 2;
 }
 var size = Option("--size", "default");
@@ -45,6 +46,9 @@ var options = new BenchOptions
 Directory.CreateDirectory(outDir);
 using var cancel = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) => { e.Cancel = true; cancel.Cancel(); };
+// SIGTERM and SIGHUP stop a run as Ctrl-C does: every server, Redis and agent it started is stopped on the way out.
+using var onTerm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; cancel.Cancel(); });
+using var onHup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, c => { c.Cancel = true; cancel.Cancel(); });
 
 var failures = 0;
 var total = 0;
@@ -52,16 +56,30 @@ foreach (var scenario in scenarios)
 {
     var started = DateTimeOffset.Now;
     var sizes = Sizes.For(scenario, size);
-    // --clients 1000,5000 and --step 5 narrow a scenario down while investigating; the published results use the defaults.
+    // --clients 1000,5000, --rates 1,2 and --step 5 narrow a scenario down while investigating; the published results use the defaults.
     if (Option("--clients", "") is { Length: > 0 } clients)
     {
         sizes = sizes with { Clients = [.. clients.Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture))] };
+    }
+    if (Option("--rates", "") is { Length: > 0 } rates)
+    {
+        sizes = sizes with { Rates = [.. rates.Split(',').Select(r => double.Parse(r, CultureInfo.InvariantCulture))] };
     }
     if (Option("--step", "") is { Length: > 0 } step)
     {
         sizes = sizes with { Step = TimeSpan.FromSeconds(double.Parse(step, CultureInfo.InvariantCulture)) };
     }
-    var runs = await ScenarioRunner.RunAsync(scenario, sizes, systems, options, cancel.Token);
+    List<RunResult> runs;
+    try
+    {
+        runs = await ScenarioRunner.RunAsync(scenario, sizes, systems, options, cancel.Token);
+    }
+    catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+    {
+        // Every server, Redis and agent of the interrupted run was stopped on the way here; nothing is written.
+        Console.Error.WriteLine($"bench: {scenario} cancelled");
+        return 130;
+    }
     var results = new ScenarioResults { Scenario = scenario, Size = size, Started = started, Machine = Machine.Describe(), Runs = runs };
     var path = Path.Combine(outDir, $"{scenario}.json");
     // Re-running some systems keeps the other systems' runs of the same scenario from the previous results file.

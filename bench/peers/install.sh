@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and builds the three benchmark peers (idempotent; safe to run again, and from CI with CI=true):
 #   - nginx + Debian's Nchan module (apt-get, with sudo when not root), and Node.js/npm when missing
+#   - redis-server when missing (the multinode scenario starts its own on a free port; Debian's service is stopped)
 #   - npm ci in socketio/ (Socket.IO 4.8.4 from the lock) and here (ws, for smoke.mjs), when node_modules is missing or
 #     the lock file changed since the last install
 #   - dotnet build -c Release of the SignalR peer (the .NET 10 SDK must be there)
@@ -24,6 +25,7 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then apt_pkgs
 if [ ! -f "$NCHAN_MODULE" ]; then apt_pkgs+=(libnginx-mod-nchan); fi
 if ! command -v node >/dev/null 2>&1; then apt_pkgs+=(nodejs); fi
 if ! command -v npm >/dev/null 2>&1; then apt_pkgs+=(npm); fi
+if ! command -v redis-server >/dev/null 2>&1; then apt_pkgs+=(redis-server); fi
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "missing ${apt_pkgs[*]} and no apt-get to install them"
   SUDO=()
@@ -34,7 +36,12 @@ if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   say "apt-get install ${apt_pkgs[*]}"
   "${SUDO[@]}" apt-get update -q
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${apt_pkgs[@]}"
+  if [[ " ${apt_pkgs[*]} " == *" redis-server "* ]]; then
+    # Debian's package starts a system-wide server on 6379; the benchmark never uses it.
+    { "${SUDO[@]}" systemctl disable --now redis-server || "${SUDO[@]}" service redis-server stop; } >/dev/null 2>&1 || true
+  fi
 fi
+command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after installing it"
 [ -f "$NCHAN_MODULE" ] || die "$NCHAN_MODULE still missing after installing libnginx-mod-nchan"
 
 # --- npm ----------------------------------------------------------------------------------------------------------

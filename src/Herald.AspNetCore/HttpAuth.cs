@@ -1,3 +1,4 @@
+using Herald.Handlers;
 using Herald.Protocol;
 using Herald.Sessions;
 using Microsoft.AspNetCore.Http;
@@ -7,8 +8,12 @@ namespace Herald.AspNetCore;
 /// <summary>Authenticates plain HTTP clients (polling, <c>/cmd</c>) with the same token rules as <c>connect</c>.</summary>
 internal static class HttpAuth
 {
-    /// <summary>Returns the user, or writes a 401 and returns <see langword="null"/>.</summary>
-    public static async Task<AuthenticationResult?> AuthenticateAsync(HttpContext context, HeraldNode node)
+    /// <summary>
+    /// Returns the user, or writes the refusal (a 401, or the status of a connect handler's error) and returns
+    /// <see langword="null"/>. The application's connect handlers, if any, see the authenticator's decision as
+    /// <paramref name="transport"/>'s client <paramref name="client"/>, and may replace it.
+    /// </summary>
+    public static async Task<AuthenticationResult?> AuthenticateAsync(HttpContext context, HeraldNode node, string transport, string client)
     {
         var header = context.Request.Headers.Authorization.ToString();
         string? token = null;
@@ -26,6 +31,18 @@ internal static class HttpAuth
             }
         }
         var result = await node.Authenticator.AuthenticateAsync(token, context.RequestAborted);
+        if (!node.Handlers.IsEmpty)
+        {
+            var decided = await node.Handlers.ConnectAsync(
+                new ConnectContext(client, transport, token, result, new RequestHeaders(context.Request.Headers), context.Connection.RemoteIpAddress?.ToString()),
+                context.RequestAborted);
+            if (!decided.TryGetValue(out var replaced, out var refusal))
+            {
+                await HttpErrors.WriteAsync(context, refusal);
+                return null;
+            }
+            result = replaced;
+        }
         if (!result.Succeeded)
         {
             context.Response.Headers.WWWAuthenticate = "Bearer";

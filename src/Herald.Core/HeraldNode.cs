@@ -85,6 +85,9 @@ public sealed partial class HeraldNode : IAsyncDisposable
     /// <summary>The channel rules: names, permissions, publish, history, recovery and presence.</summary>
     internal ChannelService Channels { get; }
 
+    /// <summary>The application's handlers (none unless the host registered some).</summary>
+    internal Handlers.HandlerPipeline Handlers { get; init; } = Herald.Handlers.HandlerPipeline.Empty;
+
     /// <summary>Starts the broker, begins receiving publications, and keeps this node's presence entries alive.</summary>
     public async ValueTask StartAsync(CancellationToken cancellationToken = default)
     {

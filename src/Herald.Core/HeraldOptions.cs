@@ -97,6 +97,12 @@ public sealed class HeraldOptions
     /// </summary>
     public TimeSpan PresenceNodeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How long a channel remembers a publish's <c>idempotency_key</c>: a repeat of the key within it is answered with the
+    /// first publication's position and publishes nothing. Between 1 second and 1 day. Default 5 minutes.
+    /// </summary>
+    public TimeSpan IdempotencyWindow { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Most polling clients (presence leases) listed in one channel's presence on this node. Default 10,000.</summary>
     [Range(1, 10_000_000)]
     public int MaxPollPresencePerChannel { get; set; } = 10_000;
@@ -124,6 +130,12 @@ public sealed class HeraldOptions
     /// <summary>Most <c>/poll</c> and <c>/cmd</c> requests per second from one IP address. Default 200.</summary>
     [Range(1, 10_000_000)]
     public int MaxHttpRequestsPerSecondPerIp { get; set; } = 200;
+
+    /// <summary>
+    /// How long one call of an application handler (connect, subscribe, publish, RPC, disconnect) may take before the
+    /// client gets <c>internal</c>. Between 10 ms and 5 minutes. Default 5 s.
+    /// </summary>
+    public TimeSpan HandlerTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Returns the options of the namespace a channel belongs to, or <see langword="null"/> when it is unknown.</summary>
     internal NamespaceOptions? FindNamespace(string name) =>
@@ -163,6 +175,14 @@ public sealed class HeraldOptions
         if (PresenceNodeTimeout < TimeSpan.FromSeconds(1) || PresenceNodeTimeout > TimeSpan.FromHours(1))
         {
             yield return "Herald:PresenceNodeTimeout must be between 1 second and 1 hour.";
+        }
+        if (IdempotencyWindow < TimeSpan.FromSeconds(1) || IdempotencyWindow > TimeSpan.FromDays(1))
+        {
+            yield return "Herald:IdempotencyWindow must be between 1 second and 1 day.";
+        }
+        if (HandlerTimeout < TimeSpan.FromMilliseconds(10) || HandlerTimeout > TimeSpan.FromMinutes(5))
+        {
+            yield return "Herald:HandlerTimeout must be between 10 milliseconds and 5 minutes.";
         }
         if (Token.Secret is { Length: > 0 and < 32 })
         {

@@ -36,7 +36,10 @@ public static class ErrorCodes
     /// <summary>The connection holds the maximum number of subscriptions.</summary>
     public const string TooManySubscriptions = "too_many_subscriptions";
 
-    /// <summary>The feature (presence) is not enabled for the channel's namespace.</summary>
+    /// <summary>
+    /// The feature is not there: presence is not enabled for the channel's namespace, or no application handler answers
+    /// the <c>rpc</c> method.
+    /// </summary>
     public const string NotAvailable = "not_available";
 
     /// <summary>A position names an offset beyond the channel's current head in the current epoch.</summary>

@@ -107,8 +107,14 @@ public sealed class StreamResultMessage
     /// </summary>
     [JsonPropertyName("recovered")] public bool? Recovered { get; set; }
 
-    /// <summary>The publications after the cursor, in offset order.</summary>
+    /// <summary>The publications after the cursor, in offset order (a reversed <c>history</c>: before it, newest first).</summary>
     [JsonPropertyName("publications")] public IReadOnlyList<PublicationMessage>? Publications { get; set; }
+
+    /// <summary>
+    /// <c>history</c> only: where the next page starts, to send as its <c>since</c> with the same <c>reverse</c>; absent
+    /// when history holds nothing more in that direction.
+    /// </summary>
+    [JsonPropertyName("next")] public SincePosition? Next { get; set; }
 }
 
 /// <summary>The answer to a poll (<c>GET</c> or <c>POST /poll</c>): <c>{"channels":{"&lt;channel&gt;":{…},…}}</c>.</summary>

@@ -19,4 +19,6 @@ public static class Ops
     public const string Refresh = "refresh";
     /// <summary>Round-trip check.</summary>
     public const string Ping = "ping";
+    /// <summary>Call a method the application's handler answers (<c>method</c>, <c>data</c>).</summary>
+    public const string Rpc = "rpc";
 }

@@ -23,7 +23,9 @@ internal static class ProtocolNames
     public static readonly JsonEncodedText Client = JsonEncodedText.Encode("client");
     public static readonly JsonEncodedText Recovered = JsonEncodedText.Encode("recovered");
     public static readonly JsonEncodedText Publications = JsonEncodedText.Encode("publications");
+    public static readonly JsonEncodedText Next = JsonEncodedText.Encode("next");
     public static readonly JsonEncodedText Presence = JsonEncodedText.Encode("presence");
     public static readonly JsonEncodedText Version = JsonEncodedText.Encode("version");
     public static readonly JsonEncodedText Ping = JsonEncodedText.Encode("ping");
+    public static readonly JsonEncodedText Method = JsonEncodedText.Encode("method");
 }

@@ -21,6 +21,12 @@ internal sealed class RedisKeys(string prefix)
     /// </summary>
     public string PubSub(string channel) => $"{prefix}:{{{channel}}}:pub";
 
+    /// <summary>
+    /// An idempotency key seen on the channel: <c>"&lt;offset&gt; &lt;epoch&gt;"</c> of the first publication with it, expiring
+    /// after the window. Keys are restricted to characters that need no escaping here (no braces among them).
+    /// </summary>
+    public RedisKey Idempotency(string channel, string key) => $"{prefix}:{{{channel}}}:idem:{key}";
+
     /// <summary>A hash of the channel's members: client id → member JSON.</summary>
     public RedisKey Members(string channel) => $"{prefix}:{{{channel}}}:members";
 

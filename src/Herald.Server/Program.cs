@@ -34,7 +34,14 @@ if (!string.IsNullOrWhiteSpace(builder.Configuration["Herald:Redis:Configuration
     builder.Services.AddHeraldRedis();
 }
 
-// Any Herald:Proxy:<Hook>:Url set: those hooks are decided by the application's backend over HTTP.
+// The demo chat's server side (/roll, and refusing empty or over-long chat messages); only chat: text messages.
+if (builder.Configuration.GetValue("Demo:ChatHandler", defaultValue: true))
+{
+    builder.Services.AddHeraldHandler<ChatHandler>();
+}
+
+// Any Herald:Proxy:<Hook>:Url set: those hooks are decided by the application's backend over HTTP (after the demo
+// handler, when it is on: handlers are asked in registration order).
 if (builder.Configuration.GetSection("Herald:Proxy").GetChildren().Any(hook => !string.IsNullOrWhiteSpace(hook["Url"])))
 {
     builder.Services.AddHeraldProxy();

@@ -83,8 +83,14 @@ public sealed class BrokerUnavailableTests : IAsyncLifetime
         public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default) =>
             Down ? throw new BrokerUnavailableException() : _inner.PublishAsync(channel, data, info, history, cancellationToken);
 
+        public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, CancellationToken cancellationToken = default) =>
+            Down ? throw new BrokerUnavailableException() : _inner.PublishAsync(channel, data, info, history, idempotency, cancellationToken);
+
         public ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
             Down ? throw new BrokerUnavailableException() : _inner.ReadHistoryAsync(channel, afterOffset, limit, history, cancellationToken);
+
+        public ValueTask<HistoryResult> ReadHistoryBackwardAsync(string channel, ulong? beforeOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
+            Down ? throw new BrokerUnavailableException() : _inner.ReadHistoryBackwardAsync(channel, beforeOffset, limit, history, cancellationToken);
 
         public ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default) =>
             Down ? throw new BrokerUnavailableException() : _inner.SubscribeAsync(channel, cancellationToken);

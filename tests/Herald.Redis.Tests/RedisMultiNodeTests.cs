@@ -54,6 +54,67 @@ public sealed class RedisMultiNodeTests(RedisServerFixture redis)
     }
 
     [Fact]
+    public async Task IdempotentPublish_ConcurrentRepeatsOnTwoNodes_OnePublicationAndOneOffsetForAll()
+    {
+        var prefix = "e2e-" + Guid.NewGuid().ToString("N")[..12];
+        const string Channel = "chat:redis-idem";
+        await using var a = await StartNodeAsync(prefix);
+        await using var b = await StartNodeAsync(prefix);
+        await using var subscriber = await a.ConnectAsync();
+        await subscriber.CommandAsync($$"""{"op":"subscribe","channel":"{{Channel}}"}""");
+
+        var body = $$"""{"channel":"{{Channel}}","data":{"once":true},"idempotency_key":"redis-once"}""";
+        var answers = await Task.WhenAll(Enumerable.Range(0, 16).Select(i => Task.Run(async () =>
+        {
+            using var response = await (i % 2 == 0 ? a : b).Api.PostAsync("/api/publish", new StringContent(body));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+            return JsonDocument.Parse(text).RootElement.GetProperty("offset").GetUInt64();
+        })));
+
+        Assert.Equal(1UL, Assert.Single(answers.Distinct()));
+        var fence = await b.PublishAsync(Channel, "\"fence\"");
+        Assert.Equal(2UL, fence);
+        Assert.Equal(1UL, (await subscriber.NextPushAsync(Deadline)).GetProperty("push").GetProperty("pub").GetProperty("offset").GetUInt64());
+        Assert.Equal(2UL, (await subscriber.NextPushAsync(Deadline)).GetProperty("push").GetProperty("pub").GetProperty("offset").GetUInt64());
+    }
+
+    [Fact]
+    public async Task HistoryPaging_250PublicationsInPagesOf100_ForwardThroughAAndBackwardThroughB()
+    {
+        var prefix = "e2e-" + Guid.NewGuid().ToString("N")[..12];
+        const string Channel = "chat:redis-paging";
+        await using var a = await StartNodeAsync(prefix);
+        await using var b = await StartNodeAsync(prefix);
+        for (var i = 1; i <= 250; i++)
+        {
+            await (i % 2 == 0 ? a : b).PublishAsync(Channel, $$"""{"n":{{i}}}""");
+        }
+
+        async Task<List<List<ulong>>> WalkAsync(TestServer node, string first, bool reverse)
+        {
+            var pages = new List<List<ulong>>();
+            string? query = first;
+            while (query is not null)
+            {
+                using var page = JsonDocument.Parse(await node.Api.GetStringAsync($"/api/channels/{Channel}/history?limit=100{query}"));
+                pages.Add([.. page.RootElement.GetProperty("publications").EnumerateArray().Select(p => p.GetProperty("offset").GetUInt64())]);
+                query = page.RootElement.TryGetProperty("next", out var next)
+                    ? $"&offset={next.GetProperty("offset").GetUInt64()}&epoch={next.GetProperty("epoch").GetString()}" + (reverse ? "&reverse=true" : "")
+                    : null;
+                Assert.True(pages.Count <= 3, "the walk did not end after three pages");
+            }
+            return pages;
+        }
+
+        static List<ulong> Offsets(int from, int to) =>
+            from <= to ? [.. Enumerable.Range(from, to - from + 1).Select(i => (ulong)i)] : [.. Enumerable.Range(to, from - to + 1).Select(i => (ulong)i).Reverse()];
+
+        Assert.Equal([Offsets(1, 100), Offsets(101, 200), Offsets(201, 250)], await WalkAsync(a, "&offset=0", reverse: false));
+        Assert.Equal([Offsets(250, 151), Offsets(150, 51), Offsets(50, 1)], await WalkAsync(b, "&reverse=true", reverse: true));
+    }
+
+    [Fact]
     public async Task RedisRestartedWithoutPersistence_SubscriberIsClosedWith4004_AndResubscribingWithSinceSaysRecoveredFalse()
     {
         const string Channel = "chat:redis-restarted";

@@ -34,6 +34,36 @@ internal static class ProcessTree
     /// <summary>CPU seconds of this (generator) process.</summary>
     public static double SelfCpuSeconds() => Environment.ProcessId is var me && TryReadStat(me, out _, out var ticks) ? ticks / ClockTicksPerSecond : 0;
 
+    /// <summary>
+    /// CPU seconds (user + system) of one process, summed over its threads from <c>/proc/&lt;pid&gt;/task/*/schedstat</c>,
+    /// whose first field is the time on CPU in nanoseconds. <c>/proc/&lt;pid&gt;/stat</c> counts in 10 ms ticks, too coarse
+    /// for a process as quick as Redis: a few hundred publications cost it a few milliseconds.
+    /// </summary>
+    public static double PreciseCpuSeconds(int pid)
+    {
+        long nanoseconds = 0;
+        try
+        {
+            foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                try
+                {
+                    var text = File.ReadAllText(Path.Combine(task, "schedstat"));
+                    var space = text.IndexOf(' ', StringComparison.Ordinal);
+                    nanoseconds += long.Parse(space < 0 ? text.Trim() : text[..space], CultureInfo.InvariantCulture);
+                }
+                catch (IOException)
+                {
+                    // A thread that ended while /proc was read: its time is gone with it, a rounding error here.
+                }
+            }
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
+        return nanoseconds / 1e9;
+    }
+
     private static List<int> Descendants(int root)
     {
         var parents = new Dictionary<int, int>();

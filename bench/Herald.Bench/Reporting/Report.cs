@@ -48,6 +48,10 @@ internal static class Report
         {
             Polling(md, polling, plotsDir);
         }
+        if (results.TryGetValue("multinode", out var multinode))
+        {
+            MultiNode(md, multinode, plotsDir);
+        }
         md.AppendLine(End);
 
         var docPath = Path.Combine(docsDir, "benchmarks.md");
@@ -201,6 +205,56 @@ internal static class Report
         md.AppendLine("![polling latency](benchmarks/polling-latency.png)").AppendLine();
         md.AppendLine("![polling cpu](benchmarks/polling-cpu.png)").AppendLine();
         md.AppendLine("![polling bytes](benchmarks/polling-bytes.png)").AppendLine();
+    }
+
+    private static void MultiNode(StringBuilder md, ScenarioResults results, string plotsDir)
+    {
+        md.AppendLine("### (e) Three nodes on one Redis: fan-out across nodes, and what Redis costs").AppendLine();
+        md.AppendLine(Inv, $"Run started {results.Started.UtcDateTime:yyyy-MM-dd HH:mm} UTC.").AppendLine();
+        md.AppendLine("Three processes of each system on one `redis-server` (a fresh one per system, no persistence): Herald with `Herald:Redis:Configuration`, SignalR with its Redis backplane. WebSocket subscribers of one channel are spread evenly over the three nodes; publications are POSTed round-robin to the nodes. Every step is shown. *Server CPU* is the three nodes' process trees together; Redis's CPU is apart, per publication and as a share of one core (*Redis idle* is its share with nothing published: its timers and the nodes' own traffic, such as Herald's heartbeats and position checks. A slow step's per-publication figure is mostly that; *above idle* subtracts it and is what each publication adds). Memory is the sum of each node's peak, and Redis's peak RSS. `Herald ÷ row` compares deliveries per node CPU-second with Herald's step at the same rate.").AppendLine();
+        md.AppendLine("| system | subscribers (nodes) | publications/s offered | achieved | deliveries/s | p50 ms | p99 ms | max ms | nodes CPU | µs node CPU per delivery | Herald ÷ row | Redis CPU | Redis µs per publication | above idle | Redis idle | nodes peak RSS / PSS MB | Redis peak RSS MB | delivered / expected | limited by |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        foreach (var run in results.Runs)
+        {
+            if (run.Steps.Count == 0)
+            {
+                md.AppendLine(Inv, $"| {run.System} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | | | | | | | |");
+                continue;
+            }
+            var herald = results.Runs.FirstOrDefault(r => r.System == Reference && r.Clients == run.Clients);
+            foreach (var s in run.Steps)
+            {
+                var h = herald?.Steps.FirstOrDefault(x => x.TargetRate.Equals(s.TargetRate));
+                var ratio = run.System == Reference ? "1.00×" : Ratio(h?.DeliveriesPerCpuSecond ?? 0, s.DeliveriesPerCpuSecond);
+                md.AppendLine(Inv, $"| {run.System} | {run.Connected} ({run.Nodes}) | {F(s.TargetRate)} | {F(s.PublishedPerSecond, "0.0")} | {F(s.DeliveriesPerSecond)} | {F(s.P50Ms, "0.0")} | {F(s.P99Ms, "0.0")} | {F(s.MaxMs)} | {F(s.ServerCpuPercent)}% | {F(s.ServerCpuMicrosPerDelivery, "0.0")} | {ratio} | {F(s.RedisCpuPercent, "0.0")}% | {F(s.RedisCpuMicrosPerPublication)} | {F(s.RedisCpuMicrosPerPublicationAboveIdle)} | {F(run.RedisIdleCpuPercent, "0.0")}% | {F(s.PeakRssMb)} / {F(s.PeakPssMb)} | {F(s.RedisPeakRssMb, "0.0")} | {s.Delivered}/{s.Expected} | {(s.Saturated ? s.Limit : "kept up")} |");
+            }
+        }
+        md.AppendLine();
+        var latency = new Plot();
+        var redis = new Plot();
+        foreach (var run in results.Runs.Where(r => r.Steps.Count > 0))
+        {
+            var line = latency.Add.Scatter(run.Steps.Select(s => s.DeliveriesPerSecond).ToArray(), run.Steps.Select(s => s.P99Ms).ToArray());
+            line.LegendText = run.System;
+            line.MarkerSize = 6;
+            var cost = redis.Add.Scatter(run.Steps.Select(s => s.PublishedPerSecond).ToArray(), run.Steps.Select(s => s.RedisCpuMicrosPerPublicationAboveIdle).ToArray());
+            cost.LegendText = run.System;
+            cost.MarkerSize = 6;
+        }
+        var clients = results.Runs.Select(r => r.Connected).DefaultIfEmpty().Max();
+        latency.Title($"Three nodes on one Redis, {clients:N0} subscribers on one channel: p99 latency against load");
+        latency.XLabel("deliveries per second (counted at the clients)");
+        latency.YLabel("p99 publish → deliver latency (ms)");
+        latency.ShowLegend(Alignment.UpperLeft);
+        latency.SavePng(Path.Combine(plotsDir, "multinode-latency.png"), 900, 520);
+        redis.Title("Redis CPU per publication, above its idle share (three nodes on it)");
+        redis.XLabel("publications per second");
+        redis.YLabel("Redis CPU µs per publication above idle");
+        redis.Axes.SetLimitsY(0, Math.Max(1, results.Runs.SelectMany(r => r.Steps).Select(s => s.RedisCpuMicrosPerPublicationAboveIdle).DefaultIfEmpty().Max()) * 1.2);
+        redis.ShowLegend(Alignment.UpperRight);
+        redis.SavePng(Path.Combine(plotsDir, "multinode-redis.png"), 800, 480);
+        md.AppendLine("![multinode latency](benchmarks/multinode-latency.png)").AppendLine();
+        md.AppendLine("![multinode redis cpu](benchmarks/multinode-redis.png)").AppendLine();
     }
 
     private static void Bars(string path, string title, string yLabel, List<string> labels, params (string Name, List<double> Values)[] series)

@@ -7,22 +7,29 @@ namespace Herald.Bench.Scenarios;
 
 /// <summary>
 /// Publishes over HTTP at a set rate, the same way for every system (a POST per publication, on a small keep-alive
-/// pool). Its own traffic is counted apart, so "bytes and requests per delivery" describe the subscribers' side.
+/// pool). Its own traffic is counted apart, so "bytes and requests per delivery" describe the subscribers' side. With
+/// several nodes, publications go to them round-robin, one keep-alive pool per node.
 /// </summary>
 internal sealed class Publisher : IDisposable
 {
     private const int MaxInFlight = 64;
     private readonly BenchSystem _system;
-    private readonly HttpClient _http;
+    private readonly HttpClient[] _http;
     private readonly ClientContext _context;
+    private long _next;
     private long _failed;
     private string? _firstError;
 
     public Publisher(BenchSystem system, int port)
+        : this(system, [port])
+    {
+    }
+
+    public Publisher(BenchSystem system, IReadOnlyList<int> ports)
     {
         _system = system;
-        _context = new ClientContext(port, new Stats(), []);
-        _http = new HttpClient(_context.CreateHandler(MaxInFlight), disposeHandler: true) { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+        _context = new ClientContext(ports[0], new Stats(), []);
+        _http = [.. ports.Select(port => new HttpClient(_context.CreateHandler(MaxInFlight), disposeHandler: true) { BaseAddress = new Uri($"http://127.0.0.1:{port}/") })];
     }
 
     public int PayloadBytes { get; init; } = 100;
@@ -36,7 +43,8 @@ internal sealed class Publisher : IDisposable
         try
         {
             using var request = _system.CreatePublish(channel, Payload.Create(PayloadBytes));
-            using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            var http = _http[(ulong)Interlocked.Increment(ref _next) % (ulong)_http.Length];
+            using var response = await http.SendAsync(request, cancellationToken).ConfigureAwait(false);
             if (response.IsSuccessStatusCode)
             {
                 return true;
@@ -99,7 +107,10 @@ internal sealed class Publisher : IDisposable
 
     public void Dispose()
     {
-        _http.Dispose();
+        foreach (var http in _http)
+        {
+            http.Dispose();
+        }
         _context.Dispose();
     }
 }

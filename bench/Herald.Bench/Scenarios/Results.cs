@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Herald.Bench.Scenarios;
 
 /// <summary>One measured interval of a run at one offered publish rate.</summary>
@@ -23,6 +25,21 @@ internal sealed record StepResult
     public double BytesPerDelivery { get; init; }
     public double RequestsPerDelivery { get; init; }
     public long Errors { get; init; }
+
+    // The multinode scenario's figures (absent from the other scenarios' files). Server CPU there is the nodes' sum.
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double ServerCpuMicrosPerDelivery { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double RedisCpuSeconds { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double RedisCpuPercent { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double RedisCpuMicrosPerPublication { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double RedisCpuMicrosPerPublicationAboveIdle { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double RedisPeakRssMb { get; init; }
+
     public bool Saturated { get; init; }
     public string Limit { get; init; } = "";
 }
@@ -37,6 +54,10 @@ internal sealed record RunResult
     public int Channels { get; init; }
     public int Connected { get; init; }
     public int ConnectFailures { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public int Nodes { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double RedisIdleCpuPercent { get; init; }
     public string? FirstError { get; init; }
     public List<StepResult> Steps { get; init; } = [];
     public double BaselinePssMb { get; init; }

@@ -16,27 +16,36 @@ internal sealed record Sizes(int[] Clients, double[] Rates, TimeSpan Step, TimeS
         ("idle", _) => new([5000, 10000, 18000], [], TimeSpan.FromSeconds(3), TimeSpan.Zero),
         ("polling", "smoke") => new([50], [5], TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(1)),
         ("polling", _) => new([1000], [5], TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(10)),
+        // Clients in total over the three nodes. Steps of 5 s rather than fan-out's 3 s: Redis's CPU per publication
+        // at the low rates is a few milliseconds a step, and needs the publications to be read at all.
+        ("multinode", "smoke") => new([300], [5, 20], TimeSpan.FromSeconds(1), TimeSpan.Zero),
+        ("multinode", _) => new([30000], [1, 2, 5, 10, 20, 50, 100, 200], TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(10)),
         _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
     };
 }
 
-/// <summary>The four scenarios of the benchmark.</summary>
+/// <summary>The five scenarios of the benchmark.</summary>
 internal static class ScenarioRunner
 {
-    public static readonly string[] Names = ["fanout", "channels", "idle", "polling"];
+    public static readonly string[] Names = ["fanout", "channels", "idle", "polling", "multinode"];
 
     public static async Task<List<RunResult>> RunAsync(string scenario, Sizes sizes, IReadOnlyList<BenchSystem> systems, BenchOptions options, CancellationToken cancellationToken)
     {
         var runs = new List<RunResult>();
         foreach (var system in systems)
         {
+            if (scenario == "multinode" && !system.ScalesOutOnRedis)
+            {
+                Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {scenario}: {system.Name} skipped (no Redis scale-out mode here)");
+                continue;
+            }
             IEnumerable<(string Transport, int Clients)> plan = scenario switch
             {
                 // (a) fan-out over WebSocket at every size, and over each other transport a system serves at the
                 // smallest size (latency against load per transport); (b) many channels and (c) idle over WebSocket.
                 "fanout" => sizes.Clients.Select(n => (Transports.WebSocket, n))
                     .Concat(system.Transports.Where(t => t != Transports.WebSocket).Select(t => (t, sizes.Clients.Min()))),
-                "channels" or "idle" => sizes.Clients.Select(n => (Transports.WebSocket, n)),
+                "channels" or "idle" or "multinode" => sizes.Clients.Select(n => (Transports.WebSocket, n)),
                 // (d) the same workload over every transport each system serves.
                 "polling" => system.Transports.SelectMany(t => sizes.Clients.Select(n => (t, n))),
                 _ => throw new ArgumentException(scenario),
@@ -48,9 +57,12 @@ internal static class ScenarioRunner
                 RunResult result;
                 try
                 {
-                    result = scenario == "idle"
-                        ? await IdleScenario.RunAsync(system, clients, sizes, options, cancellationToken).ConfigureAwait(false)
-                        : await RunLoadAsync(scenario, system, transport, clients, sizes, options, cancellationToken).ConfigureAwait(false);
+                    result = scenario switch
+                    {
+                        "idle" => await IdleScenario.RunAsync(system, clients, sizes, options, cancellationToken).ConfigureAwait(false),
+                        "multinode" => await MultiNodeScenario.RunAsync(system, clients, sizes, options, cancellationToken).ConfigureAwait(false),
+                        _ => await RunLoadAsync(scenario, system, transport, clients, sizes, options, cancellationToken).ConfigureAwait(false),
+                    };
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {

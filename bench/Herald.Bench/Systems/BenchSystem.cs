@@ -29,6 +29,13 @@ internal abstract class BenchSystem(string name)
 
     public abstract HttpRequestMessage CreatePublish(string channel, string payload);
 
+    /// <summary>Whether the system runs as several nodes on one Redis here (the multinode scenario).</summary>
+    public virtual bool ScalesOutOnRedis => false;
+
+    /// <summary>How to start one node of several sharing the Redis at <paramref name="redisConfiguration"/> (host:port,…).</summary>
+    public virtual ProcessStartInfo CreateNodeStart(string root, int port, string workDir, string redisConfiguration) =>
+        throw new NotSupportedException($"{Name} has no Redis scale-out mode here");
+
     public static IReadOnlyList<BenchSystem> All { get; } = [new HeraldSystem(), new SignalRSystem(), new SocketIoSystem(), new NchanSystem()];
 
     public static BenchSystem Find(string name) =>
@@ -83,6 +90,16 @@ internal sealed class HeraldSystem() : BenchSystem("herald")
         Headers = { Authorization = new("Bearer", ApiKey) },
         Content = Text($"{{\"channel\":\"{channel}\",\"data\":\"{payload}\"}}", "application/json"),
     };
+
+    public override bool ScalesOutOnRedis => true;
+
+    /// <summary>The same server with <c>Herald:Redis:Configuration</c> set: history, fan-out and presence in Redis.</summary>
+    public override ProcessStartInfo CreateNodeStart(string root, int port, string workDir, string redisConfiguration)
+    {
+        var start = CreateStart(root, port, workDir);
+        start.Environment["Herald__Redis__Configuration"] = redisConfiguration;
+        return start;
+    }
 }
 
 /// <summary>ASP.NET Core SignalR, groups as channels (bench/peers/signalr).</summary>
@@ -98,6 +115,17 @@ internal sealed class SignalRSystem() : BenchSystem("signalr")
 
     public override HttpRequestMessage CreatePublish(string channel, string payload) =>
         new(HttpMethod.Post, $"publish/{channel}") { Content = Text(payload) };
+
+    public override bool ScalesOutOnRedis => true;
+
+    /// <summary>The same peer with SignalR's Redis backplane (<c>--redis</c>, Microsoft.AspNetCore.SignalR.StackExchangeRedis).</summary>
+    public override ProcessStartInfo CreateNodeStart(string root, int port, string workDir, string redisConfiguration)
+    {
+        var start = CreateStart(root, port, workDir);
+        start.ArgumentList.Add("--redis");
+        start.ArgumentList.Add(redisConfiguration);
+        return start;
+    }
 }
 
 /// <summary>Socket.IO 4 on Node, rooms as channels (bench/peers/socketio).</summary>

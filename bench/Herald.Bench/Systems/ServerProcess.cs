@@ -7,10 +7,13 @@ namespace Herald.Bench.Systems;
 
 /// <summary>
 /// A system under test running as its own process: started on a free loopback port, sampled from /proc every
-/// 200 ms for CPU and peak memory, and killed (with its children) at the end.
+/// 200 ms for CPU and peak memory, and killed (with its children) at the end. Should the generator exit without
+/// disposing one (an unhandled exception, SIGTERM), whatever is still running is killed by its PID on the way out.
 /// </summary>
 internal sealed class ServerProcess : IAsyncDisposable
 {
+    private static readonly HashSet<Process> Running = [];
+
     private readonly Process _process;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _sampler;
@@ -67,6 +70,10 @@ internal sealed class ServerProcess : IAsyncDisposable
         {
             throw new InvalidOperationException($"could not start {start.FileName}");
         }
+        lock (Running)
+        {
+            Running.Add(process);
+        }
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         var server = new ServerProcess(process, port, log);
@@ -81,6 +88,30 @@ internal sealed class ServerProcess : IAsyncDisposable
         }
         server.ResetPeak();
         return server;
+    }
+
+    static ServerProcess()
+    {
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => KillRunning();
+        AppDomain.CurrentDomain.UnhandledException += (_, _) => KillRunning();
+    }
+
+    private static void KillRunning()
+    {
+        lock (Running)
+        {
+            foreach (var process in Running)
+            {
+                try
+                {
+                    process.Kill(entireProcessTree: true);
+                }
+                catch (InvalidOperationException)
+                {
+                }
+            }
+            Running.Clear();
+        }
     }
 
     private static void Log(StreamWriter log, string? line)
@@ -162,6 +193,10 @@ internal sealed class ServerProcess : IAsyncDisposable
         }
         catch (TimeoutException)
         {
+        }
+        lock (Running)
+        {
+            Running.Remove(_process);
         }
         _process.Dispose();
         _stop.Dispose();

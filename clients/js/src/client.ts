@@ -11,6 +11,7 @@ import type {
   HeraldEventMap,
   HistoryOptions,
   HistoryResult,
+  PublishOptions,
   PresenceResult,
   Publication,
   PublishResult,
@@ -417,14 +418,42 @@ export class HeraldClient {
     }
   }
 
-  /** Publishes `data` to a channel; resolves with its position. Waits for the connection if it is being made. */
-  async publish(channel: string, data: unknown): Promise<PublishResult> {
+  /**
+   * Publishes `data` to a channel; resolves with its position. Waits for the connection if it is being made. With an
+   * `idempotencyKey`, a retry after a lost reply publishes nothing twice (see {@link PublishOptions}).
+   */
+  async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
     validateChannel(channel);
-    const result = (await this.command({ op: "publish", channel, data })) as PublishResult;
+    const command: Command = { op: "publish", channel, data };
+    if (options.idempotencyKey !== undefined) {
+      command.idempotency_key = options.idempotencyKey;
+    }
+    const result = (await this.command(command)) as PublishResult;
     return { epoch: result.epoch, offset: result.offset };
   }
 
-  /** Reads a channel's history: after `since`, or the newest `limit` publications. */
+  /**
+   * Calls `method` on the server's application handler with `data` (any JSON; omitted when undefined) and resolves with
+   * the answer's `data`. Over the WebSocket, or `POST /cmd` when polling. Rejects with a `HeraldError`: `not_available`
+   * (no handler answers the method), `bad_request` (an invalid name), `internal` (the handler failed or timed out), or
+   * the handler's own code.
+   */
+  async rpc(method: string, data?: unknown): Promise<unknown> {
+    if (typeof method !== "string" || method.length === 0) {
+      throw new TypeError("method must be a non-empty string");
+    }
+    const command: Command = { op: "rpc", method };
+    if (data !== undefined) {
+      command.data = data;
+    }
+    const result = (await this.command(command)) as { data?: unknown };
+    return result.data ?? null;
+  }
+
+  /**
+   * Reads a page of a channel's history: after `since` oldest first, or the newest `limit`; with `reverse`, before
+   * `since` (or from the newest) newest first. Walk it all by passing each page's `next` as `since` until it is absent.
+   */
   async history(channel: string, options: HistoryOptions = {}): Promise<HistoryResult> {
     validateChannel(channel);
     const command: Command = { op: "history", channel };
@@ -434,8 +463,15 @@ export class HeraldClient {
     if (options.limit !== undefined) {
       command.limit = options.limit;
     }
+    if (options.reverse === true) {
+      command.reverse = true;
+    }
     const result = (await this.command(command)) as HistoryResult;
-    return { epoch: result.epoch, offset: result.offset, publications: result.publications ?? [] };
+    const page: HistoryResult = { epoch: result.epoch, offset: result.offset, publications: result.publications ?? [] };
+    if (result.next !== undefined) {
+      page.next = { offset: result.next.offset, epoch: result.next.epoch };
+    }
+    return page;
   }
 
   /**

@@ -10,6 +10,7 @@ export type {
   HeraldEventMap,
   HistoryOptions,
   HistoryResult,
+  PublishOptions,
   PresenceEntry,
   PresenceInfo,
   PresenceResult,

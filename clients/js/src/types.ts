@@ -142,17 +142,37 @@ export interface HeraldClientOptions {
 
 /** Options of {@link HeraldClient.history}. */
 export interface HistoryOptions {
-  /** Return the publications after this position (oldest first). Without it, the newest `limit`. */
+  /**
+   * The cursor: return the publications after this position, oldest first (with `reverse`, before it, newest first).
+   * Without it, the newest `limit`. A page's `next` is the cursor of the page after it.
+   */
   since?: StreamPosition;
   /** At most this many publications (1..1000 by default). */
   limit?: number;
+  /** Read newest first. */
+  reverse?: boolean;
 }
 
-/** The result of `history`: the channel's head and the publications. */
+/** The result of `history`: the channel's head and a page of publications. */
 export interface HistoryResult {
   epoch: string;
   offset: number;
   publications: Publication[];
+  /**
+   * Where the next page in the same direction starts: pass it as `since` with the same `reverse`. Absent when history
+   * holds nothing more that way (forward: nothing newer yet).
+   */
+  next?: StreamPosition;
+}
+
+/** Options of {@link HeraldClient.publish}. */
+export interface PublishOptions {
+  /**
+   * Makes the publish safe to retry: a repeat with the same key on the same channel within the server's
+   * `IdempotencyWindow` (5 minutes by default) publishes nothing and resolves with the first publication's position.
+   * 1-128 characters of `A-Z a-z 0-9 _ - . : + / =`, for example `crypto.randomUUID()`.
+   */
+  idempotencyKey?: string;
 }
 
 /** The result of `publish`: the publication's position. */
@@ -176,9 +196,12 @@ export interface ChannelEntry {
 export interface Command {
   op: string;
   channel?: string;
+  method?: string;
   since?: StreamPosition;
   data?: unknown;
   limit?: number;
+  reverse?: boolean;
+  idempotency_key?: string;
   token?: string;
   info?: PresenceInfo;
   client?: string;

@@ -79,7 +79,7 @@ internal static class ServerApi
             await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "expected {\"channel\":\"…\",\"data\":…}");
             return;
         }
-        var published = await node.Channels.PublishAsync(auth: null, request.Channel, request.Data, info: null, context.RequestAborted);
+        var published = await node.Channels.PublishAsync(auth: null, request.Channel, request.Data, info: null, request.IdempotencyKey, context.RequestAborted);
         if (!published.TryGetValue(out var position, out var error))
         {
             await HttpErrors.WriteAsync(context, error);
@@ -117,8 +117,14 @@ internal static class ServerApi
             }
             after = offset;
         }
+        var reverse = false;
+        if (query.TryGetValue("reverse", out var reverseText) && !bool.TryParse(reverseText, out reverse))
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "'reverse' must be true or false");
+            return;
+        }
         string? epoch = query.TryGetValue("epoch", out var epochText) ? epochText.ToString() : null;
-        var read = await node.Channels.HistoryAsync(auth: null, channel, after, epoch, limit, context.RequestAborted);
+        var read = await node.Channels.HistoryAsync(auth: null, channel, after, epoch, limit, reverse, context.RequestAborted);
         if (!read.TryGetValue(out var history, out var error))
         {
             await HttpErrors.WriteAsync(context, error);
@@ -127,8 +133,7 @@ internal static class ServerApi
         await HttpErrors.WriteJsonAsync(context, ProtocolWriter.Write(history, static (w, h) =>
         {
             w.WriteStartObject();
-            ChannelCommands.WritePosition(w, h.Position);
-            ProtocolWriter.WritePublications(w, h.Publications);
+            ChannelCommands.WriteHistoryPage(w, h);
             w.WriteEndObject();
         }));
     }

@@ -2,6 +2,7 @@ using Herald;
 using Herald.AspNetCore.Hosting;
 using Herald.AspNetCore.Security;
 using Herald.Brokers;
+using Herald.Handlers;
 using Herald.Presence;
 using Herald.Sessions;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -38,13 +39,24 @@ public static class HeraldServiceCollectionExtensions
         services.TryAddSingleton<IBroker>(sp => new MemoryBroker(sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<IPresenceStore>(sp => new MemoryPresenceStore(
             sp.GetRequiredService<IOptions<HeraldOptions>>().Value, sp.GetRequiredService<TimeProvider>()));
-        services.TryAddSingleton<HeraldNode>(sp => new HeraldNode(
-            sp.GetRequiredService<IOptions<HeraldOptions>>().Value,
-            sp.GetRequiredService<IBroker>(),
-            sp.GetService<IConnectAuthenticator>() ?? DefaultAuthenticator(sp),
-            sp.GetRequiredService<ILoggerFactory>(),
-            sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<IPresenceStore>()));
+        services.TryAddSingleton<HeraldNode>(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<HeraldOptions>>().Value;
+            var loggers = sp.GetRequiredService<ILoggerFactory>();
+            var handlers = sp.GetServices<IHeraldHandler>().ToArray();
+            return new HeraldNode(
+                options,
+                sp.GetRequiredService<IBroker>(),
+                sp.GetService<IConnectAuthenticator>() ?? DefaultAuthenticator(sp),
+                loggers,
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<IPresenceStore>())
+            {
+                Handlers = handlers.Length == 0
+                    ? HandlerPipeline.Empty
+                    : new HandlerPipeline(handlers, options.HandlerTimeout, loggers.CreateLogger<HandlerPipeline>()),
+            };
+        });
         services.TryAddSingleton<HeraldMarker>();
 
         static IConnectAuthenticator? DefaultAuthenticator(IServiceProvider sp)
@@ -56,6 +68,29 @@ public static class HeraldServiceCollectionExtensions
         // /healthz runs the registered health checks; the memory broker needs none (it is always there), a broker on
         // another process registers its own (AddHeraldRedis() adds "redis").
         services.AddHealthChecks();
+        return services;
+    }
+
+    /// <summary>
+    /// Registers an application handler, <typeparamref name="THandler"/>, as a singleton built by the container: Herald
+    /// calls it on connect, subscribe, publish, RPC and disconnect, for every transport (see <see cref="IHeraldHandler"/>).
+    /// Several may be registered; they are called in registration order. Call beside <c>AddHerald()</c>, in either order.
+    /// </summary>
+    /// <remarks>Handlers are called concurrently from many connections; for scoped services, create a scope per call.</remarks>
+    public static IServiceCollection AddHeraldHandler<THandler>(this IServiceCollection services)
+        where THandler : class, IHeraldHandler
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddSingleton<IHeraldHandler, THandler>();
+        return services;
+    }
+
+    /// <summary>Registers an application handler instance (see <see cref="AddHeraldHandler{THandler}(IServiceCollection)"/>).</summary>
+    public static IServiceCollection AddHeraldHandler(this IServiceCollection services, IHeraldHandler handler)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(handler);
+        services.AddSingleton(handler);
         return services;
     }
 }

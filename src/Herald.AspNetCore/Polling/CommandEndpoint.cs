@@ -1,3 +1,4 @@
+using Herald.Handlers;
 using Herald.Protocol;
 using Herald.Sessions;
 using Microsoft.AspNetCore.Http;
@@ -7,7 +8,7 @@ using Microsoft.Extensions.Logging;
 namespace Herald.AspNetCore.Polling;
 
 /// <summary>
-/// <c>POST /cmd</c>: the WebSocket's stateless commands (publish, history, presence, ping) over plain HTTP, for
+/// <c>POST /cmd</c>: the WebSocket's stateless commands (publish, history, presence, ping, rpc) over plain HTTP, for
 /// polling clients. Same bodies, same rules, same error codes; the HTTP status mirrors the error code.
 /// </summary>
 internal static partial class CommandEndpoint
@@ -30,7 +31,9 @@ internal static partial class CommandEndpoint
         {
             limit.MaxRequestBodySize = max;
         }
-        if (await HttpAuth.AuthenticateAsync(context, node) is not { } auth)
+        // Each HTTP command is its own short-lived client; its id is for handlers and the publication's info only.
+        var clientId = node.NewClientId();
+        if (await HttpAuth.AuthenticateAsync(context, node, HeraldTransportNames.Command, clientId) is not { } auth)
         {
             return;
         }
@@ -59,11 +62,10 @@ internal static partial class CommandEndpoint
         }
         else
         {
-            // Each HTTP command is its own short-lived client; its id is for the publication's info only.
-            var client = new ClientInfo(auth.User, node.NewClientId());
+            var client = new ClientInfo(auth.User, clientId);
             try
             {
-                outcome = await ChannelCommands.DispatchAsync(node.Channels, auth, client, command, context.RequestAborted);
+                outcome = await ChannelCommands.DispatchAsync(node.Channels, node.Handlers, HeraldTransportNames.Command, auth, client, command, context.RequestAborted);
             }
             catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
             {

@@ -3,6 +3,8 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Herald.Brokers;
 using Herald.Channels;
+using Herald.Handlers;
+using Herald.Presence;
 using Herald.Protocol;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -27,7 +29,11 @@ internal static class PollEndpoint
             await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {options.MaxMessageBytes} bytes");
             return;
         }
-        if (await HttpAuth.AuthenticateAsync(context, node) is not { } auth)
+        // Handlers know a poll by its own client id when a GET names one before the body is read, else by a fresh one.
+        var clientId = context.Request.Query["client"] is { Count: 1 } named && ClientInfoRules.IsValidClientId(named.ToString())
+            ? named.ToString()
+            : node.NewClientId();
+        if (await HttpAuth.AuthenticateAsync(context, node, HeraldTransportNames.Poll, clientId) is not { } auth)
         {
             return;
         }
@@ -44,6 +50,20 @@ internal static class PollEndpoint
             {
                 await HttpErrors.WriteAsync(context, denied);
                 return;
+            }
+        }
+        if (!node.Handlers.IsEmpty)
+        {
+            var client = new ClientInfo(auth.User, request.Client ?? clientId) { Info = request.Info };
+            foreach (var cursor in request.Cursors)
+            {
+                var allowed = await node.Handlers.SubscribeAsync(new SubscribeContext(client, HeraldTransportNames.Poll, cursor.Channel, auth), context.RequestAborted);
+                if (allowed.Error is { } refused)
+                {
+                    // Reported like the other per-channel errors of a poll: the whole poll fails, naming the channel.
+                    await HttpErrors.WriteAsync(context, refused with { Message = $"{cursor.Channel}: {refused.Message}" });
+                    return;
+                }
             }
         }
         try

@@ -21,6 +21,9 @@ internal sealed partial class WebSocketConnection : ISessionTransport
     /// <summary>The largest frame the writer builds from queued messages; a single larger message still goes out whole.</summary>
     internal const int MaxBatchBytes = 256 * 1024;
 
+    /// <summary>RFC 6455's code for a connection that ended without a close frame; never sent, only reported.</summary>
+    private const int AbnormalClosure = 1006;
+
     private readonly HeraldNode _node;
     private readonly FrameGuardStream _stream;
     private readonly WebSocket _socket;
@@ -35,9 +38,12 @@ internal sealed partial class WebSocketConnection : ISessionTransport
     /// <summary>Completed by <see cref="Close"/> once the close code and reason are set.</summary>
     private readonly TaskCompletionSource _closeDecided = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public WebSocketConnection(HeraldNode node, Stream upgraded, string? subProtocol, ILogger logger)
+    private readonly Microsoft.AspNetCore.Http.HttpContext _http;
+
+    public WebSocketConnection(HeraldNode node, Microsoft.AspNetCore.Http.HttpContext http, Stream upgraded, string? subProtocol, ILogger logger)
     {
         _node = node;
+        _http = http;
         _logger = logger;
         var options = node.Options;
         _stream = new FrameGuardStream(upgraded, options.MaxMessageBytes);
@@ -51,7 +57,12 @@ internal sealed partial class WebSocketConnection : ISessionTransport
         _session = new ClientSession(node, this);
     }
 
-    public string Name => "websocket";
+    public string Name => Herald.Handlers.HeraldTransportNames.WebSocket;
+
+    // The handshake request lives as long as the connection (RunAsync runs inside it), so handlers read its headers live.
+    public IReadOnlyDictionary<string, string> Headers => new RequestHeaders(_http.Request.Headers);
+
+    public string? RemoteAddress => _http.Connection.RemoteIpAddress?.ToString();
 
     public async Task RunAsync(CancellationToken requestAborted)
     {
@@ -76,10 +87,16 @@ internal sealed partial class WebSocketConnection : ISessionTransport
         }
         finally
         {
+            // What ended the connection, for the disconnect handler: our close, the peer's close frame, or neither (1006).
+            var peer = Closing ? null : _socket.CloseStatus;
+            var dropped = !Closing && peer is null;
             // However the reader ended, the writer must finish: it sends our close frame (or gives up at the deadline).
             Close(CloseCodes.Normal, "");
             await writer;
             await _session.TerminateAsync();
+            _session.NotifyDisconnected(
+                dropped ? AbnormalClosure : peer is { } status ? (int)status : _closeCode,
+                dropped ? "" : peer is not null ? _socket.CloseStatusDescription ?? "" : _closeReason);
             // Linger only to protect a close frame of ours: a connection that was aborted without one (the peer stopped
             // answering keep-alive pings, or the close deadline passed) has nothing to protect and goes at once.
             if (!_abort.IsCancellationRequested && _stream.CloseSent)

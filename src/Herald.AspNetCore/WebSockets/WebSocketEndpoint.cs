@@ -14,7 +14,7 @@ internal static class WebSocketEndpoint
             return;
         }
         var stream = await WebSocketHandshake.AcceptAsync(context, key!, subProtocol);
-        var connection = new WebSocketConnection(node, stream, subProtocol, logger);
+        var connection = new WebSocketConnection(node, context, stream, subProtocol, logger);
         await connection.RunAsync(context.RequestAborted);
     }
 }

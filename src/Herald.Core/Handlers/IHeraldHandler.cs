@@ -122,7 +122,7 @@ public static class HeraldTransportNames
 }
 
 /// <summary>What <see cref="IHeraldHandler.OnConnectAsync"/> is told.</summary>
-/// <param name="Client">The connection's client id (a new one per <c>/cmd</c> or <c>/poll</c> request, or the poll's <c>client</c>).</param>
+/// <param name="Client">The connection's client id: a new one per <c>/cmd</c> or <c>/poll</c> request, except a <c>GET /poll</c> whose query names its <c>client</c> (a <c>POST /poll</c>'s body is read only after connect).</param>
 /// <param name="Transport">One of <see cref="HeraldTransportNames"/>.</param>
 /// <param name="Token">The token the client sent, or <see langword="null"/>.</param>
 /// <param name="Authentication">What the configured authenticator decided (it may be a refusal).</param>

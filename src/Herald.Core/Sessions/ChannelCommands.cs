@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Herald.Channels;
+using Herald.Handlers;
 using Herald.Protocol;
 
 namespace Herald.Sessions;
@@ -17,40 +18,99 @@ internal readonly record struct CommandOutcome(byte[]? Reply, HeraldError? Error
 }
 
 /// <summary>
-/// The commands that need no connection state (publish, history, presence, ping), for the WebSocket session and for
-/// <c>POST /cmd</c> alike: each asks the <see cref="ChannelService"/> and maps its typed answer to a reply, once.
+/// The commands that need no connection state (publish, history, presence, ping, rpc), for the WebSocket session and for
+/// <c>POST /cmd</c> alike: each asks the <see cref="ChannelService"/> (and the application's handlers) and maps the typed
+/// answer to a reply, once.
 /// </summary>
 internal static class ChannelCommands
 {
-    /// <summary>Runs a stateless command (publish, history, presence, ping); any other op is <c>unknown_op</c>.</summary>
-    public static ValueTask<CommandOutcome> DispatchAsync(ChannelService channels, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken) =>
+    /// <summary>
+    /// Runs a stateless command (publish, history, presence, ping, rpc) for a client of <paramref name="transport"/>
+    /// (one of <see cref="HeraldTransportNames"/>); any other op is <c>unknown_op</c>.
+    /// </summary>
+    public static ValueTask<CommandOutcome> DispatchAsync(ChannelService channels, HandlerPipeline handlers, string transport, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken) =>
         command.Op switch
         {
-            Ops.Publish => PublishAsync(channels, auth, client, command, cancellationToken),
+            Ops.Publish => PublishAsync(channels, handlers, transport, auth, client, command, cancellationToken),
+            Ops.Rpc => RpcAsync(handlers, transport, auth, client, command, cancellationToken),
             Ops.History => HistoryAsync(channels, auth, command, cancellationToken),
             Ops.Presence => PresenceAsync(channels, auth, command, cancellationToken),
             Ops.Ping => ValueTask.FromResult(CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, 0, static (_, _) => { }))),
             _ => ValueTask.FromResult(CommandOutcome.Failed(command.Id, ErrorCodes.UnknownOp, $"unknown op '{command.Op}'")),
         };
 
-    private static async ValueTask<CommandOutcome> PublishAsync(ChannelService channels, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken)
+    private static async ValueTask<CommandOutcome> PublishAsync(ChannelService channels, HandlerPipeline handlers, string transport, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken)
     {
-        var result = await channels.PublishAsync(auth, command.Channel, command.Data, client, cancellationToken);
+        var data = command.Data;
+        if (!handlers.IsEmpty)
+        {
+            // Herald's own rules first, so the application only sees publications it could allow.
+            if (channels.CheckPublish(auth, command.Channel, data, command.IdempotencyKey).Error is { } refused)
+            {
+                return CommandOutcome.Failed(command.Id, refused);
+            }
+            var decided = await handlers.PublishAsync(new PublishContext(client, transport, command.Channel!, data!.Value, auth), cancellationToken);
+            if (!decided.TryGetValue(out var payload, out var denied))
+            {
+                return CommandOutcome.Failed(command.Id, denied);
+            }
+            data = payload;
+        }
+        var result = await channels.PublishAsync(auth, command.Channel, data, client, command.IdempotencyKey, cancellationToken);
         return result.TryGetValue(out var position, out var error)
             ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, position, static (w, p) => WritePosition(w, p)))
             : CommandOutcome.Failed(command.Id, error);
     }
 
-    private static async ValueTask<CommandOutcome> HistoryAsync(ChannelService channels, AuthenticationResult auth, Command command, CancellationToken cancellationToken)
+    private static async ValueTask<CommandOutcome> RpcAsync(HandlerPipeline handlers, string transport, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken)
     {
-        var result = await channels.HistoryAsync(auth, command.Channel, command.Since?.Offset, command.Since?.Epoch, command.Limit, cancellationToken);
-        return result.TryGetValue(out var history, out var error)
-            ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, history, static (w, h) =>
+        if (HandlerPipeline.CheckMethod(command.Method) is { } invalid)
+        {
+            return CommandOutcome.Failed(command.Id, invalid);
+        }
+        if (handlers.IsEmpty)
+        {
+            return CommandOutcome.Failed(command.Id, ErrorCodes.NotAvailable, $"no handler answers the method '{command.Method}'");
+        }
+        var data = command.Data is { ValueKind: not JsonValueKind.Undefined } sent ? sent : (JsonElement?)null;
+        var answer = await handlers.RpcAsync(new RpcContext(client, transport, command.Method!, data, auth), cancellationToken);
+        return answer.TryGetValue(out var reply, out var error)
+            ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, reply.Data, static (w, d) =>
             {
-                WritePosition(w, h.Position);
-                ProtocolWriter.WritePublications(w, h.Publications);
+                // Re-encoded, never copied raw, so that the application's whitespace cannot put a newline in a frame.
+                w.WritePropertyName(ProtocolNames.Data);
+                if (d is { ValueKind: not JsonValueKind.Undefined } value)
+                {
+                    value.WriteTo(w);
+                }
+                else
+                {
+                    w.WriteNullValue();
+                }
             }))
             : CommandOutcome.Failed(command.Id, error);
+    }
+
+    private static async ValueTask<CommandOutcome> HistoryAsync(ChannelService channels, AuthenticationResult auth, Command command, CancellationToken cancellationToken)
+    {
+        var result = await channels.HistoryAsync(auth, command.Channel, command.Since?.Offset, command.Since?.Epoch, command.Limit, command.Reverse ?? false, cancellationToken);
+        return result.TryGetValue(out var history, out var error)
+            ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, history, static (w, h) => WriteHistoryPage(w, h)))
+            : CommandOutcome.Failed(command.Id, error);
+    }
+
+    /// <summary>Writes <c>"epoch":…,"offset":…,"publications":[…]</c> and, when there is more, <c>"next":{"offset":…,"epoch":…}</c>.</summary>
+    public static void WriteHistoryPage(Utf8JsonWriter writer, HistoryPage page)
+    {
+        WritePosition(writer, page.Head);
+        ProtocolWriter.WritePublications(writer, page.Publications);
+        if (page.Next is { } next)
+        {
+            writer.WriteStartObject(ProtocolNames.Next);
+            writer.WriteNumber(ProtocolNames.Offset, next.Offset);
+            writer.WriteString(ProtocolNames.Epoch, next.Epoch);
+            writer.WriteEndObject();
+        }
     }
 
     private static async ValueTask<CommandOutcome> PresenceAsync(ChannelService channels, AuthenticationResult auth, Command command, CancellationToken cancellationToken)

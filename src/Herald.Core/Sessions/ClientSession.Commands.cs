@@ -1,7 +1,9 @@
 using Herald.Brokers;
 using Herald.Channels;
+using Herald.Handlers;
 using Herald.Presence;
 using Herald.Protocol;
+using System.Text.Json;
 
 namespace Herald.Sessions;
 
@@ -74,7 +76,7 @@ internal sealed partial class ClientSession
             Ops.Subscribe => SubscribeAsync(command, client, auth, cancellationToken),
             Ops.Refresh => RefreshAsync(command, cancellationToken),
             Ops.Unsubscribe => UnsubscribeAsync(command),
-            _ => ChannelCommands.DispatchAsync(Node.Channels, auth, client, command, cancellationToken),
+            _ => ChannelCommands.DispatchAsync(Node.Channels, Node.Handlers, _transport.Name, auth, client, command, cancellationToken),
         };
 
         static ValueTask<CommandOutcome> Done(CommandOutcome outcome) => ValueTask.FromResult(outcome);
@@ -87,6 +89,26 @@ internal sealed partial class ClientSession
             return CommandOutcome.Failed(command.Id, ErrorCodes.AlreadyConnected, "this connection is already connected");
         }
         var auth = await Node.Authenticator.AuthenticateAsync(command.Token, cancellationToken);
+        if (!Node.Handlers.IsEmpty)
+        {
+            var decided = await Node.Handlers.ConnectAsync(
+                new ConnectContext(ClientId, _transport.Name, command.Token, auth, _transport.Headers, _transport.RemoteAddress), cancellationToken);
+            if (!decided.TryGetValue(out var replaced, out var refusal))
+            {
+                Reply(CommandOutcome.Failed(command.Id, refusal));
+                // A refusal is final (4003, the client does not retry); a handler that failed or timed out is not.
+                if (refusal.Code is ErrorCodes.Internal or ErrorCodes.Unavailable)
+                {
+                    _transport.Close(CloseCodes.InternalError, "the application failed to handle connect");
+                }
+                else
+                {
+                    _transport.Close(CloseCodes.Unauthorized, refusal.Code);
+                }
+                return CommandOutcome.Succeeded(null);
+            }
+            auth = replaced;
+        }
         // The token's info is trusted and wins; the client's own is then ignored, so it is not checked either.
         if (auth.Succeeded && auth.Info is null && command.Info is { } offered && ClientInfoRules.Check(offered, Node.Options) is { } problem)
         {
@@ -167,6 +189,27 @@ internal sealed partial class ClientSession
             _subscriptions.Add(channel, subscription);
         }
 
+        JsonElement? attached = null;
+        if (!Node.Handlers.IsEmpty)
+        {
+            HeraldResult<SubscribeAccepted> allowed;
+            try
+            {
+                allowed = await Node.Handlers.SubscribeAsync(new SubscribeContext(client, _transport.Name, channel, auth), cancellationToken);
+            }
+            catch
+            {
+                Unreserve(channel, subscription);
+                throw;
+            }
+            if (!allowed.TryGetValue(out var accepted, out var refusal))
+            {
+                Unreserve(channel, subscription);
+                return CommandOutcome.Failed(command.Id, refusal);
+            }
+            attached = accepted.Data;
+        }
+
         // Register for live publications first and read history second; the subscription buffers what arrives
         // meanwhile and Activate() drops what the history already covered.
         HeraldResult<RecoveryResult> recovery;
@@ -190,14 +233,20 @@ internal sealed partial class ClientSession
             await RemoveAsync(subscription);
             return CommandOutcome.Failed(command.Id, error);
         }
-        var reply = ProtocolWriter.EncodeResult(command.Id, recovered, static (w, r) =>
+        var reply = ProtocolWriter.EncodeResult(command.Id, (recovered, attached), static (w, s) =>
         {
-            ChannelCommands.WritePosition(w, r.Position);
-            if (r.Recovered is { } done)
+            ChannelCommands.WritePosition(w, s.recovered.Position);
+            if (s.recovered.Recovered is { } done)
             {
                 w.WriteBoolean(ProtocolNames.Recovered, done);
             }
-            ProtocolWriter.WritePublications(w, r.Publications);
+            ProtocolWriter.WritePublications(w, s.recovered.Publications);
+            if (s.attached is { } data)
+            {
+                // Re-encoded, never copied raw, so that the application's whitespace cannot put a newline in a frame.
+                w.WritePropertyName(ProtocolNames.Data);
+                data.WriteTo(w);
+            }
         });
         Node.Metrics.CommandHandled(failed: false);
         subscription.Activate(reply, recovered.Position);
@@ -224,6 +273,18 @@ internal sealed partial class ClientSession
         }
         await DropSubscriptionAsync(subscription);
         return CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, 0, static (_, _) => { }));
+    }
+
+    // A subscription refused before it reached the node: only its place in the table is taken back.
+    private void Unreserve(string channel, Subscription subscription)
+    {
+        lock (_gate)
+        {
+            if (_subscriptions.TryGetValue(channel, out var reserved) && ReferenceEquals(reserved, subscription))
+            {
+                _subscriptions.Remove(channel);
+            }
+        }
     }
 
     private async ValueTask RemoveAsync(Subscription subscription)

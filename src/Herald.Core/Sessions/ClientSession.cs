@@ -107,6 +107,18 @@ internal sealed partial class ClientSession
         }
     }
 
+    /// <summary>
+    /// Tells the application's handlers that this connection, if it had connected, ended with <paramref name="code"/>.
+    /// Returns at once; the handlers run on their own.
+    /// </summary>
+    public void NotifyDisconnected(int code, string reason)
+    {
+        if (!Node.Handlers.IsEmpty && Volatile.Read(ref _client) is { } client)
+        {
+            Node.Handlers.NotifyDisconnect(new Handlers.DisconnectContext(client, _transport.Name, code, reason));
+        }
+    }
+
     // Replenished lazily on use (no timer per connection): TryReplenish adds a period's tokens once a period has passed.
     private static TokenBucketRateLimiter PerSecond(int limit) => new(new TokenBucketRateLimiterOptions
     {

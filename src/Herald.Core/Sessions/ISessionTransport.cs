@@ -7,6 +7,18 @@ internal interface ISessionTransport
     string Name { get; }
 
     /// <summary>
+    /// The headers of the request that opened the connection (the WebSocket handshake), by case-insensitive name, for
+    /// the connect handler. Read only when a handler is registered, so an adapter over the live request is enough.
+    /// </summary>
+    IReadOnlyDictionary<string, string> Headers => NoHeaders;
+
+    /// <summary>The client's IP address as the server sees it, or <see langword="null"/>.</summary>
+    string? RemoteAddress => null;
+
+    private static readonly IReadOnlyDictionary<string, string> NoHeaders =
+        new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase).AsReadOnly();
+
+    /// <summary>
     /// Starts closing the connection with <paramref name="code"/> (a <see cref="Protocol.CloseCodes"/> value).
     /// Returns at once; the transport finishes the close on its own.
     /// </summary>

@@ -196,3 +196,28 @@ test('two chat pages on different transports talk both ways; the dashboard shows
     assert.deepEqual(page.errors, [], `${name}: errors in the page`);
   }
 });
+
+test('the chat page rolls a die by RPC and shows the server refusing an empty or over-long message', { timeout: 120_000 }, async () => {
+  for (const transport of ['websocket', 'poll']) {
+    const page = await openPage(`${baseUrl}/?transport=${transport}`);
+    await join(page, `roller-${transport}`, `dice-${transport}`);
+    await send(page, '/roll 20');
+    // The server's answer (1..20) is published to the room as a message from this user.
+    await page.locator('#messages li', { hasText: /rolled ([1-9]|1\d|20) on a d20/ }).waitFor({ timeout: STEP_MS });
+
+    await send(page, '   ');
+    await page.locator('#send-error', { hasText: 'invalid_message: the message is empty' }).waitFor({ timeout: STEP_MS });
+    await send(page, 'x'.repeat(501));
+    await page.locator('#send-error', { hasText: 'invalid_message: the message is longer than 500 characters' }).waitFor({ timeout: STEP_MS });
+    // A refused message is never published: the room holds the roll only, and the next message clears the error.
+    await send(page, 'fine');
+    await messageIn(page, `roller-${transport}`, 'fine');
+    assert.equal(await page.locator('#send-error').textContent(), '');
+    assert.equal(await page.locator('#messages li').count(), 2);
+    // Over polling the two refusals are HTTP 400 answers of POST /cmd, which the browser logs on its own.
+    const unexpected = page.errors.filter((e) => !(transport === 'poll' && /status of 400/.test(e)));
+    assert.deepEqual(unexpected, [], `${transport}: errors in the page`);
+    assert.equal(page.errors.length - unexpected.length, transport === 'poll' ? 2 : 0, 'one 400 per refused message over polling');
+    await page.context().close();
+  }
+});

@@ -1,0 +1,217 @@
+using System.Text.Json;
+using Herald.Protocol;
+using Herald.Sessions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Herald.Handlers;
+
+/// <summary>
+/// Runs the application's <see cref="IHeraldHandler"/>s, in registration order, for every transport: each call under
+/// <see cref="HeraldOptions.HandlerTimeout"/>, a throw or a timeout turned into <c>internal</c> (or the
+/// <see cref="HeraldHandlerException"/>'s own error) and logged. Transports ask it only when <see cref="IsEmpty"/> is
+/// false, so a server without handlers builds no context and pays nothing on its hot paths.
+/// </summary>
+internal sealed partial class HandlerPipeline
+{
+    /// <summary>Longest RPC method name.</summary>
+    public const int MaxMethodLength = 64;
+
+    private readonly IHeraldHandler[] _handlers;
+    private readonly ILogger _logger;
+
+    /// <summary>Creates the pipeline over <paramref name="handlers"/>, in the order given.</summary>
+    public HandlerPipeline(IEnumerable<IHeraldHandler> handlers, TimeSpan timeout, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(handlers);
+        _handlers = [.. handlers];
+        Timeout = timeout;
+        _logger = logger ?? NullLogger.Instance;
+    }
+
+    /// <summary>No handler: every hook allows, and <c>rpc</c> is <c>not_available</c>.</summary>
+    public static HandlerPipeline Empty { get; } = new([], TimeSpan.FromSeconds(5));
+
+    /// <summary>Whether no handler is registered.</summary>
+    public bool IsEmpty => _handlers.Length == 0;
+
+    /// <summary>How long one handler call may take.</summary>
+    public TimeSpan Timeout { get; }
+
+    /// <summary>
+    /// Checks an RPC method name: 1 to <see cref="MaxMethodLength"/> characters of <c>A-Z a-z 0-9 _ - . :</c>. Returns the
+    /// <c>bad_request</c> error, or <see langword="null"/> when it is valid.
+    /// </summary>
+    public static HeraldError? CheckMethod(string? method)
+    {
+        if (method is { Length: > 0 and <= MaxMethodLength } && method.AsSpan().IndexOfAnyExcept(MethodCharacters) < 0)
+        {
+            return null;
+        }
+        return new HeraldError(ErrorCodes.BadRequest, $"'method' must be 1 to {MaxMethodLength} characters of A-Z a-z 0-9 _ - . :");
+    }
+
+    private static readonly System.Buffers.SearchValues<char> MethodCharacters =
+        System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:");
+
+    /// <summary>
+    /// Passes the authenticator's decision through every handler, each one's answer to the next. A
+    /// <see cref="HeraldError"/> stops the chain and refuses the client.
+    /// </summary>
+    public async ValueTask<HeraldResult<AuthenticationResult>> ConnectAsync(ConnectContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        foreach (var handler in _handlers)
+        {
+            var answer = await CallAsync(handler, static (h, c, t) => h.OnConnectAsync(c, t), context, "connect", context.Client, cancellationToken);
+            if (!answer.TryGetValue(out var authentication, out var error))
+            {
+                return error;
+            }
+            if (authentication is null)
+            {
+                Log.NoAnswer(_logger, "connect", context.Client, handler.GetType().Name);
+                return new HeraldError(ErrorCodes.Internal, "the application's connect handler gave no answer");
+            }
+            context = context with { Authentication = authentication };
+        }
+        return context.Authentication;
+    }
+
+    /// <summary>Asks every handler; the first refusal wins. The data of the last handler that attached any goes in the reply.</summary>
+    public async ValueTask<HeraldResult<SubscribeAccepted>> SubscribeAsync(SubscribeContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var accepted = SubscribeAccepted.Allow;
+        foreach (var handler in _handlers)
+        {
+            var answer = await CallAsync(handler, static (h, c, t) => h.OnSubscribeAsync(c, t), context, "subscribe", context.Client.Client, cancellationToken);
+            if (!answer.TryGetValue(out var allowed, out var error))
+            {
+                return error;
+            }
+            if (allowed?.Data is not null)
+            {
+                accepted = allowed;
+            }
+        }
+        return accepted;
+    }
+
+    /// <summary>Asks every handler; the first refusal wins, and a replaced payload is what the next handler sees. Returns the payload to publish.</summary>
+    public async ValueTask<HeraldResult<JsonElement>> PublishAsync(PublishContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        foreach (var handler in _handlers)
+        {
+            var answer = await CallAsync(handler, static (h, c, t) => h.OnPublishAsync(c, t), context, "publish", context.Client.Client, cancellationToken);
+            if (!answer.TryGetValue(out var accepted, out var error))
+            {
+                return error;
+            }
+            if (accepted?.Data is { } replaced)
+            {
+                context = context with { Data = replaced };
+            }
+        }
+        return context.Data;
+    }
+
+    /// <summary>The first handler whose answer is not <c>not_available</c> answers the call.</summary>
+    public async ValueTask<HeraldResult<RpcReply>> RpcAsync(RpcContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        HeraldError? notMine = null;
+        foreach (var handler in _handlers)
+        {
+            var answer = await CallAsync(handler, static (h, c, t) => h.OnRpcAsync(c, t), context, "rpc", context.Client.Client, cancellationToken);
+            if (answer.Error is { Code: ErrorCodes.NotAvailable } error)
+            {
+                notMine = error;
+                continue;
+            }
+            if (answer.Error is not null)
+            {
+                return answer;
+            }
+            return answer.Value ?? new RpcReply();
+        }
+        return notMine ?? new HeraldError(ErrorCodes.NotAvailable, $"no handler answers the method '{context.Method}'");
+    }
+
+    /// <summary>
+    /// Tells every handler that a client left, on the thread pool: the caller's teardown never waits for the application.
+    /// Failures and timeouts are logged.
+    /// </summary>
+    public void NotifyDisconnect(DisconnectContext context)
+    {
+        if (IsEmpty)
+        {
+            return;
+        }
+        _ = Task.Run(async () =>
+        {
+            foreach (var handler in _handlers)
+            {
+                await CallAsync(handler, static async (h, c, t) =>
+                {
+                    await h.OnDisconnectAsync(c, t);
+                    return new HeraldResult<bool>(true);
+                }, context, "disconnect", context.Client.Client, CancellationToken.None);
+            }
+        }, CancellationToken.None);
+    }
+
+    /// <summary>One handler call under the timeout; an exception or a timeout becomes an error, logged. The caller's cancellation propagates.</summary>
+    private async ValueTask<HeraldResult<T>> CallAsync<TContext, T>(
+        IHeraldHandler handler,
+        Func<IHeraldHandler, TContext, CancellationToken, ValueTask<HeraldResult<T>>> call,
+        TContext context,
+        string hook,
+        string client,
+        CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(Timeout);
+        try
+        {
+            var pending = call(handler, context, timeout.Token);
+            // WaitAsync: a handler that ignores its token must not hold the client past the timeout either.
+            return pending.IsCompletedSuccessfully ? pending.Result : await pending.AsTask().WaitAsync(timeout.Token);
+        }
+        catch (HeraldHandlerException ex)
+        {
+            Log.Refused(_logger, hook, client, handler.GetType().Name, ex.Error.Code, ex.Error.Message);
+            return ex.Error;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            Log.TimedOut(_logger, hook, client, handler.GetType().Name, Timeout.TotalSeconds);
+            return new HeraldError(ErrorCodes.Internal, $"the application did not answer {hook} in time");
+        }
+        catch (Exception ex)
+        {
+            Log.Failed(_logger, hook, client, handler.GetType().Name, ex);
+            return new HeraldError(ErrorCodes.Internal, $"the application failed to handle {hook}");
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 600, Level = LogLevel.Error, Message = "Handler {Handler} failed on {Hook} for client {ClientId}")]
+        public static partial void Failed(ILogger logger, string hook, string clientId, string handler, Exception exception);
+
+        [LoggerMessage(EventId = 601, Level = LogLevel.Warning, Message = "Handler {Handler} did not answer {Hook} for client {ClientId} within {TimeoutSeconds} s (Herald:HandlerTimeout)")]
+        public static partial void TimedOut(ILogger logger, string hook, string clientId, string handler, double timeoutSeconds);
+
+        [LoggerMessage(EventId = 602, Level = LogLevel.Debug, Message = "Handler {Handler} refused {Hook} for client {ClientId}: {Code} {Reason}")]
+        public static partial void Refused(ILogger logger, string hook, string clientId, string handler, string code, string reason);
+
+        [LoggerMessage(EventId = 603, Level = LogLevel.Error, Message = "Handler {Handler} gave no answer to {Hook} for client {ClientId}")]
+        public static partial void NoAnswer(ILogger logger, string hook, string clientId, string handler);
+    }
+}
