@@ -12,6 +12,7 @@ public sealed class ProxyOptionsTests
     {
         var services = new ServiceCollection();
         services.AddSingleton<IConfiguration>(new ConfigurationBuilder().AddInMemoryCollection(settings).Build());
+        services.AddHerald();
         services.AddHeraldProxy();
         using var provider = services.BuildServiceProvider();
         return provider.GetRequiredService<IOptions<ProxyOptions>>().Value;
@@ -80,7 +81,28 @@ public sealed class ProxyOptionsTests
     [Fact]
     public void TheLongestTimeout_OneMinute_IsAccepted()
     {
-        Assert.Equal(TimeSpan.FromMinutes(1), Bind(new() { ["Herald:Proxy:Timeout"] = "00:01:00" }).Timeout);
+        Assert.Equal(TimeSpan.FromMinutes(1), Bind(new() { ["Herald:Proxy:Timeout"] = "00:01:00", ["Herald:HandlerTimeout"] = "00:02:00" }).Timeout);
+    }
+
+    [Fact]
+    public void ATimeoutLongerThanTheHandlerTimeout_IsRefused_NamingBothKeys()
+    {
+        var message = Refused(new() { ["Herald:Proxy:Timeout"] = "00:00:10" });
+
+        Assert.Contains("Herald:Proxy:Timeout (00:00:10) must not exceed Herald:HandlerTimeout (00:00:05)", message, StringComparison.Ordinal);
+        Assert.Equal(TimeSpan.FromSeconds(10), Bind(new() { ["Herald:Proxy:Timeout"] = "00:00:10", ["Herald:HandlerTimeout"] = "00:00:10" }).Timeout);
+    }
+
+    [Theory]
+    [InlineData(5000, 5000, 4750)] // the defaults: the proxy gives up 250 ms before the handler timeout
+    [InlineData(2000, 5000, 2000)]
+    [InlineData(4900, 5000, 4750)]
+    [InlineData(1000, 1000, 900)]  // short handler timeouts: a tenth of it
+    [InlineData(50, 50, 45)]
+    public void TheProxyWaits_ItsTimeout_ButAlwaysLessThanTheHandlerTimeout(int proxyMs, int handlerMs, int effectiveMs)
+    {
+        Assert.Equal(TimeSpan.FromMilliseconds(effectiveMs),
+            ProxyOptionsValidator.EffectiveTimeout(TimeSpan.FromMilliseconds(proxyMs), TimeSpan.FromMilliseconds(handlerMs)));
     }
 
     [Theory]

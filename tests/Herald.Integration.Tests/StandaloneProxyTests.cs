@@ -1,4 +1,10 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json;
 using Herald.Integration.Tests.Infrastructure;
+using Herald.Protocol;
 
 namespace Herald.Integration.Tests;
 
@@ -45,5 +51,46 @@ public sealed class StandaloneProxyTests(ProxyBackend backend) : IClassFixture<P
         }, StartTimeout);
 
         Assert.False(server.HasExited, server.Output);
+    }
+
+    [Fact]
+    public async Task TheStandaloneServer_ProxiesEveryHook_OverWebSocketCmdAndPoll()
+    {
+        await using var server = await HeraldProcess.StartAsync(new Dictionary<string, string>
+        {
+            // No token validation and no anonymous access: only the backend lets anyone in.
+            ["Herald__Proxy__Connect__Url"] = backend.Url("/connect"),
+            ["Herald__Proxy__Subscribe__Url"] = backend.Url("/subscribe"),
+            ["Herald__Proxy__Publish__Url"] = backend.Url("/publish"),
+            ["Herald__Proxy__Rpc__Url"] = backend.Url("/rpc"),
+            ["Herald__Namespaces__chat__AllowClientPublish"] = "true",
+        }, StartTimeout);
+        Assert.False(server.HasExited, server.Output);
+
+        await using var refused = await WsClient.OpenAsync(server.WebSocketUri);
+        var refusal = await refused.CommandAsync("""{"op":"connect","token":"refuse"}""");
+        Assert.Equal("your session has ended", refusal.GetProperty("error").GetProperty("message").GetString());
+        Assert.Equal((WebSocketCloseStatus)CloseCodes.Unauthorized, await refused.WaitClosedAsync());
+
+        await using var bob = await WsClient.OpenAsync(server.WebSocketUri);
+        Assert.Equal("bob", (await bob.CommandAsync("""{"op":"connect","token":"as-bob"}""")).GetProperty("result").GetProperty("user").GetString());
+        var welcome = await bob.CommandAsync("""{"op":"subscribe","channel":"chat:welcome"}""");
+        Assert.Equal("""{"welcome":"bob"}""", welcome.GetProperty("result").GetProperty("data").GetRawText());
+        Assert.True((await bob.CommandAsync("""{"op":"publish","channel":"chat:upper","data":{"text":"hi"}}""")).TryGetProperty("result", out _));
+        var echo = await bob.CommandAsync("""{"op":"rpc","method":"echo","data":{"x":1}}""");
+        Assert.Equal("websocket", echo.GetProperty("result").GetProperty("data").GetProperty("body").GetProperty("transport").GetString());
+
+        using var cmd = new HttpRequestMessage(HttpMethod.Post, "/cmd") { Content = new StringContent("""{"op":"history","channel":"chat:upper"}""", Encoding.UTF8, "application/json") };
+        cmd.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "as-bob");
+        using var history = await server.Http.SendAsync(cmd);
+        Assert.Equal(HttpStatusCode.OK, history.StatusCode);
+        using var published = JsonDocument.Parse(await history.Content.ReadAsStringAsync());
+        Assert.Equal("""{"text":"HI"}""", published.RootElement.GetProperty("result").GetProperty("publications")[0].GetProperty("data").GetRawText());
+
+        using var poll = new HttpRequestMessage(HttpMethod.Get, "/poll?channel=chat:members");
+        poll.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "as-bob");
+        using var denied = await server.Http.SendAsync(poll);
+        Assert.Equal(HttpStatusCode.Forbidden, denied.StatusCode);
+        Assert.Contains("members only, bob", await denied.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 }

@@ -32,18 +32,21 @@ internal sealed class ProxyHandler : IHeraldHandler
 
     private readonly IHttpClientFactory _clients;
     private readonly ProxyOptions _options;
+    private readonly TimeSpan _timeout;
     private readonly ILogger _logger;
     private readonly Uri? _connect;
     private readonly Uri? _subscribe;
     private readonly Uri? _publish;
     private readonly Uri? _rpc;
 
-    public ProxyHandler(IHttpClientFactory clients, IOptions<ProxyOptions> options, ILogger<ProxyHandler> logger)
+    public ProxyHandler(IHttpClientFactory clients, IOptions<ProxyOptions> options, IOptions<HeraldOptions> herald, ILogger<ProxyHandler> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(herald);
         _clients = clients ?? throw new ArgumentNullException(nameof(clients));
         _options = options.Value;
         _logger = logger ?? throw new ArgumentNullException(nameof(logger));
+        _timeout = ProxyOptionsValidator.EffectiveTimeout(_options.Timeout, herald.Value.HandlerTimeout);
         _connect = ProxyOptionsValidator.ParseUrl(_options.Connect.Url);
         _subscribe = ProxyOptionsValidator.ParseUrl(_options.Subscribe.Url);
         _publish = ProxyOptionsValidator.ParseUrl(_options.Publish.Url);
@@ -138,7 +141,7 @@ internal sealed class ProxyHandler : IHeraldHandler
         Hook hook, Uri url, TRequest body, JsonTypeInfo<TRequest> type, IReadOnlyDictionary<string, string>? headers, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_options.Timeout);
+        timeout.CancelAfter(_timeout);
         using var request = new HttpRequestMessage(HttpMethod.Post, url)
         {
             Content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(body, type)) { Headers = { ContentType = JsonContentType } },
@@ -203,8 +206,8 @@ internal sealed class ProxyHandler : IHeraldHandler
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            ProxyLog.TimedOut(_logger, hook, url, (long)_options.Timeout.TotalMilliseconds);
-            return new HeraldError(ErrorCodes.Unavailable, $"the application backend did not answer within {_options.Timeout.TotalSeconds:0.###} s");
+            ProxyLog.TimedOut(_logger, hook, url, (long)_timeout.TotalMilliseconds);
+            return new HeraldError(ErrorCodes.Unavailable, $"the application backend did not answer within {_timeout.TotalSeconds:0.###} s");
         }
         catch (Exception ex) when (ex is HttpRequestException or IOException)
         {

@@ -3,7 +3,7 @@ using Microsoft.Extensions.Options;
 namespace Herald.AspNetCore.Proxy;
 
 /// <summary>Refuses, at start, proxy settings that could only fail later: each problem names its key.</summary>
-internal sealed class ProxyOptionsValidator : IValidateOptions<ProxyOptions>
+internal sealed class ProxyOptionsValidator(IOptions<HeraldOptions> herald) : IValidateOptions<ProxyOptions>
 {
     /// <summary>The longest <see cref="ProxyOptions.Timeout"/>.</summary>
     public static readonly TimeSpan MaxTimeout = TimeSpan.FromMinutes(1);
@@ -19,6 +19,11 @@ internal sealed class ProxyOptionsValidator : IValidateOptions<ProxyOptions>
     {
         ArgumentNullException.ThrowIfNull(options);
         var problems = Problems(options).ToList();
+        var handlerTimeout = herald.Value.HandlerTimeout;
+        if (options.Timeout > handlerTimeout)
+        {
+            problems.Add($"Herald:Proxy:Timeout ({options.Timeout}) must not exceed Herald:HandlerTimeout ({handlerTimeout}), which bounds every handler call, the proxy's included; raise Herald:HandlerTimeout too.");
+        }
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
     }
 
@@ -50,6 +55,18 @@ internal sealed class ProxyOptionsValidator : IValidateOptions<ProxyOptions>
                 yield return $"Herald:Proxy:ForwardHeaders: '{header}' frames the proxy request itself and cannot be forwarded.";
             }
         }
+    }
+
+    /// <summary>
+    /// How long the proxy waits for the backend: <see cref="ProxyOptions.Timeout"/>, but always a little less than
+    /// <paramref name="handlerTimeout"/> (250 ms, or a tenth of it when shorter), so that a slow backend is answered with
+    /// the proxy's <c>unavailable</c> rather than the handler timeout's <c>internal</c> when both are equal (the defaults).
+    /// </summary>
+    internal static TimeSpan EffectiveTimeout(TimeSpan timeout, TimeSpan handlerTimeout)
+    {
+        var margin = TimeSpan.FromTicks(Math.Min(TimeSpan.FromMilliseconds(250).Ticks, handlerTimeout.Ticks / 10));
+        var latest = handlerTimeout - margin;
+        return timeout < latest ? timeout : latest;
     }
 
     internal static IEnumerable<(string Hook, ProxyEndpointOptions Endpoint)> Hooks(ProxyOptions options) =>
