@@ -224,21 +224,20 @@ public sealed class ProxyEndToEndTests(ProxyBackend backend) : IClassFixture<Pro
     [Fact]
     public async Task BackendSlow_ProxyAndHandlerTimeoutsEqual_TheClientGetsTheProxysUnavailable_NotTheHandlersInternal()
     {
+        // Equal timeouts, as with the defaults (5 s both): the proxy gives up 250 ms earlier, so its answer wins.
         await using var server = await StartAsync(
             o =>
             {
                 o.Connect.Url = null;
                 o.Rpc.Url = backend.Url("/slow");
-                o.Timeout = TimeSpan.FromSeconds(1);
+                o.Timeout = TimeSpan.FromSeconds(2.5);
             },
-            h => h.HandlerTimeout = TimeSpan.FromSeconds(1));
+            h => h.HandlerTimeout = TimeSpan.FromSeconds(2.5));
         await using var client = await server.ConnectAsync();
 
-        for (var i = 0; i < 3; i++)
-        {
-            var error = ErrorOf(await client.CommandAsync("""{"op":"rpc","method":"wait"}"""));
-            Assert.Equal(new HeraldError(ErrorCodes.Unavailable, "the application backend did not answer within 0.9 s"), error);
-        }
+        var error = ErrorOf(await client.CommandAsync("""{"op":"rpc","method":"wait"}"""));
+
+        Assert.Equal(new HeraldError(ErrorCodes.Unavailable, "the application backend did not answer within 2.25 s"), error);
     }
 
     [Fact]
