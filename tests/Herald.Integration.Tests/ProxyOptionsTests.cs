@@ -29,7 +29,7 @@ public sealed class ProxyOptionsTests
         Assert.Equal(TimeSpan.FromSeconds(5), options.Timeout);
         Assert.Equal(1024 * 1024, options.MaxResponseBytes);
         Assert.Empty(options.ForwardHeaders);
-        Assert.False(options.IsEnabled);
+        Assert.All(new[] { options.Connect, options.Subscribe, options.Publish, options.Rpc }, hook => Assert.Null(hook.Url));
     }
 
     [Fact]
@@ -54,7 +54,6 @@ public sealed class ProxyOptionsTests
         Assert.Equal(TimeSpan.FromMilliseconds(2500), options.Timeout);
         Assert.Equal(["Cookie", "X-Tenant"], options.ForwardHeaders);
         Assert.Equal(4096, options.MaxResponseBytes);
-        Assert.True(options.IsEnabled);
     }
 
     [Theory]

@@ -48,11 +48,6 @@ public sealed class ProxyOptions
     /// 1 KiB to 64 MiB); a larger one counts as an invalid answer (<c>internal</c>).
     /// </summary>
     public int MaxResponseBytes { get; set; } = DefaultMaxResponseBytes;
-
-    /// <summary>Whether any hook has a URL.</summary>
-    public bool IsEnabled =>
-        !string.IsNullOrWhiteSpace(Connect.Url) || !string.IsNullOrWhiteSpace(Subscribe.Url)
-        || !string.IsNullOrWhiteSpace(Publish.Url) || !string.IsNullOrWhiteSpace(Rpc.Url);
 }
 
 /// <summary>One proxied hook: <c>Herald:Proxy:&lt;Hook&gt;:…</c>.</summary>
