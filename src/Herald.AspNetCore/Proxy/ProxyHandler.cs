@@ -129,7 +129,7 @@ internal sealed class ProxyHandler : IHeraldHandler
             : Garbage(Hook.Rpc, _rpc, "the RPC result has the wrong shape");
     }
 
-    /// <summary>Disconnects are not proxied: the contract names four hooks, and a notification has no answer to wait for.</summary>
+    /// <summary>Disconnects are not proxied: nothing waits for an answer, so a request per disconnect would be load without a decision.</summary>
     public ValueTask OnDisconnectAsync(DisconnectContext context, CancellationToken cancellationToken) => ValueTask.CompletedTask;
 
     /// <summary>
