@@ -60,6 +60,7 @@ public static class HeraldServiceCollectionExtensions
         });
         services.TryAddSingleton<IHeraldServer>(sp => sp.GetRequiredService<HeraldNode>().Server);
         services.TryAddSingleton<HeraldMarker>();
+        services.TryAddEnumerable(ServiceDescriptor.Transient<Microsoft.AspNetCore.Hosting.IStartupFilter, TrustedProxiesStartupFilter>());
 
         static IConnectAuthenticator? DefaultAuthenticator(IServiceProvider sp)
         {
