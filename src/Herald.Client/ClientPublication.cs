@@ -20,5 +20,12 @@ public sealed record ClientPublication(string Channel, StreamPosition Position, 
 
 /// <summary>A page of a channel's history.</summary>
 /// <param name="Head">The channel's head when the server answered.</param>
-/// <param name="Publications">The publications, oldest first.</param>
-public sealed record HistoryResult(StreamPosition Head, IReadOnlyList<ClientPublication> Publications);
+/// <param name="Publications">The publications, oldest first (newest first when read in reverse).</param>
+public sealed record HistoryResult(StreamPosition Head, IReadOnlyList<ClientPublication> Publications)
+{
+    /// <summary>
+    /// Where the next page in the same direction starts: pass it as <c>since</c> with the same <c>reverse</c>.
+    /// <see langword="null"/> when history holds nothing more that way (forward: nothing newer yet).
+    /// </summary>
+    public StreamPosition? Next { get; init; }
+}

@@ -8,32 +8,49 @@ namespace Herald.Client;
 public sealed partial class HeraldClient
 {
     /// <summary>Publishes <paramref name="data"/> to <paramref name="channel"/> over the current transport.</summary>
+    /// <param name="channel">The channel.</param>
+    /// <param name="data">The payload.</param>
+    /// <param name="idempotencyKey">
+    /// Makes the publish safe to retry: a repeat with the same key on the same channel within the server's
+    /// <c>Herald:IdempotencyWindow</c> (5 minutes by default) publishes nothing and returns the first publication's
+    /// position. 1-128 characters of <c>A-Z a-z 0-9 _ - . : + / =</c>, for example a <see cref="Guid"/>.
+    /// </param>
+    /// <param name="cancellationToken">Cancels the wait for the reply.</param>
     /// <returns>The publication's position.</returns>
-    /// <exception cref="HeraldException">The server refused it (<c>permission_denied</c>, <c>payload_too_large</c>, …).</exception>
-    /// <exception cref="HeraldConnectionException">The connection was lost before the reply; the publication may or may not have been made.</exception>
-    public async ValueTask<StreamPosition> PublishAsync(string channel, JsonElement data, CancellationToken cancellationToken = default)
+    /// <exception cref="HeraldException">The server refused it (<c>permission_denied</c>, <c>payload_too_large</c>, <c>bad_request</c> for a bad key, …).</exception>
+    /// <exception cref="HeraldConnectionException">
+    /// The connection was lost before the reply; the publication may or may not have been made. Publish again with the
+    /// same <paramref name="idempotencyKey"/> to learn its position without publishing it twice.
+    /// </exception>
+    public async ValueTask<StreamPosition> PublishAsync(string channel, JsonElement data, string? idempotencyKey = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
-        var result = await ExecuteAsync(new Command { Op = Ops.Publish, Channel = channel, Data = data }, cancellationToken);
+        var result = await ExecuteAsync(new Command { Op = Ops.Publish, Channel = channel, Data = data, IdempotencyKey = idempotencyKey }, cancellationToken);
         var stream = result.Deserialize(ClientJsonContext.Default.StreamResultMessage);
         return new StreamPosition(stream?.Offset ?? 0, stream?.Epoch ?? "");
     }
 
     /// <summary>Publishes <paramref name="data"/>, serialized with source-generated metadata.</summary>
-    /// <inheritdoc cref="PublishAsync(string, JsonElement, CancellationToken)"/>
-    public ValueTask<StreamPosition> PublishAsync<T>(string channel, T data, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken = default)
+    /// <inheritdoc cref="PublishAsync(string, JsonElement, string?, CancellationToken)"/>
+    public ValueTask<StreamPosition> PublishAsync<T>(string channel, T data, JsonTypeInfo<T> typeInfo, string? idempotencyKey = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(typeInfo);
-        return PublishAsync(channel, JsonSerializer.SerializeToElement(data, typeInfo), cancellationToken);
+        return PublishAsync(channel, JsonSerializer.SerializeToElement(data, typeInfo), idempotencyKey, cancellationToken);
     }
 
-    /// <summary>Reads a channel's history: after <paramref name="since"/>, or the newest publications.</summary>
+    /// <summary>
+    /// Reads a page of a channel's history. Forward: after <paramref name="since"/>, oldest first, or the newest
+    /// publications. With <paramref name="reverse"/>: before <paramref name="since"/>, newest first, or from the newest.
+    /// To walk it all, pass each page's <see cref="HistoryResult.Next"/> as the next <paramref name="since"/> until it is
+    /// <see langword="null"/> (forward from the start: <c>since</c> offset 0 in the channel's epoch).
+    /// </summary>
     /// <param name="channel">The channel.</param>
-    /// <param name="since">Return what came after this position; <see langword="null"/> for the newest <paramref name="limit"/>.</param>
+    /// <param name="since">The cursor: return what came after it (before it with <paramref name="reverse"/>); <see langword="null"/> for the newest <paramref name="limit"/>.</param>
     /// <param name="limit">At most this many publications; <see langword="null"/> for the server's maximum.</param>
+    /// <param name="reverse">Read newest first.</param>
     /// <param name="cancellationToken">Cancels the request.</param>
     /// <exception cref="HeraldException">The server refused it (<c>epoch_mismatch</c>, <c>invalid_position</c>, …).</exception>
-    public async ValueTask<HistoryResult> HistoryAsync(string channel, StreamPosition? since = null, int? limit = null, CancellationToken cancellationToken = default)
+    public async ValueTask<HistoryResult> HistoryAsync(string channel, StreamPosition? since = null, int? limit = null, bool reverse = false, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
         var command = new Command
@@ -42,6 +59,7 @@ public sealed partial class HeraldClient
             Channel = channel,
             Since = since is { } s ? new SincePosition { Offset = s.Offset, Epoch = s.Epoch } : null,
             Limit = limit,
+            Reverse = reverse ? true : null,
         };
         var result = await ExecuteAsync(command, cancellationToken);
         var stream = result.Deserialize(ClientJsonContext.Default.StreamResultMessage)
@@ -52,7 +70,10 @@ public sealed partial class HeraldClient
             new StreamPosition(p.Offset, epoch),
             p.Data,
             p.Info is { } i ? new ClientInfo(i.User ?? "", i.Client ?? "") : null)).ToList();
-        return new HistoryResult(new StreamPosition(stream.Offset, epoch), publications);
+        return new HistoryResult(new StreamPosition(stream.Offset, epoch), publications)
+        {
+            Next = stream.Next is { Offset: { } offset, Epoch: { } nextEpoch } ? new StreamPosition(offset, nextEpoch) : null,
+        };
     }
 
     /// <summary>Lists the clients present in a channel on the node that answers, keyed by client id.</summary>

@@ -97,6 +97,12 @@ public sealed class HeraldOptions
     /// </summary>
     public TimeSpan PresenceNodeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How long a channel remembers a publish's <c>idempotency_key</c>: a repeat of the key within it is answered with the
+    /// first publication's position and publishes nothing. Between 1 second and 1 day. Default 5 minutes.
+    /// </summary>
+    public TimeSpan IdempotencyWindow { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Most polling clients (presence leases) listed in one channel's presence on this node. Default 10,000.</summary>
     [Range(1, 10_000_000)]
     public int MaxPollPresencePerChannel { get; set; } = 10_000;
@@ -126,6 +132,14 @@ public sealed class HeraldOptions
     public int MaxHttpRequestsPerSecondPerIp { get; set; } = 200;
 
     /// <summary>
+    /// The reverse proxies whose <c>X-Forwarded-For</c> and <c>X-Forwarded-Proto</c> headers are believed: IP addresses
+    /// (<c>127.0.0.1</c>) or CIDR networks (<c>10.0.0.0/8</c>). A request from one of them is taken to come from the
+    /// address it forwards, for the per-IP limits and what handlers see. Empty (the default): the headers are ignored and
+    /// the TCP peer is the client, so nobody can pick their own address by sending the header.
+    /// </summary>
+    public IList<string> TrustedProxies { get; } = [];
+
+    /// <summary>
     /// How long one call of an application handler (connect, subscribe, publish, RPC, disconnect) may take before the
     /// client gets <c>internal</c>. Between 10 ms and 5 minutes. Default 5 s.
     /// </summary>
@@ -138,6 +152,18 @@ public sealed class HeraldOptions
         : null;
 
     private static readonly NamespaceOptions DefaultNamespaceFallback = new();
+
+    /// <summary>Reads one <see cref="TrustedProxies"/> entry: an address is a network of one.</summary>
+    internal static bool TryParseProxy(string? entry, out System.Net.IPNetwork network)
+    {
+        var text = entry?.Trim();
+        if (System.Net.IPAddress.TryParse(text, out var address))
+        {
+            network = new System.Net.IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+            return true;
+        }
+        return System.Net.IPNetwork.TryParse(text, out network);
+    }
 
     /// <summary>Checks the settings that attributes cannot express; returns the problems found.</summary>
     public IEnumerable<string> Validate()
@@ -170,9 +196,20 @@ public sealed class HeraldOptions
         {
             yield return "Herald:PresenceNodeTimeout must be between 1 second and 1 hour.";
         }
+        if (IdempotencyWindow < TimeSpan.FromSeconds(1) || IdempotencyWindow > TimeSpan.FromDays(1))
+        {
+            yield return "Herald:IdempotencyWindow must be between 1 second and 1 day.";
+        }
         if (HandlerTimeout < TimeSpan.FromMilliseconds(10) || HandlerTimeout > TimeSpan.FromMinutes(5))
         {
             yield return "Herald:HandlerTimeout must be between 10 milliseconds and 5 minutes.";
+        }
+        foreach (var proxy in TrustedProxies)
+        {
+            if (!TryParseProxy(proxy, out _))
+            {
+                yield return $"Herald:TrustedProxies: '{proxy}' is neither an IP address nor a CIDR network (such as 10.0.0.0/8).";
+            }
         }
         if (Token.Secret is { Length: > 0 and < 32 })
         {

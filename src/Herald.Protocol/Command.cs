@@ -18,7 +18,7 @@ public sealed class Command
     /// <summary>The channel the command is about.</summary>
     [JsonPropertyName("channel")] public string? Channel { get; set; }
 
-    /// <summary>The position to recover from (<c>subscribe</c>) or read after (<c>history</c>).</summary>
+    /// <summary>The position to recover from (<c>subscribe</c>), or to read after (<c>history</c>; before it with <see cref="Reverse"/>).</summary>
     [JsonPropertyName("since")] public SincePosition? Since { get; set; }
 
     /// <summary>The method to call (<c>rpc</c>): 1 to 64 characters of <c>A-Z a-z 0-9 _ - . :</c>.</summary>
@@ -29,6 +29,16 @@ public sealed class Command
 
     /// <summary>The maximum number of publications to return (<c>history</c>).</summary>
     [JsonPropertyName("limit")] public int? Limit { get; set; }
+
+    /// <summary>Read newest first (<c>history</c>): the publications before <see cref="Since"/>, or the newest.</summary>
+    [JsonPropertyName("reverse")] public bool? Reverse { get; set; }
+
+    /// <summary>
+    /// Makes a <c>publish</c> idempotent: a repeat of the key on the same channel within the server's
+    /// <c>Herald:IdempotencyWindow</c> is answered with the first publication's position and publishes nothing.
+    /// 1-128 characters of <c>A-Z a-z 0-9 _ - . : + / =</c>.
+    /// </summary>
+    [JsonPropertyName("idempotency_key")] public string? IdempotencyKey { get; set; }
 
     /// <summary>Display information for presence, a JSON object supplied by the client (<c>connect</c>).</summary>
     [JsonPropertyName("info")] public JsonElement? Info { get; set; }
@@ -42,7 +52,8 @@ public sealed class Command
 
 /// <summary>
 /// A position as the client sends it, <c>{"offset":…,"epoch":…}</c>: a command's <c>since</c> or a channel's cursor in a
-/// <see cref="PollRequestBody"/>. Both fields are required when the object is present.
+/// <see cref="PollRequestBody"/> (both fields are required when the object is present); also a <c>history</c> reply's
+/// <c>next</c>, which the client sends back as <c>since</c>.
 /// </summary>
 public sealed class SincePosition
 {
@@ -75,7 +86,7 @@ public sealed class PollRequestBody
     [JsonPropertyName("info")] public JsonElement? Info { get; set; }
 }
 
-/// <summary>The body of the server API's <c>POST /api/publish</c>: <c>{"channel":"…","data":…}</c>.</summary>
+/// <summary>The body of the server API's <c>POST /api/publish</c>: <c>{"channel":"…","data":…,"idempotency_key":"…"}</c>.</summary>
 public sealed class PublishRequestBody
 {
     /// <summary>The channel to publish to.</summary>
@@ -83,6 +94,9 @@ public sealed class PublishRequestBody
 
     /// <summary>The payload to publish, any JSON value.</summary>
     [JsonPropertyName("data")] public JsonElement? Data { get; set; }
+
+    /// <summary>Optional; as <see cref="Command.IdempotencyKey"/>.</summary>
+    [JsonPropertyName("idempotency_key")] public string? IdempotencyKey { get; set; }
 }
 
 /// <summary>Source-generated (reflection-free) JSON metadata for the protocol's inbound types, with the server's strict reader settings.</summary>
@@ -99,4 +113,7 @@ public sealed class PublishRequestBody
 [JsonSerializable(typeof(Command))]
 [JsonSerializable(typeof(PollRequestBody))]
 [JsonSerializable(typeof(PublishRequestBody))]
+[JsonSerializable(typeof(DisconnectRequestBody))]
+[JsonSerializable(typeof(ServerSubscribeRequestBody))]
+[JsonSerializable(typeof(ServerUnsubscribeRequestBody))]
 internal sealed partial class ProtocolJsonContext : JsonSerializerContext;

@@ -23,6 +23,7 @@ internal static class ProtocolNames
     public static readonly JsonEncodedText Client = JsonEncodedText.Encode("client");
     public static readonly JsonEncodedText Recovered = JsonEncodedText.Encode("recovered");
     public static readonly JsonEncodedText Publications = JsonEncodedText.Encode("publications");
+    public static readonly JsonEncodedText Next = JsonEncodedText.Encode("next");
     public static readonly JsonEncodedText Presence = JsonEncodedText.Encode("presence");
     public static readonly JsonEncodedText Version = JsonEncodedText.Encode("version");
     public static readonly JsonEncodedText Ping = JsonEncodedText.Encode("ping");
@@ -30,5 +31,7 @@ internal static class ProtocolNames
     public static readonly JsonEncodedText Connected = JsonEncodedText.Encode("connected");
     public static readonly JsonEncodedText Subscribed = JsonEncodedText.Encode("subscribed");
     public static readonly JsonEncodedText Close = JsonEncodedText.Encode("close");
+    public static readonly JsonEncodedText Subscribe = JsonEncodedText.Encode("subscribe");
+    public static readonly JsonEncodedText Unsubscribe = JsonEncodedText.Encode("unsubscribe");
     public static readonly JsonEncodedText Reason = JsonEncodedText.Encode("reason");
 }

@@ -59,6 +59,7 @@ public sealed partial class RedisBroker : IBroker
     private readonly TimeSpan _positionCheckInterval;
     private int _pubSubMode; // PubSubUndecided, PubSubClassic or PubSubSharded
     private IBrokerEventHandler? _handler;
+    private ChannelMessageQueue? _control;
     private int _disposed;
 
     /// <summary>Creates a broker on a connection the caller owns (and disposes after the broker).</summary>
@@ -98,11 +99,60 @@ public sealed partial class RedisBroker : IBroker
             RedisLog.NotConnectedAtStart(_logger);
         }
         _ = IsSharded(multiplexer);
+        await TrySubscribeControlAsync(multiplexer);
         StartChecking(multiplexer);
     }
 
     /// <inheritdoc/>
-    public async ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default)
+    /// <remarks>A classic <c>PUBLISH</c> on <c>&lt;prefix&gt;:control</c>, on a Cluster too (every node's subscribers hear it).</remarks>
+    public async ValueTask SendControlAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default)
+    {
+        _ = _handler ?? throw new InvalidOperationException("Start the broker before sending control messages.");
+        var multiplexer = await _connection.GetAsync(cancellationToken);
+        await RedisErrors.GuardAsync(multiplexer.GetSubscriber().PublishAsync(RedisChannel.Literal(_keys.Control), message), cancellationToken);
+    }
+
+    /// <summary>
+    /// Subscribes to the control channel unless done: at start, and at each position check until it worked (Redis may
+    /// be down at start). StackExchange.Redis renews the subscription itself after a reconnection.
+    /// </summary>
+    private async Task TrySubscribeControlAsync(IConnectionMultiplexer multiplexer)
+    {
+        if (Volatile.Read(ref _control) is not null || !multiplexer.IsConnected)
+        {
+            return;
+        }
+        try
+        {
+            var queue = await multiplexer.GetSubscriber().SubscribeAsync(RedisChannel.Literal(_keys.Control));
+            // One message at a time, in the order Redis sent them (a callback subscription gives no order).
+            queue.OnMessage(message =>
+            {
+                if (_handler is { } handler && !message.Message.IsNull)
+                {
+                    handler.HandleControl((byte[])message.Message!);
+                }
+            });
+            Volatile.Write(ref _control, queue);
+        }
+        catch (Exception ex) when (RedisErrors.IsUnavailable(ex))
+        {
+            RedisLog.ControlSubscribeFailed(_logger, ex);
+        }
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default) =>
+        (await PublishAsync(channel, data, info, history, idempotency: null, cancellationToken)).Position;
+
+    /// <inheritdoc/>
+    public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(idempotency.Key, nameof(idempotency));
+        return PublishAsync(channel, data, info, history, (IdempotencyKey?)idempotency, cancellationToken);
+    }
+
+    private async ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey? idempotency, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
         _ = _handler ?? throw new InvalidOperationException("Start the broker before publishing.");
@@ -119,24 +169,36 @@ public sealed partial class RedisBroker : IBroker
             NewEpoch(),
             _keys.PubSub(channel),
             IsSharded(multiplexer) ? "1" : "0",
+            idempotency is { } window ? Math.Max(1, (long)window.Window.TotalMilliseconds) : RedisValue.EmptyString,
         ];
-        var result = await RedisErrors.GuardAsync(database.ScriptEvaluateAsync(RedisScripts.Publish, [_keys.Meta(channel), _keys.Stream(channel)], args), cancellationToken);
+        RedisKey[] keys = idempotency is { } idem
+            ? [_keys.Meta(channel), _keys.Stream(channel), _keys.Idempotency(channel, idem.Key)]
+            : [_keys.Meta(channel), _keys.Stream(channel)];
+        var result = await RedisErrors.GuardAsync(database.ScriptEvaluateAsync(RedisScripts.Publish, keys, args), cancellationToken);
         var parts = (RedisResult[])result!;
-        return new StreamPosition((ulong)parts[0], (string)parts[1]!);
+        return new PublishResult(new StreamPosition((ulong)parts[0], (string)parts[1]!), Repeated: (long)parts[3] == 1);
     }
 
     /// <inheritdoc/>
-    public async ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default)
+    public ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
+        ReadAsync(channel, afterOffset, limit, history, backward: false, cancellationToken);
+
+    /// <inheritdoc/>
+    public ValueTask<HistoryResult> ReadHistoryBackwardAsync(string channel, ulong? beforeOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
+        ReadAsync(channel, beforeOffset, limit, history, backward: true, cancellationToken);
+
+    private async ValueTask<HistoryResult> ReadAsync(string channel, ulong? cursor, int limit, HistoryPolicy history, bool backward, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
         var database = (await _connection.GetAsync(cancellationToken)).GetDatabase();
         RedisValue[] args =
         [
-            afterOffset is { } after ? after.ToString(CultureInfo.InvariantCulture) : "",
+            cursor is { } at ? at.ToString(CultureInfo.InvariantCulture) : "",
             Math.Max(0, limit),
             history.Ttl > TimeSpan.Zero ? (long)history.Ttl.TotalMilliseconds : 0,
             NewEpoch(),
             (long)UnpublishedEpochLifetime.TotalMilliseconds,
+            backward ? "1" : "0",
         ];
         var result = await RedisErrors.GuardAsync(database.ScriptEvaluateAsync(RedisScripts.Read, [_keys.Meta(channel), _keys.Stream(channel)], args), cancellationToken);
         var parts = (RedisResult[])result!;
@@ -146,13 +208,16 @@ public sealed partial class RedisBroker : IBroker
         {
             return new HistoryResult(position, []);
         }
-        var newestFirst = (long)parts[3] == 1;
+        // Entries come newest first from XREVRANGE; the answer is newest first only for a backward read.
+        var reverse = ((long)parts[3] == 1) != backward;
         var publications = new Publication[entries.Length];
         for (var i = 0; i < entries.Length; i++)
         {
-            publications[newestFirst ? entries.Length - 1 - i : i] = PublicationMessage.FromStreamEntry(entries[i]);
+            publications[reverse ? entries.Length - 1 - i : i] = PublicationMessage.FromStreamEntry(entries[i]);
         }
-        return new HistoryResult(position, publications);
+        // Forward, newer publications are held whenever the last one returned is (trimming drops the oldest first).
+        var more = backward ? (long)parts[4] == 1 : publications[^1].Offset < position.Offset;
+        return new HistoryResult(position, publications) { More = more };
     }
 
     /// <inheritdoc/>
@@ -199,6 +264,17 @@ public sealed partial class RedisBroker : IBroker
         }
         _handler = null;
         await StopCheckingAsync();
+        if (_control is { } control)
+        {
+            try
+            {
+                await control.UnsubscribeAsync();
+            }
+            catch (Exception ex) when (RedisErrors.IsUnavailable(ex))
+            {
+                // Redis is gone: it has already forgotten the subscription.
+            }
+        }
         foreach (var (channel, _) in _subscriptions)
         {
             if (_subscriptions.TryRemove(channel, out var state))

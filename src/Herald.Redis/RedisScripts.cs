@@ -35,9 +35,10 @@ internal static class RedisScripts
         """;
 
     /// <summary>
-    /// KEYS: meta, stream. ARGV: data, has info ('1'/'0'), user, client, history size, history TTL ms, a fresh epoch
-    /// (used when the channel has none), Pub/Sub channel, sharded ('1': <c>SPUBLISH</c>, on a Redis Cluster; '0':
-    /// <c>PUBLISH</c>). Returns { offset, epoch, timestamp }.
+    /// KEYS: meta, stream, and for an idempotent publish the key's key. ARGV: data, has info ('1'/'0'), user, client,
+    /// history size, history TTL ms, a fresh epoch (used when the channel has none), Pub/Sub channel, sharded ('1':
+    /// <c>SPUBLISH</c>, on a Redis Cluster; '0': <c>PUBLISH</c>), and for an idempotent publish the key's window ms.
+    /// Returns { offset, epoch, timestamp, repeated (1/0) }.
     /// </summary>
     /// <remarks>
     /// Appending and publishing in one script is what makes delivery order offset order: Redis runs one script at a
@@ -46,12 +47,23 @@ internal static class RedisScripts
     /// followed by the user, the client and the data (user and client lengths -1 when there is no info): binary-safe,
     /// and the data travels as is (see <see cref="PublicationMessage"/>). On a Cluster the sharded Pub/Sub channel carries
     /// the channel's hash tag, so it is on the slot of the keys and the script may publish on it.
+    /// <para>An idempotency key is a string key beside the channel's (same hash tag) holding <c>"&lt;offset&gt; &lt;epoch&gt;"</c>
+    /// of the first publication with it, set with <c>NX PX</c> so Redis forgets it after the window. A repeat within the
+    /// window answers that position and publishes nothing. Checked and set in this script, so concurrent repeats from any
+    /// nodes make one publication.</para>
     /// </remarks>
     public const string Publish = TrimExpired + "\n" + """
-        local meta, stream = KEYS[1], KEYS[2]
+        local meta, stream, idem = KEYS[1], KEYS[2], KEYS[3]
         local data, has_info, user, client = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
         local size, ttl, fresh_epoch, pubsub = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
         local publish = ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH'
+        if idem then
+          local seen = redis.call('GET', idem)
+          if seen then
+            local first_offset, first_epoch = string.match(seen, '^(%d+) (.+)$')
+            return { tonumber(first_offset), first_epoch, 0, 1 }
+          end
+        end
         local epoch = redis.call('HGET', meta, 'epoch')
         if not epoch then
           -- A new log: whatever stream an older generation left is not part of it.
@@ -86,20 +98,27 @@ internal static class RedisScripts
           header = id .. ' ' .. epoch .. ' ' .. string.format('%d', now) .. ' -1 -1\n'
         end
         redis.call(publish, pubsub, header .. data)
-        return { offset, epoch, now }
+        if idem then
+          redis.call('SET', idem, id .. ' ' .. epoch, 'NX', 'PX', tonumber(ARGV[10]))
+        end
+        return { offset, epoch, now, 0 }
         """;
 
     /// <summary>
-    /// KEYS: meta, stream. ARGV: after offset ('' for the newest), limit, history TTL ms, a fresh epoch, how long an
-    /// epoch made by a read lives without a publication (ms). Returns { head, epoch, entries, newest first (1/0) }.
+    /// KEYS: meta, stream. ARGV: cursor offset ('' for the newest), limit, history TTL ms, a fresh epoch, how long an
+    /// epoch made by a read lives without a publication (ms), direction ('1': backward, the publications before the
+    /// cursor newest first; '0': forward, those after it oldest first). Returns { head, epoch, entries, entries newest
+    /// first (1/0), more held past the last entry (backward only; 1/0) }.
     /// </summary>
     /// <remarks>
     /// A channel never published to gets its epoch here, so the first publication keeps the epoch a read promised. It
-    /// expires unless a publication comes, so reading made-up channel names does not fill Redis.
+    /// expires unless a publication comes, so reading made-up channel names does not fill Redis. A backward read asks
+    /// for one entry more than the limit, to learn whether older ones are held without a second command.
     /// </remarks>
     public const string Read = TrimExpired + "\n" + """
         local meta, stream = KEYS[1], KEYS[2]
-        local after, limit, ttl, fresh_epoch, idle = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+        local cursor, limit, ttl, fresh_epoch, idle = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+        local backward = ARGV[6] == '1'
         local state = redis.call('HMGET', meta, 'head', 'epoch')
         local head, epoch = tonumber(state[1]) or 0, state[2]
         if not epoch then
@@ -109,18 +128,42 @@ internal static class RedisScripts
         elseif head == 0 then
           redis.call('PEXPIRE', meta, idle)
         end
-        if head == 0 or limit <= 0 or (after ~= '' and tonumber(after) >= head) then
-          return { head, epoch, {}, 0 }
+        if head == 0 or limit <= 0 then
+          return { head, epoch, {}, 0, 0 }
+        end
+        if backward then
+          local top = '+'
+          if cursor ~= '' then
+            local before = tonumber(cursor)
+            if before <= 1 then
+              return { head, epoch, {}, 1, 0 }
+            end
+            top = string.format('%d', before - 1) .. '-0'
+          end
+          if ttl > 0 then
+            trim_expired(stream, now_ms() - ttl)
+          end
+          local entries = redis.call('XREVRANGE', stream, top, '-', 'COUNT', limit + 1)
+          local more = 0
+          if #entries > limit then
+            more = 1
+            entries[#entries] = nil
+          end
+          return { head, epoch, entries, 1, more }
+        end
+        if cursor ~= '' and tonumber(cursor) >= head then
+          return { head, epoch, {}, 0, 0 }
         end
         if ttl > 0 then
           trim_expired(stream, now_ms() - ttl)
         end
-        if after == '' then
-          return { head, epoch, redis.call('XREVRANGE', stream, '+', '-', 'COUNT', limit), 1 }
+        if cursor == '' then
+          return { head, epoch, redis.call('XREVRANGE', stream, '+', '-', 'COUNT', limit), 1, 0 }
         end
-        local from = string.format('%d', tonumber(after) + 1) .. '-0'
-        return { head, epoch, redis.call('XRANGE', stream, from, '+', 'COUNT', limit), 0 }
+        local from = string.format('%d', tonumber(cursor) + 1) .. '-0'
+        return { head, epoch, redis.call('XRANGE', stream, from, '+', 'COUNT', limit), 0, 0 }
         """;
+
     /// <summary>
     /// KEYS: meta, stream. ARGV: after offset, limit. Returns { head, epoch ('' when the channel has none), entries after
     /// the offset, oldest first }. Changes nothing: the broker fills a gap in what it delivered with it.

@@ -27,4 +27,25 @@ public sealed class NodeOptionsTests
     [InlineData(3601)]
     public void PresenceNodeTimeout_OutsideOneSecondToOneHour_IsRefusedByName(int seconds) =>
         Assert.Contains(new HeraldOptions { PresenceNodeTimeout = TimeSpan.FromSeconds(seconds) }.Validate(), p => p.Contains("Herald:PresenceNodeTimeout", StringComparison.Ordinal));
+
+    [Fact]
+    public void IdempotencyWindow_DefaultsTo5Minutes_AndPasses()
+    {
+        var options = new HeraldOptions();
+        Assert.Equal(TimeSpan.FromMinutes(5), options.IdempotencyWindow);
+        Assert.Empty(options.Validate());
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(0.5)]
+    [InlineData(86_401)]
+    public void IdempotencyWindow_OutsideOneSecondToOneDay_IsRefusedByName(double seconds) =>
+        Assert.Contains(new HeraldOptions { IdempotencyWindow = TimeSpan.FromSeconds(seconds) }.Validate(), p => p.Contains("Herald:IdempotencyWindow", StringComparison.Ordinal));
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(86_400)]
+    public void IdempotencyWindow_AtItsBounds_IsAllowed(double seconds) =>
+        Assert.Empty(new HeraldOptions { IdempotencyWindow = TimeSpan.FromSeconds(seconds) }.Validate());
 }

@@ -72,6 +72,21 @@ public sealed class BrokerUnavailableTests : IAsyncLifetime
     private static string? ErrorCode(JsonElement reply) => reply.GetProperty("error").GetProperty("code").GetString();
 
     /// <summary>A memory broker that can be switched off: every call then fails as a broker whose backend is unreachable does.</summary>
+    [Theory]
+    [InlineData("/api/disconnect", """{"user":"alice"}""")]
+    [InlineData("/api/subscribe", """{"user":"alice","channel":"chat:down"}""")]
+    [InlineData("/api/unsubscribe", """{"user":"alice","channel":"chat:down"}""")]
+    public async Task UserCommands_WhileTheBrokerIsDown_AnswerUnavailable(string path, string body)
+    {
+        _broker.Down = true;
+        using var response = await _server.Api.PostAsync(path, new StringContent(body));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal(ErrorCodes.Unavailable, ErrorCode(await response.Content.ReadAsStringAsync()));
+        _broker.Down = false;
+        using var again = await _server.Api.PostAsync(path, new StringContent(body));
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+    }
+
     private sealed class SwitchableBroker : IBroker
     {
         private readonly MemoryBroker _inner = new();
@@ -83,13 +98,22 @@ public sealed class BrokerUnavailableTests : IAsyncLifetime
         public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default) =>
             Down ? throw new BrokerUnavailableException() : _inner.PublishAsync(channel, data, info, history, cancellationToken);
 
+        public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, CancellationToken cancellationToken = default) =>
+            Down ? throw new BrokerUnavailableException() : _inner.PublishAsync(channel, data, info, history, idempotency, cancellationToken);
+
         public ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
             Down ? throw new BrokerUnavailableException() : _inner.ReadHistoryAsync(channel, afterOffset, limit, history, cancellationToken);
+
+        public ValueTask<HistoryResult> ReadHistoryBackwardAsync(string channel, ulong? beforeOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
+            Down ? throw new BrokerUnavailableException() : _inner.ReadHistoryBackwardAsync(channel, beforeOffset, limit, history, cancellationToken);
 
         public ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default) =>
             Down ? throw new BrokerUnavailableException() : _inner.SubscribeAsync(channel, cancellationToken);
 
         public ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default) => _inner.UnsubscribeAsync(channel, cancellationToken);
+
+        public ValueTask SendControlAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default) =>
+            Down ? throw new BrokerUnavailableException() : _inner.SendControlAsync(message, cancellationToken);
 
         public ValueTask DisposeAsync() => _inner.DisposeAsync();
     }

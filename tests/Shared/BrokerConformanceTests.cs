@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text;
+using System.Text.Json;
 using Herald.Brokers;
 using Herald.Protocol;
 using Herald.Tests.Infrastructure;
@@ -462,6 +463,214 @@ public abstract class BrokerConformanceTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task Control_MessagesFromTwoNodes_ReachEveryStartedNodeOnce_InEachSendersOrder()
+    {
+        var nodes = await StartNodesAsync(3);
+        const int PerSender = 50;
+        // Messages carry this test's prefix: on a shared backend, other tests' nodes hear other messages too.
+        for (var i = 0; i < PerSender; i++)
+        {
+            await nodes[0].Broker.SendControlAsync(Encoding.UTF8.GetBytes($"{_prefix} a {i}"));
+            await nodes[1].Broker.SendControlAsync(Encoding.UTF8.GetBytes($"{_prefix} b {i}"));
+        }
+
+        foreach (var node in nodes)
+        {
+            await Wait.UntilAsync(() => node.Received.ControlsStartingWith(_prefix).Count >= 2 * PerSender, DeliveryTimeout,
+                $"{2 * PerSender} control messages at a node (it has {node.Received.ControlsStartingWith(_prefix).Count})");
+            var received = node.Received.ControlsStartingWith(_prefix);
+            Assert.Equal(Enumerable.Range(0, PerSender).Select(i => $"{_prefix} a {i}"), received.Where(m => m.StartsWith($"{_prefix} a ", StringComparison.Ordinal)));
+            Assert.Equal(Enumerable.Range(0, PerSender).Select(i => $"{_prefix} b {i}"), received.Where(m => m.StartsWith($"{_prefix} b ", StringComparison.Ordinal)));
+        }
+    }
+
+    [Fact]
+    public async Task Control_BinaryMessage_ArrivesByteForByte_AndTheSenderMayReuseItsBuffer()
+    {
+        var nodes = await StartNodesAsync(2);
+        var buffer = new byte[256];
+        var tag = Encoding.UTF8.GetBytes(_prefix);
+        tag.CopyTo(buffer, 0);
+        for (var i = tag.Length; i < buffer.Length; i++)
+        {
+            buffer[i] = (byte)i; // every byte value from here on, newlines and zeros included
+        }
+        var expected = buffer.ToArray();
+        await nodes[0].Broker.SendControlAsync(buffer);
+        Array.Clear(buffer);
+
+        foreach (var node in nodes)
+        {
+            await Wait.UntilAsync(() => node.Received.ControlsStartingWith(_prefix).Count >= 1, DeliveryTimeout, "the binary control message");
+            Assert.Equal(expected, node.Received.RawControlsStartingWith(tag).Single());
+        }
+    }
+
+    [Fact]
+    public async Task PublishIdempotent_RepeatOfAKeyThroughAnyNode_AnswersTheFirstPositionAndPublishesNothing()
+    {
+        var nodes = await StartNodesAsync(2);
+        var (subscriber, other) = (nodes[0], nodes[1]);
+        var channel = Channel("idem");
+        var elsewhere = Channel("idem-elsewhere");
+        var window = new IdempotencyKey("order:42", TimeSpan.FromMinutes(1));
+        await subscriber.Broker.SubscribeAsync(channel);
+
+        var first = await other.Broker.PublishAsync(channel, """{"n":1}"""u8.ToArray(), null, KeepAll, window);
+        Assert.Equal(new PublishResult(new StreamPosition(1, first.Position.Epoch), Repeated: false), first);
+        // Through the other node, with other data: the key names the publication, the data of a repeat is not looked at.
+        foreach (var node in nodes)
+        {
+            Assert.Equal(first with { Repeated = true }, await node.Broker.PublishAsync(channel, """{"n":"again"}"""u8.ToArray(), null, KeepAll, window));
+        }
+        // Another key, and the same key on another channel, are publications of their own.
+        var second = await subscriber.Broker.PublishAsync(channel, """{"n":2}"""u8.ToArray(), null, KeepAll, window with { Key = "order:43" });
+        Assert.Equal(new PublishResult(new StreamPosition(2, first.Position.Epoch), Repeated: false), second);
+        Assert.Equal(1UL, (await other.Broker.PublishAsync(elsewhere, "1"u8.ToArray(), null, KeepAll, window)).Position.Offset);
+        // A publish without a key never counts as a repeat of one.
+        Assert.Equal(3UL, (await other.Broker.PublishAsync(channel, """{"n":3}"""u8.ToArray(), null, KeepAll)).Offset);
+
+        var history = await other.Broker.ReadHistoryAsync(channel, 0, 100, KeepAll);
+        Assert.Equal(["""{"n":1}""", """{"n":2}""", """{"n":3}"""], history.Publications.Select(p => Encoding.UTF8.GetString(p.Data.Span)));
+        var fence = await FenceAsync(subscriber, other.Broker, channel);
+        Assert.Equal([1UL, 2, 3, fence], subscriber.Received.OffsetsOf(channel));
+    }
+
+    [Fact]
+    public async Task PublishIdempotent_ConcurrentRepeatsThroughSeveralNodes_MakeOnePublicationPerKeyAndAllGetItsPosition()
+    {
+        const int Keys = 25;
+        var nodes = await StartNodesAsync(3);
+        var channel = Channel("idem-race");
+        var answers = new ConcurrentBag<(string Key, PublishResult Result)>();
+
+        // Two publishers per node, each sending every key (over and over while the race lasts).
+        await PublishConcurrentlyAsync([.. nodes, .. nodes], Keys, async (node, publisher, i) =>
+        {
+            var key = $"k{i % Keys}";
+            answers.Add((key, await node.Broker.PublishAsync(channel, Encoding.UTF8.GetBytes($$"""{"key":"{{key}}","by":{{publisher}}}"""), null, KeepAll, new IdempotencyKey(key, TimeSpan.FromMinutes(1)))));
+        });
+
+        var byKey = answers.GroupBy(a => a.Key).ToDictionary(g => g.Key, g => g.Select(a => a.Result.Position).Distinct().ToList());
+        Assert.Equal(Keys, byKey.Count);
+        Assert.All(byKey, k => Assert.Single(k.Value));
+        Assert.Equal(Keys, answers.Count(a => !a.Result.Repeated));
+        Assert.Equal(Range(1, Keys), byKey.Values.Select(v => v[0].Offset).Order());
+        var history = await nodes[1].Broker.ReadHistoryAsync(channel, 0, 1000, KeepAll);
+        Assert.Equal(new StreamPosition(Keys, byKey["k0"][0].Epoch), history.Position);
+        // Each publication in history is the one its key's answers point at.
+        foreach (var publication in history.Publications)
+        {
+            var key = JsonDocument.Parse(publication.Data).RootElement.GetProperty("key").GetString()!;
+            Assert.Equal(publication.Offset, byKey[key][0].Offset);
+        }
+    }
+
+    [Fact]
+    public async Task PublishIdempotent_AfterTheWindow_PublishesAgainAndRemembersTheNewPosition()
+    {
+        var time = new ManualTime();
+        var nodes = await StartNodesAsync(2, time);
+        var channel = Channel("idem-window");
+        var key = new IdempotencyKey("retry-1", HistoryTtl);
+        var step = HistoryTtl / 3;
+
+        var first = await nodes[0].Broker.PublishAsync(channel, "1"u8.ToArray(), null, KeepAll, key);
+        await AdvanceTimeAsync(time, step);
+        Assert.Equal(first with { Repeated = true }, await nodes[1].Broker.PublishAsync(channel, "1"u8.ToArray(), null, KeepAll, key));
+
+        // 4/3 of the window after the first: forgotten.
+        await AdvanceTimeAsync(time, 3 * step);
+        var again = await nodes[1].Broker.PublishAsync(channel, "1"u8.ToArray(), null, KeepAll, key);
+        Assert.Equal(new PublishResult(new StreamPosition(2, first.Position.Epoch), Repeated: false), again);
+        Assert.Equal(again with { Repeated = true }, await nodes[0].Broker.PublishAsync(channel, "1"u8.ToArray(), null, KeepAll, key));
+    }
+
+    [Fact]
+    public async Task ReadBackward_BeforeACursorOrFromTheNewest_ReturnsNewestFirstUpToTheLimitAndSaysWhetherOlderAreHeld()
+    {
+        var nodes = await StartNodesAsync(2);
+        var channel = Channel("backward");
+        var head = await PublishNumberedAsync(nodes[1].Broker, channel, 10);
+
+        foreach (var node in nodes)
+        {
+            foreach (var (before, limit, expected, more) in new (ulong?, int, ulong[], bool)[]
+            {
+                (null, 3, [10, 9, 8], true),
+                (null, 10, Range(1, 10).Reverse().ToArray(), false),
+                (null, 100, Range(1, 10).Reverse().ToArray(), false),
+                (8, 3, [7, 6, 5], true),
+                (4, 3, [3, 2, 1], false),
+                (3, 5, [2, 1], false),
+                (11, 2, [10, 9], true),
+                (1, 5, [], false),
+                (0, 5, [], false),
+            })
+            {
+                var read = await node.Broker.ReadHistoryBackwardAsync(channel, before, limit, KeepAll);
+                Assert.Equal(head, read.Position);
+                Assert.Equal(expected, read.Publications.Select(p => p.Offset));
+                Assert.Equal(expected.Select(DataOf), read.Publications.Select(p => Encoding.UTF8.GetString(p.Data.Span)));
+                Assert.True(more == read.More, $"before {before}, limit {limit}: More should be {more}");
+            }
+        }
+        var fresh = await nodes[0].Broker.ReadHistoryBackwardAsync(Channel("backward-fresh"), null, 10, KeepAll);
+        Assert.Equal(0UL, fresh.Position.Offset);
+        Assert.Empty(fresh.Publications);
+        Assert.False(fresh.More);
+    }
+
+    [Fact]
+    public async Task ReadBackward_TrimmedHistory_StopsAtTheOldestHeld()
+    {
+        var nodes = await StartNodesAsync(1);
+        var broker = nodes[0].Broker;
+        var channel = Channel("backward-trimmed");
+        var keep5 = new HistoryPolicy(5, TimeSpan.Zero);
+        for (var i = 0; i < 12; i++)
+        {
+            await broker.PublishAsync(channel, "1"u8.ToArray(), null, keep5);
+        }
+
+        var newest = await broker.ReadHistoryBackwardAsync(channel, null, 3, keep5);
+        Assert.Equal([12UL, 11, 10], newest.Publications.Select(p => p.Offset));
+        Assert.True(newest.More);
+        var rest = await broker.ReadHistoryBackwardAsync(channel, 10, 3, keep5);
+        Assert.Equal([9UL, 8], rest.Publications.Select(p => p.Offset));
+        Assert.False(rest.More);
+        var exactly = await broker.ReadHistoryBackwardAsync(channel, 11, 3, keep5);
+        Assert.Equal([10UL, 9, 8], exactly.Publications.Select(p => p.Offset));
+        Assert.False(exactly.More);
+        Assert.Empty((await broker.ReadHistoryBackwardAsync(channel, 8, 3, keep5)).Publications);
+    }
+
+    [Fact]
+    public async Task ReadForward_SaysWhetherNewerPublicationsAreHeldPastThePage()
+    {
+        var nodes = await StartNodesAsync(2);
+        var channel = Channel("forward-more");
+        await PublishNumberedAsync(nodes[0].Broker, channel, 10);
+
+        foreach (var node in nodes)
+        {
+            foreach (var (after, limit, expected, more) in new (ulong?, int, ulong[], bool)[]
+            {
+                (0, 4, [1, 2, 3, 4], true),
+                (6, 4, [7, 8, 9, 10], false),
+                (6, 10, [7, 8, 9, 10], false),
+                (null, 3, [8, 9, 10], false),
+                (10, 3, [], false),
+            })
+            {
+                var read = await node.Broker.ReadHistoryAsync(channel, after, limit, KeepAll);
+                Assert.Equal(expected, read.Publications.Select(p => p.Offset));
+                Assert.True(more == read.More, $"after {after}, limit {limit}: More should be {more}");
+            }
+        }
+    }
+
     /// <summary>Creates and starts <paramref name="count"/> nodes on one backend, each with its own recorder.</summary>
     protected async Task<Node[]> StartNodesAsync(int count, TimeProvider? time = null)
     {
@@ -568,6 +777,7 @@ public abstract class BrokerConformanceTests : IAsyncLifetime
     protected sealed class Recorder : IBrokerEventHandler
     {
         private readonly ConcurrentQueue<Delivery> _seen = new();
+        private readonly ConcurrentQueue<byte[]> _controls = new();
         private readonly ConcurrentDictionary<string, StrongBox<int>> _inFlight = new(StringComparer.Ordinal);
         private int _overlaps;
 
@@ -584,6 +794,14 @@ public abstract class BrokerConformanceTests : IAsyncLifetime
             _seen.Enqueue(new Delivery(channel, publication, epoch));
             Interlocked.Decrement(ref inFlight.Value);
         }
+
+        public void HandleControl(ReadOnlyMemory<byte> message) => _controls.Enqueue(message.ToArray());
+
+        /// <summary>The control messages received whose UTF-8 text starts with <paramref name="prefix"/>, in arrival order.</summary>
+        public IReadOnlyList<string> ControlsStartingWith(string prefix) =>
+            _controls.Select(m => Encoding.UTF8.GetString(m)).Where(m => m.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+
+        public IReadOnlyList<byte[]> RawControlsStartingWith(byte[] prefix) => _controls.Where(m => m.AsSpan().StartsWith(prefix)).ToList();
 
         public IReadOnlyList<Delivery> Of(string channel) => _seen.Where(d => d.Channel == channel).ToList();
 

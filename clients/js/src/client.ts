@@ -12,6 +12,7 @@ import type {
   HeraldEventMap,
   HistoryOptions,
   HistoryResult,
+  PublishOptions,
   PresenceResult,
   Publication,
   PublishResult,
@@ -105,10 +106,17 @@ export class Subscription {
   private readonly emitter: Emitter<SubscriptionEventMap>;
   private readonly client: HeraldClient;
 
+  /**
+   * True when the server made this subscription (the client's `serverSubscribed` event) rather than `subscribe()`. It
+   * is resumed after reconnects all the same, with a `subscribe` the server allows under the normal rules.
+   */
+  readonly serverSide: boolean;
+
   /** @internal */
-  constructor(client: HeraldClient, channel: string, onListenerError: (err: unknown) => void) {
+  constructor(client: HeraldClient, channel: string, onListenerError: (err: unknown) => void, serverSide = false) {
     this.client = client;
     this.channel = channel;
+    this.serverSide = serverSide;
     this.emitter = new Emitter(onListenerError);
   }
 
@@ -418,10 +426,17 @@ export class HeraldClient {
     }
   }
 
-  /** Publishes `data` to a channel; resolves with its position. Waits for the connection if it is being made. */
-  async publish(channel: string, data: unknown): Promise<PublishResult> {
+  /**
+   * Publishes `data` to a channel; resolves with its position. Waits for the connection if it is being made. With an
+   * `idempotencyKey`, a retry after a lost reply publishes nothing twice (see {@link PublishOptions}).
+   */
+  async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
     validateChannel(channel);
-    const result = (await this.command({ op: "publish", channel, data })) as PublishResult;
+    const command: Command = { op: "publish", channel, data };
+    if (options.idempotencyKey !== undefined) {
+      command.idempotency_key = options.idempotencyKey;
+    }
+    const result = (await this.command(command)) as PublishResult;
     return { epoch: result.epoch, offset: result.offset };
   }
 
@@ -443,7 +458,10 @@ export class HeraldClient {
     return result.data ?? null;
   }
 
-  /** Reads a channel's history: after `since`, or the newest `limit` publications. */
+  /**
+   * Reads a page of a channel's history: after `since` oldest first, or the newest `limit`; with `reverse`, before
+   * `since` (or from the newest) newest first. Walk it all by passing each page's `next` as `since` until it is absent.
+   */
   async history(channel: string, options: HistoryOptions = {}): Promise<HistoryResult> {
     validateChannel(channel);
     const command: Command = { op: "history", channel };
@@ -453,8 +471,15 @@ export class HeraldClient {
     if (options.limit !== undefined) {
       command.limit = options.limit;
     }
+    if (options.reverse === true) {
+      command.reverse = true;
+    }
     const result = (await this.command(command)) as HistoryResult;
-    return { epoch: result.epoch, offset: result.offset, publications: result.publications ?? [] };
+    const page: HistoryResult = { epoch: result.epoch, offset: result.offset, publications: result.publications ?? [] };
+    if (result.next !== undefined) {
+      page.next = { offset: result.next.offset, epoch: result.next.epoch };
+    }
+    return page;
   }
 
   /**
@@ -629,6 +654,16 @@ export class HeraldClient {
           client.channelFailed(transport, channel, error);
         }
       },
+      onServerSubscribe(channel, entry) {
+        if (client.active === transport) {
+          client.applyServerSubscribe(transport, channel, entry);
+        }
+      },
+      onServerUnsubscribe(channel, reason) {
+        if (client.active === transport) {
+          client.applyServerUnsubscribe(channel, reason);
+        }
+      },
     };
     const transport: Transport =
       name === "websocket"
@@ -798,6 +833,40 @@ export class HeraldClient {
       sub.cursor = { epoch: entry.epoch, offset: entry.offset };
     }
     this.markSubscribed(sub);
+  }
+
+  /**
+   * A subscribe push: makes (or reuses) the channel's subscription, announces a new one, then applies the push like a
+   * subscribe reply. A new subscription has no cursor: it starts just before the first recovered publication, so they
+   * are delivered, or at the head.
+   */
+  private applyServerSubscribe(transport: Transport, channel: string, entry: ChannelEntry): void {
+    let sub = this.subs.get(channel);
+    if (sub === undefined) {
+      sub = new Subscription(this, channel, (err) => this.listenerFailed(err, "subscription", channel), true);
+      this.subs.set(channel, sub);
+      this.emitter.emit("serverSubscribed", { channel, subscription: sub });
+      if (entry.recovered === true) {
+        const first = Math.min(...entry.publications.map((p) => p.offset), entry.offset + 1);
+        sub.cursor = { epoch: entry.epoch, offset: first - 1 };
+      } else {
+        // No cursor given, or the application's is gone: start at the head (the application asked; nothing to report).
+        entry = { epoch: entry.epoch, offset: entry.offset, publications: [] };
+      }
+    }
+    this.applyEntry(transport, channel, entry, undefined);
+  }
+
+  /** An unsubscribe push: the server ended this connection's subscription to the channel. */
+  private applyServerUnsubscribe(channel: string, reason: string): void {
+    const sub = this.subs.get(channel);
+    if (sub === undefined) {
+      return;
+    }
+    this.subs.delete(channel);
+    sub.setState("unsubscribed");
+    sub.emit("unsubscribed", { channel, reason });
+    this.emitter.emit("serverUnsubscribed", { channel, subscription: sub, reason });
   }
 
   private applyPush(transport: Transport, channel: string, pub: Publication): void {

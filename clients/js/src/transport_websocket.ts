@@ -24,7 +24,7 @@ interface ServerMessage {
   id?: number;
   result?: unknown;
   error?: { code?: string; message?: string };
-  push?: { channel?: string; pub?: Publication };
+  push?: { channel?: string; pub?: Publication; subscribe?: unknown; unsubscribe?: { reason?: string } };
 }
 
 /** `http(s)://host[:port][/base]` → `ws(s)://host[:port][/base]/ws`. */
@@ -222,9 +222,23 @@ export class WebSocketTransport implements Transport {
         return;
       }
       if (message.push !== undefined) {
-        const { channel, pub } = message.push;
-        if (typeof channel === "string" && pub !== undefined && typeof pub.offset === "number") {
+        const { channel, pub, subscribe, unsubscribe } = message.push;
+        if (typeof channel !== "string") {
+          continue;
+        }
+        if (pub !== undefined && typeof pub.offset === "number") {
           this.host.onPush(channel, pub);
+        } else if (subscribe !== undefined) {
+          let entry: ChannelEntry;
+          try {
+            entry = toEntry(subscribe);
+          } catch (err) {
+            this.finish(err as HeraldError);
+            return;
+          }
+          this.host.onServerSubscribe(channel, entry);
+        } else if (unsubscribe !== undefined) {
+          this.host.onServerUnsubscribe(channel, unsubscribe.reason ?? "");
         }
         continue;
       }

@@ -1,4 +1,5 @@
 import type { HeraldError } from "./codes.js";
+import type { Subscription } from "./client.js";
 
 /** The client's connection state. */
 export const ConnectionState = {
@@ -79,18 +80,33 @@ export interface ErrorEvent {
   channel?: string;
 }
 
+/**
+ * The `serverSubscribed` and `serverUnsubscribed` events: the server subscribed this client to a channel (a new
+ * subscription, `serverSide` true, resumed after reconnects like the client's own) or unsubscribed it (ended).
+ */
+export interface ServerSubscriptionEvent {
+  channel: string;
+  subscription: Subscription;
+  /** Why the server unsubscribed the client (for logs); absent on subscribe. */
+  reason?: string;
+}
+
 /** The typed event map of {@link HeraldClient}. */
 export interface HeraldEventMap {
   state: StateEvent;
   publication: PublicationEvent;
   recovery: RecoveryEvent;
   error: ErrorEvent;
+  serverSubscribed: ServerSubscriptionEvent;
+  serverUnsubscribed: ServerSubscriptionEvent;
 }
 
 /** The events of a {@link Subscription}. */
 export interface SubscriptionEventMap {
   publication: PublicationEvent;
   subscribed: { channel: string; position: StreamPosition };
+  /** The server ended the subscription (an unsubscribe push). */
+  unsubscribed: { channel: string; reason: string };
   recovery: RecoveryEvent;
   error: ErrorEvent;
 }
@@ -158,17 +174,37 @@ export interface HeraldClientOptions {
 
 /** Options of {@link HeraldClient.history}. */
 export interface HistoryOptions {
-  /** Return the publications after this position (oldest first). Without it, the newest `limit`. */
+  /**
+   * The cursor: return the publications after this position, oldest first (with `reverse`, before it, newest first).
+   * Without it, the newest `limit`. A page's `next` is the cursor of the page after it.
+   */
   since?: StreamPosition;
   /** At most this many publications (1..1000 by default). */
   limit?: number;
+  /** Read newest first. */
+  reverse?: boolean;
 }
 
-/** The result of `history`: the channel's head and the publications. */
+/** The result of `history`: the channel's head and a page of publications. */
 export interface HistoryResult {
   epoch: string;
   offset: number;
   publications: Publication[];
+  /**
+   * Where the next page in the same direction starts: pass it as `since` with the same `reverse`. Absent when history
+   * holds nothing more that way (forward: nothing newer yet).
+   */
+  next?: StreamPosition;
+}
+
+/** Options of {@link HeraldClient.publish}. */
+export interface PublishOptions {
+  /**
+   * Makes the publish safe to retry: a repeat with the same key on the same channel within the server's
+   * `IdempotencyWindow` (5 minutes by default) publishes nothing and resolves with the first publication's position.
+   * 1-128 characters of `A-Z a-z 0-9 _ - . : + / =`, for example `crypto.randomUUID()`.
+   */
+  idempotencyKey?: string;
 }
 
 /** The result of `publish`: the publication's position. */
@@ -196,6 +232,8 @@ export interface Command {
   since?: StreamPosition;
   data?: unknown;
   limit?: number;
+  reverse?: boolean;
+  idempotency_key?: string;
   token?: string;
   info?: PresenceInfo;
   client?: string;
@@ -220,6 +258,10 @@ export interface TransportHost {
   onEntry(channel: string, entry: ChannelEntry, since: StreamPosition | undefined): void;
   /** A live publication (WebSocket push). */
   onPush(channel: string, pub: Publication): void;
+  /** The server subscribed this connection to a channel (WebSocket subscribe push). */
+  onServerSubscribe(channel: string, entry: ChannelEntry): void;
+  /** The server unsubscribed this connection from a channel (WebSocket unsubscribe push). */
+  onServerUnsubscribe(channel: string, reason: string): void;
   /** The server refused a channel (subscribe error, or a poll error naming it). */
   onChannelError(channel: string, error: HeraldError): void;
 }

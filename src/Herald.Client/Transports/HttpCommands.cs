@@ -11,9 +11,9 @@ internal static class HttpCommands
 {
     private static readonly MediaTypeHeaderValue Json = new("application/json");
 
-    public static async Task<JsonElement> SendAsync(HeraldClient client, Command command, CancellationToken cancellationToken)
+    public static async Task<JsonElement> SendAsync(HeraldClient client, Uri baseUri, Command command, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, client.ResolveHttp(client.Options.CommandPath))
+        using var request = new HttpRequestMessage(HttpMethod.Post, HeraldClient.ResolveHttp(baseUri, client.Options.CommandPath))
         {
             Content = Body(JsonSerializer.SerializeToUtf8Bytes(command, ClientJsonContext.Default.Command)),
         };

@@ -190,7 +190,7 @@ internal sealed class PollingTransport : ClientTransport
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _break.Token);
         // The server answers by `wait`; past that plus a margin the request (or a proxy on the way) is stuck.
         deadline.CancelAfter(wait + Client.Options.CommandTimeout);
-        using var request = new HttpRequestMessage(HttpMethod.Post, Client.ResolveHttp(Client.Options.PollPath))
+        using var request = new HttpRequestMessage(HttpMethod.Post, HeraldClient.ResolveHttp(BaseUri, Client.Options.PollPath))
         {
             Content = HttpCommands.Body(JsonSerializer.SerializeToUtf8Bytes(body, ClientJsonContext.Default.PollRequestBody)),
         };
@@ -217,7 +217,7 @@ internal sealed class PollingTransport : ClientTransport
     }
 
     public override Task<JsonElement> CommandAsync(Command command, CancellationToken cancellationToken) =>
-        HttpCommands.SendAsync(Client, command, cancellationToken);
+        HttpCommands.SendAsync(Client, BaseUri, command, cancellationToken);
 
     /// <summary>Waits for <paramref name="delay"/> or a wake-up; a stop ends the wait with an exception.</summary>
     private async Task WaitAsync(TimeSpan delay, CancellationToken wake)

@@ -51,7 +51,7 @@ internal sealed class SseTransport : ClientTransport
     }
 
     public override Task<JsonElement> CommandAsync(Command command, CancellationToken cancellationToken) =>
-        HttpCommands.SendAsync(Client, command, cancellationToken);
+        HttpCommands.SendAsync(Client, BaseUri, command, cancellationToken);
 
     public override void OnSubscribed(HeraldSubscription subscription) => Wake();
 
@@ -249,7 +249,7 @@ internal sealed class SseTransport : ClientTransport
         {
             query.Append("&info=").Append(Uri.EscapeDataString(info.GetRawText()));
         }
-        return new Uri(Client.ResolveHttp(Client.Options.SsePath) + query.ToString());
+        return new Uri(HeraldClient.ResolveHttp(BaseUri, Client.Options.SsePath) + query.ToString());
     }
 
     /// <summary>Reads up to the next event and handles it; returns how the connection ended, if it did.</summary>

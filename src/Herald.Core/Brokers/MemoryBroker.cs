@@ -20,6 +20,10 @@ namespace Herald.Brokers;
 /// publications for the life of the process. What stays of such a channel is its epoch and head offset (about 150
 /// bytes), which keep its offsets from ever restarting within an epoch.
 /// </para>
+/// <para>
+/// Idempotency keys are remembered per channel under the same lock as the append, and forgotten once their window has
+/// passed: at the channel's next idempotent publish, or by the sweep.
+/// </para>
 /// </remarks>
 public sealed class MemoryLogStore : IDisposable
 {
@@ -29,6 +33,7 @@ public sealed class MemoryLogStore : IDisposable
     private readonly ConcurrentDictionary<string, ChannelLog> _logs = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, MemoryBroker[]> _subscribers = new(StringComparer.Ordinal);
     private readonly Lock _subscribersGate = new();
+    private MemoryBroker[] _started = [];
     private readonly TimeProvider _time;
     private readonly byte[] _epochSeed = RandomNumberGenerator.GetBytes(16);
     private ITimer? _sweeper;
@@ -66,6 +71,7 @@ public sealed class MemoryLogStore : IDisposable
             lock (log)
             {
                 log.Trim(log.Policy, now);
+                log.ForgetExpiredKeys(now);
                 if (log.Entries.Count == 0)
                 {
                     log.Entries.Release();
@@ -88,12 +94,17 @@ public sealed class MemoryLogStore : IDisposable
         }
     }
 
-    internal StreamPosition Publish(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history)
+    internal PublishResult Publish(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey? idempotency = null)
     {
         var log = _logs.GetOrAdd(channel, static (name, self) => new ChannelLog(self.EpochOf(name)), this);
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         lock (log)
         {
+            // Checked and remembered under the same lock as the append, so concurrent repeats make one publication.
+            if (idempotency is { } idem && log.TryGetRepeat(idem.Key, now, out var first))
+            {
+                return new PublishResult(first, Repeated: true);
+            }
             var publication = new Publication(log.Head + 1, data, info, now);
             log.Head = publication.Offset;
             // Readers at the head take no lock: they register (a subscription, a parked poll) and then read the head,
@@ -108,7 +119,12 @@ public sealed class MemoryLogStore : IDisposable
                     node.Deliver(channel, publication, log.Epoch);
                 }
             }
-            return new StreamPosition(publication.Offset, log.Epoch);
+            var position = new StreamPosition(publication.Offset, log.Epoch);
+            if (idempotency is { } key)
+            {
+                log.RememberKey(key.Key, position, now + (long)key.Window.TotalMilliseconds);
+            }
+            return new PublishResult(position, Repeated: false);
         }
     }
 
@@ -149,7 +165,41 @@ public sealed class MemoryLogStore : IDisposable
             {
                 result[i] = entries[start + i];
             }
-            return new HistoryResult(position, result);
+            return new HistoryResult(position, result) { More = start + count < entries.Count };
+        }
+    }
+
+    internal HistoryResult ReadBackward(string channel, ulong? beforeOffset, int limit, HistoryPolicy history)
+    {
+        if (!_logs.TryGetValue(channel, out var log))
+        {
+            return new HistoryResult(new StreamPosition(0, EpochOf(channel)), []);
+        }
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        lock (log)
+        {
+            log.Trim(history, now);
+            var position = new StreamPosition(log.Head, log.Epoch);
+            var entries = log.Entries;
+            if (limit <= 0 || entries.Count == 0)
+            {
+                return new HistoryResult(position, []);
+            }
+            // One past the index of the newest publication wanted; offsets are consecutive, so it is arithmetic.
+            var end = beforeOffset is { } before
+                ? (int)Math.Min((ulong)entries.Count, before > entries.Oldest.Offset ? before - entries.Oldest.Offset : 0)
+                : entries.Count;
+            var start = Math.Max(0, end - limit);
+            if (end <= start)
+            {
+                return new HistoryResult(position, []);
+            }
+            var result = new Publication[end - start];
+            for (var i = 0; i < result.Length; i++)
+            {
+                result[i] = entries[end - 1 - i];
+            }
+            return new HistoryResult(position, result) { More = start > 0 };
         }
     }
 
@@ -162,6 +212,35 @@ public sealed class MemoryLogStore : IDisposable
         }
         head = default;
         return false;
+    }
+
+    /// <summary>Hands a control message to every started broker on this store, in this thread, one after the other.</summary>
+    internal void SendControl(ReadOnlyMemory<byte> message)
+    {
+        var copy = message.ToArray();
+        foreach (var node in Volatile.Read(ref _started))
+        {
+            node.DeliverControl(copy);
+        }
+    }
+
+    internal void AddStarted(MemoryBroker node)
+    {
+        lock (_subscribersGate)
+        {
+            if (Array.IndexOf(_started, node) < 0)
+            {
+                Volatile.Write(ref _started, [.. _started, node]);
+            }
+        }
+    }
+
+    internal void RemoveStarted(MemoryBroker node)
+    {
+        lock (_subscribersGate)
+        {
+            Volatile.Write(ref _started, _started.Where(n => n != node).ToArray());
+        }
     }
 
     internal void Subscribe(string channel, MemoryBroker node)
@@ -209,6 +288,11 @@ public sealed class MemoryLogStore : IDisposable
     {
         private ulong _head;
 
+        // Idempotency keys seen within their window, and the same keys in the order they expire (one window for all, so
+        // the order they came in), to forget them without a scan. Made by the first key: most channels never see one.
+        private Dictionary<string, (StreamPosition Position, long Expires)>? _keys;
+        private Queue<(string Key, long Expires)>? _keyExpiry;
+
         public string Epoch { get; } = epoch;
 
         /// <summary>The last offset; written under the log's lock, read without it (a 64-bit read is atomic here).</summary>
@@ -231,6 +315,46 @@ public sealed class MemoryLogStore : IDisposable
                 Entries.Add(publication);
             }
             Trim(history, now);
+        }
+
+        public bool TryGetRepeat(string key, long now, out StreamPosition first)
+        {
+            ForgetExpiredKeys(now);
+            if (_keys is not null && _keys.TryGetValue(key, out var seen) && seen.Expires > now)
+            {
+                first = seen.Position;
+                return true;
+            }
+            first = default;
+            return false;
+        }
+
+        public void RememberKey(string key, StreamPosition position, long expires)
+        {
+            (_keys ??= new Dictionary<string, (StreamPosition, long)>(StringComparer.Ordinal))[key] = (position, expires);
+            (_keyExpiry ??= new Queue<(string, long)>()).Enqueue((key, expires));
+        }
+
+        public void ForgetExpiredKeys(long now)
+        {
+            if (_keyExpiry is null || _keys is null)
+            {
+                return;
+            }
+            while (_keyExpiry.TryPeek(out var next) && next.Expires <= now)
+            {
+                _keyExpiry.Dequeue();
+                // The key may have been seen again after this entry expired; then its newer entry is still queued.
+                if (_keys.TryGetValue(next.Key, out var seen) && seen.Expires <= now)
+                {
+                    _keys.Remove(next.Key);
+                }
+            }
+            if (_keyExpiry.Count == 0)
+            {
+                _keys = null;
+                _keyExpiry = null;
+            }
         }
 
         public void Trim(HistoryPolicy history, long now)
@@ -337,6 +461,7 @@ public sealed class MemoryBroker : IBroker
     {
         _handler = handler ?? throw new ArgumentNullException(nameof(handler));
         _store.Start();
+        _store.AddStarted(this);
         return ValueTask.CompletedTask;
     }
 
@@ -344,12 +469,24 @@ public sealed class MemoryBroker : IBroker
     public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default)
     {
         _ = _handler ?? throw new InvalidOperationException("Start the broker before publishing.");
-        return ValueTask.FromResult(_store.Publish(channel, data, info, history));
+        return ValueTask.FromResult(_store.Publish(channel, data, info, history).Position);
+    }
+
+    /// <inheritdoc/>
+    public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, CancellationToken cancellationToken = default)
+    {
+        _ = _handler ?? throw new InvalidOperationException("Start the broker before publishing.");
+        ArgumentException.ThrowIfNullOrEmpty(idempotency.Key, nameof(idempotency));
+        return ValueTask.FromResult(_store.Publish(channel, data, info, history, idempotency));
     }
 
     /// <inheritdoc/>
     public ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
         ValueTask.FromResult(_store.Read(channel, afterOffset, limit, history));
+
+    /// <inheritdoc/>
+    public ValueTask<HistoryResult> ReadHistoryBackwardAsync(string channel, ulong? beforeOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(_store.ReadBackward(channel, beforeOffset, limit, history));
 
     /// <summary>
     /// The channel's head, read at once without a lock; <see langword="false"/> for a channel never published to.
@@ -377,6 +514,7 @@ public sealed class MemoryBroker : IBroker
     public ValueTask DisposeAsync()
     {
         _handler = null;
+        _store.RemoveStarted(this);
         // A node that stops leaves a shared store: the other nodes go on without handing it anything.
         foreach (var (channel, _) in _subscribed)
         {
@@ -390,5 +528,15 @@ public sealed class MemoryBroker : IBroker
         return ValueTask.CompletedTask;
     }
 
+    /// <inheritdoc/>
+    public ValueTask SendControlAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default)
+    {
+        _ = _handler ?? throw new InvalidOperationException("Start the broker before sending control messages.");
+        _store.SendControl(message);
+        return ValueTask.CompletedTask;
+    }
+
     internal void Deliver(string channel, Publication publication, string epoch) => _handler?.HandlePublication(channel, publication, epoch);
+
+    internal void DeliverControl(ReadOnlyMemory<byte> message) => _handler?.HandleControl(message);
 }

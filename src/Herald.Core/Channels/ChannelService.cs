@@ -53,10 +53,17 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
         return AuthorizeRead(auth, channel!, ns, action) is { } denied ? denied : ns;
     }
 
-    /// <summary>Publishes JSON <paramref name="data"/> to <paramref name="channel"/>, as <paramref name="info"/> (<see langword="null"/> for the server).</summary>
-    public async ValueTask<HeraldResult<StreamPosition>> PublishAsync(AuthenticationResult? auth, string? channel, JsonElement? data, ClientInfo? info, CancellationToken cancellationToken = default)
+    /// <summary>Longest <c>idempotency_key</c>, in characters.</summary>
+    public const int MaxIdempotencyKeyLength = 128;
+
+    /// <summary>
+    /// Publishes JSON <paramref name="data"/> to <paramref name="channel"/>, as <paramref name="info"/> (<see langword="null"/>
+    /// for the server). With an <paramref name="idempotencyKey"/> the channel has seen within
+    /// <see cref="HeraldOptions.IdempotencyWindow"/>, publishes nothing and answers the first publication's position.
+    /// </summary>
+    public async ValueTask<HeraldResult<StreamPosition>> PublishAsync(AuthenticationResult? auth, string? channel, JsonElement? data, ClientInfo? info, string? idempotencyKey = null, CancellationToken cancellationToken = default)
     {
-        if (!CheckPublish(auth, channel, data).TryGetValue(out var ns, out var refused))
+        if (!CheckPublish(auth, channel, data, idempotencyKey).TryGetValue(out var ns, out var refused))
         {
             return refused;
         }
@@ -66,24 +73,32 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
         {
             return new HeraldError(ErrorCodes.PayloadTooLarge, $"data is larger than {Options.MaxMessageBytes} bytes");
         }
-        StreamPosition position;
         try
         {
-            position = await broker.PublishAsync(channel!, payload, info, PolicyOf(ns), cancellationToken);
+            if (idempotencyKey is null)
+            {
+                var position = await broker.PublishAsync(channel!, payload, info, PolicyOf(ns), cancellationToken);
+                metrics.Published();
+                return position;
+            }
+            var published = await broker.PublishAsync(channel!, payload, info, PolicyOf(ns), new IdempotencyKey(idempotencyKey, Options.IdempotencyWindow), cancellationToken);
+            if (!published.Repeated)
+            {
+                metrics.Published();
+            }
+            return published.Position;
         }
         catch (BrokerUnavailableException)
         {
             return Unavailable;
         }
-        metrics.Published();
-        return position;
     }
 
     /// <summary>
     /// The checks a publication passes before anything else sees it: the channel's name and namespace, the permission to
-    /// publish, and that there is data. Returns the namespace, or the refusal.
+    /// publish, that there is data, and the <c>idempotency_key</c> if there is one. Returns the namespace, or the refusal.
     /// </summary>
-    public HeraldResult<NamespaceOptions> CheckPublish(AuthenticationResult? auth, string? channel, JsonElement? data)
+    public HeraldResult<NamespaceOptions> CheckPublish(AuthenticationResult? auth, string? channel, JsonElement? data, string? idempotencyKey = null)
     {
         if (!Resolve(channel).TryGetValue(out var ns, out var invalid))
         {
@@ -97,15 +112,42 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
         {
             return new HeraldError(ErrorCodes.BadRequest, "the field 'data' is required");
         }
+        if (idempotencyKey is not null && ValidateIdempotencyKey(idempotencyKey) is { } badKey)
+        {
+            return badKey;
+        }
         return ns;
     }
 
     /// <summary>
-    /// Reads history: the publications after <paramref name="afterOffset"/> (or the newest), at most
-    /// <paramref name="limit"/> (default and ceiling <see cref="HeraldOptions.MaxHistoryLimit"/>). A cursor that does not
-    /// fit the channel gives <c>epoch_mismatch</c> or <c>invalid_position</c>.
+    /// Checks an <c>idempotency_key</c>: 1-<see cref="MaxIdempotencyKeyLength"/> characters of <c>A-Z a-z 0-9</c> and
+    /// <c>_ - . : + / =</c> (enough for UUIDs, ULIDs, base64 and <c>order:42</c>-style keys, and never escaped in a
+    /// backend's key name). Returns <c>bad_request</c>, or <see langword="null"/> when it is valid.
     /// </summary>
-    public async ValueTask<HeraldResult<HistoryResult>> HistoryAsync(AuthenticationResult? auth, string? channel, ulong? afterOffset, string? epoch, int? limit, CancellationToken cancellationToken = default)
+    public static HeraldError? ValidateIdempotencyKey(string key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (key.Length is 0 or > MaxIdempotencyKeyLength)
+        {
+            return new HeraldError(ErrorCodes.BadRequest, $"'idempotency_key' must be 1-{MaxIdempotencyKeyLength} characters");
+        }
+        foreach (var c in key)
+        {
+            if (!char.IsAsciiLetterOrDigit(c) && c is not ('_' or '-' or '.' or ':' or '+' or '/' or '='))
+            {
+                return new HeraldError(ErrorCodes.BadRequest, "'idempotency_key' may contain only A-Z a-z 0-9 and _ - . : + / =");
+            }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Reads history, at most <paramref name="limit"/> publications (default and ceiling
+    /// <see cref="HeraldOptions.MaxHistoryLimit"/>): forward, those after <paramref name="offset"/> oldest first (or the
+    /// newest, oldest first); <paramref name="reverse"/>, those before <paramref name="offset"/> newest first (or the newest,
+    /// newest first). A cursor that does not fit the channel gives <c>epoch_mismatch</c> or <c>invalid_position</c>.
+    /// </summary>
+    public async ValueTask<HeraldResult<HistoryPage>> HistoryAsync(AuthenticationResult? auth, string? channel, ulong? offset, string? epoch, int? limit, bool reverse = false, CancellationToken cancellationToken = default)
     {
         if (!ResolveForRead(auth, channel, "reading").TryGetValue(out var ns, out var refused))
         {
@@ -120,13 +162,21 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
         HistoryResult history;
         try
         {
-            history = await broker.ReadHistoryAsync(channel!, afterOffset, count, PolicyOf(ns), cancellationToken);
+            history = reverse
+                ? await broker.ReadHistoryBackwardAsync(channel!, offset, count, PolicyOf(ns), cancellationToken)
+                : await broker.ReadHistoryAsync(channel!, offset, count, PolicyOf(ns), cancellationToken);
         }
         catch (BrokerUnavailableException)
         {
             return Unavailable;
         }
-        return Recovery.CheckCursor(afterOffset, epoch, history.Position) is { } problem ? problem : history;
+        if (Recovery.CheckCursor(offset, epoch, history.Position) is { } problem)
+        {
+            return problem;
+        }
+        // The next page goes on from the last publication of this one, in the same direction.
+        StreamPosition? next = history.More ? history.Position with { Offset = history.Publications[^1].Offset } : null;
+        return new HistoryPage(history.Position, history.Publications, next);
     }
 
     /// <summary>
@@ -212,3 +262,9 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
 
     public static HistoryPolicy PolicyOf(NamespaceOptions ns) => new(ns.HistorySize, ns.HistoryTtl);
 }
+
+/// <summary>A page of history, as a <c>history</c> reply and <see cref="IHeraldServer.ReadHistoryAsync"/> answer it.</summary>
+/// <param name="Head">The channel's head.</param>
+/// <param name="Publications">The page, in the order asked (newest first when reversed).</param>
+/// <param name="Next">The cursor of the next page in the same direction (its <c>since</c>, or the API's <c>offset</c>), when history holds more.</param>
+public sealed record HistoryPage(StreamPosition Head, IReadOnlyList<Publication> Publications, StreamPosition? Next);

@@ -45,7 +45,7 @@ internal static class ChannelCommands
         if (!handlers.IsEmpty)
         {
             // Herald's own rules first, so the application only sees publications it could allow.
-            if (channels.CheckPublish(auth, command.Channel, data).Error is { } refused)
+            if (channels.CheckPublish(auth, command.Channel, data, command.IdempotencyKey).Error is { } refused)
             {
                 return CommandOutcome.Failed(command.Id, refused);
             }
@@ -56,7 +56,7 @@ internal static class ChannelCommands
             }
             data = payload;
         }
-        var result = await channels.PublishAsync(auth, command.Channel, data, client, cancellationToken);
+        var result = await channels.PublishAsync(auth, command.Channel, data, client, command.IdempotencyKey, cancellationToken);
         return result.TryGetValue(out var position, out var error)
             ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, position, static (w, p) => WritePosition(w, p)))
             : CommandOutcome.Failed(command.Id, error);
@@ -93,14 +93,24 @@ internal static class ChannelCommands
 
     private static async ValueTask<CommandOutcome> HistoryAsync(ChannelService channels, AuthenticationResult auth, Command command, CancellationToken cancellationToken)
     {
-        var result = await channels.HistoryAsync(auth, command.Channel, command.Since?.Offset, command.Since?.Epoch, command.Limit, cancellationToken);
+        var result = await channels.HistoryAsync(auth, command.Channel, command.Since?.Offset, command.Since?.Epoch, command.Limit, command.Reverse ?? false, cancellationToken);
         return result.TryGetValue(out var history, out var error)
-            ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, history, static (w, h) =>
-            {
-                WritePosition(w, h.Position);
-                ProtocolWriter.WritePublications(w, h.Publications);
-            }))
+            ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, history, static (w, h) => WriteHistoryPage(w, h)))
             : CommandOutcome.Failed(command.Id, error);
+    }
+
+    /// <summary>Writes <c>"epoch":…,"offset":…,"publications":[…]</c> and, when there is more, <c>"next":{"offset":…,"epoch":…}</c>.</summary>
+    public static void WriteHistoryPage(Utf8JsonWriter writer, HistoryPage page)
+    {
+        WritePosition(writer, page.Head);
+        ProtocolWriter.WritePublications(writer, page.Publications);
+        if (page.Next is { } next)
+        {
+            writer.WriteStartObject(ProtocolNames.Next);
+            writer.WriteNumber(ProtocolNames.Offset, next.Offset);
+            writer.WriteString(ProtocolNames.Epoch, next.Epoch);
+            writer.WriteEndObject();
+        }
     }
 
     private static async ValueTask<CommandOutcome> PresenceAsync(ChannelService channels, AuthenticationResult auth, Command command, CancellationToken cancellationToken)

@@ -73,7 +73,7 @@ internal sealed partial class ClientSession
         var auth = _auth!;
         return command.Op switch
         {
-            Ops.Subscribe => SubscribeAsync(command.Id, command.Channel, command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null, stream: false, client, auth, cancellationToken),
+            Ops.Subscribe => SubscribeAsync(command, client, auth, cancellationToken),
             Ops.Refresh => RefreshAsync(command, cancellationToken),
             Ops.Unsubscribe => UnsubscribeAsync(command),
             _ => ChannelCommands.DispatchAsync(Node.Channels, Node.Handlers, _transport.Name, auth, client, command, cancellationToken),
@@ -124,57 +124,85 @@ internal sealed partial class ClientSession
             _transport.Close(CloseCodes.Unauthorized, "unauthorized");
             return CommandOutcome.Succeeded(null);
         }
-        var client = Accept(auth, command.Info, command.Client);
-        return CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, (client, Node.Options.KeepAliveInterval), static (w, s) => WriteConnected(w, s.client, s.KeepAliveInterval)));
+        var client = new ClientInfo(auth.User, ClientId) { Info = ClientInfoRules.Effective(auth.Info, command.Info) };
+        _auth = auth;
+        _pollClientId = command.Client;
+        Volatile.Write(ref _client, client);
+        lock (_gate)
+        {
+            // Under the gate with TerminateAsync: a session that already ended is never listed.
+            if (!_terminated && client.User.Length > 0)
+            {
+                Node.AddUserSession(client.User, this);
+                _listedAsUser = true;
+            }
+        }
+        ScheduleExpiry(auth.ExpiresAt);
+        return CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, (client, Node.Options.KeepAliveInterval), static (w, s) =>
+        {
+            w.WriteString(ProtocolNames.Client, s.client.Client);
+            w.WriteString(ProtocolNames.User, s.client.User);
+            w.WriteString(ProtocolNames.Version, ServerVersion);
+            w.WriteNumber(ProtocolNames.Ping, (int)s.KeepAliveInterval.TotalSeconds);
+        }));
     }
 
     /// <summary>
     /// Connects a stream whose request was already authenticated (and seen by the connect handlers) at the edge, as
-    /// <c>GET /sse</c> is, and queues <c>{"connected":{…}}</c>, the stream's first message.
+    /// <c>GET /sse</c> is, and queues <c>{"connected":{…}}</c>, the stream's first message (what <c>connect</c> answers).
     /// </summary>
     /// <param name="auth">A successful authentication.</param>
     /// <param name="info">The client's own display info, already checked; ignored when the token carries one.</param>
     /// <param name="pollClientId">The id the client polls with, if it gave one (presence counts it once).</param>
     internal void ConnectStream(AuthenticationResult auth, JsonElement? info, string? pollClientId)
     {
-        var client = Accept(auth, info, pollClientId);
+        var client = new ClientInfo(auth.User, ClientId) { Info = ClientInfoRules.Effective(auth.Info, info) };
+        _auth = auth;
+        _pollClientId = pollClientId;
+        Volatile.Write(ref _client, client);
+        lock (_gate)
+        {
+            if (!_terminated && client.User.Length > 0)
+            {
+                Node.AddUserSession(client.User, this);
+                _listedAsUser = true;
+            }
+        }
+        ScheduleExpiry(auth.ExpiresAt);
         Enqueue(ProtocolWriter.Write((client, Node.Options.KeepAliveInterval), static (w, s) =>
         {
             w.WriteStartObject();
             w.WriteStartObject(ProtocolNames.Connected);
-            WriteConnected(w, s.client, s.KeepAliveInterval);
+            w.WriteString(ProtocolNames.Client, s.client.Client);
+            w.WriteString(ProtocolNames.User, s.client.User);
+            w.WriteString(ProtocolNames.Version, ServerVersion);
+            w.WriteNumber(ProtocolNames.Ping, (int)s.KeepAliveInterval.TotalSeconds);
             w.WriteEndObject();
             w.WriteEndObject();
         }));
     }
 
-    private ClientInfo Accept(AuthenticationResult auth, JsonElement? info, string? pollClientId)
-    {
-        var client = new ClientInfo(auth.User, ClientId) { Info = ClientInfoRules.Effective(auth.Info, info) };
-        _auth = auth;
-        _pollClientId = pollClientId;
-        Volatile.Write(ref _client, client);
-        ScheduleExpiry(auth.ExpiresAt);
-        return client;
-    }
-
-    private static void WriteConnected(Utf8JsonWriter w, ClientInfo client, TimeSpan keepAliveInterval)
-    {
-        w.WriteString(ProtocolNames.Client, client.Client);
-        w.WriteString(ProtocolNames.User, client.User);
-        w.WriteString(ProtocolNames.Version, ServerVersion);
-        w.WriteNumber(ProtocolNames.Ping, (int)keepAliveInterval.TotalSeconds);
-    }
-
     /// <summary>
-    /// Subscribes a stream (connected with <see cref="ConnectStream"/>) to <paramref name="channel"/> by the same rules as
-    /// the <c>subscribe</c> command, and queues <c>{"subscribed":{"channel":…,"epoch":…,"offset":…,"recovered":…,"publications":[…]}}</c>
-    /// before the channel's live pushes. Returns the refusal, if any; nothing is queued then.
+    /// Subscribes a stream (connected with <see cref="ConnectStream"/>) to <paramref name="channel"/> by the rules of the
+    /// <c>subscribe</c> command, queuing <c>{"subscribed":{"channel":…,"epoch":…,"offset":…,"recovered":…,"publications":[…]}}</c>
+    /// (what <c>subscribe</c> answers, naming its channel) before the channel's pushes. Returns the refusal, if any.
     /// </summary>
     internal async ValueTask<HeraldError?> SubscribeStreamAsync(string channel, StreamPosition? since, CancellationToken cancellationToken)
     {
-        var outcome = await SubscribeAsync(null, channel, since, stream: true, _client!, _auth!, cancellationToken);
-        return outcome.Error;
+        var auth = _auth!;
+        if (!Node.Channels.ResolveForRead(auth, channel, "subscribing to").TryGetValue(out var ns, out var refused))
+        {
+            return refused;
+        }
+        return await SubscribeCoreAsync(channel, ns, since, _client!, auth, (recovered, attached) => ProtocolWriter.Write((channel, recovered, attached), static (w, s) =>
+        {
+            w.WriteStartObject();
+            w.WriteStartObject(ProtocolNames.Subscribed);
+            w.WriteString(ProtocolNames.Channel, s.channel);
+            WriteRecovered(w, s.recovered, s.attached);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }), cancellationToken);
     }
 
     private async ValueTask<CommandOutcome> RefreshAsync(Command command, CancellationToken cancellationToken)
@@ -203,34 +231,121 @@ internal sealed partial class ClientSession
         }));
     }
 
-    // `stream`: the reply names its channel instead of a command id (a stream has no commands to answer).
-    private async ValueTask<CommandOutcome> SubscribeAsync(long? id, string? channelName, StreamPosition? since, bool stream, ClientInfo client, AuthenticationResult auth, CancellationToken cancellationToken)
+    private async ValueTask<CommandOutcome> SubscribeAsync(Command command, ClientInfo client, AuthenticationResult auth, CancellationToken cancellationToken)
     {
-        if (!Node.Channels.ResolveForRead(auth, channelName, "subscribing to").TryGetValue(out var ns, out var refused))
+        if (!Node.Channels.ResolveForRead(auth, command.Channel, "subscribing to").TryGetValue(out var ns, out var refused))
         {
-            return CommandOutcome.Failed(id, refused);
+            return CommandOutcome.Failed(command.Id, refused);
         }
-        var channel = channelName!;
+        StreamPosition? since = command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null;
+        var id = command.Id;
+        var error = await SubscribeCoreAsync(command.Channel!, ns, since, client, auth, (recovered, attached) =>
+        {
+            Node.Metrics.CommandHandled(failed: false); // the reply is queued by the subscription, not by the command loop
+            return ProtocolWriter.EncodeResult(id, (recovered, attached), static (w, s) => WriteRecovered(w, s.recovered, s.attached));
+        }, cancellationToken);
+        return error is null ? CommandOutcome.Succeeded(null) : CommandOutcome.Failed(command.Id, error);
+    }
+
+    /// <summary>
+    /// Subscribes this connection to a channel for the server (<c>IHeraldServer.SubscribeAsync</c>): no permission check,
+    /// and the connection learns of it by a subscribe push instead of a reply. Already subscribed: nothing happens.
+    /// </summary>
+    /// <returns>The refusal (too many subscriptions, a cursor beyond the head, the broker unavailable), or <see langword="null"/>.</returns>
+    internal async ValueTask<HeraldError?> ServerSubscribeAsync(string channel, NamespaceOptions ns, StreamPosition? since, CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _client) is not { } client)
+        {
+            return null;
+        }
+        lock (_gate)
+        {
+            if (_subscriptions.ContainsKey(channel))
+            {
+                return null;
+            }
+        }
+        try
+        {
+            var error = await SubscribeCoreAsync(channel, ns, since, client, auth: null, (recovered, _) => ProtocolWriter.Write((channel, recovered), static (w, s) =>
+            {
+                w.WriteStartObject();
+                w.WriteStartObject(ProtocolNames.Push);
+                w.WriteString(ProtocolNames.Channel, s.channel);
+                w.WriteStartObject(ProtocolNames.Subscribe);
+                WriteRecovered(w, s.recovered, null);
+                w.WriteEndObject();
+                w.WriteEndObject();
+                w.WriteEndObject();
+            }), cancellationToken);
+            return error is { Code: ErrorCodes.AlreadySubscribed } ? null : error;
+        }
+        catch (BrokerUnavailableException)
+        {
+            return new HeraldError(ErrorCodes.Unavailable, "the broker cannot be reached");
+        }
+    }
+
+    /// <summary>
+    /// Unsubscribes this connection from a channel for the server: it leaves the channel's presence and gets an
+    /// unsubscribe push. Not subscribed: nothing happens.
+    /// </summary>
+    internal async ValueTask ServerUnsubscribeAsync(string channel, string reason)
+    {
+        Subscription? subscription;
+        lock (_gate)
+        {
+            if (_terminated || !_subscriptions.Remove(channel, out subscription))
+            {
+                return;
+            }
+        }
+        // Closed before the push is queued, so no publication of the channel follows the push.
+        subscription.Close();
+        Enqueue(ProtocolWriter.Write((channel, reason), static (w, s) =>
+        {
+            w.WriteStartObject();
+            w.WriteStartObject(ProtocolNames.Push);
+            w.WriteString(ProtocolNames.Channel, s.channel);
+            w.WriteStartObject(ProtocolNames.Unsubscribe);
+            w.WriteString(ProtocolNames.Reason, s.reason);
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }));
+        await DropSubscriptionAsync(subscription);
+    }
+
+    /// <summary>
+    /// The subscribe steps shared by the client's <c>subscribe</c> and the server's: register for live publications,
+    /// read history after <paramref name="since"/>, join presence, then queue what <paramref name="encode"/> makes of the
+    /// recovery (a reply, or a push) followed by the publications buffered meanwhile. The application's subscribe handlers
+    /// are asked when <paramref name="auth"/> is a client's credentials; a <see langword="null"/> one is the server
+    /// subscribing the connection, which the application decided already.
+    /// </summary>
+    /// <returns>The refusal, or <see langword="null"/> once subscribed (or when the session ended meanwhile).</returns>
+    private async ValueTask<HeraldError?> SubscribeCoreAsync(string channel, NamespaceOptions ns, StreamPosition? since, ClientInfo client, AuthenticationResult? auth, Func<RecoveryResult, JsonElement?, byte[]> encode, CancellationToken cancellationToken)
+    {
         var subscription = new Subscription(this, channel, ns);
         lock (_gate)
         {
             if (_terminated)
             {
-                return CommandOutcome.Succeeded(null);
+                return null;
             }
             if (_subscriptions.ContainsKey(channel))
             {
-                return CommandOutcome.Failed(id, ErrorCodes.AlreadySubscribed, $"already subscribed to {channel}");
+                return new HeraldError(ErrorCodes.AlreadySubscribed, $"already subscribed to {channel}");
             }
             if (_subscriptions.Count >= Node.Options.MaxSubscriptionsPerConnection)
             {
-                return CommandOutcome.Failed(id, ErrorCodes.TooManySubscriptions, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions");
+                return new HeraldError(ErrorCodes.TooManySubscriptions, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions");
             }
             _subscriptions.Add(channel, subscription);
         }
 
         JsonElement? attached = null;
-        if (!Node.Handlers.IsEmpty)
+        if (auth is not null && !Node.Handlers.IsEmpty)
         {
             HeraldResult<SubscribeAccepted> allowed;
             try
@@ -245,7 +360,7 @@ internal sealed partial class ClientSession
             if (!allowed.TryGetValue(out var accepted, out var refusal))
             {
                 Unreserve(channel, subscription);
-                return CommandOutcome.Failed(id, refusal);
+                return refusal;
             }
             attached = accepted.Data;
         }
@@ -256,7 +371,8 @@ internal sealed partial class ClientSession
         try
         {
             await Node.AddSubscriptionAsync(subscription, cancellationToken);
-            recovery = await Node.Channels.RecoverAsync(channel, ns, since, int.MaxValue, cancellationToken);
+            // Bounded like every read: what does not fit follows the reply (or subscribe push) as pushes (CatchUpAsync).
+            recovery = await Node.Channels.RecoverAsync(channel, ns, since, Node.Options.MaxHistoryLimit, cancellationToken);
             if (recovery.Error is null)
             {
                 await Node.Channels.JoinAsync(channel, ns, client, _pollClientId, cancellationToken);
@@ -270,40 +386,112 @@ internal sealed partial class ClientSession
         if (!recovery.TryGetValue(out var recovered, out var error))
         {
             await RemoveAsync(subscription);
-            return CommandOutcome.Failed(id, error);
+            return error;
         }
-        var reply = stream
-            ? ProtocolWriter.Write((channel, recovered, attached), static (w, s) =>
-            {
-                w.WriteStartObject();
-                w.WriteStartObject(ProtocolNames.Subscribed);
-                w.WriteString(ProtocolNames.Channel, s.channel);
-                WriteSubscribeResult(w, s.recovered, s.attached);
-                w.WriteEndObject();
-                w.WriteEndObject();
-            })
-            : ProtocolWriter.EncodeResult(id, (recovered, attached), static (w, s) => WriteSubscribeResult(w, s.recovered, s.attached));
-        if (!stream)
+        if (!Start(subscription, encode(recovered, attached), recovered))
         {
-            Node.Metrics.CommandHandled(failed: false);
+            // Closed while being set up: undo the presence join and the node's registration made above, and answer so
+            // that a client's subscribe never waits for a reply that will not come.
+            await DropSubscriptionAsync(subscription);
+            return new HeraldError(ErrorCodes.NotSubscribed, $"the subscription to {channel} ended while it was being set up");
         }
-        subscription.Activate(reply, recovered.Position);
-        return CommandOutcome.Succeeded(null);
+        return null;
     }
 
-    private static void WriteSubscribeResult(Utf8JsonWriter w, RecoveryResult recovered, JsonElement? attached)
+    /// <summary>
+    /// Writes a subscribe answer's fields: position, <c>recovered</c> when a cursor was given, publications, and the
+    /// data a subscribe handler attached.
+    /// </summary>
+    private static void WriteRecovered(Utf8JsonWriter w, RecoveryResult r, JsonElement? attached)
     {
-        ChannelCommands.WritePosition(w, recovered.Position);
-        if (recovered.Recovered is { } done)
+        ChannelCommands.WritePosition(w, r.Position);
+        if (r.Recovered is { } done)
         {
             w.WriteBoolean(ProtocolNames.Recovered, done);
         }
-        ProtocolWriter.WritePublications(w, recovered.Publications);
+        ProtocolWriter.WritePublications(w, r.Publications);
         if (attached is { } data)
         {
             // Re-encoded, never copied raw, so that the application's whitespace cannot put a newline in a frame.
             w.WritePropertyName(ProtocolNames.Data);
             data.WriteTo(w);
+        }
+    }
+
+    /// <summary>
+    /// Queues the subscribe reply or push and makes the subscription live; when the limit cut the recovery, the reply holds
+    /// the first page and the rest follows it as pushes, in order, before any live publication (in the background, so the
+    /// connection's other commands are not held up). <see langword="false"/> when the subscription was closed meanwhile.
+    /// </summary>
+    private bool Start(Subscription subscription, byte[] message, RecoveryResult recovered)
+    {
+        if (recovered.Recovered != true || recovered.Position.Offset >= recovered.Head.Offset)
+        {
+            return subscription.Activate(message, recovered.Position);
+        }
+        var stop = new CancellationTokenSource();
+        if (!subscription.BeginCatchUp(message, recovered.Position, stop))
+        {
+            stop.Dispose();
+            return false;
+        }
+        _ = CatchUpAsync(subscription, stop);
+        return true;
+    }
+
+    /// <summary>
+    /// Queues, page by page (<c>Herald:MaxHistoryLimit</c> each), the publications a subscriber missed past the first
+    /// page its reply carried, pacing itself by the connection's writer, then makes the subscription live. Anything that
+    /// stops it short (the history window moved past the cursor, a new epoch, the broker unavailable) closes the
+    /// connection with 4004, so the client resubscribes from what it got and is told what is lost: never a silent gap.
+    /// </summary>
+    private async Task CatchUpAsync(Subscription subscription, CancellationTokenSource stopSource)
+    {
+        var stop = stopSource.Token;
+        try
+        {
+            while (!subscription.TryGoLive(atHead: false))
+            {
+                var from = subscription.CaughtUpTo;
+                var read = await Node.Channels.RecoverAsync(subscription.Channel, subscription.Namespace, from, Node.Options.MaxHistoryLimit, stop);
+                if (!read.TryGetValue(out var page, out var error) || page.Recovered != true)
+                {
+                    subscription.Close();
+                    OnInsufficientState(error is null
+                        ? $"channel {subscription.Channel}: publications after {from.Offset} left history while catching up"
+                        : $"channel {subscription.Channel}: catching up failed: {error.Code}");
+                    return;
+                }
+                foreach (var publication in page.Publications)
+                {
+                    await Outbound.WaitForRoomAsync(stop);
+                    if (!subscription.CatchUp(publication))
+                    {
+                        return;
+                    }
+                }
+                if (page.Position.Offset >= page.Head.Offset)
+                {
+                    // Read up to the head: every later publication was registered for, so the buffer holds it.
+                    subscription.TryGoLive(atHead: true);
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // Unsubscribed, or the connection ended.
+        }
+        catch (Exception ex)
+        {
+            subscription.Close();
+            Log.CatchUpFailed(_logger, ClientId, subscription.Channel, ex);
+            OnInsufficientState($"channel {subscription.Channel}: catching up failed");
+        }
+        finally
+        {
+            subscription.EndCatchUp();
+            stopSource.Dispose();
         }
     }
 
