@@ -59,6 +59,30 @@ public sealed class SseTests
     }
 
     [Fact]
+    public async Task RecoveryLongerThanOnePage_ContinuesAsPushes_EachIdAdvancingByOne()
+    {
+        await using var server = await TestServer.StartAsync(o => o.MaxHistoryLimit = 10);
+        for (var i = 1; i <= 25; i++)
+        {
+            await server.PublishAsync("chat:long", $"{i}");
+        }
+        var epoch = await EpochOfAsync(server, "chat:long");
+        var (_, stream) = await SseStream.OpenAsync(server.Http, $"/sse?channel=chat:long&offset=0&epoch={epoch}");
+        await using var opened = stream;
+        await stream!.NextAsync();
+        var first = await stream.NextAsync();
+        var page = first.Json.GetProperty("subscribed");
+        Assert.Equal(Enumerable.Range(1, 10).Select(i => (ulong)i), page.GetProperty("publications").EnumerateArray().Select(p => p.GetProperty("offset").GetUInt64()));
+        Assert.Equal($"10.{epoch}", first.Id);
+        for (var offset = 11UL; offset <= 25; offset++)
+        {
+            var push = await stream.NextAsync();
+            Assert.Equal(offset, push.Json.GetProperty("push").GetProperty("pub").GetProperty("offset").GetUInt64());
+            Assert.Equal($"{offset}.{epoch}", push.Id);
+        }
+    }
+
+    [Fact]
     public async Task Curl_KilledAndResumedWithLastEventId_GetsExactlyWhatItMissed()
     {
         await using var server = await TestServer.StartAsync();
