@@ -13,10 +13,12 @@ internal static class HttpAuth
     /// <see langword="null"/>. The application's connect handlers, if any, see the authenticator's decision as
     /// <paramref name="transport"/>'s client <paramref name="client"/>, and may replace it.
     /// </summary>
-    public static async Task<AuthenticationResult?> AuthenticateAsync(HttpContext context, HeraldNode node, string transport, string client)
+    // queryToken: the `token` query parameter, for the one transport whose browser API cannot send headers
+    // (EventSource, /sse); used only when the request has no Authorization header.
+    public static async Task<AuthenticationResult?> AuthenticateAsync(HttpContext context, HeraldNode node, string transport, string client, string? queryToken = null)
     {
         var header = context.Request.Headers.Authorization.ToString();
-        string? token = null;
+        var token = header.Length == 0 && queryToken is { Length: > 0 } ? queryToken : null;
         if (header.Length > 0)
         {
             if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))

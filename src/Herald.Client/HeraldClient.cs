@@ -180,6 +180,7 @@ public sealed partial class HeraldClient : IAsyncDisposable
         HeraldTransport.WebSocket => new WebSocketTransport(this),
         HeraldTransport.LongPoll => new PollingTransport(this, longPoll: true),
         HeraldTransport.ShortPoll => new PollingTransport(this, longPoll: false),
+        HeraldTransport.Sse => new SseTransport(this),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown transport"),
     };
 }

@@ -5,9 +5,9 @@ namespace Herald.Client;
 /// <summary>How a <see cref="HeraldClient"/> connects. Immutable: derive variants with <c>with</c>.</summary>
 public sealed record HeraldClientOptions
 {
-    /// <summary>The transport order used when the caller does not choose: WebSocket, then long poll, then short poll.</summary>
+    /// <summary>The transport order used when the caller does not choose: WebSocket, then Server-Sent Events, then long poll, then short poll.</summary>
     public static readonly IReadOnlyList<HeraldTransport> DefaultTransports =
-        [HeraldTransport.WebSocket, HeraldTransport.LongPoll, HeraldTransport.ShortPoll];
+        [HeraldTransport.WebSocket, HeraldTransport.Sse, HeraldTransport.LongPoll, HeraldTransport.ShortPoll];
 
     /// <summary>The server's base address (<c>http://</c> or <c>https://</c>); <c>ws://</c> and <c>wss://</c> are derived from it.</summary>
     public Uri BaseUri { get; init; } = new("http://localhost:8080/");
@@ -59,7 +59,10 @@ public sealed record HeraldClientOptions
     /// <summary>The polling endpoint, relative to <see cref="BaseUri"/>.</summary>
     public string PollPath { get; init; } = "poll";
 
-    /// <summary>The HTTP command endpoint used by the polling transports, relative to <see cref="BaseUri"/>.</summary>
+    /// <summary>The Server-Sent Events endpoint, relative to <see cref="BaseUri"/>.</summary>
+    public string SsePath { get; init; } = "sse";
+
+    /// <summary>The HTTP command endpoint used by the polling and SSE transports, relative to <see cref="BaseUri"/>.</summary>
     public string CommandPath { get; init; } = "cmd";
 
     /// <summary>How long the server may hold a long poll (at most the server's <c>Herald:MaxPollWait</c>).</summary>

@@ -11,6 +11,9 @@ public enum HeraldTransport
 
     /// <summary><c>POST /poll</c> answered at once, repeated at an interval; commands over <c>POST /cmd</c>.</summary>
     ShortPoll,
+
+    /// <summary>One long-lived <c>GET /sse</c> (Server-Sent Events) carrying every subscription; commands over <c>POST /cmd</c>.</summary>
+    Sse,
 }
 
 /// <summary>The connection state of a <see cref="HeraldClient"/>.</summary>

@@ -27,6 +27,50 @@ public sealed class ServerMessage
 
     /// <summary>A publication pushed to a subscribed connection.</summary>
     [JsonPropertyName("push")] public PushMessage? Push { get; set; }
+
+    /// <summary>The first message of a Server-Sent Events stream: what <c>connect</c> would have answered.</summary>
+    [JsonPropertyName("connected")] public ConnectAnswerMessage? Connected { get; set; }
+
+    /// <summary>On a Server-Sent Events stream, one channel's subscription: its position and the publications recovered.</summary>
+    [JsonPropertyName("subscribed")] public SubscribedMessage? Subscribed { get; set; }
+
+    /// <summary>The last message of a Server-Sent Events stream the server ends, with the code a WebSocket would close with.</summary>
+    [JsonPropertyName("close")] public CloseMessage? Close { get; set; }
+}
+
+/// <summary>
+/// One channel's subscription on a Server-Sent Events stream, <c>{"channel":…,"epoch":…,"offset":…,"recovered":…,"publications":[…]}</c>:
+/// the <see cref="StreamResultMessage"/> a <c>subscribe</c> would have answered, naming its channel.
+/// </summary>
+public sealed class SubscribedMessage
+{
+    /// <summary>The channel.</summary>
+    [JsonPropertyName("channel")] public string? Channel { get; set; }
+
+    /// <summary>The channel log's current epoch.</summary>
+    [JsonPropertyName("epoch")] public string? Epoch { get; set; }
+
+    /// <summary>The channel's head.</summary>
+    [JsonPropertyName("offset")] public ulong Offset { get; set; }
+
+    /// <summary>Present when a cursor was given: whether <see cref="Publications"/> continue it without a gap.</summary>
+    [JsonPropertyName("recovered")] public bool? Recovered { get; set; }
+
+    /// <summary>The publications after the cursor, in offset order.</summary>
+    [JsonPropertyName("publications")] public IReadOnlyList<PublicationMessage>? Publications { get; set; }
+
+    /// <summary>What the application's subscribe handler attached, if anything.</summary>
+    [JsonPropertyName("data")] public JsonElement? Data { get; set; }
+}
+
+/// <summary>Why a stream ended, <c>{"code":…,"reason":…}</c>: a <see cref="CloseCodes"/> value and a human-readable reason.</summary>
+public sealed class CloseMessage
+{
+    /// <summary>One of <see cref="CloseCodes"/>.</summary>
+    [JsonPropertyName("code")] public int Code { get; set; }
+
+    /// <summary>For humans and logs; never parse it.</summary>
+    [JsonPropertyName("reason")] public string? Reason { get; set; }
 }
 
 /// <summary>An error <c>{"code":…,"message":…}</c>, in a command reply or an HTTP error body.</summary>

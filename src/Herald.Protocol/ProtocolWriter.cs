@@ -59,6 +59,20 @@ internal static class ProtocolWriter
         w.WriteEndObject();
     });
 
+    /// <summary>
+    /// Encodes <c>{"close":{"code":…,"reason":…}}</c>: the last message of a stream that has no close frame of its own
+    /// (Server-Sent Events), with the code a WebSocket would have closed with.
+    /// </summary>
+    public static byte[] EncodeClose(int code, string reason) => Write((code, reason), static (w, s) =>
+    {
+        w.WriteStartObject();
+        w.WriteStartObject(ProtocolNames.Close);
+        w.WriteNumber(ProtocolNames.Code, s.code);
+        w.WriteString(ProtocolNames.Reason, s.reason);
+        w.WriteEndObject();
+        w.WriteEndObject();
+    });
+
     /// <summary>Writes the <c>"error":{"code":…,"message":…}</c> property.</summary>
     public static void WriteErrorBody(Utf8JsonWriter writer, string code, string message)
     {

@@ -105,6 +105,10 @@ static async Task RunAsync(CommandLine commandLine)
     {
         ServerLog.GeneratedApiKey(app.Logger, generatedApiKey);
     }
+    if (app.Environment.WebRootPath is { } webRootPath && !File.Exists(Path.Combine(webRootPath, "js", "index.js")))
+    {
+        ServerLog.JsClientMissing(app.Logger, Path.Combine(webRootPath, "js", "index.js"));
+    }
     var options = app.Services.GetRequiredService<IOptions<HeraldOptions>>().Value;
     var namespaces = string.Join(", ", options.Namespaces.Keys.Prepend(HeraldOptions.DefaultNamespace).Distinct());
     ServerLog.Profile(app.Logger, app.Environment.EnvironmentName, options.AllowAnonymous, namespaces);

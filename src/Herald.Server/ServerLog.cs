@@ -7,4 +7,7 @@ internal static partial class ServerLog
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Herald starting ({Environment}): anonymous access {AllowAnonymous}, namespaces: {Namespaces}")]
     public static partial void Profile(ILogger logger, string environment, bool allowAnonymous, string namespaces);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "The demo pages cannot connect: {Path} is missing. The server's build makes it when Node.js 20+ and npm are installed: install them and build again (or run `npm ci && npm run build` in clients/js).")]
+    public static partial void JsClientMissing(ILogger logger, string path);
 }

@@ -10,7 +10,7 @@ public sealed class ReconnectTests
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
 
     [Fact]
-    public async Task WebSocketRefused_FallsBackToLongPoll_AndStillDelivers()
+    public async Task WebSocketRefused_FallsBackToSse_AndStillDelivers()
     {
         await using var server = await TestServer.StartAsync();
         // The WebSocket endpoint 404s: the handshake fails and the client must move on down the default order.
@@ -18,31 +18,34 @@ public sealed class ReconnectTests
         var states = new StateLog(client);
         await client.ConnectAsync();
 
-        Assert.Equal(HeraldTransport.LongPoll, client.Transport);
+        // WebSocket → SSE → long poll → short poll.
+        Assert.Equal(HeraldTransport.Sse, client.Transport);
         var events = states.Events;
         Assert.Equal(HeraldConnectionState.Connecting, events[0].State);
         Assert.Equal(HeraldTransport.WebSocket, events[0].Transport);
-        Assert.Contains(events, e => e.State == HeraldConnectionState.Connected && e.Transport == HeraldTransport.LongPoll);
+        Assert.Contains(events, e => e.State == HeraldConnectionState.Connected && e.Transport == HeraldTransport.Sse);
         Assert.DoesNotContain(events, e => e.State == HeraldConnectionState.Connected && e.Transport == HeraldTransport.WebSocket);
 
         var collector = new Collector(await client.SubscribeAsync("chat:fallback"));
         await client.PublishAsync("chat:fallback", JsonSerializer.SerializeToElement(1, TestJsonContext.Default.Int32));
         await server.PublishAsync("chat:fallback", "2");
         await collector.WaitForAsync(2, Timeout);
-        Assert.Equal(HeraldTransport.LongPoll, client.Transport);
+        Assert.Equal(HeraldTransport.Sse, client.Transport);
     }
 
     [Fact]
-    public async Task WebSocketOverTheConnectionLimit_FallsBackToLongPoll()
+    public async Task WebSocketAndSseOverTheConnectionLimit_FallBackToLongPoll()
     {
         await using var server = await TestServer.StartAsync(o => o.MaxConnectionsPerIp = 1);
         await using var first = new HeraldClient(Clients.Options(server));
         await first.ConnectAsync();
         Assert.Equal(HeraldTransport.WebSocket, first.Transport);
 
-        // The only WebSocket slot for 127.0.0.1 is taken: 429 on /ws.
+        // The only connection slot for 127.0.0.1 is taken: 429 on /ws, and on /sse (a stream holds a slot too).
         await using var second = new HeraldClient(Clients.Options(server));
+        var subscribed = second.SubscribeAsync("chat:over-the-limit");
         await second.ConnectAsync();
+        await subscribed;
         Assert.Equal(HeraldTransport.LongPoll, second.Transport);
     }
 
@@ -149,7 +152,7 @@ public sealed class ReconnectTests
         });
 
         // Switch at different points of the stream while publications keep coming.
-        HeraldTransport[] plan = [HeraldTransport.LongPoll, HeraldTransport.ShortPoll, HeraldTransport.WebSocket, HeraldTransport.ShortPoll, HeraldTransport.LongPoll, HeraldTransport.WebSocket];
+        HeraldTransport[] plan = [HeraldTransport.LongPoll, HeraldTransport.Sse, HeraldTransport.ShortPoll, HeraldTransport.WebSocket, HeraldTransport.Sse, HeraldTransport.ShortPoll, HeraldTransport.LongPoll, HeraldTransport.Sse, HeraldTransport.WebSocket];
         var switchesWhilePublishing = 0;
         for (var step = 0; step < plan.Length; step++)
         {
@@ -175,6 +178,7 @@ public sealed class ReconnectTests
     [InlineData(HeraldTransport.WebSocket)]
     [InlineData(HeraldTransport.LongPoll)]
     [InlineData(HeraldTransport.ShortPoll)]
+    [InlineData(HeraldTransport.Sse)]
     public async Task ServerRestartedOnTheSamePort_ClientReconnects_AndReportsRecoveredFalseWithTheNewEpoch(HeraldTransport transport)
     {
         var server = await TestServer.StartAsync();

@@ -87,7 +87,7 @@ public sealed class SwitchTransportTests
         await server.PublishAsync(Channel, "1");
 
         // Without awaiting in between: each call supersedes the previous one unless that one already connected.
-        HeraldTransport[] plan = [HeraldTransport.LongPoll, HeraldTransport.ShortPoll, HeraldTransport.WebSocket, HeraldTransport.LongPoll];
+        HeraldTransport[] plan = [HeraldTransport.LongPoll, HeraldTransport.Sse, HeraldTransport.ShortPoll, HeraldTransport.WebSocket, HeraldTransport.Sse, HeraldTransport.LongPoll];
         var switches = plan.Select(kind => client.SwitchTransportAsync(kind).AsTask()).ToList();
         for (var i = 0; i < switches.Count - 1; i++)
         {

@@ -15,7 +15,7 @@ public sealed class TransportTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
-    public static TheoryData<HeraldTransport> AllTransports => new() { HeraldTransport.WebSocket, HeraldTransport.LongPoll, HeraldTransport.ShortPoll };
+    public static TheoryData<HeraldTransport> AllTransports => new() { HeraldTransport.WebSocket, HeraldTransport.Sse, HeraldTransport.LongPoll, HeraldTransport.ShortPoll };
 
     [Theory]
     [MemberData(nameof(AllTransports))]

@@ -1,6 +1,7 @@
 import { ClientErrorCodes, ErrorCodes, HeraldError, isFatal, isTransient } from "./codes.js";
 import { LongPollTransport } from "./transport_longpoll.js";
 import { PollTransport } from "./transport_poll.js";
+import { SseTransport } from "./transport_sse.js";
 import { WebSocketTransport } from "./transport_websocket.js";
 import type {
   ChannelEntry,
@@ -23,7 +24,7 @@ import type {
   TransportName,
 } from "./types.js";
 
-const DEFAULT_TRANSPORTS: readonly TransportName[] = ["websocket", "longpoll", "poll"];
+const DEFAULT_TRANSPORTS: readonly TransportName[] = ["websocket", "sse", "longpoll", "poll"];
 const CHANNEL_PATTERN = /^[A-Za-z0-9_\-.:@=~]{1,255}$/;
 
 type Listener<T> = (event: T) => void;
@@ -359,7 +360,7 @@ export class HeraldClient {
    * or waiting to reconnect cuts that short.
    */
   switchTransport(transport: TransportName): Promise<void> {
-    if (transport !== "websocket" && transport !== "longpoll" && transport !== "poll") {
+    if (transport !== "websocket" && transport !== "sse" && transport !== "longpoll" && transport !== "poll") {
       return Promise.reject(new TypeError(`unknown transport '${String(transport)}'`));
     }
     if (this.forced !== undefined && this.forced !== transport) {
@@ -667,9 +668,11 @@ export class HeraldClient {
     const transport: Transport =
       name === "websocket"
         ? new WebSocketTransport(this.url, host, this.options.WebSocket)
-        : name === "longpoll"
-          ? new LongPollTransport(this.url, host, this.options.fetch, this.options.longPollWait ?? 25)
-          : new PollTransport(this.url, host, this.options.fetch, this.options.pollInterval ?? 1000);
+        : name === "sse"
+          ? new SseTransport(this.url, host, this.options.fetch, this.options.EventSource)
+          : name === "longpoll"
+            ? new LongPollTransport(this.url, host, this.options.fetch, this.options.longPollWait ?? 25)
+            : new PollTransport(this.url, host, this.options.fetch, this.options.pollInterval ?? 1000);
     return transport;
   }
 

@@ -6,6 +6,8 @@ export { ConnectionState, TransportName } from "./types.js";
 export type {
   ClientInfo,
   ErrorEvent,
+  EventSourceConstructor,
+  EventSourceLike,
   HeraldClientOptions,
   HeraldEventMap,
   HistoryOptions,

@@ -5,13 +5,13 @@ import { toEntry } from "./transport_websocket.js";
 /** The largest batch a poll answer holds per channel by default (`Herald:MaxHistoryLimit`): more may be waiting. */
 const FULL_BATCH = 1000;
 
-interface HttpAnswer {
+export interface HttpAnswer {
   status: number;
   body: unknown;
   headers: Headers;
 }
 
-function joinUrl(baseUrl: string, path: string): string {
+export function joinUrl(baseUrl: string, path: string): string {
   const url = new URL(baseUrl);
   url.pathname = `${url.pathname.replace(/\/+$/, "")}${path}`;
   url.search = "";
@@ -24,11 +24,78 @@ function sameCursor(a: StreamPosition | undefined, b: StreamPosition | undefined
 }
 
 /** The HTTP error of an answer: `{"error":{"code","message"}}`, or a generic one from the status. */
-function httpError(answer: HttpAnswer, what: string): HeraldError {
+export function httpError(answer: HttpAnswer, what: string): HeraldError {
   const error = (answer.body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
   const code = typeof error?.code === "string" ? error.code : ClientErrorCodes.BadResponse;
   const message = typeof error?.message === "string" ? error.message : `${what} answered HTTP ${answer.status}`;
   return new HeraldError(code, message, { status: answer.status });
+}
+
+export async function postJson(
+fetchFn: typeof fetch,
+token: string | undefined,
+url: string,
+body: unknown,
+timeoutMs: number,
+signal: AbortSignal,
+): Promise<HttpAnswer> {
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, timeoutMs);
+  const onAbort = () => controller.abort();
+  signal.addEventListener("abort", onAbort);
+  if (signal.aborted) {
+    controller.abort();
+  }
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token !== undefined) {
+    headers["authorization"] = `Bearer ${token}`;
+  }
+  try {
+    const res = await fetchFn(url, { method: "POST", headers, body: JSON.stringify(body), signal: controller.signal });
+    const text = await res.text();
+    let parsed: unknown = null;
+    if (text !== "") {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw new HeraldError(ClientErrorCodes.BadResponse, `${url} answered HTTP ${res.status} with invalid JSON`, {
+          status: res.status,
+        });
+      }
+    }
+    return { status: res.status, body: parsed, headers: res.headers };
+  } catch (err) {
+    if (err instanceof HeraldError) {
+      throw err;
+    }
+    if (timedOut) {
+      throw new HeraldError(ClientErrorCodes.Timeout, `${url} did not answer within ${timeoutMs} ms`);
+    }
+    throw new HeraldError(ClientErrorCodes.TransportFailed, `${url} failed: ${String(err)}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** A command over `POST /cmd` (polling and SSE): its result, or the error the server answered with. */
+export async function postCommand(
+  fetchFn: typeof fetch,
+  cmdUrl: string,
+  host: TransportHost,
+  command: Command & { id: number },
+  signal: AbortSignal,
+): Promise<unknown> {
+  const answer = await postJson(fetchFn, host.token, cmdUrl, command, host.timeout, signal);
+  const body = answer.body as { result?: unknown; error?: { code?: unknown; message?: unknown } } | null;
+  if (answer.status === 200 && body !== null && typeof body === "object" && body.error === undefined) {
+    return body.result ?? {};
+  }
+  throw httpError(answer, `/cmd ${command.op}`);
 }
 
 /**
@@ -104,12 +171,7 @@ export abstract class HttpPollingTransport implements Transport {
     if (this.isClosed) {
       throw new HeraldError(ClientErrorCodes.Disconnected, "the transport is closed");
     }
-    const answer = await this.post(this.cmdUrl, { id: this.nextId++, ...command }, this.host.timeout, this.closeController.signal);
-    const body = answer.body as { result?: unknown; error?: { code?: unknown; message?: unknown } } | null;
-    if (answer.status === 200 && body !== null && typeof body === "object" && body.error === undefined) {
-      return body.result ?? {};
-    }
-    throw httpError(answer, `/cmd ${command.op}`);
+    return postCommand(this.fetchFn, this.cmdUrl, this.host, { id: this.nextId++, ...command }, this.closeController.signal);
   }
 
   private async loop(): Promise<void> {
@@ -224,48 +286,8 @@ export abstract class HttpPollingTransport implements Transport {
     }
   }
 
-  private async post(url: string, body: unknown, timeoutMs: number, signal: AbortSignal): Promise<HttpAnswer> {
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, timeoutMs);
-    const onAbort = () => controller.abort();
-    signal.addEventListener("abort", onAbort);
-    if (signal.aborted) {
-      controller.abort();
-    }
-    const headers: Record<string, string> = { "content-type": "application/json" };
-    if (this.host.token !== undefined) {
-      headers["authorization"] = `Bearer ${this.host.token}`;
-    }
-    try {
-      const res = await this.fetchFn(url, { method: "POST", headers, body: JSON.stringify(body), signal: controller.signal });
-      const text = await res.text();
-      let parsed: unknown = null;
-      if (text !== "") {
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          throw new HeraldError(ClientErrorCodes.BadResponse, `${url} answered HTTP ${res.status} with invalid JSON`, {
-            status: res.status,
-          });
-        }
-      }
-      return { status: res.status, body: parsed, headers: res.headers };
-    } catch (err) {
-      if (err instanceof HeraldError) {
-        throw err;
-      }
-      if (timedOut) {
-        throw new HeraldError(ClientErrorCodes.Timeout, `${url} did not answer within ${timeoutMs} ms`);
-      }
-      throw new HeraldError(ClientErrorCodes.TransportFailed, `${url} failed: ${String(err)}`, { cause: err });
-    } finally {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-    }
+  private post(url: string, body: unknown, timeoutMs: number, signal: AbortSignal): Promise<HttpAnswer> {
+    return postJson(this.fetchFn, this.host.token, url, body, timeoutMs, signal);
   }
 
   /** Sleeps `ms` (Infinity: until woken); `subscribe` and `close` wake it early. */

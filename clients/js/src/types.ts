@@ -12,6 +12,7 @@ export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionSt
 /** The transports, in the default order of preference. */
 export const TransportName = {
   WebSocket: "websocket",
+  Sse: "sse",
   LongPoll: "longpoll",
   Poll: "poll",
 } as const;
@@ -127,6 +128,19 @@ export interface WebSocketLike {
   close(code?: number, reason?: string): void;
 }
 
+/** The constructor of an EventSource: the browser's, or the `eventsource` package's in Node. */
+export interface EventSourceConstructor {
+  new (url: string): EventSourceLike;
+}
+
+/** The part of the EventSource API the client uses. */
+export interface EventSourceLike {
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  close(): void;
+}
+
 /** Options of {@link HeraldClient}. */
 export interface HeraldClientOptions {
   /** A JWT: sent in `connect` on the WebSocket and as `Authorization: Bearer` over HTTP. */
@@ -136,7 +150,7 @@ export interface HeraldClientOptions {
    * `connect` and with every poll. Untrusted: a token's `info` claim, when present, is shown instead.
    */
   info?: PresenceInfo;
-  /** The transports to try, in order. Default: websocket, longpoll, poll. */
+  /** The transports to try, in order. Default: websocket, sse, longpoll, poll. */
   transports?: TransportName[];
   /** Use only this transport (overrides `transports`). */
   transport?: TransportName;
@@ -154,6 +168,8 @@ export interface HeraldClientOptions {
   WebSocket?: WebSocketConstructor;
   /** The fetch function; default `globalThis.fetch`. */
   fetch?: typeof fetch;
+  /** The EventSource constructor for the `sse` transport; default `globalThis.EventSource` (Node has none: pass the `eventsource` package's). */
+  EventSource?: EventSourceConstructor;
 }
 
 /** Options of {@link HeraldClient.history}. */

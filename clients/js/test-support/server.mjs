@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { after, afterEach, before } from 'node:test';
 import WebSocket from 'ws';
+import { EventSource } from 'eventsource';
 import { HeraldClient } from '../dist/index.js';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
@@ -221,6 +222,8 @@ export function useServer(env = {}, clientDefaults = {}) {
     makeClient(options = {}) {
       const client = new HeraldClient(fixture.server.url, {
         WebSocket,
+        EventSource, // Node 20 has none; the `eventsource` package is the WhatWG one
+
         minReconnectDelay: 50,
         maxReconnectDelay: 1000,
         ...clientDefaults,

@@ -19,7 +19,7 @@ function freshChannel(ns = 'chat') {
   return `${ns}:t${process.pid}-${++channelCounter}-${Date.now().toString(36)}`;
 }
 
-const TRANSPORTS = ['websocket', 'longpoll', 'poll'];
+const TRANSPORTS = ['websocket', 'sse', 'longpoll', 'poll'];
 
 describe('each transport', () => {
   for (const transport of TRANSPORTS) {
@@ -67,9 +67,9 @@ describe('each transport', () => {
 
       const presence = await client.presence(channel);
       const present = Object.values(presence);
-      // Every transport is present: a WebSocket under the server's id, a polling client under its own clientId.
+      // Every transport is present: a WebSocket or SSE stream under the server's id, a polling client under its own clientId.
       assert.equal(present.length, 1, JSON.stringify(presence));
-      if (transport !== 'websocket') {
+      if (transport !== 'websocket' && transport !== 'sse') {
         assert.deepEqual(presence[client.clientId], { user: '', client: client.clientId });
       }
     });
@@ -100,8 +100,9 @@ describe('fallback', () => {
     client.on('state', (e) => states.push(`${e.state}/${e.transport}`));
     client.on('error', (e) => errors.push(e));
     await withTimeout(client.connect(), WAIT_MS, 'connect()');
-    assert.equal(client.transport, 'longpoll');
-    assert.deepEqual(states, ['connecting/websocket', 'connecting/longpoll', 'connected/longpoll']);
+    // WebSocket → SSE → long poll → short poll: the next in line is SSE.
+    assert.equal(client.transport, 'sse');
+    assert.deepEqual(states, ['connecting/websocket', 'connecting/sse', 'connected/sse']);
     assert.equal(errors[0].transport, 'websocket');
     assert.equal(errors[0].error.code, ClientErrorCodes.TransportFailed);
 
@@ -113,14 +114,14 @@ describe('fallback', () => {
     assert.deepEqual((await got).data, { hello: 'longpoll' });
   });
 
-  test('a WebSocket constructor that throws falls back too, and long polling failing falls back to polling', { timeout: TEST_MS }, async () => {
+  test('a WebSocket constructor that throws falls back too, and SSE and long polling failing fall back to polling', { timeout: TEST_MS }, async () => {
     class ThrowingWebSocket {
       constructor() {
         throw new Error('blocked by a proxy');
       }
     }
     const brokenFetch = (input, init) =>
-      init?.signal && String(input).endsWith('/cmd') && fetchCalls++ === 0
+      init?.signal && String(input).endsWith('/cmd') && fetchCalls++ < 2 // the pings that open SSE, then long polling
         ? Promise.reject(new TypeError('fetch failed'))
         : fetch(input, init);
     let fetchCalls = 0;
@@ -128,7 +129,7 @@ describe('fallback', () => {
     const states = [];
     client.on('state', (e) => states.push(`${e.state}/${e.transport}`));
     await withTimeout(client.connect(), WAIT_MS, 'connect()');
-    assert.deepEqual(states, ['connecting/websocket', 'connecting/longpoll', 'connecting/poll', 'connected/poll']);
+    assert.deepEqual(states, ['connecting/websocket', 'connecting/sse', 'connecting/longpoll', 'connecting/poll', 'connected/poll']);
   });
 });
 
@@ -149,7 +150,9 @@ describe('switching transports', () => {
 
     const steps = [
       ['reconnect', 'longpoll'],
+      ['reconnect', 'sse'],
       ['reconnect', 'poll'],
+      ['live', 'sse'],
       ['live', 'websocket'],
       ['live', 'poll'],
       ['reconnect', 'websocket'],
@@ -198,7 +201,7 @@ describe('switching transports', () => {
 
     const publisher = publishContinuously(fixture.server, channel, () => cond.poke());
     try {
-      for (const next of ['longpoll', 'poll', 'websocket', 'websocket', 'poll']) {
+      for (const next of ['sse', 'longpoll', 'sse', 'poll', 'websocket', 'sse', 'websocket', 'poll']) {
         const target = received.length + 10;
         await cond.until(() => received.length >= target, () => `${target} offsets before switching to ${next}`);
         await withTimeout(client.switchTransport(next), WAIT_MS, `switchTransport('${next}')`);

@@ -16,7 +16,11 @@ const WAIT_MS = 20_000;
 /** The client's connect timeout; a refused switch must settle well within it plus a margin. */
 const CONNECT_TIMEOUT_MS = 5_000;
 
-const fixture = useServer({ Herald__MaxConnections: '1' }, { longPollWait: 2, pollInterval: 100, timeout: CONNECT_TIMEOUT_MS });
+// Without SSE in the order: a stream would need the held connection slot too, and this file is about the WebSocket.
+const fixture = useServer(
+  { Herald__MaxConnections: '1' },
+  { longPollWait: 2, pollInterval: 100, timeout: CONNECT_TIMEOUT_MS, transports: ['websocket', 'longpoll', 'poll'] },
+);
 let blocker;
 
 before(async () => {

@@ -15,11 +15,11 @@ internal static class MetricsEndpoint
     {
         var m = node.Metrics;
         var text = new StringBuilder(2048);
-        Metric(text, "herald_connections", "gauge", "Open connections by transport.", ("transport=\"websocket\"", m.WebSocketConnections));
+        Metric(text, "herald_connections", "gauge", "Open connections by transport.", ("transport=\"websocket\"", m.WebSocketConnections), ("transport=\"sse\"", m.SseConnections));
         Metric(text, "herald_channels", "gauge", "Channels this node receives from the broker (subscribers, parked polls, lingering interest).", (null, node.ActiveChannels));
         Metric(text, "herald_polls_parked", "gauge", "Long polls waiting for a publication.", (null, node.ParkedPolls));
         Metric(text, "herald_publications_total", "counter", "Publications appended through this node.", (null, m.Publications));
-        Metric(text, "herald_deliveries_total", "counter", "Publications queued to WebSocket subscribers of this node.", (null, m.Deliveries));
+        Metric(text, "herald_deliveries_total", "counter", "Publications queued to WebSocket and SSE subscribers of this node.", (null, m.Deliveries));
         Metric(text, "herald_slow_consumer_closes_total", "counter", "Connections closed with 4002 because their outbound queue was full.", (null, m.SlowConsumerCloses));
         Metric(text, "herald_commands_total", "counter", "Client commands handled (WebSocket and /cmd).", (null, m.Commands));
         Metric(text, "herald_command_errors_total", "counter", "Client commands answered with an error.", (null, m.CommandErrors));
@@ -55,7 +55,7 @@ internal static class MetricsEndpoint
         }
     }
 
-    private static readonly DeliveryTransport[] Transports = [DeliveryTransport.WebSocket, DeliveryTransport.LongPoll, DeliveryTransport.ShortPoll];
+    private static readonly DeliveryTransport[] Transports = [DeliveryTransport.WebSocket, DeliveryTransport.LongPoll, DeliveryTransport.ShortPoll, DeliveryTransport.Sse];
 
     private static void Metric(StringBuilder text, string name, string type, string help, params (string? Labels, long Value)[] samples)
     {

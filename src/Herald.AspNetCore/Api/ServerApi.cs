@@ -243,6 +243,7 @@ internal static class ServerApi
             w.WriteString("node", s.node.NodeId);
             w.WriteStartObject("connections");
             w.WriteNumber("websocket", s.metrics.WebSocketConnections);
+            w.WriteNumber("sse", s.metrics.SseConnections);
             w.WriteEndObject();
             w.WriteNumber("channels", s.node.ActiveChannels);
             w.WriteNumber("publications", s.metrics.Publications);

@@ -4,6 +4,7 @@ using Herald.AspNetCore.Api;
 using Herald.AspNetCore.Hosting;
 using Herald.AspNetCore.Polling;
 using Herald.AspNetCore.Security;
+using Herald.AspNetCore.Sse;
 using Herald.AspNetCore.WebSockets;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
@@ -17,7 +18,7 @@ namespace Microsoft.AspNetCore.Builder;
 public static class HeraldEndpointRouteBuilderExtensions
 {
     /// <summary>
-    /// Maps <c>/ws</c>, <c>/poll</c>, <c>/cmd</c>, <c>/api/publish</c>, <c>/api/channels/{channel}/history</c>,
+    /// Maps <c>/ws</c>, <c>/sse</c>, <c>/poll</c>, <c>/cmd</c>, <c>/api/publish</c>, <c>/api/channels/{channel}/history</c>,
     /// <c>/api/channels/{channel}/presence</c>, <c>/api/stats</c>, <c>/metrics</c> and <c>/healthz</c> (the health checks
     /// registered with <c>services.AddHealthChecks()</c>, which <c>AddHerald()</c> calls: 200 while healthy, 503 when not).
     /// </summary>
@@ -46,6 +47,19 @@ public static class HeraldEndpointRouteBuilderExtensions
             else
             {
                 await HttpErrors.WriteAsync(context, StatusCodes.Status403Forbidden, Herald.Protocol.ErrorCodes.ForbiddenOrigin, $"origin {origin} is not allowed (Herald:AllowedOrigins)");
+            }
+        });
+        var sseLogger = endpoints.ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger("Herald.Sse");
+        endpoints.MapMethods("/sse", [HttpMethods.Get, HttpMethods.Options], async context =>
+        {
+            // The origin check of /poll (with CORS for other allowed origins), then a connection slot like a WebSocket's.
+            if (await origins.ApplyAsync(context))
+            {
+                using var slot = await limits.AcquireConnectionAsync(context);
+                if (slot is not null)
+                {
+                    await SseEndpoint.HandleAsync(context, node, sseLogger);
+                }
             }
         });
         var pollAnswers = new PollAnswerCache();

@@ -39,22 +39,9 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
             entries.Add((query["channel"].ToString(), Nullable(query["offset"]), Nullable(query["epoch"])));
             waitText = Nullable(query["wait"]);
             client = Nullable(query["client"]);
-            if (Nullable(query["info"]) is { } infoText && tokenInfo is null)
+            if (tokenInfo is null && ParseQueryInfo(query, options, out info) is { } bad)
             {
-                if (System.Text.Encoding.UTF8.GetByteCount(infoText) > options.MaxClientInfoBytes)
-                {
-                    // Measured before parsing, so an oversized info costs no parse.
-                    return (null, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"'info' is larger than {options.MaxClientInfoBytes} bytes (Herald:MaxClientInfoBytes)");
-                }
-                try
-                {
-                    using var parsed = JsonDocument.Parse(infoText);
-                    info = parsed.RootElement.Clone();
-                }
-                catch (JsonException)
-                {
-                    return Fail(ErrorCodes.BadRequest, "'info' must be a URL-encoded JSON object");
-                }
+                return bad;
             }
         }
         else
@@ -89,13 +76,9 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
             info = tokenInfo is null ? body.Info : null;
         }
 
-        if (client is not null && !Herald.Presence.ClientInfoRules.IsValidClientId(client))
+        if (CheckClient(client, info, options) is { } badClient)
         {
-            return Fail(ErrorCodes.BadRequest, $"'client' must be 1 to {Herald.Presence.ClientInfoRules.MaxClientIdLength} characters of A-Z a-z 0-9 _ -");
-        }
-        if (info is { } offered && Herald.Presence.ClientInfoRules.Check(offered, options) is { } refused)
-        {
-            return (null, refused.Code == ErrorCodes.PayloadTooLarge ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest, refused.Code, refused.Message);
+            return badClient;
         }
 
         var wait = TimeSpan.Zero;
@@ -109,32 +92,86 @@ internal sealed record PollRequest(IReadOnlyList<PollCursor> Cursors, TimeSpan W
             wait = TimeSpan.FromSeconds(seconds);
         }
 
+        var (cursors, failure) = ResolveCursors(entries, options);
+        if (cursors is null)
+        {
+            return Fail(failure!.Code, failure.Message);
+        }
+        return (new PollRequest(cursors, wait, client, tokenInfo ?? info), 0, null, null);
+
+        static (PollRequest?, int, string?, string?) Fail(string code, string message) => (null, StatusCodes.Status400BadRequest, code, message);
+    }
+
+    /// <summary>The query value, or <see langword="null"/> when the parameter is absent.</summary>
+    internal static string? Nullable(Microsoft.Extensions.Primitives.StringValues value) => value.Count == 0 ? null : value.ToString();
+
+    /// <summary>
+    /// Resolves each channel's name and namespace and reads its cursor (<c>offset</c> and <c>epoch</c>, both or neither).
+    /// Shared by <c>/poll</c> and <c>/sse</c>, so that both read cursors by one rule.
+    /// </summary>
+    internal static (List<PollCursor>? Cursors, HeraldError? Error) ResolveCursors(IReadOnlyList<(string? Channel, string? Offset, string? Epoch)> entries, HeraldOptions options)
+    {
         var cursors = new List<PollCursor>(entries.Count);
         foreach (var (channel, offsetText, epoch) in entries)
         {
             if (!Herald.Channels.ChannelService.Resolve(channel, options).TryGetValue(out var ns, out var invalid))
             {
-                return Fail(invalid.Code, invalid.Message);
+                return (null, invalid);
             }
             StreamPosition? since = null;
             if (offsetText is not null || epoch is not null)
             {
                 if (offsetText is null || epoch is null)
                 {
-                    return Fail(ErrorCodes.BadRequest, $"{channel}: 'offset' and 'epoch' go together");
+                    return (null, new HeraldError(ErrorCodes.BadRequest, $"{channel}: 'offset' and 'epoch' go together"));
                 }
                 if (!ulong.TryParse(offsetText, NumberStyles.None, CultureInfo.InvariantCulture, out var offset))
                 {
-                    return Fail(ErrorCodes.BadRequest, $"{channel}: 'offset' must be a non-negative integer");
+                    return (null, new HeraldError(ErrorCodes.BadRequest, $"{channel}: 'offset' must be a non-negative integer"));
                 }
                 since = new StreamPosition(offset, epoch);
             }
             cursors.Add(new PollCursor(channel!, ns!, since));
         }
-        return (new PollRequest(cursors, wait, client, tokenInfo ?? info), 0, null, null);
+        return (cursors, null);
+    }
 
-        static (PollRequest?, int, string?, string?) Fail(string code, string message) => (null, StatusCodes.Status400BadRequest, code, message);
+    /// <summary>Reads the query's <c>info</c> (URL-encoded JSON), if any; returns the 4xx answer when it is refused.</summary>
+    internal static (PollRequest?, int, string?, string?)? ParseQueryInfo(IQueryCollection query, HeraldOptions options, out JsonElement? info)
+    {
+        info = null;
+        if (Nullable(query["info"]) is not { } infoText)
+        {
+            return null;
+        }
+        if (System.Text.Encoding.UTF8.GetByteCount(infoText) > options.MaxClientInfoBytes)
+        {
+            // Measured before parsing, so an oversized info costs no parse.
+            return (null, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"'info' is larger than {options.MaxClientInfoBytes} bytes (Herald:MaxClientInfoBytes)");
+        }
+        try
+        {
+            using var parsed = JsonDocument.Parse(infoText);
+            info = parsed.RootElement.Clone();
+            return null;
+        }
+        catch (JsonException)
+        {
+            return (null, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "'info' must be a URL-encoded JSON object");
+        }
+    }
 
-        static string? Nullable(Microsoft.Extensions.Primitives.StringValues value) => value.Count == 0 ? null : value.ToString();
+    /// <summary>Checks the client's own id and display info (both optional); returns the 4xx answer when one is refused.</summary>
+    internal static (PollRequest?, int, string?, string?)? CheckClient(string? client, JsonElement? info, HeraldOptions options)
+    {
+        if (client is not null && !Herald.Presence.ClientInfoRules.IsValidClientId(client))
+        {
+            return (null, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, $"'client' must be 1 to {Herald.Presence.ClientInfoRules.MaxClientIdLength} characters of A-Z a-z 0-9 _ -");
+        }
+        if (info is { } offered && Herald.Presence.ClientInfoRules.Check(offered, options) is { } refused)
+        {
+            return (null, refused.Code == ErrorCodes.PayloadTooLarge ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest, refused.Code, refused.Message);
+        }
+        return null;
     }
 }

@@ -95,6 +95,6 @@ internal abstract class ClientTransport : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
-    protected static HeraldException ToException(ErrorBody error) =>
+    internal static HeraldException ToException(ErrorBody error) =>
         new(error.Code ?? "unknown", error.Message ?? "the server refused the command");
 }

@@ -14,8 +14,6 @@ namespace Herald.Client.Transports;
 /// </summary>
 internal sealed class PollingTransport : ClientTransport
 {
-    private static readonly MediaTypeHeaderValue Json = new("application/json");
-
     private readonly bool _longPoll;
     // Channels whose first answer on this connection has arrived; new ones are polled at once, without waiting.
     private readonly ConcurrentDictionary<string, HeraldSubscription> _confirmed = new(StringComparer.Ordinal);
@@ -194,16 +192,16 @@ internal sealed class PollingTransport : ClientTransport
         deadline.CancelAfter(wait + Client.Options.CommandTimeout);
         using var request = new HttpRequestMessage(HttpMethod.Post, HeraldClient.ResolveHttp(BaseUri, Client.Options.PollPath))
         {
-            Content = Body(JsonSerializer.SerializeToUtf8Bytes(body, ClientJsonContext.Default.PollRequestBody)),
+            Content = HttpCommands.Body(JsonSerializer.SerializeToUtf8Bytes(body, ClientJsonContext.Default.PollRequestBody)),
         };
-        await AuthorizeAsync(request, deadline.Token);
+        await HttpCommands.AuthorizeAsync(Client, request, deadline.Token);
         try
         {
             using var response = await Client.Http.SendAsync(request, HttpCompletionOption.ResponseContentRead, deadline.Token);
             var bytes = await response.Content.ReadAsByteArrayAsync(deadline.Token);
             if (response.StatusCode != HttpStatusCode.OK)
             {
-                throw ErrorOf(response.StatusCode, bytes);
+                throw HttpCommands.ErrorOf(response.StatusCode, bytes, "the poll");
             }
             return JsonSerializer.Deserialize(bytes, ClientJsonContext.Default.PollAnswerMessage)
                 ?? throw new HeraldConnectionException("the poll answer was JSON null");
@@ -218,74 +216,8 @@ internal sealed class PollingTransport : ClientTransport
         }
     }
 
-    public override async Task<JsonElement> CommandAsync(Command command, CancellationToken cancellationToken)
-    {
-        using var request = new HttpRequestMessage(HttpMethod.Post, HeraldClient.ResolveHttp(BaseUri, Client.Options.CommandPath))
-        {
-            Content = Body(JsonSerializer.SerializeToUtf8Bytes(command, ClientJsonContext.Default.Command)),
-        };
-        await AuthorizeAsync(request, cancellationToken);
-        byte[] bytes;
-        HttpStatusCode status;
-        try
-        {
-            using var response = await Client.Http.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken);
-            status = response.StatusCode;
-            bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
-        }
-        catch (HttpRequestException ex)
-        {
-            throw new HeraldConnectionException($"POST /{Client.Options.CommandPath} failed: {ex.Message}", ex);
-        }
-        ServerMessage? reply;
-        try
-        {
-            reply = JsonSerializer.Deserialize(bytes, ClientJsonContext.Default.ServerMessage);
-        }
-        catch (JsonException ex)
-        {
-            throw new HeraldConnectionException($"POST /{Client.Options.CommandPath} answered {(int)status} without a JSON reply", ex);
-        }
-        if (reply?.Error is { } error)
-        {
-            throw ToException(error);
-        }
-        if (status != HttpStatusCode.OK || reply?.Result is not { } result)
-        {
-            throw new HeraldConnectionException($"POST /{Client.Options.CommandPath} answered {(int)status}");
-        }
-        return result;
-    }
-
-    private static ByteArrayContent Body(byte[] json)
-    {
-        var content = new ByteArrayContent(json);
-        content.Headers.ContentType = Json;
-        return content;
-    }
-
-    private async Task AuthorizeAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-    {
-        if (await Client.GetTokenAsync(cancellationToken) is { Length: > 0 } token)
-        {
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        }
-    }
-
-    private static Exception ErrorOf(HttpStatusCode status, byte[] body)
-    {
-        try
-        {
-            if (JsonSerializer.Deserialize(body, ClientJsonContext.Default.HttpErrorBody)?.Error is { } error)
-            {
-                return ToException(error);
-            }
-        }
-        catch (JsonException)
-        {
-        }
-        return new HeraldConnectionException($"the poll answered {(int)status}");
-    }
+    public override Task<JsonElement> CommandAsync(Command command, CancellationToken cancellationToken) =>
+        HttpCommands.SendAsync(Client, BaseUri, command, cancellationToken);
 
     /// <summary>Waits for <paramref name="delay"/> or a wake-up; a stop ends the wait with an exception.</summary>
     private async Task WaitAsync(TimeSpan delay, CancellationToken wake)

@@ -23,12 +23,13 @@ internal sealed class HeraldMetrics : IDisposable
     private long _deliveries;
     private long _slowConsumerCloses;
     private long _webSocketConnections;
+    private long _sseConnections;
     private long _commands;
     private long _commandErrors;
     private long _pollsWithData;
     private long _pollsEmpty;
     private long _pollsNotModified;
-    private readonly LatencyHistogram[] _latency = [new(), new(), new()]; // indexed by DeliveryTransport
+    private readonly LatencyHistogram[] _latency = [new(), new(), new(), new()]; // indexed by DeliveryTransport
     private readonly Histogram<double> _latencyInstrument;
 
     // One tag per transport, made once, so that recording to the meter does not allocate.
@@ -37,6 +38,7 @@ internal sealed class HeraldMetrics : IDisposable
         new("transport", TransportLabel(DeliveryTransport.WebSocket)),
         new("transport", TransportLabel(DeliveryTransport.LongPoll)),
         new("transport", TransportLabel(DeliveryTransport.ShortPoll)),
+        new("transport", TransportLabel(DeliveryTransport.Sse)),
     ];
 
     /// <summary>Creates the counters and registers the meter's instruments.</summary>
@@ -58,7 +60,11 @@ internal sealed class HeraldMetrics : IDisposable
             description: "Time from a publication's acceptance by this node to its bytes being handed to a subscriber's transport, by transport.",
             tags: null,
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyHistogram.BucketBounds });
-        _meter.CreateObservableUpDownCounter("herald.connections", () => new Measurement<long>(WebSocketConnections, new KeyValuePair<string, object?>("transport", "websocket")), description: "Open connections by transport.");
+        _meter.CreateObservableUpDownCounter("herald.connections", () => new[]
+        {
+            new Measurement<long>(WebSocketConnections, new KeyValuePair<string, object?>("transport", "websocket")),
+            new Measurement<long>(SseConnections, new KeyValuePair<string, object?>("transport", "sse")),
+        }, description: "Open connections by transport.");
     }
 
     /// <summary>This instance's meter (tests tell it apart from other nodes' meters of the same name).</summary>
@@ -76,6 +82,9 @@ internal sealed class HeraldMetrics : IDisposable
     /// <summary>Open WebSocket connections.</summary>
     public long WebSocketConnections => Volatile.Read(ref _webSocketConnections);
 
+    /// <summary>Open Server-Sent Events streams.</summary>
+    public long SseConnections => Volatile.Read(ref _sseConnections);
+
     /// <summary>Commands handled.</summary>
     public long Commands => Volatile.Read(ref _commands);
 
@@ -91,12 +100,13 @@ internal sealed class HeraldMetrics : IDisposable
     /// <summary>Polls answered <c>304 Not Modified</c>.</summary>
     public long PollsNotModified => Volatile.Read(ref _pollsNotModified);
 
-    /// <summary>The name of a transport in the <c>transport</c> label: <c>websocket</c>, <c>long_poll</c> or <c>short_poll</c>.</summary>
+    /// <summary>The name of a transport in the <c>transport</c> label: <c>websocket</c>, <c>long_poll</c>, <c>short_poll</c> or <c>sse</c>.</summary>
     public static string TransportLabel(DeliveryTransport transport) => transport switch
     {
         DeliveryTransport.WebSocket => "websocket",
         DeliveryTransport.LongPoll => "long_poll",
         DeliveryTransport.ShortPoll => "short_poll",
+        DeliveryTransport.Sse => "sse",
         _ => throw new ArgumentOutOfRangeException(nameof(transport)),
     };
 
@@ -150,6 +160,9 @@ internal sealed class HeraldMetrics : IDisposable
 
     /// <summary>Counts a WebSocket connection opening (+1) or closing (-1).</summary>
     public void WebSocketConnectionChanged(int delta) => Interlocked.Add(ref _webSocketConnections, delta);
+
+    /// <summary>Counts a Server-Sent Events stream opening (+1) or closing (-1).</summary>
+    public void SseConnectionChanged(int delta) => Interlocked.Add(ref _sseConnections, delta);
 
     /// <inheritdoc/>
     public void Dispose() => _meter.Dispose();

@@ -13,6 +13,9 @@ internal enum DeliveryTransport
 
     /// <summary>A publication in the answer to a poll that did not ask to wait (<c>short_poll</c>).</summary>
     ShortPoll,
+
+    /// <summary>An event on a Server-Sent Events stream (<c>sse</c>).</summary>
+    Sse,
 }
 
 /// <summary>

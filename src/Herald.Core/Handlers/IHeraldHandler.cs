@@ -119,6 +119,9 @@ public static class HeraldTransportNames
 
     /// <summary>A short or long poll (<c>/poll</c>).</summary>
     public const string Poll = "poll";
+
+    /// <summary>A Server-Sent Events stream (<c>GET /sse</c>).</summary>
+    public const string Sse = "sse";
 }
 
 /// <summary>What <see cref="IHeraldHandler.OnConnectAsync"/> is told.</summary>

@@ -147,6 +147,64 @@ internal sealed partial class ClientSession
         }));
     }
 
+    /// <summary>
+    /// Connects a stream whose request was already authenticated (and seen by the connect handlers) at the edge, as
+    /// <c>GET /sse</c> is, and queues <c>{"connected":{…}}</c>, the stream's first message (what <c>connect</c> answers).
+    /// </summary>
+    /// <param name="auth">A successful authentication.</param>
+    /// <param name="info">The client's own display info, already checked; ignored when the token carries one.</param>
+    /// <param name="pollClientId">The id the client polls with, if it gave one (presence counts it once).</param>
+    internal void ConnectStream(AuthenticationResult auth, JsonElement? info, string? pollClientId)
+    {
+        var client = new ClientInfo(auth.User, ClientId) { Info = ClientInfoRules.Effective(auth.Info, info) };
+        _auth = auth;
+        _pollClientId = pollClientId;
+        Volatile.Write(ref _client, client);
+        lock (_gate)
+        {
+            if (!_terminated && client.User.Length > 0)
+            {
+                Node.AddUserSession(client.User, this);
+                _listedAsUser = true;
+            }
+        }
+        ScheduleExpiry(auth.ExpiresAt);
+        Enqueue(ProtocolWriter.Write((client, Node.Options.KeepAliveInterval), static (w, s) =>
+        {
+            w.WriteStartObject();
+            w.WriteStartObject(ProtocolNames.Connected);
+            w.WriteString(ProtocolNames.Client, s.client.Client);
+            w.WriteString(ProtocolNames.User, s.client.User);
+            w.WriteString(ProtocolNames.Version, ServerVersion);
+            w.WriteNumber(ProtocolNames.Ping, (int)s.KeepAliveInterval.TotalSeconds);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }));
+    }
+
+    /// <summary>
+    /// Subscribes a stream (connected with <see cref="ConnectStream"/>) to <paramref name="channel"/> by the rules of the
+    /// <c>subscribe</c> command, queuing <c>{"subscribed":{"channel":…,"epoch":…,"offset":…,"recovered":…,"publications":[…]}}</c>
+    /// (what <c>subscribe</c> answers, naming its channel) before the channel's pushes. Returns the refusal, if any.
+    /// </summary>
+    internal async ValueTask<HeraldError?> SubscribeStreamAsync(string channel, StreamPosition? since, CancellationToken cancellationToken)
+    {
+        var auth = _auth!;
+        if (!Node.Channels.ResolveForRead(auth, channel, "subscribing to").TryGetValue(out var ns, out var refused))
+        {
+            return refused;
+        }
+        return await SubscribeCoreAsync(channel, ns, since, _client!, auth, (recovered, attached) => ProtocolWriter.Write((channel, recovered, attached), static (w, s) =>
+        {
+            w.WriteStartObject();
+            w.WriteStartObject(ProtocolNames.Subscribed);
+            w.WriteString(ProtocolNames.Channel, s.channel);
+            WriteRecovered(w, s.recovered, s.attached);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }), cancellationToken);
+    }
+
     private async ValueTask<CommandOutcome> RefreshAsync(Command command, CancellationToken cancellationToken)
     {
         if (command.Token is null)

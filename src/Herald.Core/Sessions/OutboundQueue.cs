@@ -52,13 +52,18 @@ internal sealed class OutboundQueue
     /// For a push, its publication's <see cref="Protocol.Publication.AcceptedTimestamp"/>, so that the writer can record
     /// the delivery's latency when it sends it; 0 for anything else.
     /// </param>
-    public bool TryEnqueue(ReadOnlyMemory<byte> message, long acceptedTimestamp = 0)
+    /// <param name="source">
+    /// For a subscription's reply or push, that subscription, and <paramref name="offset"/> the channel position the
+    /// message leaves its client at; a transport that names positions on the wire (SSE event ids) reads them.
+    /// </param>
+    /// <param name="offset">See <paramref name="source"/>.</param>
+    public bool TryEnqueue(ReadOnlyMemory<byte> message, long acceptedTimestamp = 0, Subscription? source = null, ulong offset = 0)
     {
         if (Volatile.Read(ref _tripped) != 0)
         {
             return false;
         }
-        if (Interlocked.Add(ref _bytes, message.Length) > _maxBytes || !_channel.Writer.TryWrite(new OutboundMessage(message, acceptedTimestamp)))
+        if (Interlocked.Add(ref _bytes, message.Length) > _maxBytes || !_channel.Writer.TryWrite(new OutboundMessage(message, acceptedTimestamp, source, offset)))
         {
             Interlocked.Add(ref _bytes, -message.Length);
             if (!_channel.Reader.Completion.IsCompleted)
@@ -140,4 +145,6 @@ internal sealed class OutboundQueue
 /// <summary>A message waiting in an <see cref="OutboundQueue"/>.</summary>
 /// <param name="Bytes">The encoded message.</param>
 /// <param name="AcceptedTimestamp">For a push, when its publication was accepted (a Stopwatch timestamp); 0 otherwise.</param>
-internal readonly record struct OutboundMessage(ReadOnlyMemory<byte> Bytes, long AcceptedTimestamp);
+/// <param name="Source">For a subscribe reply or a push, its subscription; <see langword="null"/> otherwise.</param>
+/// <param name="Offset">With <paramref name="Source"/>, the channel's offset once this message is read (in <see cref="Subscription.Epoch"/>).</param>
+internal readonly record struct OutboundMessage(ReadOnlyMemory<byte> Bytes, long AcceptedTimestamp, Subscription? Source = null, ulong Offset = 0);

@@ -29,6 +29,9 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
 
     public ClientSession Session { get; } = session;
 
+    /// <summary>The epoch of the subscribe reply, once queued; a live subscription never changes it (a new epoch closes it).</summary>
+    public string Epoch => Volatile.Read(ref _epoch);
+
     /// <summary>Called by the fan-out; never blocks. Returns whether the push was queued.</summary>
     public bool Deliver(Publication publication, string epoch, byte[] push)
     {
@@ -67,8 +70,8 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             {
                 return false;
             }
-            Session.Enqueue(reply);
             _epoch = position.Epoch;
+            Session.Outbound.TryEnqueue(reply, 0, this, position.Offset);
             _lastOffset = position.Offset;
             _live = true;
             foreach (var (publication, epoch, push) in _pending!)
@@ -94,10 +97,10 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             {
                 return false;
             }
-            Session.Enqueue(reply);
             _epoch = position.Epoch;
             _lastOffset = position.Offset;
             _catchUp = stop;
+            Session.Outbound.TryEnqueue(reply, 0, this, position.Offset);
             return true;
         }
     }
@@ -139,7 +142,7 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             }
             _lastOffset = publication.Offset;
             // Encoded for this subscriber alone: catching up is one client's recovery, not the shared fan-out.
-            return Session.Outbound.TryEnqueue(ProtocolWriter.EncodePush(Channel, publication), publication.AcceptedTimestamp);
+            return Session.Outbound.TryEnqueue(ProtocolWriter.EncodePush(Channel, publication), publication.AcceptedTimestamp, this, publication.Offset);
         }
     }
 
@@ -210,6 +213,6 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             return false;
         }
         _lastOffset = publication.Offset;
-        return Session.Outbound.TryEnqueue(push, publication.AcceptedTimestamp);
+        return Session.Outbound.TryEnqueue(push, publication.AcceptedTimestamp, this, publication.Offset);
     }
 }

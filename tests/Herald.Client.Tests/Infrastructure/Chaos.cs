@@ -15,7 +15,7 @@ namespace Herald.Client.Tests.Infrastructure;
 /// <param name="report">Where the run's figures go (the test output).</param>
 public sealed class ChaosDriver(Action<string> report)
 {
-    private static readonly HeraldTransport[] Kinds = [HeraldTransport.WebSocket, HeraldTransport.LongPoll, HeraldTransport.ShortPoll];
+    private static readonly HeraldTransport[] Kinds = [HeraldTransport.WebSocket, HeraldTransport.Sse, HeraldTransport.LongPoll, HeraldTransport.ShortPoll];
 
     /// <summary>The channel the clients subscribe to; its namespace needs history for the whole run.</summary>
     public string Channel { get; init; } = "chat:chaos";
@@ -96,7 +96,7 @@ public sealed class ChaosDriver(Action<string> report)
                             case HeraldTransport.WebSocket:
                                 stats.SocketAborts++;
                                 break;
-                            case HeraldTransport.LongPoll or HeraldTransport.ShortPoll:
+                            case HeraldTransport.LongPoll or HeraldTransport.ShortPoll or HeraldTransport.Sse:
                                 stats.RequestCancels++;
                                 break;
                         }
@@ -409,7 +409,7 @@ public sealed class ChaosDriver(Action<string> report)
                 context.Abort();
                 return;
             }
-            if (path is not ("/ws" or "/poll"))
+            if (path is not ("/ws" or "/poll" or "/sse"))
             {
                 await next(context);
                 return;

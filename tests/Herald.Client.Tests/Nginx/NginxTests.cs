@@ -14,7 +14,7 @@ public sealed class NginxTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
 
-    public static TheoryData<HeraldTransport> AllTransports => new() { HeraldTransport.WebSocket, HeraldTransport.LongPoll, HeraldTransport.ShortPoll };
+    public static TheoryData<HeraldTransport> AllTransports => new() { HeraldTransport.WebSocket, HeraldTransport.Sse, HeraldTransport.LongPoll, HeraldTransport.ShortPoll };
 
     [Theory]
     [MemberData(nameof(AllTransports))]
@@ -59,6 +59,12 @@ public sealed class NginxTests
             // nginx logs a WebSocket only when it closes; Herald counts it while it is open.
             Assert.Equal(1, server.Node.Metrics.WebSocketConnections);
         }
+        else if (transport == HeraldTransport.Sse)
+        {
+            // Like a WebSocket, nginx logs a stream when it ends; Herald counts it while it is open.
+            Assert.Equal(1, server.Node.Metrics.SseConnections);
+            Assert.Contains("POST /cmd", nginx.AccessLog, StringComparison.Ordinal);
+        }
         else
         {
             Assert.Contains("POST /cmd", nginx.AccessLog, StringComparison.Ordinal);
@@ -81,7 +87,7 @@ public sealed class NginxTests
     }
 
     [Fact]
-    public async Task ThroughAProxyThatRefusesWebSocketUpgrades_TheClientFallsBackToLongPolling_AndLosesNothing()
+    public async Task ThroughAProxyThatRefusesWebSocketUpgrades_TheClientFallsBackToSse_AndLosesNothing()
     {
         await using var server = await TestServer.StartAsync();
         // The common misconfiguration: the upgrade headers are not passed on, so Herald sees a plain GET /ws.
@@ -94,7 +100,8 @@ public sealed class NginxTests
             await server.PublishAsync(channel, $$"""{"n":{{i}}}""");
         }
         await client.ConnectAsync();
-        Assert.Equal(HeraldTransport.LongPoll, client.Transport);
+        // Next in the order WebSocket → SSE → long poll: a stream passes this proxy (deploy/nginx/herald.conf's /sse).
+        Assert.Equal(HeraldTransport.Sse, client.Transport);
         Assert.DoesNotMatch(@"""GET /ws HTTP/1\.1"" 101 ", nginx.AccessLog);
 
         var collector = new Collector(await client.SubscribeAsync(channel, new SubscribeOptions { Since = new Protocol.StreamPosition(3, (await client.HistoryAsync(channel)).Head.Epoch) }), after: 3);

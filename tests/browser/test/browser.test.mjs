@@ -197,6 +197,63 @@ test('two chat pages on different transports talk both ways; the dashboard shows
   }
 });
 
+test("the browser's own EventSource reads /sse: recovery, live pushes, ids naming the position, and resuming from one", { timeout: 60_000 }, async () => {
+  const page = await openPage(`${baseUrl}/`);
+  const result = await page.evaluate(async () => {
+    const channel = `chat:es-${Math.random().toString(36).slice(2)}`;
+    const publish = async (n) => {
+      const res = await fetch('/cmd', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: n, op: 'publish', channel, data: { n } }) });
+      return (await res.json()).result;
+    };
+    const first = await publish(1);
+    const read = (url, count) => new Promise((resolve, reject) => {
+      const source = new EventSource(url);
+      const events = [];
+      const timer = setTimeout(() => { source.close(); reject(new Error(`only ${events.length} events`)); }, 10_000);
+      source.onmessage = (e) => {
+        events.push({ id: e.lastEventId, data: JSON.parse(e.data) });
+        if (events.length === 2) void publish(2).then(() => publish(3));
+        if (events.length === count) { clearTimeout(timer); source.close(); resolve(events); }
+      };
+      source.onerror = () => { clearTimeout(timer); source.close(); reject(new Error('EventSource error')); };
+    });
+    // connected, subscribed (recovering offset 1 from 0), then the pushes of 2 and 3.
+    const live = await read(`/sse?channel=${channel}&offset=0&epoch=${first.epoch}`, 4);
+    await publish(4);
+    await publish(5);
+    // A new stream from the last id the browser kept (its lastEventId) gets exactly 4 and 5 in its recovery.
+    const [offset, epoch] = live[3].id.split('.');
+    const resumed = await read(`/sse?channel=${channel}&offset=${offset}&epoch=${epoch}`, 2);
+    return { epoch: first.epoch, live, resumed };
+  });
+  assert.ok(result.live[0].data.connected, 'first the connected event');
+  assert.deepEqual(result.live[1].data.subscribed.publications.map((p) => p.offset), [1]);
+  assert.equal(result.live[1].data.subscribed.recovered, true);
+  assert.deepEqual(result.live.slice(2).map((e) => e.data.push.pub.offset), [2, 3]);
+  assert.equal(result.live[3].id, `3.${result.epoch}`);
+  assert.deepEqual(result.resumed[1].data.subscribed.publications.map((p) => p.offset), [4, 5]);
+  assert.deepEqual(page.errors, []);
+});
+
+test('a chat page on SSE and one on WebSocket talk both ways', { timeout: 120_000 }, async () => {
+  const room = `sse-${Date.now().toString(36)}`;
+  const a = await openPage(`${baseUrl}/?transport=sse`);
+  const b = await openPage(`${baseUrl}/?transport=websocket`);
+  await join(a, 'sara', room);
+  await join(b, 'will', room);
+  await a.locator('#status', { hasText: 'connected (sse)' }).waitFor({ timeout: STEP_MS });
+  await send(a, 'hello over server-sent events');
+  await messageIn(b, 'sara', 'hello over server-sent events');
+  await messageIn(a, 'sara', 'hello over server-sent events');
+  await send(b, 'and back over websocket');
+  await messageIn(a, 'will', 'and back over websocket');
+  await online(b, 'sara');
+  await a.screenshot({ path: path.join(screenshots, 'chat-sse.png') });
+  for (const page of [a, b]) {
+    assert.deepEqual(page.errors, []);
+  }
+});
+
 test('the chat page rolls a die by RPC and shows the server refusing an empty or over-long message', { timeout: 120_000 }, async () => {
   for (const transport of ['websocket', 'poll']) {
     const page = await openPage(`${baseUrl}/?transport=${transport}`);
