@@ -23,8 +23,9 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
     public ClientSession Session { get; } = session;
 
     /// <summary>Called by the fan-out; never blocks. Returns whether the push was queued.</summary>
-    public bool Deliver(Publication publication, string epoch, byte[] push)
+    public bool Deliver(Publication publication, string epoch, ref PushFrames frames)
     {
+        var push = frames.For(Session.Encoding);
         lock (_gate)
         {
             if (_closed)
