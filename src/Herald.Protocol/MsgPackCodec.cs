@@ -94,12 +94,16 @@ internal static class MsgPackCodec
     /// The publications it carries (<c>push.pub</c>, <c>result.publications[]</c>) get their <c>"b64"</c> back as a
     /// <c>data</c> bin; nothing else is touched, so a <c>b64</c> key inside application JSON stays a string.
     /// </summary>
-    public static byte[] FromJson(ReadOnlyMemory<byte> json)
+    /// <param name="json">The message.</param>
+    /// <param name="command">
+    /// The message is a client's command (the .NET client's side): its top-level <c>"b64"</c> becomes a <c>data</c> bin.
+    /// </param>
+    public static byte[] FromJson(ReadOnlyMemory<byte> json, bool command = false)
     {
         using var document = JsonDocument.Parse(json, ReadOptions);
         var buffer = new ArrayBufferWriter<byte>(json.Length + 16);
         var writer = new MessagePackWriter(buffer);
-        WriteElement(ref writer, document.RootElement, Path.Root);
+        WriteElement(ref writer, document.RootElement, command ? Path.Command : Path.Root);
         writer.Flush();
         return buffer.WrittenSpan.ToArray();
     }
@@ -108,6 +112,7 @@ internal static class MsgPackCodec
     private enum Path
     {
         Plain,
+        Command,
         Root,
         Push,
         Result,
@@ -125,14 +130,14 @@ internal static class MsgPackCodec
                 writer.WriteMapHeader(element.GetPropertyCount());
                 foreach (var property in element.EnumerateObject())
                 {
-                    if (path == Path.Publication && property.NameEquals("b64"u8) && property.Value.ValueKind == JsonValueKind.String)
+                    if (path is Path.Publication or Path.Command && property.NameEquals("b64"u8) && property.Value.ValueKind == JsonValueKind.String)
                     {
                         writer.WriteRaw(KeyData);
                         writer.Write(property.Value.GetBytesFromBase64());
                         continue;
                     }
                     writer.Write(property.Name);
-                    WriteElement(ref writer, property.Value, Child(path, property));
+                    WriteElement(ref writer, property.Value, Child(path, property.Name));
                 }
                 break;
             case JsonValueKind.Array:
@@ -172,13 +177,13 @@ internal static class MsgPackCodec
         }
     }
 
-    private static Path Child(Path path, JsonProperty property) => path switch
+    private static Path Child(Path path, string name) => path switch
     {
-        Path.Root when property.NameEquals("push"u8) => Path.Push,
-        Path.Root when property.NameEquals("result"u8) => Path.Result,
-        Path.Root when property.NameEquals("channels"u8) => Path.Channels,
-        Path.Push when property.NameEquals("pub"u8) => Path.Publication,
-        Path.Result or Path.ChannelAnswer when property.NameEquals("publications"u8) => Path.Publications,
+        Path.Root when name == "push" => Path.Push,
+        Path.Root when name == "result" => Path.Result,
+        Path.Root when name == "channels" => Path.Channels,
+        Path.Push when name == "pub" => Path.Publication,
+        Path.Result or Path.ChannelAnswer when name == "publications" => Path.Publications,
         Path.Channels => Path.ChannelAnswer,
         _ => Path.Plain,
     };
@@ -235,12 +240,22 @@ internal static class MsgPackCodec
     /// top-level <c>data</c> bin becomes <c>"b64"</c>. On failure returns a message fit for a <c>bad_request</c> reply,
     /// and the command's <c>id</c> when it was read before the problem.
     /// </summary>
-    public static bool TryToJsonCommand(ReadOnlyMemory<byte> message, out byte[] json, out string? error, out long? id)
+    public static bool TryToJsonCommand(ReadOnlyMemory<byte> message, out byte[] json, out string? error, out long? id) =>
+        TryToJson(message, Path.Command, out json, out error, out id);
+
+    /// <summary>
+    /// Converts one server message to JSON (the .NET client's side): the <c>data</c> bin of each publication it carries
+    /// becomes <c>"b64"</c>, so the message reads as its <c>herald.json</c> twin.
+    /// </summary>
+    public static bool TryToJsonServerMessage(ReadOnlyMemory<byte> message, out byte[] json, out string? error) =>
+        TryToJson(message, Path.Root, out json, out error, out _);
+
+    private static bool TryToJson(ReadOnlyMemory<byte> message, Path root, out byte[] json, out string? error, out long? id)
     {
-        var state = new CommandState(message);
+        var state = new ConversionState(message, root);
         try
         {
-            json = ProtocolWriter.Write(state, static (w, s) => WriteCommand(w, s));
+            json = ProtocolWriter.Write(state, static (w, s) => WriteRoot(w, s));
             error = null;
             id = state.Id;
             return true;
@@ -254,59 +269,73 @@ internal static class MsgPackCodec
         }
     }
 
-    private sealed class CommandState(ReadOnlyMemory<byte> message)
+    private sealed class ConversionState(ReadOnlyMemory<byte> message, Path root)
     {
         public ReadOnlyMemory<byte> Message { get; } = message;
 
+        public Path Root { get; } = root;
+
         public long? Id { get; set; }
+
+        public bool BinaryData { get; set; }
+
+        public bool B64 { get; set; }
     }
 
     private sealed class InvalidCommandException(string message) : Exception(message);
 
-    private static void WriteCommand(Utf8JsonWriter writer, CommandState state)
+    private static void WriteRoot(Utf8JsonWriter writer, ConversionState state)
     {
         var reader = new MessagePackReader(state.Message);
         if (reader.NextMessagePackType != MessagePackType.Map)
         {
             throw new InvalidCommandException("a command must be a MessagePack map");
         }
+        WriteMap(ref reader, writer, 0, state.Root, state);
+        if (state.BinaryData && state.B64)
+        {
+            throw new InvalidCommandException("give either 'data' or 'b64', not both");
+        }
+    }
+
+    private static void WriteMap(ref MessagePackReader reader, Utf8JsonWriter writer, int depth, Path path, ConversionState state)
+    {
+        if (depth >= MaxDepth)
+        {
+            throw new InvalidCommandException($"maps and arrays nest deeper than {MaxDepth} levels");
+        }
         var count = reader.ReadMapHeader();
         writer.WriteStartObject();
-        bool binaryData = false, b64 = false;
         for (var i = 0; i < count; i++)
         {
-            var key = ReadKey(ref reader);
-            if (key == "data" && reader.NextMessagePackType == MessagePackType.Binary)
+            var key = reader.NextMessagePackType == MessagePackType.String
+                ? reader.ReadString()!
+                : throw new InvalidCommandException("map keys must be MessagePack strings");
+            if (path is Path.Command or Path.Publication && key == "data" && reader.NextMessagePackType == MessagePackType.Binary)
             {
-                binaryData = true;
+                state.BinaryData |= path == Path.Command;
                 var bytes = reader.ReadBytes()!.Value;
                 writer.WriteBase64String(ProtocolNames.B64, bytes.IsSingleSegment ? bytes.FirstSpan : bytes.ToArray());
                 continue;
             }
-            b64 |= key == "b64";
-            if (key == "id" && reader.NextMessagePackType == MessagePackType.Integer)
+            if (path == Path.Command)
             {
-                var id = reader.ReadInt64();
-                state.Id = id;
-                writer.WriteNumber(ProtocolNames.Id, id);
-                continue;
+                state.B64 |= key == "b64";
+                if (key == "id" && reader.NextMessagePackType == MessagePackType.Integer)
+                {
+                    var id = reader.ReadInt64();
+                    state.Id = id;
+                    writer.WriteNumber(ProtocolNames.Id, id);
+                    continue;
+                }
             }
             writer.WritePropertyName(key);
-            WriteValue(ref reader, writer, 1);
-        }
-        if (binaryData && b64)
-        {
-            throw new InvalidCommandException("give either 'data' or 'b64', not both");
+            WriteValue(ref reader, writer, depth + 1, Child(path, key), state);
         }
         writer.WriteEndObject();
     }
 
-    private static string ReadKey(ref MessagePackReader reader) =>
-        reader.NextMessagePackType == MessagePackType.String
-            ? reader.ReadString()!
-            : throw new InvalidCommandException("map keys must be MessagePack strings");
-
-    private static void WriteValue(ref MessagePackReader reader, Utf8JsonWriter writer, int depth)
+    private static void WriteValue(ref MessagePackReader reader, Utf8JsonWriter writer, int depth, Path path, ConversionState state)
     {
         switch (reader.NextMessagePackType)
         {
@@ -346,26 +375,16 @@ internal static class MsgPackCodec
                     throw new InvalidCommandException($"maps and arrays nest deeper than {MaxDepth} levels");
                 }
                 var length = reader.ReadArrayHeader();
+                var item = path == Path.Publications ? Path.Publication : Path.Plain;
                 writer.WriteStartArray();
                 for (var i = 0; i < length; i++)
                 {
-                    WriteValue(ref reader, writer, depth + 1);
+                    WriteValue(ref reader, writer, depth + 1, item, state);
                 }
                 writer.WriteEndArray();
                 break;
             case MessagePackType.Map:
-                if (depth >= MaxDepth)
-                {
-                    throw new InvalidCommandException($"maps and arrays nest deeper than {MaxDepth} levels");
-                }
-                var count = reader.ReadMapHeader();
-                writer.WriteStartObject();
-                for (var i = 0; i < count; i++)
-                {
-                    writer.WritePropertyName(ReadKey(ref reader));
-                    WriteValue(ref reader, writer, depth + 1);
-                }
-                writer.WriteEndObject();
+                WriteMap(ref reader, writer, depth, path, state);
                 break;
             case MessagePackType.Extension:
                 throw new InvalidCommandException("MessagePack extension types are not supported");
