@@ -221,8 +221,9 @@ internal static class MsgPackCodec
             error = null;
             return true;
         }
-        catch (EndOfStreamException)
+        catch (Exception ex) when (ex is EndOfStreamException or ArgumentOutOfRangeException)
         {
+            // The library reports a str or bin whose announced length is past the end (or past 2 GB) as out of range.
             length = 0;
             error = "truncated MessagePack: the frame ends inside a message";
             return false;
@@ -260,7 +261,7 @@ internal static class MsgPackCodec
             id = state.Id;
             return true;
         }
-        catch (Exception ex) when (ex is InvalidCommandException or MessagePackSerializationException or EndOfStreamException or OverflowException)
+        catch (Exception ex) when (ex is InvalidCommandException or MessagePackSerializationException or EndOfStreamException or OverflowException or ArgumentOutOfRangeException)
         {
             json = [];
             error = ex is InvalidCommandException ? ex.Message : "a field has the wrong MessagePack type";

@@ -72,6 +72,8 @@ public sealed class MsgPackProtocolTests : IAsyncLifetime
             { "truncated", Encode(new Dictionary<string, object?> { ["id"] = 14, ["op"] = "ping" })[..^2], null, "truncated" },
             { "0xc1", [0xc1], null, "malformed" },
             { "huge map header", [0xdf, 0xff, 0xff, 0xff, 0xff], null, "truncated" },
+            // Found by the property-based fuzz test: the library reports this length as out of range, not as the end.
+            { "bin32 length past the end", [0xc6, 0x7f, 0xff, 0xff, 0xff, 0x01], null, "truncated" },
         };
         return data;
     }
