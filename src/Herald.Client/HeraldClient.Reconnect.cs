@@ -112,10 +112,11 @@ public sealed partial class HeraldClient
             {
                 break;
             }
-            if (!everConnected)
+            // A first connect gives up once every address had a round (with BaseUris, one address per attempt).
+            if (!everConnected && failedRounds + 1 >= Math.Max(1, Options.BaseUris.Count))
             {
                 var error = new HeraldConnectionException(
-                    $"Could not connect to {Options.BaseUri} with any transport: {string.Join("; ", failures.Select(f => f.Message))}",
+                    $"Could not connect to {(Options.BaseUris.Count == 0 ? Options.BaseUri : string.Join(", ", Options.BaseUris))} with any transport: {string.Join("; ", failures.Select(f => f.Message))}",
                     failures.Count == 1 ? failures[0] : new AggregateException(failures));
                 FinishLoop(error, error.Message);
                 return;

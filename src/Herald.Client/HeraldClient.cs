@@ -24,6 +24,7 @@ public sealed partial class HeraldClient : IAsyncDisposable
     private HeraldConnectionState _state;
     private HeraldTransport? _transport;
     private int _disposed;
+    private int _attempts;
 
     /// <summary>Creates a client; nothing connects until <see cref="ConnectAsync"/>.</summary>
     /// <exception cref="ArgumentException">The options are invalid.</exception>
@@ -103,11 +104,23 @@ public sealed partial class HeraldClient : IAsyncDisposable
     internal ValueTask<string?> GetTokenAsync(CancellationToken cancellationToken) =>
         Options.TokenProvider is { } provider ? provider(cancellationToken) : ValueTask.FromResult(Options.Token);
 
-    internal Uri ResolveHttp(string path) => new(WithTrailingSlash(Options.BaseUri), path);
-
-    internal Uri ResolveWebSocket()
+    /// <summary>The base address for the next connection attempt: <see cref="HeraldClientOptions.BaseUris"/> in turn, else <see cref="HeraldClientOptions.BaseUri"/>.</summary>
+    internal Uri NextBaseUri()
     {
-        var builder = new UriBuilder(ResolveHttp(Options.WebSocketPath));
+        var all = Options.BaseUris;
+        if (all.Count == 0)
+        {
+            return Options.BaseUri;
+        }
+        var turn = (uint)Interlocked.Increment(ref _attempts) - 1;
+        return all[(int)(turn % (uint)all.Count)];
+    }
+
+    internal static Uri ResolveHttp(Uri baseUri, string path) => new(WithTrailingSlash(baseUri), path);
+
+    internal Uri ResolveWebSocket(Uri baseUri)
+    {
+        var builder = new UriBuilder(ResolveHttp(baseUri, Options.WebSocketPath));
         builder.Scheme = builder.Scheme == Uri.UriSchemeHttps ? "wss" : "ws";
         return builder.Uri;
     }

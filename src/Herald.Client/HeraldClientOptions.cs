@@ -12,6 +12,19 @@ public sealed record HeraldClientOptions
     /// <summary>The server's base address (<c>http://</c> or <c>https://</c>); <c>ws://</c> and <c>wss://</c> are derived from it.</summary>
     public Uri BaseUri { get; init; } = new("http://localhost:8080/");
 
+    /// <summary>
+    /// The base addresses of several nodes of one Herald (each <c>http://</c> or <c>https://</c>); when not empty it is
+    /// used instead of <see cref="BaseUri"/>. Each connection attempt (the first connect, every reconnect, every
+    /// transport switch) takes the next address in turn, starting with the first, so a client whose node goes away
+    /// or refuses it reconnects to another one and resumes its subscriptions there with <c>since</c>.
+    /// </summary>
+    /// <remarks>
+    /// One connection stays on one node: a WebSocket for its life, and a polling connection for all its requests until
+    /// one fails. Give clients the list in different orders (or put a load balancer in front of the nodes and use
+    /// <see cref="BaseUri"/>) to spread them over the nodes.
+    /// </remarks>
+    public IReadOnlyList<Uri> BaseUris { get; init; } = [];
+
     /// <summary>A fixed connection token (JWT); <see langword="null"/> for anonymous access.</summary>
     public string? Token { get; init; }
 
@@ -93,6 +106,13 @@ public sealed record HeraldClientOptions
         if (!BaseUri.IsAbsoluteUri || (BaseUri.Scheme != Uri.UriSchemeHttp && BaseUri.Scheme != Uri.UriSchemeHttps))
         {
             throw new ArgumentException($"BaseUri must be an absolute http:// or https:// address, not '{BaseUri}'.", nameof(BaseUri));
+        }
+        foreach (var uri in BaseUris ?? throw new ArgumentException("BaseUris must not be null (leave it empty to use BaseUri).", nameof(BaseUris)))
+        {
+            if (uri is null || !uri.IsAbsoluteUri || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+            {
+                throw new ArgumentException($"Every address in BaseUris must be an absolute http:// or https:// address, not '{uri}'.", nameof(BaseUris));
+            }
         }
         if (ForcedTransport is null && (Transports is null || Transports.Count == 0))
         {

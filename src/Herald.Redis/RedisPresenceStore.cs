@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using System.Runtime.InteropServices;
@@ -81,9 +82,30 @@ public sealed class RedisPresenceStore : IPresenceStore
         return { redis.call('HGETALL', members), entries }
         """;
 
+    // KEYS: members. ARGV: client, entry, client, entry, … Deletes each member whose entry is still the one given (the
+    // entry names its node, which was found dead); one re-added since (a live node's) stays. Returns how many went.
+    private const string DeleteDeadScript = """
+        local members = KEYS[1]
+        local deleted = 0
+        for i = 1, #ARGV, 2 do
+          if redis.call('HGET', members, ARGV[i]) == ARGV[i + 1] then
+            deleted = deleted + redis.call('HDEL', members, ARGV[i])
+          end
+        end
+        return deleted
+        """;
+
     private readonly RedisConnection _connection;
     private readonly RedisKeys _keys;
     private readonly int _maxLeasesPerChannel;
+    // The members this process added, per (channel, client): what a node writes again when it finds that its heartbeat
+    // lapsed (Redis unreachable or paused for longer than PresenceNodeTimeout), since another node may then have deleted
+    // them as a dead node's.
+    private readonly ConcurrentDictionary<(string Channel, string Client), (string Node, byte[] Entry)> _own = new();
+    // Nodes whose heartbeat lapsed at the previous refresh: their members are written again once more, in case a
+    // listing that saw the node dead deleted them just after they were first written again.
+    private readonly ConcurrentDictionary<string, bool> _lapsed = new(StringComparer.Ordinal);
+    private long _deleted;
 
     /// <summary>Creates a store on a connection the caller owns (and disposes after the store).</summary>
     /// <param name="multiplexer">The connection to Redis.</param>
@@ -113,22 +135,60 @@ public sealed class RedisPresenceStore : IPresenceStore
         // A node is alive from its first member on; its heartbeat keeps it so.
         var alive = database.StringSetAsync(_keys.Node(node), 1, FirstMemberNodeLifetime, When.NotExists);
         var added = database.HashSetAsync(_keys.Members(channel), member.Client, entry);
-        await RedisErrors.GuardAsync(Task.WhenAll(alive, added), cancellationToken);
+        _own[(channel, member.Client)] = (node, entry);
+        try
+        {
+            await RedisErrors.GuardAsync(Task.WhenAll(alive, added), cancellationToken);
+        }
+        catch
+        {
+            // The subscribe fails with it and nobody will remove the member: a lapsed heartbeat must not write it back.
+            _own.TryRemove(KeyValuePair.Create((channel, member.Client), (node, entry)));
+            throw;
+        }
     }
 
     /// <inheritdoc/>
     public async ValueTask RemoveAsync(string channel, string client, CancellationToken cancellationToken = default)
     {
+        _own.TryRemove((channel, client), out _);
         var database = await DatabaseAsync(cancellationToken);
         await RedisErrors.GuardAsync(database.HashDeleteAsync(_keys.Members(channel), client), cancellationToken);
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// When the heartbeat had lapsed (the key was gone: Redis was out of reach, or paused, for longer than the TTL),
+    /// other nodes may have deleted this node's members as a dead node's, so they are written again, at this refresh and
+    /// the next.
+    /// </remarks>
     public async ValueTask RefreshNodeAsync(string node, TimeSpan ttl, CancellationToken cancellationToken = default)
     {
         var database = await DatabaseAsync(cancellationToken);
-        await RedisErrors.GuardAsync(database.StringSetAsync(_keys.Node(node), 1, ttl), cancellationToken);
+        var previous = await RedisErrors.GuardAsync(database.StringSetAndGetAsync(_keys.Node(node), 1, ttl), cancellationToken);
+        var lapsed = previous.IsNull;
+        var again = _lapsed.TryRemove(node, out _);
+        if (!lapsed && !again)
+        {
+            return;
+        }
+        if (lapsed)
+        {
+            _lapsed[node] = true;
+        }
+        var writes = new List<Task>();
+        foreach (var ((channel, client), (owner, entry)) in _own)
+        {
+            if (owner == node)
+            {
+                writes.Add(database.HashSetAsync(_keys.Members(channel), client, entry));
+            }
+        }
+        await RedisErrors.GuardAsync(Task.WhenAll(writes), cancellationToken);
     }
+
+    /// <summary>How many members of dead nodes this store deleted (for tests).</summary>
+    internal long DeletedCount => Interlocked.Read(ref _deleted);
 
     /// <inheritdoc/>
     public async ValueTask<bool> TouchLeaseAsync(string channel, string client, string user, JsonElement? info, TimeSpan ttl, CancellationToken cancellationToken = default)
@@ -162,12 +222,13 @@ public sealed class RedisPresenceStore : IPresenceStore
         var memberFields = (RedisResult[])result[0]!;
         var leaseEntries = (RedisResult[])result[1]!;
 
-        var members = new List<(ClientInfo Info, string Node)>(memberFields.Length / 2);
+        var members = new List<(ClientInfo Info, string Node, byte[] Entry)>(memberFields.Length / 2);
         for (var i = 0; i + 1 < memberFields.Length; i += 2)
         {
-            if (Decode((byte[])memberFields[i + 1]!) is { } member)
+            var entry = (byte[])memberFields[i + 1]!;
+            if (Decode(entry) is { } member)
             {
-                members.Add((member.Info, member.Node ?? ""));
+                members.Add((member.Info, member.Node ?? "", entry));
             }
         }
         // Node keys live on their own slots, so they are asked one by one (pipelined), not with one MGET.
@@ -175,9 +236,11 @@ public sealed class RedisPresenceStore : IPresenceStore
         var alive = await RedisErrors.GuardAsync(Task.WhenAll(nodes.Select(n => database.KeyExistsAsync(_keys.Node(n)))), cancellationToken);
         var live = new HashSet<string>(nodes.Where((_, i) => alive[i]), StringComparer.Ordinal);
 
+        await DeleteDeadAsync(database, channel, members, live, cancellationToken);
+
         var listed = new List<ClientInfo>(members.Count + leaseEntries.Length);
         var ids = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (info, node) in members)
+        foreach (var (info, node, _) in members)
         {
             if (live.Contains(node) && ids.Add(info.Client))
             {
@@ -204,6 +267,32 @@ public sealed class RedisPresenceStore : IPresenceStore
             }
         }
         return listed;
+    }
+
+    /// <summary>
+    /// Deletes the members of <paramref name="channel"/> whose node's heartbeat has expired (the node crashed, or was
+    /// cut off from Redis for longer than <c>PresenceNodeTimeout</c>), so a crashed node leaves nothing behind in the
+    /// channels whose presence is listed. Each is deleted only if its entry is still the one read; an entry Herald cannot
+    /// read is left alone.
+    /// </summary>
+    private async Task DeleteDeadAsync(IDatabase database, string channel, List<(ClientInfo Info, string Node, byte[] Entry)> members, HashSet<string> live, CancellationToken cancellationToken)
+    {
+        List<RedisValue>? dead = null;
+        foreach (var (info, node, entry) in members)
+        {
+            if (!live.Contains(node))
+            {
+                dead ??= [];
+                dead.Add(info.Client);
+                dead.Add(entry);
+            }
+        }
+        if (dead is null)
+        {
+            return;
+        }
+        var deleted = await RedisErrors.GuardAsync(database.ScriptEvaluateAsync(DeleteDeadScript, [_keys.Members(channel)], [.. dead]), cancellationToken);
+        Interlocked.Add(ref _deleted, (long)deleted);
     }
 
     /// <inheritdoc/>

@@ -40,6 +40,13 @@ if (builder.Configuration.GetValue("Demo:ChatHandler", defaultValue: true))
     builder.Services.AddHeraldHandler<ChatHandler>();
 }
 
+// Any Herald:Proxy:<Hook>:Url set: those hooks are decided by the application's backend over HTTP (after the demo
+// handler, when it is on: handlers are asked in registration order).
+if (builder.Configuration.GetSection("Herald:Proxy").GetChildren().Any(hook => !string.IsNullOrWhiteSpace(hook["Url"])))
+{
+    builder.Services.AddHeraldProxy();
+}
+
 var app = builder.Build();
 app.UseDefaultFiles();
 app.UseStaticFiles();

@@ -21,5 +21,7 @@ public sealed class BackoffTests
         Assert.Throws<ArgumentException>(() => new HeraldClient(new HeraldClientOptions { BaseUri = new Uri("ws://localhost/") }));
         Assert.Throws<ArgumentException>(() => new HeraldClient(new HeraldClientOptions { Transports = [] }));
         Assert.Throws<ArgumentException>(() => new HeraldClient(new HeraldClientOptions { ReconnectJitter = 2 }));
+        var relative = Assert.Throws<ArgumentException>(() => new HeraldClient(new HeraldClientOptions { BaseUris = [new Uri("http://localhost/"), new Uri("/herald", UriKind.Relative)] }));
+        Assert.Equal("BaseUris", relative.ParamName);
     }
 }

@@ -56,6 +56,78 @@ public sealed class ReconnectTests
         Assert.Equal(HeraldConnectionState.Disconnected, client.State);
     }
 
+    [Theory]
+    [InlineData(HeraldTransport.WebSocket)]
+    [InlineData(HeraldTransport.LongPoll)]
+    public async Task SubscribeWithSince_MissedMoreThanMaxHistoryLimit_TheClientGetsEveryOffsetOnceInOrder(HeraldTransport transport)
+    {
+        // The server reads at most 10 a time: the WebSocket's reply carries the first page and the rest follows as pushes;
+        // a poll answer carries a page and the next poll goes on from it.
+        await using var server = await TestServer.StartAsync(o => o.MaxHistoryLimit = 10);
+        for (var i = 1; i <= 5; i++)
+        {
+            await server.PublishAsync("chat:far-behind", $"{i}");
+        }
+        using var history = JsonDocument.Parse(await server.Api.GetStringAsync("/api/channels/chat:far-behind/history?limit=1"));
+        var epoch = history.RootElement.GetProperty("epoch").GetString()!;
+        for (var i = 6; i <= 87; i++)
+        {
+            await server.PublishAsync("chat:far-behind", $"{i}");
+        }
+        await using var client = new HeraldClient(Clients.Options(server, transport));
+        await client.ConnectAsync();
+        var collector = new Collector(await client.SubscribeAsync("chat:far-behind", new SubscribeOptions { Since = new Protocol.StreamPosition(5, epoch) }), after: 5);
+        await server.PublishAsync("chat:far-behind", "88");
+        await collector.WaitForAsync(83, Timeout);
+        Assert.Equal(Enumerable.Range(6, 83).Select(i => (ulong)i), collector.Offsets);
+    }
+
+    [Fact]
+    public async Task BaseUris_FirstNodeDown_ConnectsToTheNext_AndMovesToAnotherNodeOnReconnect()
+    {
+        await using var cluster = await TestServer.StartClusterAsync(2);
+        var (a, b) = (cluster[0], cluster[1]);
+        var down = new Uri($"http://127.0.0.1:{FreePort()}/"); // nothing listens there
+        await using var client = new HeraldClient(Clients.Options(a, HeraldTransport.WebSocket) with { BaseUris = [down, b.BaseUri, a.BaseUri] });
+        await client.ConnectAsync().AsTask().WaitAsync(Timeout);
+        var collector = new Collector(await client.SubscribeAsync("chat:nodes"));
+        await a.PublishAsync("chat:nodes", "1");
+        await collector.WaitForAsync(1, Timeout);
+        // Only B receives the channel: the subscriber is there.
+        Assert.Equal((0, 1), (a.Node.ActiveChannels, b.Node.ActiveChannels));
+
+        // The connection drops; the next attempt goes to the next address, A, and resumes there.
+        client.BreakConnection();
+        await Wait.UntilAsync(() => (a.Node.ActiveChannels, b.Node.ActiveChannels) == (1, 0), Timeout, "the client to resubscribe on A and leave B");
+        await b.PublishAsync("chat:nodes", "2");
+        await collector.WaitForAsync(2, Timeout);
+        Assert.Equal([1UL, 2UL], collector.Offsets);
+    }
+
+    [Fact]
+    public async Task BaseUris_NoNodeAnswers_ConnectAsyncThrowsNamingEveryAddress()
+    {
+        var first = new Uri($"http://127.0.0.1:{FreePort()}/");
+        var second = new Uri($"http://127.0.0.1:{FreePort()}/");
+        await using var client = new HeraldClient(new HeraldClientOptions
+        {
+            BaseUris = [first, second],
+            ForcedTransport = HeraldTransport.WebSocket,
+            ReconnectMinDelay = TimeSpan.FromMilliseconds(10),
+            ConnectTimeout = TimeSpan.FromSeconds(2),
+        });
+        var error = await Assert.ThrowsAsync<HeraldConnectionException>(async () => await client.ConnectAsync());
+        Assert.Contains(first.ToString(), error.Message, StringComparison.Ordinal);
+        Assert.Contains(second.ToString(), error.Message, StringComparison.Ordinal);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
     [Fact]
     public async Task SwitchingTransportsMidStream_WhileAPublisherRuns_DeliversEveryOffsetExactlyOnce()
     {

@@ -49,4 +49,31 @@ public sealed class OutboundQueueTests
         queue.Complete();
         Assert.False(queue.TryEnqueue(new byte[1]));
     }
+
+    [Fact]
+    public async Task WaitForRoom_WaitsWhileMoreThanHalfFull_AndEndsWhenTheWriterHasWrittenEnough()
+    {
+        var queue = new OutboundQueue(maxMessages: 4, maxBytes: 1000, () => Assert.Fail("must not trip"));
+        Assert.True(queue.WaitForRoomAsync(CancellationToken.None).IsCompleted);
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.True(queue.TryEnqueue(new byte[10]));
+        }
+        var waiting = queue.WaitForRoomAsync(CancellationToken.None);
+        Assert.False(waiting.IsCompleted);
+        Assert.True(queue.Reader.TryRead(out var taken));
+        queue.Written(taken.Bytes.Length); // 2 of 4 left: at most half full
+        await waiting.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task WaitForRoom_ByteBound_AndEndsWhenTheQueueIsDiscarded()
+    {
+        var queue = new OutboundQueue(maxMessages: 100, maxBytes: 100, () => { });
+        Assert.True(queue.TryEnqueue(new byte[60]));
+        var waiting = queue.WaitForRoomAsync(CancellationToken.None);
+        Assert.False(waiting.IsCompleted);
+        queue.Discard();
+        await waiting.WaitAsync(TimeSpan.FromSeconds(5));
+    }
 }

@@ -1,5 +1,8 @@
 using System.Text.Json;
+using Herald.Brokers;
 using Herald.Integration.Tests.Infrastructure;
+using Herald.Protocol;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Herald.Integration.Tests;
 
@@ -29,6 +32,67 @@ public sealed class RecoveryTests : IAsyncLifetime
         Assert.Equal([3UL, 4UL, 5UL], result.GetProperty("publications").EnumerateArray().Select(p => p.GetProperty("offset").GetUInt64()));
         await _server.PublishAsync("chat:rec", "6");
         Assert.Equal(6UL, (await client.NextPushAsync()).GetProperty("push").GetProperty("pub").GetProperty("offset").GetUInt64());
+    }
+
+    [Fact]
+    public async Task SubscribeWithSince_MissedMoreThanMaxHistoryLimit_ReplyHoldsOnePage_AndTheRestFollowsAsPushesOnceInOrder()
+    {
+        await using var server = await TestServer.StartAsync(o => o.MaxHistoryLimit = 10);
+        await CatchUpScenario.RunAsync(server, server, "chat:catch-up", limit: 10, missed: 95, during: 60);
+    }
+
+    [Fact]
+    public async Task SubscribeWithSince_CatchingUpFarMoreThanTheQueueHolds_IsNotClosedAsSlow()
+    {
+        // 400 missed pushes through a queue of 40: catching up waits for the writer (OutboundQueue.WaitForRoomAsync)
+        // rather than tripping the slow-consumer limit (4002).
+        await using var server = await TestServer.StartAsync(o =>
+        {
+            o.MaxHistoryLimit = 25;
+            o.MaxQueuedMessages = 40;
+        });
+        await CatchUpScenario.RunAsync(server, server, "chat:paced", limit: 25, missed: 400, during: 10);
+    }
+
+    [Fact]
+    public async Task CatchingUp_ReachesTheHead_StopsReadingHistory()
+    {
+        var broker = new CountingBroker();
+        await using var server = await TestServer.StartAsync(o => o.MaxHistoryLimit = 10, configureServices: services => services.AddSingleton<IBroker>(broker));
+        // Nothing is published while it catches up, so only reaching the head can end it.
+        await CatchUpScenario.RunAsync(server, server, "chat:head", limit: 10, missed: 35, during: 0);
+        var reads = broker.Reads;
+        await server.PublishAsync("chat:head", "{}");
+        await using var probe = await server.ConnectAsync();
+        await probe.CommandAsync("""{"op":"ping"}""");
+        // Subscribe (1), subscribe with since (1), then pages 11-20, 21-30, 31-35 (3): once at the head it reads no more.
+        Assert.Equal(5, reads);
+        Assert.Equal(reads, broker.Reads);
+    }
+
+    [Fact]
+    public async Task CatchingUp_CutShortByTheBroker_ClosesWith4004_AndResubscribingGoesOnFromWhatWasDelivered()
+    {
+        var broker = new CountingBroker();
+        await using var server = await TestServer.StartAsync(o => o.MaxHistoryLimit = 10, configureServices: services => services.AddSingleton<IBroker>(broker));
+        await using var client = await server.ConnectAsync();
+        var epoch = (await client.CommandAsync("""{"op":"subscribe","channel":"chat:cut"}""")).GetProperty("result").GetProperty("epoch").GetString();
+        await client.CommandAsync("""{"op":"unsubscribe","channel":"chat:cut"}""");
+        for (var i = 0; i < 35; i++)
+        {
+            await server.PublishAsync("chat:cut", "{}");
+        }
+        // The subscribe's own read works; the first read of catching up finds the broker unavailable.
+        broker.FailReadsAfter = broker.Reads + 1;
+        var reply = (await client.CommandAsync($$$"""{"op":"subscribe","channel":"chat:cut","since":{"offset":0,"epoch":"{{{epoch}}}"}}""")).GetProperty("result");
+        Assert.Equal(10UL, reply.GetProperty("offset").GetUInt64());
+        Assert.Equal((System.Net.WebSockets.WebSocketCloseStatus)4004, await client.WaitClosedAsync(TimeSpan.FromSeconds(10)));
+
+        broker.FailReadsAfter = int.MaxValue;
+        await using var again = await server.ConnectAsync();
+        var resumed = (await again.CommandAsync($$$"""{"op":"subscribe","channel":"chat:cut","since":{"offset":10,"epoch":"{{{epoch}}}"}}""")).GetProperty("result");
+        Assert.True(resumed.GetProperty("recovered").GetBoolean());
+        Assert.Equal(11UL, resumed.GetProperty("publications")[0].GetProperty("offset").GetUInt64());
     }
 
     [Theory]
@@ -144,5 +208,39 @@ public sealed class RecoveryTests : IAsyncLifetime
 
         Assert.True(drops >= 3, $"only {drops} drops happened");
         Assert.Equal(Enumerable.Range(1, Total).Select(i => (ulong)i), seen);
+    }
+
+    /// <summary>A memory broker that counts history reads, and can fail them as an unreachable backend does.</summary>
+    private sealed class CountingBroker : IBroker
+    {
+        private readonly MemoryBroker _inner = new();
+        private int _reads;
+
+        public int Reads => Volatile.Read(ref _reads);
+
+        /// <summary>Reads past this many fail with <see cref="BrokerUnavailableException"/>.</summary>
+        public volatile int FailReadsAfter = int.MaxValue;
+
+        public ValueTask StartAsync(IBrokerEventHandler handler, CancellationToken cancellationToken = default) => _inner.StartAsync(handler, cancellationToken);
+
+        public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default) =>
+            _inner.PublishAsync(channel, data, info, history, kind, cancellationToken);
+
+        public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default) =>
+            _inner.PublishAsync(channel, data, info, history, idempotency, kind, cancellationToken);
+
+        public ValueTask<HistoryResult> ReadHistoryBackwardAsync(string channel, ulong? beforeOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
+            _inner.ReadHistoryBackwardAsync(channel, beforeOffset, limit, history, cancellationToken);
+
+        public ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
+            Interlocked.Increment(ref _reads) > FailReadsAfter
+                ? throw new BrokerUnavailableException()
+                : _inner.ReadHistoryAsync(channel, afterOffset, limit, history, cancellationToken);
+
+        public ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default) => _inner.SubscribeAsync(channel, cancellationToken);
+
+        public ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default) => _inner.UnsubscribeAsync(channel, cancellationToken);
+
+        public ValueTask DisposeAsync() => _inner.DisposeAsync();
     }
 }

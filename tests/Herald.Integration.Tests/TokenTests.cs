@@ -64,6 +64,18 @@ public sealed class TokenTests : IAsyncLifetime
         Assert.Equal("alice", reply.GetProperty("result").GetProperty("user").GetString());
     }
 
+    /// <summary>Regression: a timer cannot wait past about 49.7 days, and connect failed with 'internal' for such tokens.</summary>
+    [Fact]
+    public async Task TokenExpiringInAYear_Connects_AndStaysOpen()
+    {
+        var (reply, client) = await ConnectWithAsync(Token(expires: DateTime.UtcNow.AddDays(365)));
+        await using var _ = client;
+
+        Assert.True(reply.TryGetProperty("result", out var result), reply.GetRawText());
+        Assert.Equal("alice", result.GetProperty("user").GetString());
+        Assert.True((await client.CommandAsync("""{"op":"ping"}""")).TryGetProperty("result", out var pong));
+    }
+
     public static TheoryData<string, string> BadTokens()
     {
         var now = DateTime.UtcNow;

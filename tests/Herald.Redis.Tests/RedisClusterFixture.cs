@@ -16,12 +16,33 @@ namespace Herald.Redis.Tests;
 public sealed class RedisClusterFixture : IAsyncLifetime
 {
     private const int Masters = 3;
-    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
 
-    private readonly List<(Process Process, string Directory)> _nodes = [];
+    private readonly List<(Process Process, string Directory, int Port)> _nodes = [];
+    private readonly int _replicasPerMaster;
 
-    /// <summary>The masters' ports.</summary>
+    /// <summary>The collection's cluster: three masters, no replicas.</summary>
+    public RedisClusterFixture()
+        : this(replicasPerMaster: 0)
+    {
+    }
+
+    /// <summary>A cluster of three masters with <paramref name="replicasPerMaster"/> replicas each (a test's own, for failover).</summary>
+    internal RedisClusterFixture(int replicasPerMaster) => _replicasPerMaster = replicasPerMaster;
+
+    /// <summary>The servers' ports: the masters' when there are no replicas; masters and replicas (in no set order) otherwise.</summary>
     public IReadOnlyList<int> Ports { get; private set; } = [];
+
+    /// <summary>Kills the server on <paramref name="port"/> by its PID, as a crash would.</summary>
+    internal void Kill(int port)
+    {
+        var (process, _, _) = _nodes.Single(n => n.Port == port);
+        if (!process.HasExited)
+        {
+            process.Kill();
+            process.WaitForExit(5000);
+        }
+    }
 
     /// <summary>A StackExchange.Redis configuration string naming all three masters.</summary>
     public string Configuration =>
@@ -56,7 +77,7 @@ public sealed class RedisClusterFixture : IAsyncLifetime
 
     private async Task StartClusterAsync()
     {
-        var ports = FreePorts(Masters);
+        var ports = FreePorts(Masters * (1 + _replicasPerMaster));
         foreach (var port in ports)
         {
             var directory = Directory.CreateTempSubdirectory("herald-redis-cluster-").FullName;
@@ -90,7 +111,7 @@ public sealed class RedisClusterFixture : IAsyncLifetime
             process.ErrorDataReceived += (_, _) => { };
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
-            _nodes.Add((process, directory));
+            _nodes.Add((process, directory, port));
         }
         Ports = ports;
         var deadline = DateTime.UtcNow + StartTimeout;
@@ -102,7 +123,7 @@ public sealed class RedisClusterFixture : IAsyncLifetime
                 await Task.Delay(50);
             }
         }
-        await CreateAsync(ports, deadline);
+        await CreateAsync(ports, _replicasPerMaster, deadline);
         foreach (var port in ports)
         {
             while (!(await AskAsync(port, "CLUSTER INFO")).Contains("cluster_state:ok", StringComparison.Ordinal))
@@ -111,9 +132,20 @@ public sealed class RedisClusterFixture : IAsyncLifetime
                 await Task.Delay(100);
             }
         }
+        // Replicas are ready once they have synced with their master.
+        foreach (var port in ports)
+        {
+            string info;
+            while (!(info = await AskAsync(port, "INFO replication")).Contains("role:master", StringComparison.Ordinal)
+                && !info.Contains("master_link_status:up", StringComparison.Ordinal))
+            {
+                ThrowIfLate(deadline, $"the replica on port {port} did not sync with its master");
+                await Task.Delay(100);
+            }
+        }
     }
 
-    private static async Task CreateAsync(int[] ports, DateTime deadline)
+    private static async Task CreateAsync(int[] ports, int replicasPerMaster, DateTime deadline)
     {
         var start = new ProcessStartInfo("redis-cli")
         {
@@ -127,7 +159,7 @@ public sealed class RedisClusterFixture : IAsyncLifetime
         {
             start.ArgumentList.Add($"127.0.0.1:{port}");
         }
-        foreach (var arg in new[] { "--cluster-replicas", "0", "--cluster-yes" })
+        foreach (var arg in new[] { "--cluster-replicas", replicasPerMaster.ToString(System.Globalization.CultureInfo.InvariantCulture), "--cluster-yes" })
         {
             start.ArgumentList.Add(arg);
         }
@@ -179,7 +211,7 @@ public sealed class RedisClusterFixture : IAsyncLifetime
 
     private void StopAll()
     {
-        foreach (var (process, directory) in _nodes)
+        foreach (var (process, directory, _) in _nodes)
         {
             try
             {

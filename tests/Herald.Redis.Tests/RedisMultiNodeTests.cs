@@ -11,8 +11,8 @@ public sealed class RedisMultiNodeTests(RedisServerFixture redis)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
 
-    private Task<TestServer> StartNodeAsync(string prefix) =>
-        TestServer.StartAsync(configureServices: services => services.AddHeraldRedis(o =>
+    private Task<TestServer> StartNodeAsync(string prefix, Action<HeraldOptions>? configure = null) =>
+        TestServer.StartAsync(configure, configureServices: services => services.AddHeraldRedis(o =>
         {
             o.Configuration = redis.Configuration;
             o.Prefix = prefix;
@@ -112,6 +112,16 @@ public sealed class RedisMultiNodeTests(RedisServerFixture redis)
 
         Assert.Equal([Offsets(1, 100), Offsets(101, 200), Offsets(201, 250)], await WalkAsync(a, "&offset=0", reverse: false));
         Assert.Equal([Offsets(250, 151), Offsets(150, 51), Offsets(50, 1)], await WalkAsync(b, "&reverse=true", reverse: true));
+    }
+
+    [Fact]
+    public async Task SubscribeWithSinceOnA_MissedMoreThanMaxHistoryLimit_ReplyHoldsOnePage_AndTheRestFollowsAsPushesOnceInOrder()
+    {
+        var prefix = "catch-up-" + Guid.NewGuid().ToString("N")[..12];
+        await using var a = await StartNodeAsync(prefix, o => o.MaxHistoryLimit = 10);
+        await using var b = await StartNodeAsync(prefix, o => o.MaxHistoryLimit = 10);
+        // Read page by page from the Stream (XRANGE … COUNT 10) on A while B publishes.
+        await CatchUpScenario.RunAsync(a, b, "chat:catch-up", limit: 10, missed: 95, during: 60);
     }
 
     [Fact]

@@ -56,6 +56,44 @@ public sealed class RedisPresenceStoreTests(RedisServerFixture redis) : IAsyncLi
     }
 
     [Fact]
+    public async Task Members_OfACrashedNode_AreDeletedFromRedis_WhenPresenceIsListed()
+    {
+        var keys = new RedisKeys(_prefix);
+        await using var store = NewStore();
+        await store.RefreshNodeAsync("crashed", TimeSpan.FromSeconds(1));
+        await store.RefreshNodeAsync("alive", TimeSpan.FromMinutes(1));
+        await store.AddAsync("chat:room", new ClientInfo("ann", "ann-1"), "crashed");
+        await store.AddAsync("chat:room", new ClientInfo("cat", "cat-1"), "crashed");
+        await store.AddAsync("chat:room", new ClientInfo("bob", "bob-1"), "alive");
+
+        // The crashed node never refreshes again: once its heartbeat has expired, a listing deletes its members.
+        await WaitForClientsAsync(store, "chat:room", ["bob-1"], "the crashed node's members to drop out");
+        var left = (await _connection.GetDatabase().HashKeysAsync(keys.Members("chat:room"))).Select(k => (string)k!).Order(StringComparer.Ordinal);
+        Assert.Equal(["bob-1"], left);
+        Assert.Equal(2, store.DeletedCount);
+    }
+
+    [Fact]
+    public async Task Members_OfANodeWhoseHeartbeatLapsed_AreWrittenAgainAtItsNextRefresh()
+    {
+        // Node x was cut off from Redis for longer than its TTL: another node's listing deleted its member. x is alive,
+        // though, and its member still connected: when x refreshes again it finds its heartbeat gone and writes it back.
+        await using var nodeX = NewStore();
+        await using var other = NewStore();
+        await nodeX.RefreshNodeAsync("x", TimeSpan.FromSeconds(1));
+        await nodeX.AddAsync("chat:room", new ClientInfo("ann", "ann-1"), "x");
+        await WaitForClientsAsync(other, "chat:room", [], "x's member to be deleted as a dead node's");
+        Assert.Equal(1, other.DeletedCount);
+
+        await nodeX.RefreshNodeAsync("x", TimeSpan.FromMinutes(1));
+        Assert.Equal(["ann-1"], await ClientsAsync(other, "chat:room"));
+        // A member that left is not written back.
+        await nodeX.RemoveAsync("chat:room", "ann-1");
+        await nodeX.RefreshNodeAsync("x", TimeSpan.FromMinutes(1));
+        Assert.Empty(await ClientsAsync(other, "chat:room"));
+    }
+
+    [Fact]
     public async Task Leases_ExpireUnlessTouched_AndAreThenFreeForAnotherUser()
     {
         await using var store = NewStore();

@@ -45,6 +45,9 @@ public sealed class RedisServer(bool persistent) : IDisposable
 
     public int Port { get; private set; }
 
+    /// <summary>More redis-server arguments, e.g. <c>--replicaof 127.0.0.1 &lt;port&gt;</c> for a replica.</summary>
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
+
     /// <summary>A StackExchange.Redis configuration string for this server.</summary>
     public string Configuration => $"127.0.0.1:{Port},abortConnect=false,connectTimeout=2000,syncTimeout=5000,asyncTimeout=5000";
 
@@ -72,7 +75,7 @@ public sealed class RedisServer(bool persistent) : IDisposable
             string[] args = persistent
                 ? ["--port", Port.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", _directory]
                 : ["--port", Port.ToString(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _directory];
-            foreach (var arg in args)
+            foreach (var arg in args.Concat(ExtraArguments))
             {
                 start.ArgumentList.Add(arg);
             }

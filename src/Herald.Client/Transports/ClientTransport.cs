@@ -19,9 +19,16 @@ internal abstract class ClientTransport : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private string? _stopReason;
 
-    protected ClientTransport(HeraldClient client) => Client = client;
+    protected ClientTransport(HeraldClient client)
+    {
+        Client = client;
+        BaseUri = client.NextBaseUri();
+    }
 
     protected HeraldClient Client { get; }
+
+    /// <summary>The node this connection talks to, for all its life.</summary>
+    public Uri BaseUri { get; }
 
     public abstract HeraldTransport Kind { get; }
 

@@ -192,7 +192,7 @@ internal sealed class PollingTransport : ClientTransport
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _break.Token);
         // The server answers by `wait`; past that plus a margin the request (or a proxy on the way) is stuck.
         deadline.CancelAfter(wait + Client.Options.CommandTimeout);
-        using var request = new HttpRequestMessage(HttpMethod.Post, Client.ResolveHttp(Client.Options.PollPath))
+        using var request = new HttpRequestMessage(HttpMethod.Post, HeraldClient.ResolveHttp(BaseUri, Client.Options.PollPath))
         {
             Content = Body(JsonSerializer.SerializeToUtf8Bytes(body, ClientJsonContext.Default.PollRequestBody)),
         };
@@ -220,7 +220,7 @@ internal sealed class PollingTransport : ClientTransport
 
     public override async Task<JsonElement> CommandAsync(Command command, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Post, Client.ResolveHttp(Client.Options.CommandPath))
+        using var request = new HttpRequestMessage(HttpMethod.Post, HeraldClient.ResolveHttp(BaseUri, Client.Options.CommandPath))
         {
             Content = Body(JsonSerializer.SerializeToUtf8Bytes(command, ClientJsonContext.Default.Command)),
         };

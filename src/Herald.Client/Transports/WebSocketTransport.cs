@@ -43,7 +43,7 @@ internal sealed class WebSocketTransport : ClientTransport
 
     public override async Task OpenAsync(CancellationToken cancellationToken)
     {
-        await _socket.ConnectAsync(Client.ResolveWebSocket(), cancellationToken);
+        await _socket.ConnectAsync(Client.ResolveWebSocket(BaseUri), cancellationToken);
         _reader = Task.Run(ReadLoopAsync, CancellationToken.None);
         StopToken.Register(static state => _ = ((WebSocketTransport)state!).CloseAsync(), this);
         var token = await Client.GetTokenAsync(cancellationToken);

@@ -223,7 +223,8 @@ internal sealed partial class ClientSession
         {
             await Node.AddSubscriptionAsync(subscription, cancellationToken);
             StreamPosition? since = command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null;
-            recovery = await Node.Channels.RecoverAsync(channel, ns, since, int.MaxValue, cancellationToken);
+            // Bounded like every read: what does not fit follows the reply as pushes (CatchUpAsync).
+            recovery = await Node.Channels.RecoverAsync(channel, ns, since, Node.Options.MaxHistoryLimit, cancellationToken);
             if (recovery.Error is null)
             {
                 await Node.Channels.JoinAsync(channel, ns, client, _pollClientId, cancellationToken);
@@ -255,8 +256,81 @@ internal sealed partial class ClientSession
             }
         });
         Node.Metrics.CommandHandled(failed: false);
-        subscription.Activate(reply, recovered.Position);
+        if (recovered.Recovered == true && recovered.Position.Offset < recovered.Head.Offset)
+        {
+            // The limit cut the read: the reply holds the first page, and the rest follows it as pushes, in order,
+            // before any live publication. In the background, so the connection's other commands are not held up.
+            var stop = new CancellationTokenSource();
+            if (subscription.BeginCatchUp(reply, recovered.Position, stop))
+            {
+                _ = CatchUpAsync(subscription, stop);
+            }
+            else
+            {
+                stop.Dispose();
+            }
+        }
+        else
+        {
+            subscription.Activate(reply, recovered.Position);
+        }
         return CommandOutcome.Succeeded(null);
+    }
+
+    /// <summary>
+    /// Queues, page by page (<c>Herald:MaxHistoryLimit</c> each), the publications a subscriber missed past the first
+    /// page its reply carried, pacing itself by the connection's writer, then makes the subscription live. Anything that
+    /// stops it short (the history window moved past the cursor, a new epoch, the broker unavailable) closes the
+    /// connection with 4004, so the client resubscribes from what it got and is told what is lost: never a silent gap.
+    /// </summary>
+    private async Task CatchUpAsync(Subscription subscription, CancellationTokenSource stopSource)
+    {
+        var stop = stopSource.Token;
+        try
+        {
+            while (!subscription.TryGoLive(atHead: false))
+            {
+                var from = subscription.CaughtUpTo;
+                var read = await Node.Channels.RecoverAsync(subscription.Channel, subscription.Namespace, from, Node.Options.MaxHistoryLimit, stop);
+                if (!read.TryGetValue(out var page, out var error) || page.Recovered != true)
+                {
+                    subscription.Close();
+                    OnInsufficientState(error is null
+                        ? $"channel {subscription.Channel}: publications after {from.Offset} left history while catching up"
+                        : $"channel {subscription.Channel}: catching up failed: {error.Code}");
+                    return;
+                }
+                foreach (var publication in page.Publications)
+                {
+                    await Outbound.WaitForRoomAsync(stop);
+                    if (!subscription.CatchUp(publication))
+                    {
+                        return;
+                    }
+                }
+                if (page.Position.Offset >= page.Head.Offset)
+                {
+                    // Read up to the head: every later publication was registered for, so the buffer holds it.
+                    subscription.TryGoLive(atHead: true);
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // Unsubscribed, or the connection ended.
+        }
+        catch (Exception ex)
+        {
+            subscription.Close();
+            Log.CatchUpFailed(_logger, ClientId, subscription.Channel, ex);
+            OnInsufficientState($"channel {subscription.Channel}: catching up failed");
+        }
+        finally
+        {
+            subscription.EndCatchUp();
+            stopSource.Dispose();
+        }
     }
 
     private async ValueTask<CommandOutcome> UnsubscribeAsync(Command command)

@@ -184,10 +184,31 @@ internal sealed partial class ClientSession
         }
         // The same skew that validation tolerates, so a token accepted moments after its exp is not dropped at once.
         var due = at + Node.Options.Token.ClockSkew - Node.TimeProvider.GetUtcNow();
+        if (due > MaxTimerDue)
+        {
+            // A timer cannot wait longer than about 49.7 days (a token valid for a year would fail connect): wait that
+            // long, then arm again for what is left, unless a refresh has replaced this expiry meanwhile.
+            ITimer? rearm = null;
+            rearm = Node.TimeProvider.CreateTimer(
+                state =>
+                {
+                    var session = (ClientSession)state!;
+                    if (ReferenceEquals(Volatile.Read(ref session._expiry), rearm))
+                    {
+                        session.ScheduleExpiry(at);
+                    }
+                },
+                this, MaxTimerDue, Timeout.InfiniteTimeSpan);
+            _expiry = rearm;
+            return;
+        }
         _expiry = Node.TimeProvider.CreateTimer(
             static state => ((ClientSession)state!)._transport.Close(CloseCodes.TokenExpired, "token expired"),
             this, due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
     }
+
+    /// <summary>The longest wait a <see cref="ITimer"/> accepts.</summary>
+    private static readonly TimeSpan MaxTimerDue = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
     internal void OnSlowConsumer()
     {
@@ -234,5 +255,8 @@ internal sealed partial class ClientSession
 
         [LoggerMessage(EventId = 202, Level = LogLevel.Error, Message = "Client {ClientId}: command {Op} failed")]
         public static partial void CommandFailed(ILogger logger, string clientId, string? op, Exception exception);
+
+        [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "Client {ClientId}: catching up on {Channel} failed")]
+        public static partial void CatchUpFailed(ILogger logger, string clientId, string channel, Exception exception);
     }
 }

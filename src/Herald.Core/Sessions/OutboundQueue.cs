@@ -14,14 +14,18 @@ namespace Herald.Sessions;
 internal sealed class OutboundQueue
 {
     private readonly Channel<OutboundMessage> _channel;
+    private readonly int _maxMessages;
     private readonly long _maxBytes;
     private readonly Action _onOverflow;
     private long _bytes;
     private int _tripped;
+    // Completed when the writer has made room (or the queue closed); shared by every waiter of the connection.
+    private TaskCompletionSource? _room;
 
     /// <summary>Creates the queue.</summary>
     public OutboundQueue(int maxMessages, long maxBytes, Action onOverflow)
     {
+        _maxMessages = maxMessages;
         _maxBytes = maxBytes;
         _onOverflow = onOverflow ?? throw new ArgumentNullException(nameof(onOverflow));
         _channel = Channel.CreateBounded<OutboundMessage>(new BoundedChannelOptions(maxMessages)
@@ -67,10 +71,50 @@ internal sealed class OutboundQueue
     }
 
     /// <summary>Tells the queue that the writer has written <paramref name="bytes"/> bytes of what it took.</summary>
-    public void Written(long bytes) => Interlocked.Add(ref _bytes, -bytes);
+    public void Written(long bytes)
+    {
+        Interlocked.Add(ref _bytes, -bytes);
+        if (Volatile.Read(ref _room) is not null && HasRoom)
+        {
+            WakeRoomWaiters();
+        }
+    }
+
+    /// <summary>
+    /// Waits until the queue is at most half full by count and by bytes, or closed. For a sender that has many messages
+    /// to queue and may wait (a subscription catching up from history), so that it paces itself by the connection's
+    /// writer instead of tripping the slow-consumer limit; fan-out never waits.
+    /// </summary>
+    public Task WaitForRoomAsync(CancellationToken cancellationToken)
+    {
+        if (HasRoom || _channel.Reader.Completion.IsCompleted)
+        {
+            return Task.CompletedTask;
+        }
+        var room = Volatile.Read(ref _room);
+        if (room is null)
+        {
+            var fresh = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            room = Interlocked.CompareExchange(ref _room, fresh, null) ?? fresh;
+        }
+        // Checked again after the waiter is in place: the writer may have made room in between without seeing it.
+        if (HasRoom || _channel.Reader.Completion.IsCompleted)
+        {
+            WakeRoomWaiters();
+        }
+        return room.Task.WaitAsync(cancellationToken);
+    }
+
+    private bool HasRoom => _channel.Reader.Count <= _maxMessages / 2 && Volatile.Read(ref _bytes) <= _maxBytes / 2;
+
+    private void WakeRoomWaiters() => Interlocked.Exchange(ref _room, null)?.TrySetResult();
 
     /// <summary>Accepts no more messages; the writer still drains what is queued.</summary>
-    public void Complete() => _channel.Writer.TryComplete();
+    public void Complete()
+    {
+        _channel.Writer.TryComplete();
+        WakeRoomWaiters();
+    }
 
     /// <summary>Accepts no more messages and drops what is queued.</summary>
     public void Discard()
@@ -80,6 +124,7 @@ internal sealed class OutboundQueue
         {
             Interlocked.Add(ref _bytes, -dropped.Bytes.Length);
         }
+        WakeRoomWaiters();
     }
 
     private void Trip()

@@ -7,6 +7,12 @@ namespace Herald.Sessions;
 /// publications; then it replays the buffer past the reply's position and goes live. That is what makes the
 /// seam between recovered history and live publications free of gaps and duplicates.
 /// </summary>
+/// <remarks>
+/// When the client missed more than one read may return (<c>Herald:MaxHistoryLimit</c>), the reply carries the first
+/// page and the subscription <em>catches up</em>: the rest of the missed publications are queued as ordinary pushes,
+/// page by page, while live ones are still buffered (within <c>MaxQueuedMessages</c>), and it goes live once the pages
+/// reach what the buffer holds or the head.
+/// </remarks>
 internal sealed class Subscription(ClientSession session, string channel, NamespaceOptions ns)
 {
     private readonly Lock _gate = new();
@@ -15,6 +21,7 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
     private bool _closed;
     private ulong _lastOffset;
     private string _epoch = "";
+    private CancellationTokenSource? _catchUp;
 
     public string Channel { get; } = channel;
 
@@ -69,12 +76,113 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
         }
     }
 
+    /// <summary>
+    /// Queues the subscribe reply, which carries the first page of what the client missed, up to
+    /// <paramref name="position"/>, and starts catching up: live publications stay buffered, and <see cref="Close"/>
+    /// cancels <paramref name="stop"/> (the caller's, disposed by it after <see cref="EndCatchUp"/>). Returns
+    /// <see langword="false"/> when the subscription is already closed.
+    /// </summary>
+    public bool BeginCatchUp(byte[] reply, StreamPosition position, CancellationTokenSource stop)
+    {
+        lock (_gate)
+        {
+            if (_closed)
+            {
+                return false;
+            }
+            Session.Enqueue(reply);
+            _epoch = position.Epoch;
+            _lastOffset = position.Offset;
+            _catchUp = stop;
+            return true;
+        }
+    }
+
+    /// <summary>Where catching up has got to: the last offset queued, in the reply's epoch.</summary>
+    public StreamPosition CaughtUpTo
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return new StreamPosition(_lastOffset, _epoch);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Queues one missed publication as a push while catching up. Returns <see langword="false"/> when the subscription
+    /// is closed or the connection's queue refused it (the connection is then being closed).
+    /// </summary>
+    public bool CatchUp(Publication publication)
+    {
+        lock (_gate)
+        {
+            if (_closed)
+            {
+                return false;
+            }
+            if (publication.Offset <= _lastOffset)
+            {
+                return true;
+            }
+            if (publication.Offset != _lastOffset + 1)
+            {
+                _closed = true;
+                _pending = null;
+                Session.OnInsufficientState($"channel {Channel} skipped from offset {_lastOffset} to {publication.Offset} while catching up");
+                return false;
+            }
+            _lastOffset = publication.Offset;
+            // Encoded for this subscriber alone: catching up is one client's recovery, not the shared fan-out.
+            return Session.Outbound.TryEnqueue(ProtocolWriter.EncodePush(Channel, publication), publication.AcceptedTimestamp);
+        }
+    }
+
+    /// <summary>
+    /// Goes live when the buffer of live publications starts at or before the next offset to queue (or in another
+    /// epoch, which live delivery turns into 4004), or when <paramref name="atHead"/> says history has been read up to
+    /// a head that every buffered publication is past. Returns whether catching up is over (live, or closed).
+    /// </summary>
+    public bool TryGoLive(bool atHead)
+    {
+        lock (_gate)
+        {
+            if (_closed)
+            {
+                return true;
+            }
+            var (first, epoch, _) = _pending!.Count > 0 ? _pending[0] : default;
+            if (!atHead && (first is null || (epoch == _epoch && first.Offset > _lastOffset + 1)))
+            {
+                return false;
+            }
+            _live = true;
+            foreach (var (publication, pendingEpoch, push) in _pending)
+            {
+                DeliverLive(publication, pendingEpoch, push);
+            }
+            _pending = null;
+            return true;
+        }
+    }
+
+    /// <summary>Called when catching up has ended, however it ended; <see cref="Close"/> no longer cancels its token.</summary>
+    public void EndCatchUp()
+    {
+        lock (_gate)
+        {
+            _catchUp = null;
+        }
+    }
+
     public void Close()
     {
         lock (_gate)
         {
             _closed = true;
             _pending = null;
+            _catchUp?.Cancel();
         }
     }
 

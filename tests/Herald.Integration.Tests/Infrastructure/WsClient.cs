@@ -34,12 +34,16 @@ public sealed class WsClient : IAsyncDisposable
 
     public Task Completion => _reader;
 
-    public static async Task<WsClient> OpenAsync(Uri uri, string? subProtocol = "herald.json")
+    public static async Task<WsClient> OpenAsync(Uri uri, string? subProtocol = "herald.json", IReadOnlyDictionary<string, string>? headers = null)
     {
         var socket = new ClientWebSocket();
         if (subProtocol is not null)
         {
             socket.Options.AddSubProtocol(subProtocol);
+        }
+        foreach (var (name, value) in headers ?? new Dictionary<string, string>())
+        {
+            socket.Options.SetRequestHeader(name, value);
         }
         using var cts = new CancellationTokenSource(DefaultTimeout);
         await socket.ConnectAsync(uri, cts.Token);
