@@ -2,6 +2,7 @@ import { ClientErrorCodes, ErrorCodes, HeraldError, isFatal, isTransient } from 
 import { LongPollTransport } from "./transport_longpoll.js";
 import { PollTransport } from "./transport_poll.js";
 import { WebSocketTransport } from "./transport_websocket.js";
+import { toPublication } from "./binary.js";
 import type {
   ChannelEntry,
   Command,
@@ -13,7 +14,7 @@ import type {
   HistoryResult,
   PublishOptions,
   PresenceResult,
-  Publication,
+  PublicationEvent,
   PublishResult,
   RecoveryEvent,
   StreamPosition,
@@ -21,6 +22,7 @@ import type {
   Transport,
   TransportHost,
   TransportName,
+  WirePublication,
 } from "./types.js";
 
 const DEFAULT_TRANSPORTS: readonly TransportName[] = ["websocket", "longpoll", "poll"];
@@ -419,7 +421,9 @@ export class HeraldClient {
   }
 
   /**
-   * Publishes `data` to a channel; resolves with its position. Waits for the connection if it is being made. With an
+   * Publishes `data` to a channel; resolves with its position. `data` is any JSON value, or a `Uint8Array` to publish
+   * bytes: subscribers get the same bytes (`bytes`, with `binary: true`); they travel as a MessagePack `bin` over
+   * `herald.msgpack`, as base64 (`"b64"`) over `herald.json` and polling. Waits for the connection if it is being made. With an
    * `idempotencyKey`, a retry after a lost reply publishes nothing twice (see {@link PublishOptions}).
    */
   async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
@@ -467,7 +471,8 @@ export class HeraldClient {
       command.reverse = true;
     }
     const result = (await this.command(command)) as HistoryResult;
-    const page: HistoryResult = { epoch: result.epoch, offset: result.offset, publications: result.publications ?? [] };
+    const wire = (result as { publications?: WirePublication[] }).publications ?? [];
+    const page: HistoryResult = { epoch: result.epoch, offset: result.offset, publications: wire.map(toPublication) };
     if (result.next !== undefined) {
       page.next = { offset: result.next.offset, epoch: result.next.epoch };
     }
@@ -649,7 +654,7 @@ export class HeraldClient {
     };
     const transport: Transport =
       name === "websocket"
-        ? new WebSocketTransport(this.url, host, this.options.WebSocket)
+        ? new WebSocketTransport(this.url, host, this.options.WebSocket, this.options.protocol ?? "json")
         : name === "longpoll"
           ? new LongPollTransport(this.url, host, this.options.fetch, this.options.longPollWait ?? 25)
           : new PollTransport(this.url, host, this.options.fetch, this.options.pollInterval ?? 1000);
@@ -815,7 +820,7 @@ export class HeraldClient {
     this.markSubscribed(sub);
   }
 
-  private applyPush(transport: Transport, channel: string, pub: Publication): void {
+  private applyPush(transport: Transport, channel: string, pub: WirePublication): void {
     const sub = this.subs.get(channel);
     if (sub === undefined || sub.cursor === undefined) {
       return;
@@ -824,7 +829,7 @@ export class HeraldClient {
   }
 
   /** Delivers one publication if it is the next one; drops repeats; a gap resyncs. False after a gap. */
-  private deliver(transport: Transport, sub: Subscription, epoch: string, pub: Publication): boolean {
+  private deliver(transport: Transport, sub: Subscription, epoch: string, pub: WirePublication): boolean {
     const cursor = sub.cursor!;
     if (pub.offset <= cursor.offset) {
       return true; // already delivered (a seam between transports or reconnects)
@@ -834,7 +839,7 @@ export class HeraldClient {
       return false;
     }
     sub.cursor = { epoch, offset: pub.offset };
-    const event = { channel: sub.channel, epoch, offset: pub.offset, data: pub.data, ...(pub.info ? { info: pub.info } : {}) };
+    const event: PublicationEvent = Object.assign(toPublication(pub), { channel: sub.channel, epoch });
     sub.emit("publication", event);
     this.emitter.emit("publication", event);
     return this.active === transport && this.subs.get(sub.channel) === sub;

@@ -14,6 +14,7 @@ export type {
   PresenceEntry,
   PresenceInfo,
   PresenceResult,
+  Protocol,
   Publication,
   PublicationEvent,
   PublishResult,

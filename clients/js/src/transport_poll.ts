@@ -1,3 +1,4 @@
+import { toJsonCommand } from "./binary.js";
 import { ClientErrorCodes, ErrorCodes, HeraldError } from "./codes.js";
 import type { ChannelEntry, Command, PresenceInfo, StreamPosition, Transport, TransportCloseInfo, TransportHost } from "./types.js";
 import { toEntry } from "./transport_websocket.js";
@@ -104,7 +105,7 @@ export abstract class HttpPollingTransport implements Transport {
     if (this.isClosed) {
       throw new HeraldError(ClientErrorCodes.Disconnected, "the transport is closed");
     }
-    const answer = await this.post(this.cmdUrl, { id: this.nextId++, ...command }, this.host.timeout, this.closeController.signal);
+    const answer = await this.post(this.cmdUrl, { id: this.nextId++, ...toJsonCommand(command) }, this.host.timeout, this.closeController.signal);
     const body = answer.body as { result?: unknown; error?: { code?: unknown; message?: unknown } } | null;
     if (answer.status === 200 && body !== null && typeof body === "object" && body.error === undefined) {
       return body.result ?? {};
