@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Herald's one test command: builds everything (Release), runs the .NET tests, a bounded AFL++ fuzzing run
 # (tests/fuzz/run.sh, FUZZ_SECONDS, default 60), the Node interop tests, the TypeScript client tests (clients/js) and the
-# browser tests of the demo pages (tests/browser, headless Chromium), the benchmark peers' checks and every benchmark scenario at smoke size (bench/), and ends with a single line of the form `total: N passed, M failed`. Exits non-zero if anything failed.
+# browser tests of the demo pages (tests/browser, headless Chromium), the shipping checks (eng/ship-check.sh: packages, the
+# `herald` tool, the samples), the benchmark peers' checks and every benchmark scenario at smoke size (bench/), and ends with a single line of the form `total: N passed, M failed`. Exits non-zero if anything failed.
 #
 #   bash test.sh
 #
-# Installs what is missing: Node.js/npm, redis-server, AFL++, Chromium, nginx and its Nchan module through apt-get (with sudo when not root). The .NET 10 SDK must be there.
+# Installs what is missing: Node.js/npm, redis-server, nginx (for the nginx tests, before the .NET suites), AFL++, Chromium, nginx's Nchan module through apt-get (with sudo when not root). The .NET 10 SDK must be there.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -52,6 +53,21 @@ if ! command -v redis-server >/dev/null 2>&1; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
   # Debian's package starts a system-wide server on 6379; the tests never use it, so it is stopped (and not started at boot).
   { "${SUDO[@]}" systemctl disable --now redis-server || "${SUDO[@]}" service redis-server stop; } >/dev/null 2>&1 || true
+fi
+
+# The nginx tests (tests/Herald.Client.Tests/Nginx) run Debian's nginx with deploy/nginx/herald.conf on a port of their own.
+if [ ! -x /usr/sbin/nginx ]; then
+  say "nginx missing: installing it with apt-get"
+  command -v apt-get >/dev/null 2>&1 || die "nginx is missing and apt-get is not available; install nginx (/usr/sbin/nginx) and run this again."
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "nginx is missing; installing it needs root or sudo."
+    SUDO=(sudo)
+  fi
+  "${SUDO[@]}" apt-get update
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx
+  # Debian's package starts a system-wide nginx on port 80; the tests never use it.
+  { "${SUDO[@]}" systemctl disable --now nginx || "${SUDO[@]}" service nginx stop; } >/dev/null 2>&1 || true
 fi
 
 NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
@@ -280,6 +296,22 @@ fi
 mapfile -t browser_failures < <(grep -E '^[[:space:]]*(not ok [0-9]+ - |✖ )' "$LOG_DIR/browser-test.log" | sed 's/^[[:space:]]*/    FAILED /' | head -n 30 || true)
 
 # ---------------------------------------------------------------------------------------------------------------
+# Shipping (eng/ship-check.sh): packs every package and the `herald` tool from this tree (what was just built), checks
+# their metadata, installs the tool into a temp tool path and runs it, builds the samples against the packed packages
+# through their local feed and runs them; each check counts as one test.
+
+say "bash eng/ship-check.sh (packages, the herald tool, samples)"
+set +e
+SHIP_NO_BUILD=1 bash "$ROOT/eng/ship-check.sh" 2>&1 | tee "$LOG_DIR/ship.log"
+ship_rc=${PIPESTATUS[0]}
+set -e
+ship_line="$(grep -E '^ship: [0-9]+ passed, [0-9]+ failed' "$LOG_DIR/ship.log" | tail -n 1 || true)"
+ship_passed=$(sed -E 's/^ship: ([0-9]+) passed.*/\1/' <<<"${ship_line:-ship: 0 passed}")
+ship_failed=$(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"${ship_line:-x 0 failed}")
+if [ "$ship_rc" -ne 0 ] && [ "$ship_failed" -eq 0 ]; then ship_failed=1; fi
+mapfile -t ship_failures < <(grep -E '^not ok - ' "$LOG_DIR/ship.log" | sed 's/^/    /' || true)
+
+# ---------------------------------------------------------------------------------------------------------------
 # benchmarks, smoke size only (issue 6: CI proves the harness works; the figures of a smoke run mean nothing). First the
 # peers' own protocol checks (bench/peers/smoke.sh), then every scenario against every system (bench/run.sh smoke).
 
@@ -335,16 +367,18 @@ for line in "${browser_failures[@]+"${browser_failures[@]}"}"; do echo "$line"; 
 [ -z "$browser_note" ] || echo "$browser_note"
 [ "$js_build_failed" -eq 0 ] || echo "clients/js build before the server build FAILED (exit $js_build_rc; log: artifacts/logs/js-client-build.log): counted as 1 failure"
 
+echo "ship checks (exit $ship_rc; log: artifacts/logs/ship.log, one log per check in artifacts/logs/ship/): passed $ship_passed, failed $ship_failed"
+for line in "${ship_failures[@]+"${ship_failures[@]}"}"; do echo "$line"; done
 echo "bench peers smoke (exit $peers_rc; log: artifacts/logs/bench-peers-smoke.log): passed $peers_passed, failed $peers_failed"
 echo "bench smoke, every scenario x every system (exit $bench_rc; log: artifacts/logs/bench-smoke.log, results in artifacts/bench-smoke/): passed $bench_passed, failed $bench_failed"
 grep -E '^FAIL ' "$LOG_DIR/bench-smoke.log" | sed 's/^/    /' | head -n 20 || true
 [ -z "$bench_note" ] || echo "$bench_note"
 
-total_passed=$((dotnet_passed + fuzz_passed + node_passed + js_passed + browser_passed + peers_passed + bench_passed))
-total_failed=$((dotnet_failed + fuzz_failed + node_failed + js_failed + browser_failed + js_build_failed + peers_failed + bench_failed))
+total_passed=$((dotnet_passed + fuzz_passed + node_passed + js_passed + browser_passed + ship_passed + peers_passed + bench_passed))
+total_failed=$((dotnet_failed + fuzz_failed + node_failed + js_failed + browser_failed + js_build_failed + ship_failed + peers_failed + bench_failed))
 echo "total: $total_passed passed, $total_failed failed"
 if [ "$total_failed" -ne 0 ] || [ "$dotnet_rc" -ne 0 ] || [ "$fuzz_rc" -ne 0 ] || [ "$node_rc" -ne 0 ] || [ "$npm_rc" -ne 0 ] \
   || [ "$js_rc" -ne 0 ] || [ "$js_npm_rc" -ne 0 ] || [ "$browser_rc" -ne 0 ] || [ "$browser_npm_rc" -ne 0 ] \
-  || [ "$js_build_rc" -ne 0 ] || [ "$peers_rc" -ne 0 ] || [ "$bench_rc" -ne 0 ] || [ "$bench_install_rc" -ne 0 ]; then
+  || [ "$js_build_rc" -ne 0 ] || [ "$ship_rc" -ne 0 ] || [ "$peers_rc" -ne 0 ] || [ "$bench_rc" -ne 0 ] || [ "$bench_install_rc" -ne 0 ]; then
   exit 1
 fi

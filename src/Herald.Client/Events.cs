@@ -62,3 +62,23 @@ public sealed class HeraldRecoveryFailedEventArgs : EventArgs
     /// <summary>Whether the channel's log changed generation (for example the server restarted).</summary>
     public bool EpochChanged => !string.Equals(Previous.Epoch, Position.Epoch, StringComparison.Ordinal);
 }
+
+/// <summary>The server subscribed this client to a channel, or unsubscribed it (<see cref="HeraldClient.ServerSubscribed"/>, <see cref="HeraldClient.ServerUnsubscribed"/>).</summary>
+public sealed class HeraldServerSubscriptionEventArgs : EventArgs
+{
+    /// <summary>Creates the event.</summary>
+    public HeraldServerSubscriptionEventArgs(HeraldSubscription subscription, string? reason)
+    {
+        Subscription = subscription;
+        Reason = reason;
+    }
+
+    /// <summary>The subscription: new (subscribed), or ended (unsubscribed).</summary>
+    public HeraldSubscription Subscription { get; }
+
+    /// <summary>The channel.</summary>
+    public string Channel => Subscription.Channel;
+
+    /// <summary>Why the server unsubscribed the client, for logs; <see langword="null"/> on subscribe.</summary>
+    public string? Reason { get; }
+}

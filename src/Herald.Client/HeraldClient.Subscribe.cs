@@ -110,4 +110,58 @@ public sealed partial class HeraldClient
         _subscriptions.TryRemove(new(subscription.Channel, subscription));
         subscription.Complete(error);
     }
+
+    /// <summary>
+    /// Raised when the server subscribed this client to a channel (the application called <c>IHeraldServer.SubscribeAsync</c>
+    /// or <c>POST /api/subscribe</c> for this client's user), with the new <see cref="HeraldSubscription"/>: read it (or
+    /// dispose it to unsubscribe) like one of the client's own. It is resumed from its cursor after reconnects like them,
+    /// with a client <c>subscribe</c>, which the server allows under the normal rules (grant the channel to the user).
+    /// </summary>
+    /// <remarks>Raised on the client's read loop before the subscription's first publication; handlers must not block.</remarks>
+    public event EventHandler<HeraldServerSubscriptionEventArgs>? ServerSubscribed;
+
+    /// <summary>
+    /// Raised when the server unsubscribed this client from a channel; the subscription has ended (its enumerable
+    /// completes) and is not resumed after reconnects.
+    /// </summary>
+    public event EventHandler<HeraldServerSubscriptionEventArgs>? ServerUnsubscribed;
+
+    /// <summary>
+    /// A subscribe push: the server subscribed this connection. Makes (or reuses) the channel's subscription, tells the
+    /// application, then delivers what the push recovered and starts the cursor at its position.
+    /// </summary>
+    internal async ValueTask<HeraldSubscription> OnServerSubscribedAsync(string channel, Protocol.StreamResultMessage result, CancellationToken cancellationToken)
+    {
+        var created = new HeraldSubscription(this, channel, null, Options.SubscriptionBufferCapacity, serverSide: true);
+        var subscription = _subscriptions.GetOrAdd(channel, created);
+        if (ReferenceEquals(subscription, created))
+        {
+            Raise(ServerSubscribed, new HeraldServerSubscriptionEventArgs(subscription, null));
+        }
+        await subscription.ApplyServerSubscribeAsync(result, cancellationToken);
+        subscription.MarkReady();
+        return subscription;
+    }
+
+    /// <summary>An unsubscribe push: the server ended this connection's subscription to <paramref name="channel"/>.</summary>
+    internal void OnServerUnsubscribed(string channel, string? reason)
+    {
+        if (_subscriptions.TryRemove(channel, out var subscription))
+        {
+            subscription.Complete();
+            Raise(ServerUnsubscribed, new HeraldServerSubscriptionEventArgs(subscription, reason));
+        }
+    }
+
+    private void Raise(EventHandler<HeraldServerSubscriptionEventArgs>? handler, HeraldServerSubscriptionEventArgs args)
+    {
+        try
+        {
+            handler?.Invoke(this, args);
+        }
+        catch (Exception)
+        {
+            // A faulty handler must not stop the connection loop.
+        }
+    }
 }

@@ -35,10 +35,11 @@ public sealed class HeraldSubscription : IAsyncDisposable, IAsyncEnumerable<Clie
     private readonly Lock _gate = new();
     private StreamPosition? _cursor;
 
-    internal HeraldSubscription(HeraldClient client, string channel, SubscribeOptions? options, int capacity)
+    internal HeraldSubscription(HeraldClient client, string channel, SubscribeOptions? options, int capacity, bool serverSide = false)
     {
         _client = client;
         Channel = channel;
+        IsServerSide = serverSide;
         _cursor = options?.Since;
         _callback = options?.OnPublication;
         // A full buffer makes the transport wait for the reader: back-pressure instead of unbounded memory or loss.
@@ -52,6 +53,9 @@ public sealed class HeraldSubscription : IAsyncDisposable, IAsyncEnumerable<Clie
 
     /// <summary>The channel.</summary>
     public string Channel { get; }
+
+    /// <summary>Whether the server made this subscription (<see cref="HeraldClient.ServerSubscribed"/>) rather than <see cref="HeraldClient.SubscribeAsync(string, SubscribeOptions?, CancellationToken)"/>.</summary>
+    public bool IsServerSide { get; }
 
     /// <summary>
     /// The position of the last publication delivered (or the head the subscription started from);
@@ -151,6 +155,26 @@ public sealed class HeraldSubscription : IAsyncDisposable, IAsyncEnumerable<Clie
                 _cursor = new StreamPosition(result.Offset, epoch);
             }
         }
+    }
+
+    /// <summary>
+    /// Applies a subscribe push. A subscription the client already follows takes it like a subscribe reply. A new one has
+    /// no cursor yet: it starts just before the first recovered publication, so that they are delivered, or at the head.
+    /// </summary>
+    internal ValueTask ApplyServerSubscribeAsync(StreamResultMessage result, CancellationToken cancellationToken)
+    {
+        var epoch = result.Epoch ?? throw new HeraldConnectionException($"the server's subscribe push for {Channel} has no epoch");
+        if (Position is null)
+        {
+            if (result.Recovered != true)
+            {
+                // No cursor given, or the one the application gave is gone: this subscription starts at the head.
+                SetCursor(new StreamPosition(result.Offset, epoch));
+                return ValueTask.CompletedTask;
+            }
+            SetCursor(new StreamPosition(result.Publications is [var oldest, ..] ? oldest.Offset - 1 : result.Offset, epoch));
+        }
+        return ApplyAsync(result, cancellationToken);
     }
 
     /// <summary>Delivers one publication unless it is a duplicate from a seam; a gap is a broken promise and ends the connection.</summary>

@@ -47,6 +47,7 @@ public sealed partial class HeraldNode : IAsyncDisposable
         _ownsPresence = presence is null;
         Presence = presence ?? new MemoryPresenceStore(options, TimeProvider);
         Channels = new ChannelService(options, broker, Presence, Metrics, NodeId);
+        Server = new HeraldServer(this);
     }
 
     /// <summary>The settings in force.</summary>
@@ -84,6 +85,12 @@ public sealed partial class HeraldNode : IAsyncDisposable
 
     /// <summary>The channel rules: names, permissions, publish, history, recovery and presence.</summary>
     internal ChannelService Channels { get; }
+
+    /// <summary>
+    /// The in-process server API of this node: publish, history, presence, and commands about a user's connections on
+    /// every node. The same service <c>AddHerald()</c> registers as <see cref="IHeraldServer"/>, and the one <c>/api/*</c> calls.
+    /// </summary>
+    public IHeraldServer Server { get; }
 
     /// <summary>The application's handlers (none unless the host registered some).</summary>
     internal Handlers.HandlerPipeline Handlers { get; init; } = Herald.Handlers.HandlerPipeline.Empty;
@@ -375,6 +382,8 @@ public sealed partial class HeraldNode : IAsyncDisposable
     private sealed class BrokerEvents(HeraldNode node) : IBrokerEventHandler
     {
         public void HandlePublication(string channel, Publication publication, string epoch) => node.HandlePublication(channel, publication, epoch);
+
+        public void HandleControl(ReadOnlyMemory<byte> message) => node.HandleControl(message);
     }
 
     /// <summary>

@@ -132,6 +132,14 @@ public sealed class HeraldOptions
     public int MaxHttpRequestsPerSecondPerIp { get; set; } = 200;
 
     /// <summary>
+    /// The reverse proxies whose <c>X-Forwarded-For</c> and <c>X-Forwarded-Proto</c> headers are believed: IP addresses
+    /// (<c>127.0.0.1</c>) or CIDR networks (<c>10.0.0.0/8</c>). A request from one of them is taken to come from the
+    /// address it forwards, for the per-IP limits and what handlers see. Empty (the default): the headers are ignored and
+    /// the TCP peer is the client, so nobody can pick their own address by sending the header.
+    /// </summary>
+    public IList<string> TrustedProxies { get; } = [];
+
+    /// <summary>
     /// How long one call of an application handler (connect, subscribe, publish, RPC, disconnect) may take before the
     /// client gets <c>internal</c>. Between 10 ms and 5 minutes. Default 5 s.
     /// </summary>
@@ -144,6 +152,18 @@ public sealed class HeraldOptions
         : null;
 
     private static readonly NamespaceOptions DefaultNamespaceFallback = new();
+
+    /// <summary>Reads one <see cref="TrustedProxies"/> entry: an address is a network of one.</summary>
+    internal static bool TryParseProxy(string? entry, out System.Net.IPNetwork network)
+    {
+        var text = entry?.Trim();
+        if (System.Net.IPAddress.TryParse(text, out var address))
+        {
+            network = new System.Net.IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+            return true;
+        }
+        return System.Net.IPNetwork.TryParse(text, out network);
+    }
 
     /// <summary>Checks the settings that attributes cannot express; returns the problems found.</summary>
     public IEnumerable<string> Validate()
@@ -183,6 +203,13 @@ public sealed class HeraldOptions
         if (HandlerTimeout < TimeSpan.FromMilliseconds(10) || HandlerTimeout > TimeSpan.FromMinutes(5))
         {
             yield return "Herald:HandlerTimeout must be between 10 milliseconds and 5 minutes.";
+        }
+        foreach (var proxy in TrustedProxies)
+        {
+            if (!TryParseProxy(proxy, out _))
+            {
+                yield return $"Herald:TrustedProxies: '{proxy}' is neither an IP address nor a CIDR network (such as 10.0.0.0/8).";
+            }
         }
         if (Token.Secret is { Length: > 0 and < 32 })
         {

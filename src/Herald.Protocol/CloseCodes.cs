@@ -44,4 +44,26 @@ public static class CloseCodes
 
     /// <summary>The connection's token expired and no <c>refresh</c> came in time. Reconnect with a fresh token.</summary>
     public const int TokenExpired = 4005;
+
+    /// <summary>
+    /// The first code the application may close a connection with (<c>IHeraldServer.DisconnectAsync</c>,
+    /// <c>POST /api/disconnect</c>), and its default: "disconnected by the server; reconnect". Codes
+    /// 4100–4499 tell clients to reconnect (after their backoff) and recover; 4000–4099 are Herald's own.
+    /// </summary>
+    public const int ServerDisconnect = 4100;
+
+    /// <summary>
+    /// The first application code that tells clients not to reconnect (4500–4999): the application ended the
+    /// connection for good (a banned user, a logged-out session). The clients stop and report it.
+    /// </summary>
+    public const int ServerDisconnectNoReconnect = 4500;
+
+    /// <summary>The last application close code.</summary>
+    public const int ServerDisconnectMax = 4999;
+
+    /// <summary>Whether <paramref name="code"/> is one the application may close connections with (4100–4999).</summary>
+    public static bool IsApplicationCode(int code) => code is >= ServerDisconnect and <= ServerDisconnectMax;
+
+    /// <summary>Whether a client closed with <paramref name="code"/> must not reconnect (4500–4999).</summary>
+    public static bool IsNoReconnect(int code) => code is >= ServerDisconnectNoReconnect and <= ServerDisconnectMax;
 }

@@ -125,4 +125,7 @@ public sealed class PublishRequestBody
 [JsonSerializable(typeof(Command))]
 [JsonSerializable(typeof(PollRequestBody))]
 [JsonSerializable(typeof(PublishRequestBody))]
+[JsonSerializable(typeof(DisconnectRequestBody))]
+[JsonSerializable(typeof(ServerSubscribeRequestBody))]
+[JsonSerializable(typeof(ServerUnsubscribeRequestBody))]
 internal sealed partial class ProtocolJsonContext : JsonSerializerContext;

@@ -46,14 +46,34 @@ public sealed class HttpErrorBody
     [JsonPropertyName("error")] public ErrorBody? Error { get; set; }
 }
 
-/// <summary>A push <c>{"channel":…,"pub":{…}}</c>: one publication of a channel the connection is subscribed to.</summary>
+/// <summary>
+/// A push <c>{"channel":…,"pub":{…}}</c>: one publication of a channel the connection is subscribed to; or, from the
+/// server's side, <c>{"channel":…,"subscribe":{…}}</c> (the server subscribed the connection) or
+/// <c>{"channel":…,"unsubscribe":{…}}</c> (the server unsubscribed it). Exactly one of them is present.
+/// </summary>
 public sealed class PushMessage
 {
-    /// <summary>The channel the publication belongs to.</summary>
+    /// <summary>The channel the push is about.</summary>
     [JsonPropertyName("channel")] public string? Channel { get; set; }
 
-    /// <summary>The publication; its epoch is the one of the subscription's last reply.</summary>
+    /// <summary>The publication; its epoch is the one of the subscription's last reply (or subscribe push).</summary>
     [JsonPropertyName("pub")] public PublicationMessage? Pub { get; set; }
+
+    /// <summary>
+    /// The server subscribed the connection to the channel: its position (and, when the server gave a cursor,
+    /// <c>recovered</c> and the publications after it), as in a subscribe reply. Publications follow as <c>pub</c> pushes.
+    /// </summary>
+    [JsonPropertyName("subscribe")] public StreamResultMessage? Subscribe { get; set; }
+
+    /// <summary>The server unsubscribed the connection from the channel; no more publications of it follow.</summary>
+    [JsonPropertyName("unsubscribe")] public UnsubscribePushMessage? Unsubscribe { get; set; }
+}
+
+/// <summary>The body of an unsubscribe push, <c>{"reason":…}</c>.</summary>
+public sealed class UnsubscribePushMessage
+{
+    /// <summary>Why, in words for logs (the application's reason, or <c>"unsubscribed by the server"</c>); never parse it.</summary>
+    [JsonPropertyName("reason")] public string? Reason { get; set; }
 }
 
 /// <summary>

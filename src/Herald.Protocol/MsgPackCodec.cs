@@ -91,7 +91,7 @@ internal static class MsgPackCodec
 
     /// <summary>
     /// Converts one JSON server message (a reply or an error, as <see cref="ProtocolWriter"/> writes it) to MessagePack.
-    /// The publications it carries (<c>push.pub</c>, <c>result.publications[]</c>) get their <c>"b64"</c> back as a
+    /// The publications it carries (<c>push.pub</c>, <c>result.publications[]</c>, <c>push.subscribe.publications[]</c>) get their <c>"b64"</c> back as a
     /// <c>data</c> bin; nothing else is touched, so a <c>b64</c> key inside application JSON stays a string.
     /// </summary>
     /// <param name="json">The message.</param>
@@ -183,6 +183,7 @@ internal static class MsgPackCodec
         Path.Root when name == "result" => Path.Result,
         Path.Root when name == "channels" => Path.Channels,
         Path.Push when name == "pub" => Path.Publication,
+        Path.Push when name == "subscribe" => Path.ChannelAnswer,
         Path.Result or Path.ChannelAnswer when name == "publications" => Path.Publications,
         Path.Channels => Path.ChannelAnswer,
         _ => Path.Plain,

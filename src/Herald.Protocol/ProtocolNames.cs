@@ -29,4 +29,7 @@ internal static class ProtocolNames
     public static readonly JsonEncodedText Version = JsonEncodedText.Encode("version");
     public static readonly JsonEncodedText Ping = JsonEncodedText.Encode("ping");
     public static readonly JsonEncodedText Method = JsonEncodedText.Encode("method");
+    public static readonly JsonEncodedText Subscribe = JsonEncodedText.Encode("subscribe");
+    public static readonly JsonEncodedText Unsubscribe = JsonEncodedText.Encode("unsubscribe");
+    public static readonly JsonEncodedText Reason = JsonEncodedText.Encode("reason");
 }

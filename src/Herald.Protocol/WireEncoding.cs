@@ -22,4 +22,9 @@ internal struct PushFrames(string channel, Publication publication)
     public byte[] For(WireEncoding encoding) => encoding == WireEncoding.MsgPack
         ? _msgPack ??= MsgPackCodec.EncodePush(channel, publication)
         : _json ??= ProtocolWriter.EncodePush(channel, publication);
+
+    /// <summary>One push for one subscriber (a catch-up, which is one client's recovery, not a fan-out).</summary>
+    public static byte[] Encode(string channel, Publication publication, WireEncoding encoding) => encoding == WireEncoding.MsgPack
+        ? MsgPackCodec.EncodePush(channel, publication)
+        : ProtocolWriter.EncodePush(channel, publication);
 }

@@ -92,6 +92,10 @@ public sealed partial class RedisBroker
             }
             try
             {
+                if (Volatile.Read(ref _control) is null)
+                {
+                    await TrySubscribeControlAsync(await _connection.GetAsync(stopping));
+                }
                 await CheckPositionsAsync(restored, stopping);
             }
             catch (Exception ex) when (RedisErrors.IsUnavailable(ex) || ex is BrokerUnavailableException)

@@ -59,6 +59,7 @@ public sealed partial class RedisBroker : IBroker
     private readonly TimeSpan _positionCheckInterval;
     private int _pubSubMode; // PubSubUndecided, PubSubClassic or PubSubSharded
     private IBrokerEventHandler? _handler;
+    private ChannelMessageQueue? _control;
     private int _disposed;
 
     /// <summary>Creates a broker on a connection the caller owns (and disposes after the broker).</summary>
@@ -98,7 +99,46 @@ public sealed partial class RedisBroker : IBroker
             RedisLog.NotConnectedAtStart(_logger);
         }
         _ = IsSharded(multiplexer);
+        await TrySubscribeControlAsync(multiplexer);
         StartChecking(multiplexer);
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>A classic <c>PUBLISH</c> on <c>&lt;prefix&gt;:control</c>, on a Cluster too (every node's subscribers hear it).</remarks>
+    public async ValueTask SendControlAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default)
+    {
+        _ = _handler ?? throw new InvalidOperationException("Start the broker before sending control messages.");
+        var multiplexer = await _connection.GetAsync(cancellationToken);
+        await RedisErrors.GuardAsync(multiplexer.GetSubscriber().PublishAsync(RedisChannel.Literal(_keys.Control), message), cancellationToken);
+    }
+
+    /// <summary>
+    /// Subscribes to the control channel unless done: at start, and at each position check until it worked (Redis may
+    /// be down at start). StackExchange.Redis renews the subscription itself after a reconnection.
+    /// </summary>
+    private async Task TrySubscribeControlAsync(IConnectionMultiplexer multiplexer)
+    {
+        if (Volatile.Read(ref _control) is not null || !multiplexer.IsConnected)
+        {
+            return;
+        }
+        try
+        {
+            var queue = await multiplexer.GetSubscriber().SubscribeAsync(RedisChannel.Literal(_keys.Control));
+            // One message at a time, in the order Redis sent them (a callback subscription gives no order).
+            queue.OnMessage(message =>
+            {
+                if (_handler is { } handler && !message.Message.IsNull)
+                {
+                    handler.HandleControl((byte[])message.Message!);
+                }
+            });
+            Volatile.Write(ref _control, queue);
+        }
+        catch (Exception ex) when (RedisErrors.IsUnavailable(ex))
+        {
+            RedisLog.ControlSubscribeFailed(_logger, ex);
+        }
     }
 
     /// <inheritdoc/>
@@ -225,6 +265,17 @@ public sealed partial class RedisBroker : IBroker
         }
         _handler = null;
         await StopCheckingAsync();
+        if (_control is { } control)
+        {
+            try
+            {
+                await control.UnsubscribeAsync();
+            }
+            catch (Exception ex) when (RedisErrors.IsUnavailable(ex))
+            {
+                // Redis is gone: it has already forgotten the subscription.
+            }
+        }
         foreach (var (channel, _) in _subscriptions)
         {
             if (_subscriptions.TryRemove(channel, out var state))

@@ -36,6 +36,13 @@ internal sealed class RedisKeys(string prefix)
     /// <summary>A hash of the channel's poll leases: client id → <c>&lt;user byte length&gt;:&lt;user&gt;&lt;member JSON&gt;</c>.</summary>
     public RedisKey LeaseData(string channel) => $"{prefix}:{{{channel}}}:lease-data";
 
+    /// <summary>
+    /// The classic Pub/Sub channel of control messages between nodes (<c>IBroker.SendControlAsync</c>). Classic even on
+    /// a Cluster, where a <c>PUBLISH</c> reaches every node's subscribers: control messages are rare, and one channel that
+    /// every node hears needs no shard.
+    /// </summary>
+    public string Control => $"{prefix}:control";
+
     /// <summary>A node's heartbeat; it exists while the node is alive.</summary>
     public RedisKey Node(string node) => $"{prefix}:node:{node}";
 }

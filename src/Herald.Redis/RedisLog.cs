@@ -36,4 +36,7 @@ internal static partial class RedisLog
 
     [LoggerMessage(EventId = 510, Level = LogLevel.Warning, Message = "Filling a gap in {Channel} failed; what follows is delivered, and its subscribers are closed to recover")]
     public static partial void FillFailed(ILogger logger, string channel, Exception exception);
+
+    [LoggerMessage(EventId = 511, Level = LogLevel.Warning, Message = "Subscribing to the control channel failed; retried at the next position check (until then this node misses disconnects and server-side subscribes)")]
+    public static partial void ControlSubscribeFailed(ILogger logger, Exception exception);
 }

@@ -1,63 +1,113 @@
 using System.Security.Cryptography;
 using Herald;
 using Herald.Server;
+using Microsoft.Extensions.Options;
 
-// The demo (wwwroot: the chat at /, the dashboard at /dashboard.html, the JS client at /js) is copied next to the
-// build output, so it is served whatever the working directory is.
-var webRoot = Path.Combine(AppContext.BaseDirectory, "wwwroot");
-var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+var commandLine = CommandLine.Parse(args);
+switch (commandLine.What)
 {
-    Args = args,
-    WebRootPath = Directory.Exists(webRoot) ? webRoot : null,
-});
-
-// Port 8080 unless --urls, ASPNETCORE_URLS or configuration says otherwise.
-if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
-{
-    builder.WebHost.UseUrls("http://localhost:8080");
+    case CommandLine.Action.Help:
+        Console.Out.WriteLine(CommandLine.Help);
+        return 0;
+    case CommandLine.Action.Version:
+        Console.Out.WriteLine($"herald {CommandLine.Version}");
+        return 0;
+    case CommandLine.Action.Fail:
+        Console.Error.WriteLine(commandLine.Error);
+        return CommandLine.UsageExitCode;
 }
 
-// The server API needs a key; rather than running with the API silently disabled, make one up and say so.
-var generatedApiKey = string.IsNullOrEmpty(builder.Configuration["Herald:ApiKey"])
-    ? Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)).Replace('+', '-').Replace('/', '_')
-    : null;
-builder.Services.AddHerald(options =>
+try
 {
+    await RunAsync(commandLine);
+    return 0;
+}
+// A configuration the server cannot start with is one line, naming the key; a stack trace helps nobody here.
+catch (OptionsValidationException e)
+{
+    Console.Error.WriteLine($"herald: invalid configuration: {string.Join(" ", e.Failures)}");
+    return CommandLine.StartFailedExitCode;
+}
+catch (InvalidOperationException e) when (e.Message.StartsWith("Failed to convert configuration value", StringComparison.Ordinal))
+{
+    Console.Error.WriteLine($"herald: invalid configuration: {e.Message}{(e.InnerException is { } inner ? " " + inner.Message : "")}");
+    return CommandLine.StartFailedExitCode;
+}
+catch (IOException e) when (e.Message.StartsWith("Failed to bind", StringComparison.Ordinal))
+{
+    Console.Error.WriteLine($"herald: {e.Message}");
+    return CommandLine.StartFailedExitCode;
+}
+
+static async Task RunAsync(CommandLine commandLine)
+{
+    // The demo (wwwroot: the chat at /, the dashboard at /dashboard.html, the JS client at /js) is copied next to the
+    // build output, so it is served whatever the working directory is.
+    var webRoot = Path.Combine(AppContext.BaseDirectory, "wwwroot");
+    var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+    {
+        Args = commandLine.HostArgs,
+        WebRootPath = Directory.Exists(webRoot) ? webRoot : null,
+    });
+
+    if (commandLine.ConfigFile is not null)
+    {
+        // Over appsettings*.json (the last file source), under environment variables and the command line, as the host's own sources are.
+        var sources = builder.Configuration.Sources;
+        var json = new Microsoft.Extensions.Configuration.Json.JsonConfigurationSource { Path = commandLine.ConfigFile, Optional = false, ReloadOnChange = false };
+        json.ResolveFileProvider();
+        var lastFile = sources.Select((source, i) => (source, i)).Last(x => x.source is Microsoft.Extensions.Configuration.FileConfigurationSource).i;
+        sources.Insert(lastFile + 1, json);
+    }
+
+    // Port 8080 unless --urls, ASPNETCORE_URLS or configuration says otherwise.
+    if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["http_ports"]))
+    {
+        builder.WebHost.UseUrls("http://localhost:8080");
+    }
+
+    // The server API needs a key; rather than running with the API silently disabled, make one up and say so.
+    var generatedApiKey = string.IsNullOrEmpty(builder.Configuration["Herald:ApiKey"])
+        ? Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)).Replace('+', '-').Replace('/', '_')
+        : null;
+    builder.Services.AddHerald(options =>
+    {
+        if (generatedApiKey is not null)
+        {
+            options.ApiKey = generatedApiKey;
+        }
+    });
+    // Herald:Redis:Configuration set: every server on that Redis is one Herald (history, fan-out and presence in Redis).
+    if (!string.IsNullOrWhiteSpace(builder.Configuration["Herald:Redis:Configuration"]))
+    {
+        builder.Services.AddHeraldRedis();
+    }
+
+    // The demo chat's server side (/roll, and refusing empty or over-long chat messages); only chat: text messages.
+    if (builder.Configuration.GetValue("Demo:ChatHandler", defaultValue: true))
+    {
+        builder.Services.AddHeraldHandler<ChatHandler>();
+    }
+
+    // Any Herald:Proxy:<Hook>:Url set: those hooks are decided by the application's backend over HTTP (after the demo
+    // handler, when it is on: handlers are asked in registration order).
+    if (builder.Configuration.GetSection("Herald:Proxy").GetChildren().Any(hook => !string.IsNullOrWhiteSpace(hook["Url"])))
+    {
+        builder.Services.AddHeraldProxy();
+    }
+
+    var app = builder.Build();
+    app.UseDefaultFiles();
+    app.UseStaticFiles();
+    app.MapHerald();
+
     if (generatedApiKey is not null)
     {
-        options.ApiKey = generatedApiKey;
+        ServerLog.GeneratedApiKey(app.Logger, generatedApiKey);
     }
-});
-// Herald:Redis:Configuration set: every server on that Redis is one Herald (history, fan-out and presence in Redis).
-if (!string.IsNullOrWhiteSpace(builder.Configuration["Herald:Redis:Configuration"]))
-{
-    builder.Services.AddHeraldRedis();
+    var options = app.Services.GetRequiredService<IOptions<HeraldOptions>>().Value;
+    var namespaces = string.Join(", ", options.Namespaces.Keys.Prepend(HeraldOptions.DefaultNamespace).Distinct());
+    ServerLog.Profile(app.Logger, app.Environment.EnvironmentName, options.AllowAnonymous, namespaces);
+
+    await app.RunAsync();
 }
-
-// The demo chat's server side (/roll, and refusing empty or over-long chat messages); only chat: text messages.
-if (builder.Configuration.GetValue("Demo:ChatHandler", defaultValue: true))
-{
-    builder.Services.AddHeraldHandler<ChatHandler>();
-}
-
-// Any Herald:Proxy:<Hook>:Url set: those hooks are decided by the application's backend over HTTP (after the demo
-// handler, when it is on: handlers are asked in registration order).
-if (builder.Configuration.GetSection("Herald:Proxy").GetChildren().Any(hook => !string.IsNullOrWhiteSpace(hook["Url"])))
-{
-    builder.Services.AddHeraldProxy();
-}
-
-var app = builder.Build();
-app.UseDefaultFiles();
-app.UseStaticFiles();
-app.MapHerald();
-
-if (generatedApiKey is not null)
-{
-    ServerLog.GeneratedApiKey(app.Logger, generatedApiKey);
-}
-var options = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<HeraldOptions>>().Value;
-var namespaces = string.Join(", ", options.Namespaces.Keys.Prepend(HeraldOptions.DefaultNamespace).Distinct());
-ServerLog.Profile(app.Logger, app.Environment.EnvironmentName, options.AllowAnonymous, namespaces);
-
-await app.RunAsync();

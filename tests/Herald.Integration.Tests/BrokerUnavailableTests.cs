@@ -72,6 +72,21 @@ public sealed class BrokerUnavailableTests : IAsyncLifetime
     private static string? ErrorCode(JsonElement reply) => reply.GetProperty("error").GetProperty("code").GetString();
 
     /// <summary>A memory broker that can be switched off: every call then fails as a broker whose backend is unreachable does.</summary>
+    [Theory]
+    [InlineData("/api/disconnect", """{"user":"alice"}""")]
+    [InlineData("/api/subscribe", """{"user":"alice","channel":"chat:down"}""")]
+    [InlineData("/api/unsubscribe", """{"user":"alice","channel":"chat:down"}""")]
+    public async Task UserCommands_WhileTheBrokerIsDown_AnswerUnavailable(string path, string body)
+    {
+        _broker.Down = true;
+        using var response = await _server.Api.PostAsync(path, new StringContent(body));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal(ErrorCodes.Unavailable, ErrorCode(await response.Content.ReadAsStringAsync()));
+        _broker.Down = false;
+        using var again = await _server.Api.PostAsync(path, new StringContent(body));
+        Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+    }
+
     private sealed class SwitchableBroker : IBroker
     {
         private readonly MemoryBroker _inner = new();
@@ -96,6 +111,9 @@ public sealed class BrokerUnavailableTests : IAsyncLifetime
             Down ? throw new BrokerUnavailableException() : _inner.SubscribeAsync(channel, cancellationToken);
 
         public ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default) => _inner.UnsubscribeAsync(channel, cancellationToken);
+
+        public ValueTask SendControlAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default) =>
+            Down ? throw new BrokerUnavailableException() : _inner.SendControlAsync(message, cancellationToken);
 
         public ValueTask DisposeAsync() => _inner.DisposeAsync();
     }

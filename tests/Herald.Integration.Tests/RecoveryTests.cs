@@ -239,6 +239,8 @@ public sealed class RecoveryTests : IAsyncLifetime
 
         public ValueTask SubscribeAsync(string channel, CancellationToken cancellationToken = default) => _inner.SubscribeAsync(channel, cancellationToken);
 
+        public ValueTask SendControlAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default) => _inner.SendControlAsync(message, cancellationToken);
+
         public ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default) => _inner.UnsubscribeAsync(channel, cancellationToken);
 
         public ValueTask DisposeAsync() => _inner.DisposeAsync();

@@ -12,11 +12,70 @@ public sealed class RedisMultiNodeTests(RedisServerFixture redis)
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(10);
 
     private Task<TestServer> StartNodeAsync(string prefix, Action<HeraldOptions>? configure = null) =>
-        TestServer.StartAsync(configure, configureServices: services => services.AddHeraldRedis(o =>
+        TestServer.StartAsync(configure, configureServices: services =>
         {
-            o.Configuration = redis.Configuration;
-            o.Prefix = prefix;
+            UserAuthenticator.Use(services);
+            services.AddHeraldRedis(o =>
+            {
+                o.Configuration = redis.Configuration;
+                o.Prefix = prefix;
+            });
+        });
+
+    [Fact]
+    public async Task UserCommandsOnA_ReachTheUsersConnectionsOnB_DisconnectSubscribeAndUnsubscribe()
+    {
+        var prefix = "ctl-" + Guid.NewGuid().ToString("N")[..12];
+        const string Channel = "chat:redis-server-sub";
+        await using var a = await StartNodeAsync(prefix);
+        await using var b = await StartNodeAsync(prefix);
+        await using var aliceOnB = await b.ConnectAsync(UserAuthenticator.TokenFor("alice"));
+        await using var bobOnB = await b.ConnectAsync(UserAuthenticator.TokenFor("bob"));
+        await a.PublishAsync(Channel, """{"n":1}""");
+        await a.PublishAsync(Channel, """{"n":2}""");
+        using var history = JsonDocument.Parse(await a.Api.GetStringAsync($"/api/channels/{Channel}/history"));
+        var epoch = history.RootElement.GetProperty("epoch").GetString();
+
+        using (var subscribe = await a.Api.PostAsync("/api/subscribe", new StringContent($$$"""{"user":"alice","channel":"{{{Channel}}}","since":{"offset":1,"epoch":"{{{epoch}}}"}}""")))
+        {
+            Assert.Equal(HttpStatusCode.OK, subscribe.StatusCode);
+        }
+        var subscribed = (await aliceOnB.NextPushAsync(Deadline)).GetProperty("push").GetProperty("subscribe");
+        Assert.True(subscribed.GetProperty("recovered").GetBoolean());
+        Assert.Equal(2UL, Assert.Single(subscribed.GetProperty("publications").EnumerateArray()).GetProperty("offset").GetUInt64());
+        await a.PublishAsync(Channel, """{"n":3}""");
+        Assert.Equal(3UL, (await aliceOnB.NextPushAsync(Deadline)).GetProperty("push").GetProperty("pub").GetProperty("offset").GetUInt64());
+
+        using (var unsubscribe = await a.Api.PostAsync("/api/unsubscribe", new StringContent($$"""{"user":"alice","channel":"{{Channel}}"}""")))
+        {
+            Assert.Equal(HttpStatusCode.OK, unsubscribe.StatusCode);
+        }
+        Assert.True((await aliceOnB.NextPushAsync(Deadline)).GetProperty("push").TryGetProperty("unsubscribe", out _));
+
+        using (var disconnect = await a.Api.PostAsync("/api/disconnect", new StringContent("""{"user":"alice","code":4200,"reason":"bye"}""")))
+        {
+            Assert.Equal(HttpStatusCode.OK, disconnect.StatusCode);
+        }
+        Assert.Equal((System.Net.WebSockets.WebSocketCloseStatus)4200, await aliceOnB.WaitClosedAsync(Deadline));
+        Assert.True((await bobOnB.CommandAsync("""{"op":"ping"}""")).TryGetProperty("result", out _));
+        Assert.False(bobOnB.TryReadPush(out var stray), $"bob got a push: {stray}");
+    }
+
+    [Fact]
+    public async Task UserCommand_WhileRedisIsDown_AnswersUnavailable()
+    {
+        using var server = new RedisServer(persistent: false);
+        await server.StartAsync();
+        await using var node = await TestServer.StartAsync(configureServices: services => services.AddHeraldRedis(o =>
+        {
+            o.Configuration = server.Configuration + ",connectTimeout=500,asyncTimeout=1000,syncTimeout=1000";
+            o.Prefix = "ctl-down";
         }));
+        server.Stop();
+        using var response = await node.Api.PostAsync("/api/disconnect", new StringContent("""{"user":"alice"}"""));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Contains("\"unavailable\"", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
 
     [Fact]
     public async Task WebSocketSubscriberOnA_ReceivesWhatBsApiPublishes_AndBListsItsPresence()

@@ -495,6 +495,50 @@ public abstract class BrokerConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Control_MessagesFromTwoNodes_ReachEveryStartedNodeOnce_InEachSendersOrder()
+    {
+        var nodes = await StartNodesAsync(3);
+        const int PerSender = 50;
+        // Messages carry this test's prefix: on a shared backend, other tests' nodes hear other messages too.
+        for (var i = 0; i < PerSender; i++)
+        {
+            await nodes[0].Broker.SendControlAsync(Encoding.UTF8.GetBytes($"{_prefix} a {i}"));
+            await nodes[1].Broker.SendControlAsync(Encoding.UTF8.GetBytes($"{_prefix} b {i}"));
+        }
+
+        foreach (var node in nodes)
+        {
+            await Wait.UntilAsync(() => node.Received.ControlsStartingWith(_prefix).Count >= 2 * PerSender, DeliveryTimeout,
+                $"{2 * PerSender} control messages at a node (it has {node.Received.ControlsStartingWith(_prefix).Count})");
+            var received = node.Received.ControlsStartingWith(_prefix);
+            Assert.Equal(Enumerable.Range(0, PerSender).Select(i => $"{_prefix} a {i}"), received.Where(m => m.StartsWith($"{_prefix} a ", StringComparison.Ordinal)));
+            Assert.Equal(Enumerable.Range(0, PerSender).Select(i => $"{_prefix} b {i}"), received.Where(m => m.StartsWith($"{_prefix} b ", StringComparison.Ordinal)));
+        }
+    }
+
+    [Fact]
+    public async Task Control_BinaryMessage_ArrivesByteForByte_AndTheSenderMayReuseItsBuffer()
+    {
+        var nodes = await StartNodesAsync(2);
+        var buffer = new byte[256];
+        var tag = Encoding.UTF8.GetBytes(_prefix);
+        tag.CopyTo(buffer, 0);
+        for (var i = tag.Length; i < buffer.Length; i++)
+        {
+            buffer[i] = (byte)i; // every byte value from here on, newlines and zeros included
+        }
+        var expected = buffer.ToArray();
+        await nodes[0].Broker.SendControlAsync(buffer);
+        Array.Clear(buffer);
+
+        foreach (var node in nodes)
+        {
+            await Wait.UntilAsync(() => node.Received.ControlsStartingWith(_prefix).Count >= 1, DeliveryTimeout, "the binary control message");
+            Assert.Equal(expected, node.Received.RawControlsStartingWith(tag).Single());
+        }
+    }
+
+    [Fact]
     public async Task PublishIdempotent_RepeatOfAKeyThroughAnyNode_AnswersTheFirstPositionAndPublishesNothing()
     {
         var nodes = await StartNodesAsync(2);
@@ -764,6 +808,7 @@ public abstract class BrokerConformanceTests : IAsyncLifetime
     protected sealed class Recorder : IBrokerEventHandler
     {
         private readonly ConcurrentQueue<Delivery> _seen = new();
+        private readonly ConcurrentQueue<byte[]> _controls = new();
         private readonly ConcurrentDictionary<string, StrongBox<int>> _inFlight = new(StringComparer.Ordinal);
         private int _overlaps;
 
@@ -780,6 +825,14 @@ public abstract class BrokerConformanceTests : IAsyncLifetime
             _seen.Enqueue(new Delivery(channel, publication, epoch));
             Interlocked.Decrement(ref inFlight.Value);
         }
+
+        public void HandleControl(ReadOnlyMemory<byte> message) => _controls.Enqueue(message.ToArray());
+
+        /// <summary>The control messages received whose UTF-8 text starts with <paramref name="prefix"/>, in arrival order.</summary>
+        public IReadOnlyList<string> ControlsStartingWith(string prefix) =>
+            _controls.Select(m => Encoding.UTF8.GetString(m)).Where(m => m.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+
+        public IReadOnlyList<byte[]> RawControlsStartingWith(byte[] prefix) => _controls.Where(m => m.AsSpan().StartsWith(prefix)).ToList();
 
         public IReadOnlyList<Delivery> Of(string channel) => _seen.Where(d => d.Channel == channel).ToList();
 

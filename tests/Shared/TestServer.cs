@@ -42,6 +42,9 @@ public sealed class TestServer : IAsyncDisposable
 
     public HeraldNode Node => _app.Services.GetRequiredService<HeraldNode>();
 
+    /// <summary>The application's services, as its own code would have them injected.</summary>
+    public IServiceProvider Services => _app.Services;
+
     /// <summary>Starts a server with the test profile (anonymous access; namespaces chat, news, nohist, locked), then <paramref name="configure"/>.</summary>
     /// <param name="configure">Changes to the Herald options.</param>
     /// <param name="port">The port to bind, 0 for a free one.</param>
@@ -87,7 +90,7 @@ public sealed class TestServer : IAsyncDisposable
     /// Starts <paramref name="count"/> servers, each on its own loopback port, sharing one in-memory log store and one
     /// presence store: <paramref name="count"/> nodes of one Herald, as several processes on one Redis would be.
     /// </summary>
-    public static async Task<TestCluster> StartClusterAsync(int count, Action<HeraldOptions>? configure = null)
+    public static async Task<TestCluster> StartClusterAsync(int count, Action<HeraldOptions>? configure = null, Action<IServiceCollection>? configureServices = null)
     {
         var options = new HeraldOptions();
         configure?.Invoke(options);
@@ -95,7 +98,7 @@ public sealed class TestServer : IAsyncDisposable
         var nodes = new List<TestServer>();
         for (var i = 0; i < count; i++)
         {
-            nodes.Add(await StartAsync(configure, shared: shared));
+            nodes.Add(await StartAsync(configure, shared: shared, configureServices: configureServices));
         }
         return new TestCluster(nodes, shared);
     }

@@ -107,10 +107,17 @@ export class Subscription {
   private readonly emitter: Emitter<SubscriptionEventMap>;
   private readonly client: HeraldClient;
 
+  /**
+   * True when the server made this subscription (the client's `serverSubscribed` event) rather than `subscribe()`. It
+   * is resumed after reconnects all the same, with a `subscribe` the server allows under the normal rules.
+   */
+  readonly serverSide: boolean;
+
   /** @internal */
-  constructor(client: HeraldClient, channel: string, onListenerError: (err: unknown) => void) {
+  constructor(client: HeraldClient, channel: string, onListenerError: (err: unknown) => void, serverSide = false) {
     this.client = client;
     this.channel = channel;
+    this.serverSide = serverSide;
     this.emitter = new Emitter(onListenerError);
   }
 
@@ -651,6 +658,16 @@ export class HeraldClient {
           client.channelFailed(transport, channel, error);
         }
       },
+      onServerSubscribe(channel, entry) {
+        if (client.active === transport) {
+          client.applyServerSubscribe(transport, channel, entry);
+        }
+      },
+      onServerUnsubscribe(channel, reason) {
+        if (client.active === transport) {
+          client.applyServerUnsubscribe(channel, reason);
+        }
+      },
     };
     const transport: Transport =
       name === "websocket"
@@ -818,6 +835,40 @@ export class HeraldClient {
       sub.cursor = { epoch: entry.epoch, offset: entry.offset };
     }
     this.markSubscribed(sub);
+  }
+
+  /**
+   * A subscribe push: makes (or reuses) the channel's subscription, announces a new one, then applies the push like a
+   * subscribe reply. A new subscription has no cursor: it starts just before the first recovered publication, so they
+   * are delivered, or at the head.
+   */
+  private applyServerSubscribe(transport: Transport, channel: string, entry: ChannelEntry): void {
+    let sub = this.subs.get(channel);
+    if (sub === undefined) {
+      sub = new Subscription(this, channel, (err) => this.listenerFailed(err, "subscription", channel), true);
+      this.subs.set(channel, sub);
+      this.emitter.emit("serverSubscribed", { channel, subscription: sub });
+      if (entry.recovered === true) {
+        const first = Math.min(...entry.publications.map((p) => p.offset), entry.offset + 1);
+        sub.cursor = { epoch: entry.epoch, offset: first - 1 };
+      } else {
+        // No cursor given, or the application's is gone: start at the head (the application asked; nothing to report).
+        entry = { epoch: entry.epoch, offset: entry.offset, publications: [] };
+      }
+    }
+    this.applyEntry(transport, channel, entry, undefined);
+  }
+
+  /** An unsubscribe push: the server ended this connection's subscription to the channel. */
+  private applyServerUnsubscribe(channel: string, reason: string): void {
+    const sub = this.subs.get(channel);
+    if (sub === undefined) {
+      return;
+    }
+    this.subs.delete(channel);
+    sub.setState("unsubscribed");
+    sub.emit("unsubscribed", { channel, reason });
+    this.emitter.emit("serverUnsubscribed", { channel, subscription: sub, reason });
   }
 
   private applyPush(transport: Transport, channel: string, pub: WirePublication): void {

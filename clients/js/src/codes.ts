@@ -92,6 +92,15 @@ export const CloseCodes = {
   InsufficientState: 4004,
   /** The connection's token expired. Reconnect with a fresh token. */
   TokenExpired: 4005,
+  /**
+   * The application disconnected the user (`POST /api/disconnect`, `IHeraldServer.DisconnectAsync`), and the default
+   * code of it. 4100–4499: reconnect (after the backoff) and recover.
+   */
+  ServerDisconnect: 4100,
+  /** The first application code meaning "do not reconnect" (4500–4999): the client stops, as on a fatal refusal. */
+  ServerDisconnectNoReconnect: 4500,
+  /** The last application close code. */
+  ServerDisconnectMax: 4999,
 } as const;
 
 /** One of the close codes above. */
@@ -119,7 +128,8 @@ export class HeraldError extends Error {
  * True for refusals of the connection after which reconnecting cannot help, because every attempt would send the same:
  * the credentials (`unauthorized`), the page's origin (`forbidden_origin`), or something over a server limit
  * (`payload_too_large`: the `info` option over `Herald:MaxClientInfoBytes`, or a poll body over
- * `Herald:MaxMessageBytes`, which needs limits changed from their defaults). The client stops on them instead of
+ * `Herald:MaxMessageBytes`, which needs limits changed from their defaults); and a close by the application with a
+ * "do not reconnect" code (4500–4999, {@link isNoReconnect}). The client stops on them instead of
  * going round its transports forever.
  */
 export function isFatal(error: HeraldError): boolean {
@@ -127,8 +137,14 @@ export function isFatal(error: HeraldError): boolean {
     error.code === ErrorCodes.Unauthorized ||
     error.code === ErrorCodes.ForbiddenOrigin ||
     error.code === ErrorCodes.PayloadTooLarge ||
-    error.closeCode === CloseCodes.Unauthorized
+    error.closeCode === CloseCodes.Unauthorized ||
+    isNoReconnect(error.closeCode)
   );
+}
+
+/** True for the close codes with which the application says "do not reconnect" (4500–4999). */
+export function isNoReconnect(closeCode: number | undefined): boolean {
+  return closeCode !== undefined && closeCode >= CloseCodes.ServerDisconnectNoReconnect && closeCode <= CloseCodes.ServerDisconnectMax;
 }
 
 /**

@@ -1,6 +1,6 @@
 export { HeraldClient, Subscription } from "./client.js";
 export type { SubscriptionState } from "./client.js";
-export { ClientErrorCodes, CloseCodes, ErrorCodes, HeraldError, isFatal, isTransient } from "./codes.js";
+export { ClientErrorCodes, CloseCodes, ErrorCodes, HeraldError, isFatal, isNoReconnect, isTransient } from "./codes.js";
 export type { ClientErrorCode, CloseCode, ErrorCode } from "./codes.js";
 export { ConnectionState, TransportName } from "./types.js";
 export type {
@@ -19,6 +19,7 @@ export type {
   PublicationEvent,
   PublishResult,
   RecoveryEvent,
+  ServerSubscriptionEvent,
   StateEvent,
   StreamPosition,
   SubscriptionEventMap,

@@ -41,7 +41,7 @@ interface ServerMessage {
   id?: number;
   result?: unknown;
   error?: { code?: string; message?: string };
-  push?: { channel?: string; pub?: WirePublication };
+  push?: { channel?: string; pub?: WirePublication; subscribe?: unknown; unsubscribe?: { reason?: string } };
 }
 
 /** `http(s)://host[:port][/base]` → `ws(s)://host[:port][/base]/ws`. */
@@ -293,9 +293,23 @@ export class WebSocketTransport implements Transport {
       return !this.isClosed;
     }
     if (message.push !== undefined) {
-      const { channel, pub } = message.push;
-      if (typeof channel === "string" && pub !== undefined && typeof pub.offset === "number") {
+      const { channel, pub, subscribe, unsubscribe } = message.push;
+      if (typeof channel !== "string") {
+        return !this.isClosed;
+      }
+      if (pub !== undefined && typeof pub.offset === "number") {
         this.host.onPush(channel, pub);
+      } else if (subscribe !== undefined) {
+        let entry: ChannelEntry;
+        try {
+          entry = toEntry(subscribe);
+        } catch (err) {
+          this.finish(err as HeraldError);
+          return false;
+        }
+        this.host.onServerSubscribe(channel, entry);
+      } else if (unsubscribe !== undefined) {
+        this.host.onServerUnsubscribe(channel, unsubscribe.reason ?? "");
       }
       return !this.isClosed;
     }

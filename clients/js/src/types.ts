@@ -1,4 +1,5 @@
 import type { HeraldError } from "./codes.js";
+import type { Subscription } from "./client.js";
 
 /** The client's connection state. */
 export const ConnectionState = {
@@ -94,18 +95,33 @@ export interface ErrorEvent {
   channel?: string;
 }
 
+/**
+ * The `serverSubscribed` and `serverUnsubscribed` events: the server subscribed this client to a channel (a new
+ * subscription, `serverSide` true, resumed after reconnects like the client's own) or unsubscribed it (ended).
+ */
+export interface ServerSubscriptionEvent {
+  channel: string;
+  subscription: Subscription;
+  /** Why the server unsubscribed the client (for logs); absent on subscribe. */
+  reason?: string;
+}
+
 /** The typed event map of {@link HeraldClient}. */
 export interface HeraldEventMap {
   state: StateEvent;
   publication: PublicationEvent;
   recovery: RecoveryEvent;
   error: ErrorEvent;
+  serverSubscribed: ServerSubscriptionEvent;
+  serverUnsubscribed: ServerSubscriptionEvent;
 }
 
 /** The events of a {@link Subscription}. */
 export interface SubscriptionEventMap {
   publication: PublicationEvent;
   subscribed: { channel: string; position: StreamPosition };
+  /** The server ended the subscription (an unsubscribe push). */
+  unsubscribed: { channel: string; reason: string };
   recovery: RecoveryEvent;
   error: ErrorEvent;
 }
@@ -249,6 +265,10 @@ export interface TransportHost {
   onEntry(channel: string, entry: ChannelEntry, since: StreamPosition | undefined): void;
   /** A live publication (WebSocket push). */
   onPush(channel: string, pub: WirePublication): void;
+  /** The server subscribed this connection to a channel (WebSocket subscribe push). */
+  onServerSubscribe(channel: string, entry: ChannelEntry): void;
+  /** The server unsubscribed this connection from a channel (WebSocket unsubscribe push). */
+  onServerUnsubscribe(channel: string, reason: string): void;
   /** The server refused a channel (subscribe error, or a poll error naming it). */
   onChannelError(channel: string, error: HeraldError): void;
 }

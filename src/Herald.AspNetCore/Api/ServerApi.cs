@@ -23,6 +23,9 @@ internal static class ServerApi
         endpoints.MapGet("/api/channels/{channel}/history", context => Authorized(context, keyHash, () => HistoryAsync(context, node)));
         endpoints.MapGet("/api/channels/{channel}/presence", context => Authorized(context, keyHash, () => PresenceAsync(context, node)));
         endpoints.MapGet("/api/stats", context => Authorized(context, keyHash, () => StatsAsync(context, node)));
+        endpoints.MapPost("/api/disconnect", context => Authorized(context, keyHash, () => DisconnectAsync(context, node.Server)));
+        endpoints.MapPost("/api/subscribe", context => Authorized(context, keyHash, () => SubscribeAsync(context, node.Server)));
+        endpoints.MapPost("/api/unsubscribe", context => Authorized(context, keyHash, () => UnsubscribeAsync(context, node.Server)));
     }
 
     private static Task Authorized(HttpContext context, byte[]? keyHash, Func<Task> next)
@@ -94,8 +97,8 @@ internal static class ServerApi
             return;
         }
         var published = bytes is null
-            ? await node.Channels.PublishAsync(auth: null, request.Channel, request.Data, info: null, request.IdempotencyKey, context.RequestAborted)
-            : await node.Channels.PublishBytesAsync(auth: null, request.Channel, bytes, info: null, request.IdempotencyKey, context.RequestAborted);
+            ? await node.Server.PublishAsync(request.Channel!, request.Data ?? default, new PublishOptions { IdempotencyKey = request.IdempotencyKey }, context.RequestAborted)
+            : await node.Server.PublishBytesAsync(request.Channel!, bytes, new PublishOptions { IdempotencyKey = request.IdempotencyKey }, context.RequestAborted);
         await WritePublishedAsync(context, published);
     }
 
@@ -119,7 +122,7 @@ internal static class ServerApi
             await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"data is larger than {max} bytes");
             return;
         }
-        var published = await node.Channels.PublishBytesAsync(auth: null, channel.ToString(), payload, info: null, key, context.RequestAborted);
+        var published = await node.Server.PublishBytesAsync(channel.ToString(), payload, new PublishOptions { IdempotencyKey = key }, context.RequestAborted);
         await WritePublishedAsync(context, published);
     }
 
@@ -181,7 +184,7 @@ internal static class ServerApi
             return;
         }
         string? epoch = query.TryGetValue("epoch", out var epochText) ? epochText.ToString() : null;
-        var read = await node.Channels.HistoryAsync(auth: null, channel, after, epoch, limit, reverse, context.RequestAborted);
+        var read = await node.Server.ReadHistoryAsync(channel!, new HistoryQuery { Offset = after, Epoch = epoch, Limit = limit, Reverse = reverse }, context.RequestAborted);
         if (!read.TryGetValue(out var history, out var error))
         {
             await HttpErrors.WriteAsync(context, error);
@@ -197,7 +200,7 @@ internal static class ServerApi
 
     private static async Task PresenceAsync(HttpContext context, HeraldNode node)
     {
-        var presence = await node.Channels.PresenceAsync(auth: null, (string?)context.Request.RouteValues["channel"], context.RequestAborted);
+        var presence = await node.Server.GetPresenceAsync((string)context.Request.RouteValues["channel"]!, context.RequestAborted);
         if (!presence.TryGetValue(out var members, out var error))
         {
             await HttpErrors.WriteAsync(context, error);
@@ -210,6 +213,83 @@ internal static class ServerApi
             w.WriteEndObject();
         }));
     }
+
+    private static async Task DisconnectAsync(HttpContext context, IHeraldServer server)
+    {
+        if (await ReadBodyAsync(context, ProtocolJsonContext.Default.DisconnectRequestBody, """{"user":"…","code":4100,"reason":"…"}""") is not { } request)
+        {
+            return;
+        }
+        await AnswerAsync(context, await server.DisconnectAsync(request.User!, request.Code ?? CloseCodes.ServerDisconnect, request.Reason, context.RequestAborted));
+    }
+
+    private static async Task SubscribeAsync(HttpContext context, IHeraldServer server)
+    {
+        const string Expected = """{"user":"…","channel":"…","since":{"offset":…,"epoch":"…"}}""";
+        if (await ReadBodyAsync(context, ProtocolJsonContext.Default.ServerSubscribeRequestBody, Expected) is not { } request)
+        {
+            return;
+        }
+        StreamPosition? since = null;
+        if (request.Since is { } s)
+        {
+            if (s.Offset is not { } offset || s.Epoch is not { } epoch)
+            {
+                await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "'since' needs both 'offset' and 'epoch'");
+                return;
+            }
+            since = new StreamPosition(offset, epoch);
+        }
+        await AnswerAsync(context, await server.SubscribeAsync(request.User!, request.Channel!, since, context.RequestAborted));
+    }
+
+    private static async Task UnsubscribeAsync(HttpContext context, IHeraldServer server)
+    {
+        if (await ReadBodyAsync(context, ProtocolJsonContext.Default.ServerUnsubscribeRequestBody, """{"user":"…","channel":"…"}""") is not { } request)
+        {
+            return;
+        }
+        await AnswerAsync(context, await server.UnsubscribeAsync(request.User!, request.Channel!, context.RequestAborted));
+    }
+
+    /// <summary>Reads a small JSON body (at most 4 KiB); answers 400 or 413 itself and returns <see langword="null"/> when it cannot.</summary>
+    private static async Task<T?> ReadBodyAsync<T>(HttpContext context, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string expected)
+        where T : class
+    {
+        const int Max = 4096;
+        if (context.Request.ContentLength > Max)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {Max} bytes");
+            return null;
+        }
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = Max;
+        }
+        try
+        {
+            if (await JsonSerializer.DeserializeAsync(context.Request.Body, type, context.RequestAborted) is { } body)
+            {
+                return body;
+            }
+        }
+        catch (JsonException ex)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, $"invalid JSON body ({ex.Path ?? "$"}); expected {expected}");
+            return null;
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {Max} bytes");
+            return null;
+        }
+        await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, $"expected {expected}");
+        return null;
+    }
+
+    /// <summary>The answer of a user command: <c>200 {}</c>, or the error's status and body.</summary>
+    private static Task AnswerAsync(HttpContext context, HeraldError? error) =>
+        error is null ? HttpErrors.WriteJsonAsync(context, "{}"u8.ToArray()) : HttpErrors.WriteAsync(context, error);
 
     private static Task StatsAsync(HttpContext context, HeraldNode node)
     {

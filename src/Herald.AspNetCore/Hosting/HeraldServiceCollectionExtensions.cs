@@ -19,7 +19,8 @@ public static class HeraldServiceCollectionExtensions
     /// <summary>
     /// Adds Herald: options bound from the <c>Herald</c> configuration section (then <paramref name="configure"/>),
     /// validated at start; the in-memory broker and presence store unless another <see cref="IBroker"/> or
-    /// <see cref="IPresenceStore"/> is registered; the node; ASP.NET Core's health checks (for <c>/healthz</c>).
+    /// <see cref="IPresenceStore"/> is registered; the node and its <see cref="IHeraldServer"/> (the in-process server API);
+    /// ASP.NET Core's health checks (for <c>/healthz</c>).
     /// Map the endpoints with <c>app.MapHerald()</c>.
     /// </summary>
     public static IServiceCollection AddHerald(this IServiceCollection services, Action<HeraldOptions>? configure = null)
@@ -57,7 +58,9 @@ public static class HeraldServiceCollectionExtensions
                     : new HandlerPipeline(handlers, options.HandlerTimeout, loggers.CreateLogger<HandlerPipeline>()),
             };
         });
+        services.TryAddSingleton<IHeraldServer>(sp => sp.GetRequiredService<HeraldNode>().Server);
         services.TryAddSingleton<HeraldMarker>();
+        services.TryAddEnumerable(ServiceDescriptor.Transient<Microsoft.AspNetCore.Hosting.IStartupFilter, TrustedProxiesStartupFilter>());
 
         static IConnectAuthenticator? DefaultAuthenticator(IServiceProvider sp)
         {

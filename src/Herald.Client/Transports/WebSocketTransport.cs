@@ -217,7 +217,7 @@ internal sealed class WebSocketTransport : ClientTransport
                     end = new TransportEnd(
                         $"closed {code}{(string.IsNullOrEmpty(_socket.CloseStatusDescription) ? "" : ": " + _socket.CloseStatusDescription)}",
                         null,
-                        Fatal: code == CloseCodes.Unauthorized);
+                        Fatal: code == CloseCodes.Unauthorized || (code is { } c && CloseCodes.IsNoReconnect(c)));
                     break;
                 }
                 await HandleFrameAsync(buffer.WrittenMemory);
@@ -285,6 +285,21 @@ internal sealed class WebSocketTransport : ClientTransport
             {
                 await subscription.DeliverAsync(pub, null, StopToken);
             }
+            return;
+        }
+        if (message.Push is { Channel: { } subscribedTo, Subscribe: { } position })
+        {
+            // Applied here, on the read loop, like a subscribe reply: the recovered publications go out before any later push.
+            var subscription = await Client.OnServerSubscribedAsync(subscribedTo, position, StopToken);
+            _requested[subscribedTo] = subscription;
+            _live[subscribedTo] = subscription;
+            return;
+        }
+        if (message.Push is { Channel: { } unsubscribedFrom, Unsubscribe: { } unsubscribed })
+        {
+            _requested.TryRemove(unsubscribedFrom, out _);
+            _live.TryRemove(unsubscribedFrom, out _);
+            Client.OnServerUnsubscribed(unsubscribedFrom, unsubscribed.Reason);
             return;
         }
         if (message.Id is not { } id || !_pending.TryGetValue(id, out var pending))

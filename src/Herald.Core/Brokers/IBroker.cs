@@ -35,6 +35,11 @@ namespace Herald.Brokers;
 /// publication it cannot store and deliver, and never drops one silently.</description></item>
 /// <item><description><b>Payload kind.</b> A publication's data is JSON or bytes (<see cref="PayloadKind"/>); the broker
 /// stores and delivers both unchanged, and history and delivery give back the kind it was published with.</description></item>
+/// <item><description><b>Control messages.</b> <see cref="SendControlAsync"/> hands an opaque message to every started
+/// node of the same backend, the sender included, through <see cref="IBrokerEventHandler.HandleControl"/>; each node
+/// receives one sender's messages in the order they were sent. Delivery is at most once: a node that cannot reach the
+/// backend at that moment misses it (they carry commands about live connections, which a disconnected node cannot
+/// serve either).</description></item>
 /// </list>
 /// A broker never owns connection state: it knows nodes, not clients.
 /// </remarks>
@@ -102,13 +107,30 @@ public interface IBroker : IAsyncDisposable
 
     /// <summary>Stops this node receiving the channel's publications.</summary>
     ValueTask UnsubscribeAsync(string channel, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Sends a control message (node to node: disconnect a user, subscribe a user's connections, …) to every started
+    /// node on this broker's backend, this one included. The broker does not read it. Returns once the backend took it.
+    /// </summary>
+    /// <param name="message">The message; the broker copies what it keeps.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <exception cref="BrokerUnavailableException">The backend cannot be reached; no node received the message.</exception>
+    ValueTask SendControlAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default);
 }
 
-/// <summary>Receives publications from the broker, in offset order per channel.</summary>
+/// <summary>Receives publications from the broker, in offset order per channel, and control messages from the nodes.</summary>
 public interface IBrokerEventHandler
 {
     /// <summary>Called for each publication of a channel this node subscribed to, one at a time per channel. Must not block.</summary>
     void HandlePublication(string channel, Publication publication, string epoch);
+
+    /// <summary>
+    /// Called for each control message any node sent with <see cref="IBroker.SendControlAsync"/>. Must not block; the
+    /// memory is the handler's to keep. A handler that takes none ignores them (the default).
+    /// </summary>
+    void HandleControl(ReadOnlyMemory<byte> message)
+    {
+    }
 }
 
 /// <summary>How long and how much of a channel's log to keep.</summary>

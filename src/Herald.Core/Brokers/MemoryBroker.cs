@@ -33,6 +33,7 @@ public sealed class MemoryLogStore : IDisposable
     private readonly ConcurrentDictionary<string, ChannelLog> _logs = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, MemoryBroker[]> _subscribers = new(StringComparer.Ordinal);
     private readonly Lock _subscribersGate = new();
+    private MemoryBroker[] _started = [];
     private readonly TimeProvider _time;
     private readonly byte[] _epochSeed = RandomNumberGenerator.GetBytes(16);
     private ITimer? _sweeper;
@@ -211,6 +212,35 @@ public sealed class MemoryLogStore : IDisposable
         }
         head = default;
         return false;
+    }
+
+    /// <summary>Hands a control message to every started broker on this store, in this thread, one after the other.</summary>
+    internal void SendControl(ReadOnlyMemory<byte> message)
+    {
+        var copy = message.ToArray();
+        foreach (var node in Volatile.Read(ref _started))
+        {
+            node.DeliverControl(copy);
+        }
+    }
+
+    internal void AddStarted(MemoryBroker node)
+    {
+        lock (_subscribersGate)
+        {
+            if (Array.IndexOf(_started, node) < 0)
+            {
+                Volatile.Write(ref _started, [.. _started, node]);
+            }
+        }
+    }
+
+    internal void RemoveStarted(MemoryBroker node)
+    {
+        lock (_subscribersGate)
+        {
+            Volatile.Write(ref _started, _started.Where(n => n != node).ToArray());
+        }
     }
 
     internal void Subscribe(string channel, MemoryBroker node)
@@ -431,6 +461,7 @@ public sealed class MemoryBroker : IBroker
     {
         _handler = handler ?? throw new ArgumentNullException(nameof(handler));
         _store.Start();
+        _store.AddStarted(this);
         return ValueTask.CompletedTask;
     }
 
@@ -483,6 +514,7 @@ public sealed class MemoryBroker : IBroker
     public ValueTask DisposeAsync()
     {
         _handler = null;
+        _store.RemoveStarted(this);
         // A node that stops leaves a shared store: the other nodes go on without handing it anything.
         foreach (var (channel, _) in _subscribed)
         {
@@ -496,5 +528,15 @@ public sealed class MemoryBroker : IBroker
         return ValueTask.CompletedTask;
     }
 
+    /// <inheritdoc/>
+    public ValueTask SendControlAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default)
+    {
+        _ = _handler ?? throw new InvalidOperationException("Start the broker before sending control messages.");
+        _store.SendControl(message);
+        return ValueTask.CompletedTask;
+    }
+
     internal void Deliver(string channel, Publication publication, string epoch) => _handler?.HandlePublication(channel, publication, epoch);
+
+    internal void DeliverControl(ReadOnlyMemory<byte> message) => _handler?.HandleControl(message);
 }

@@ -324,8 +324,8 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
     public static HistoryPolicy PolicyOf(NamespaceOptions ns) => new(ns.HistorySize, ns.HistoryTtl);
 }
 
-/// <summary>A page of history as a <c>history</c> reply carries it.</summary>
+/// <summary>A page of history, as a <c>history</c> reply and <see cref="IHeraldServer.ReadHistoryAsync"/> answer it.</summary>
 /// <param name="Head">The channel's head.</param>
 /// <param name="Publications">The page, in the order asked (newest first when reversed).</param>
 /// <param name="Next">The cursor of the next page in the same direction (its <c>since</c>, or the API's <c>offset</c>), when history holds more.</param>
-internal sealed record HistoryPage(StreamPosition Head, IReadOnlyList<Publication> Publications, StreamPosition? Next);
+public sealed record HistoryPage(StreamPosition Head, IReadOnlyList<Publication> Publications, StreamPosition? Next);

@@ -134,6 +134,15 @@ internal sealed partial class ClientSession
         _auth = auth;
         _pollClientId = command.Client;
         Volatile.Write(ref _client, client);
+        lock (_gate)
+        {
+            // Under the gate with TerminateAsync: a session that already ended is never listed.
+            if (!_terminated && client.User.Length > 0)
+            {
+                Node.AddUserSession(client.User, this);
+                _listedAsUser = true;
+            }
+        }
         ScheduleExpiry(auth.ExpiresAt);
         return CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, (client, Node.Options.KeepAliveInterval), static (w, s) =>
         {
@@ -176,27 +185,115 @@ internal sealed partial class ClientSession
         {
             return CommandOutcome.Failed(command.Id, refused);
         }
-        var channel = command.Channel!;
+        StreamPosition? since = command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null;
+        var id = command.Id;
+        var error = await SubscribeCoreAsync(command.Channel!, ns, since, client, auth, (recovered, attached) =>
+        {
+            Node.Metrics.CommandHandled(failed: false); // the reply is queued by the subscription, not by the command loop
+            return ProtocolWriter.EncodeResult(id, (recovered, attached), static (w, s) => WriteRecovered(w, s.recovered, s.attached));
+        }, cancellationToken);
+        return error is null ? CommandOutcome.Succeeded(null) : CommandOutcome.Failed(command.Id, error);
+    }
+
+    /// <summary>
+    /// Subscribes this connection to a channel for the server (<c>IHeraldServer.SubscribeAsync</c>): no permission check,
+    /// and the connection learns of it by a subscribe push instead of a reply. Already subscribed: nothing happens.
+    /// </summary>
+    /// <returns>The refusal (too many subscriptions, a cursor beyond the head, the broker unavailable), or <see langword="null"/>.</returns>
+    internal async ValueTask<HeraldError?> ServerSubscribeAsync(string channel, NamespaceOptions ns, StreamPosition? since, CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _client) is not { } client)
+        {
+            return null;
+        }
+        lock (_gate)
+        {
+            if (_subscriptions.ContainsKey(channel))
+            {
+                return null;
+            }
+        }
+        try
+        {
+            var error = await SubscribeCoreAsync(channel, ns, since, client, auth: null, (recovered, _) => ProtocolWriter.Write((channel, recovered), static (w, s) =>
+            {
+                w.WriteStartObject();
+                w.WriteStartObject(ProtocolNames.Push);
+                w.WriteString(ProtocolNames.Channel, s.channel);
+                w.WriteStartObject(ProtocolNames.Subscribe);
+                WriteRecovered(w, s.recovered, null);
+                w.WriteEndObject();
+                w.WriteEndObject();
+                w.WriteEndObject();
+            }), cancellationToken);
+            return error is { Code: ErrorCodes.AlreadySubscribed } ? null : error;
+        }
+        catch (BrokerUnavailableException)
+        {
+            return new HeraldError(ErrorCodes.Unavailable, "the broker cannot be reached");
+        }
+    }
+
+    /// <summary>
+    /// Unsubscribes this connection from a channel for the server: it leaves the channel's presence and gets an
+    /// unsubscribe push. Not subscribed: nothing happens.
+    /// </summary>
+    internal async ValueTask ServerUnsubscribeAsync(string channel, string reason)
+    {
+        Subscription? subscription;
+        lock (_gate)
+        {
+            if (_terminated || !_subscriptions.Remove(channel, out subscription))
+            {
+                return;
+            }
+        }
+        // Closed before the push is queued, so no publication of the channel follows the push.
+        subscription.Close();
+        Enqueue(ProtocolWriter.Write((channel, reason), static (w, s) =>
+        {
+            w.WriteStartObject();
+            w.WriteStartObject(ProtocolNames.Push);
+            w.WriteString(ProtocolNames.Channel, s.channel);
+            w.WriteStartObject(ProtocolNames.Unsubscribe);
+            w.WriteString(ProtocolNames.Reason, s.reason);
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }));
+        await DropSubscriptionAsync(subscription);
+    }
+
+    /// <summary>
+    /// The subscribe steps shared by the client's <c>subscribe</c> and the server's: register for live publications,
+    /// read history after <paramref name="since"/>, join presence, then queue what <paramref name="encode"/> makes of the
+    /// recovery (a reply, or a push) followed by the publications buffered meanwhile. The application's subscribe handlers
+    /// are asked when <paramref name="auth"/> is a client's credentials; a <see langword="null"/> one is the server
+    /// subscribing the connection, which the application decided already.
+    /// </summary>
+    /// <returns>The refusal, or <see langword="null"/> once subscribed (or when the session ended meanwhile).</returns>
+    private async ValueTask<HeraldError?> SubscribeCoreAsync(string channel, NamespaceOptions ns, StreamPosition? since, ClientInfo client, AuthenticationResult? auth, Func<RecoveryResult, JsonElement?, byte[]> encode, CancellationToken cancellationToken)
+    {
         var subscription = new Subscription(this, channel, ns);
         lock (_gate)
         {
             if (_terminated)
             {
-                return CommandOutcome.Succeeded(null);
+                return null;
             }
             if (_subscriptions.ContainsKey(channel))
             {
-                return CommandOutcome.Failed(command.Id, ErrorCodes.AlreadySubscribed, $"already subscribed to {channel}");
+                return new HeraldError(ErrorCodes.AlreadySubscribed, $"already subscribed to {channel}");
             }
             if (_subscriptions.Count >= Node.Options.MaxSubscriptionsPerConnection)
             {
-                return CommandOutcome.Failed(command.Id, ErrorCodes.TooManySubscriptions, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions");
+                return new HeraldError(ErrorCodes.TooManySubscriptions, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions");
             }
             _subscriptions.Add(channel, subscription);
         }
 
         JsonElement? attached = null;
-        if (!Node.Handlers.IsEmpty)
+        if (auth is not null && !Node.Handlers.IsEmpty)
         {
             HeraldResult<SubscribeAccepted> allowed;
             try
@@ -211,7 +308,7 @@ internal sealed partial class ClientSession
             if (!allowed.TryGetValue(out var accepted, out var refusal))
             {
                 Unreserve(channel, subscription);
-                return CommandOutcome.Failed(command.Id, refusal);
+                return refusal;
             }
             attached = accepted.Data;
         }
@@ -222,8 +319,7 @@ internal sealed partial class ClientSession
         try
         {
             await Node.AddSubscriptionAsync(subscription, cancellationToken);
-            StreamPosition? since = command.Since is { } s ? new StreamPosition(s.Offset!.Value, s.Epoch!) : null;
-            // Bounded like every read: what does not fit follows the reply as pushes (CatchUpAsync).
+            // Bounded like every read: what does not fit follows the reply (or subscribe push) as pushes (CatchUpAsync).
             recovery = await Node.Channels.RecoverAsync(channel, ns, since, Node.Options.MaxHistoryLimit, cancellationToken);
             if (recovery.Error is null)
             {
@@ -238,43 +334,57 @@ internal sealed partial class ClientSession
         if (!recovery.TryGetValue(out var recovered, out var error))
         {
             await RemoveAsync(subscription);
-            return CommandOutcome.Failed(command.Id, error);
+            return error;
         }
-        var reply = ProtocolWriter.EncodeResult(command.Id, (recovered, attached), static (w, s) =>
+        if (!Start(subscription, encode(recovered, attached), recovered))
         {
-            ChannelCommands.WritePosition(w, s.recovered.Position);
-            if (s.recovered.Recovered is { } done)
-            {
-                w.WriteBoolean(ProtocolNames.Recovered, done);
-            }
-            ProtocolWriter.WritePublications(w, s.recovered.Publications);
-            if (s.attached is { } data)
-            {
-                // Re-encoded, never copied raw, so that the application's whitespace cannot put a newline in a frame.
-                w.WritePropertyName(ProtocolNames.Data);
-                data.WriteTo(w);
-            }
-        });
-        Node.Metrics.CommandHandled(failed: false);
-        if (recovered.Recovered == true && recovered.Position.Offset < recovered.Head.Offset)
-        {
-            // The limit cut the read: the reply holds the first page, and the rest follows it as pushes, in order,
-            // before any live publication. In the background, so the connection's other commands are not held up.
-            var stop = new CancellationTokenSource();
-            if (subscription.BeginCatchUp(reply, recovered.Position, stop))
-            {
-                _ = CatchUpAsync(subscription, stop);
-            }
-            else
-            {
-                stop.Dispose();
-            }
+            // Closed while being set up: undo the presence join and the node's registration made above, and answer so
+            // that a client's subscribe never waits for a reply that will not come.
+            await DropSubscriptionAsync(subscription);
+            return new HeraldError(ErrorCodes.NotSubscribed, $"the subscription to {channel} ended while it was being set up");
         }
-        else
+        return null;
+    }
+
+    /// <summary>
+    /// Writes a subscribe answer's fields: position, <c>recovered</c> when a cursor was given, publications, and the
+    /// data a subscribe handler attached.
+    /// </summary>
+    private static void WriteRecovered(Utf8JsonWriter w, RecoveryResult r, JsonElement? attached)
+    {
+        ChannelCommands.WritePosition(w, r.Position);
+        if (r.Recovered is { } done)
         {
-            subscription.Activate(reply, recovered.Position);
+            w.WriteBoolean(ProtocolNames.Recovered, done);
         }
-        return CommandOutcome.Succeeded(null);
+        ProtocolWriter.WritePublications(w, r.Publications);
+        if (attached is { } data)
+        {
+            // Re-encoded, never copied raw, so that the application's whitespace cannot put a newline in a frame.
+            w.WritePropertyName(ProtocolNames.Data);
+            data.WriteTo(w);
+        }
+    }
+
+    /// <summary>
+    /// Queues the subscribe reply or push and makes the subscription live; when the limit cut the recovery, the reply holds
+    /// the first page and the rest follows it as pushes, in order, before any live publication (in the background, so the
+    /// connection's other commands are not held up). <see langword="false"/> when the subscription was closed meanwhile.
+    /// </summary>
+    private bool Start(Subscription subscription, byte[] message, RecoveryResult recovered)
+    {
+        if (recovered.Recovered != true || recovered.Position.Offset >= recovered.Head.Offset)
+        {
+            return subscription.Activate(message, recovered.Position);
+        }
+        var stop = new CancellationTokenSource();
+        if (!subscription.BeginCatchUp(message, recovered.Position, stop))
+        {
+            stop.Dispose();
+            return false;
+        }
+        _ = CatchUpAsync(subscription, stop);
+        return true;
     }
 
     /// <summary>

@@ -21,6 +21,7 @@ internal sealed partial class ClientSession
     private AuthenticationResult? _auth;
     private ITimer? _expiry;
     private bool _terminated;
+    private bool _listedAsUser;
     private readonly TokenBucketRateLimiter _commands;
     private readonly TokenBucketRateLimiter _publishes;
 
@@ -133,6 +134,10 @@ internal sealed partial class ClientSession
             _terminated = true;
             subscriptions = [.. _subscriptions.Values];
             _subscriptions.Clear();
+            if (_listedAsUser)
+            {
+                Node.RemoveUserSession(_client!.User, this);
+            }
         }
         Outbound.Discard();
         _expiry?.Dispose();
@@ -209,6 +214,9 @@ internal sealed partial class ClientSession
 
     /// <summary>The longest wait a <see cref="ITimer"/> accepts.</summary>
     private static readonly TimeSpan MaxTimerDue = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    /// <summary>Closes the connection for the server (<c>IHeraldServer.DisconnectAsync</c>): what is queued goes out first.</summary>
+    internal void Disconnect(int code, string reason) => _transport.Close(code, reason);
 
     internal void OnSlowConsumer()
     {

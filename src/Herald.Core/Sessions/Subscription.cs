@@ -55,14 +55,18 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
         }
     }
 
-    /// <summary>Queues the subscribe reply, then everything buffered after <paramref name="position"/>, and goes live.</summary>
-    public void Activate(byte[] reply, StreamPosition position)
+    /// <summary>
+    /// Queues the subscribe reply, then everything buffered after <paramref name="position"/>, and goes live. Returns
+    /// <see langword="false"/>, queuing nothing, when the subscription was closed while it was being set up (its buffer
+    /// overflowed, or the server unsubscribed the connection meanwhile).
+    /// </summary>
+    public bool Activate(byte[] reply, StreamPosition position)
     {
         lock (_gate)
         {
             if (_closed)
             {
-                return;
+                return false;
             }
             Session.Enqueue(reply);
             _epoch = position.Epoch;
@@ -73,6 +77,7 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
                 DeliverLive(publication, epoch, push);
             }
             _pending = null;
+            return true;
         }
     }
 
@@ -135,7 +140,7 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             }
             _lastOffset = publication.Offset;
             // Encoded for this subscriber alone: catching up is one client's recovery, not the shared fan-out.
-            return Session.Outbound.TryEnqueue(ProtocolWriter.EncodePush(Channel, publication), publication.AcceptedTimestamp);
+            return Session.Outbound.TryEnqueue(PushFrames.Encode(Channel, publication, Session.Encoding), publication.AcceptedTimestamp);
         }
     }
 

@@ -88,7 +88,15 @@ public sealed class FragmentationTests(RfcServerFixture fixture) : IClassFixture
         await using var client = await RawWebSocket.OpenConnectedAsync(Port);
         var payload = opcode == Op.Close ? RawWebSocket.ClosePayload(1000) : Encoding.UTF8.GetBytes("frag");
         await client.SendFrameAsync(opcode, payload, fin: false);
-        await client.SendFrameAsync(Op.Continuation, "ment", fin: true);
+        // The first frame is already a protocol error: the server may close (and reset) before the second one is
+        // written, so only the close frame it sent is asserted, not that the rest could still be sent.
+        try
+        {
+            await client.SendFrameAsync(Op.Continuation, "ment", fin: true);
+        }
+        catch (IOException)
+        {
+        }
         await client.ExpectCloseAsync(1002);
     }
 
