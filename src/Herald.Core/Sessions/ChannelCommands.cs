@@ -56,7 +56,10 @@ internal static class ChannelCommands
             {
                 return CommandOutcome.Failed(command.Id, refused);
             }
-            var context = new PublishContext(client, transport, command.Channel!, data ?? default, auth) { Bytes = bytes };
+            // Typed as nullable on purpose: a null array converts to an empty memory, which would make a JSON publication
+            // look binary to the handlers.
+            ReadOnlyMemory<byte>? published = bytes is null ? null : (ReadOnlyMemory<byte>?)bytes;
+            var context = new PublishContext(client, transport, command.Channel!, data ?? default, auth) { Bytes = published };
             var decided = await handlers.PublishAsync(context, cancellationToken);
             if (!decided.TryGetValue(out var payload, out var denied))
             {

@@ -97,6 +97,13 @@ public sealed class MsgPackWsClient : IAsyncDisposable
         return await _replies.Reader.ReadAsync(cts.Token);
     }
 
+    /// <summary>The next push's map (the value of <c>push</c>).</summary>
+    public async Task<Dictionary<string, object?>> NextPushAsync(TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? DefaultTimeout);
+        return Map((await _pushes.Reader.ReadAsync(cts.Token))["push"]);
+    }
+
     /// <summary>The next push's <c>pub</c> map.</summary>
     public async Task<Dictionary<string, object?>> NextPubAsync(TimeSpan? timeout = null)
     {
