@@ -91,7 +91,7 @@ export class WebSocketTransport implements Transport {
         this.codec = await loadMsgPack();
       } catch (err) {
         msgpackModule = undefined;
-        throw new HeraldError(ClientErrorCodes.TransportFailed, `herald.msgpack needs @msgpack/msgpack, which did not load: ${String(err)}`, { cause: err });
+        throw new HeraldError(ClientErrorCodes.TransportFailed, `protocol "msgpack" needs the package @msgpack/msgpack (npm install @msgpack/msgpack), which did not load: ${String(err)}`, { cause: err });
       }
     }
     return this.openSocket();
