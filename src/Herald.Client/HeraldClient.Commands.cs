@@ -30,6 +30,21 @@ public sealed partial class HeraldClient
         return new StreamPosition(stream?.Offset ?? 0, stream?.Epoch ?? "");
     }
 
+    /// <summary>
+    /// Publishes <paramref name="bytes"/> to <paramref name="channel"/> as a binary publication: subscribers receive the same
+    /// bytes (<see cref="ClientPublication.Bytes"/>). Over <c>herald.msgpack</c> they travel as a MessagePack <c>bin</c>;
+    /// over <c>herald.json</c> and polling as base64 (<c>"b64"</c>). The server's <c>Herald:MaxMessageBytes</c> limits them.
+    /// </summary>
+    /// <inheritdoc cref="PublishAsync(string, JsonElement, string?, CancellationToken)"/>
+    public async ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> bytes, string? idempotencyKey = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(channel);
+        var command = new Command { Op = Ops.Publish, Channel = channel, B64 = Convert.ToBase64String(bytes.Span), IdempotencyKey = idempotencyKey };
+        var result = await ExecuteAsync(command, cancellationToken);
+        var stream = result.Deserialize(ClientJsonContext.Default.StreamResultMessage);
+        return new StreamPosition(stream?.Offset ?? 0, stream?.Epoch ?? "");
+    }
+
     /// <summary>Publishes <paramref name="data"/>, serialized with source-generated metadata.</summary>
     /// <inheritdoc cref="PublishAsync(string, JsonElement, string?, CancellationToken)"/>
     public ValueTask<StreamPosition> PublishAsync<T>(string channel, T data, JsonTypeInfo<T> typeInfo, string? idempotencyKey = null, CancellationToken cancellationToken = default)
@@ -65,11 +80,7 @@ public sealed partial class HeraldClient
         var stream = result.Deserialize(ClientJsonContext.Default.StreamResultMessage)
             ?? throw new HeraldConnectionException("a history reply without a result");
         var epoch = stream.Epoch ?? "";
-        var publications = (stream.Publications ?? []).Select(p => new ClientPublication(
-            channel,
-            new StreamPosition(p.Offset, epoch),
-            p.Data,
-            p.Info is { } i ? new ClientInfo(i.User ?? "", i.Client ?? "") : null)).ToList();
+        var publications = (stream.Publications ?? []).Select(p => ClientPublication.FromWire(channel, new StreamPosition(p.Offset, epoch), p)).ToList();
         return new HistoryResult(new StreamPosition(stream.Offset, epoch), publications)
         {
             Next = stream.Next is { Offset: { } offset, Epoch: { } nextEpoch } ? new StreamPosition(offset, nextEpoch) : null,

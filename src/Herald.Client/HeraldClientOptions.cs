@@ -53,6 +53,13 @@ public sealed record HeraldClientOptions
     /// <summary>When set, the client uses only this transport and never falls back.</summary>
     public HeraldTransport? ForcedTransport { get; init; }
 
+    /// <summary>
+    /// The WebSocket's subprotocol: <see cref="HeraldProtocol.Json"/> (<c>herald.json</c>, the default) or
+    /// <see cref="HeraldProtocol.MsgPack"/> (<c>herald.msgpack</c>: binary publications travel unencoded, and frames are
+    /// smaller). The polling transports speak JSON whatever this says.
+    /// </summary>
+    public HeraldProtocol Protocol { get; init; } = HeraldProtocol.Json;
+
     /// <summary>The WebSocket endpoint, relative to <see cref="BaseUri"/>.</summary>
     public string WebSocketPath { get; init; } = "ws";
 

@@ -194,8 +194,7 @@ public sealed class HeraldSubscription : IAsyncDisposable, IAsyncEnumerable<Clie
         {
             throw new RecoveryGapException($"{Channel} skipped from offset {current.Offset} to {message.Offset}");
         }
-        var info = message.Info is { } i ? new ClientInfo(i.User ?? "", i.Client ?? "") : null;
-        var publication = new ClientPublication(Channel, new StreamPosition(message.Offset, epoch), message.Data, info);
+        var publication = ClientPublication.FromWire(Channel, new StreamPosition(message.Offset, epoch), message);
         if (_callback is not null)
         {
             try

@@ -188,7 +188,10 @@ public sealed partial class HeraldNode : IAsyncDisposable
         }
     }
 
-    /// <summary>The fan-out: the push frame is encoded once and the same bytes are queued to every subscriber.</summary>
+    /// <summary>
+    /// The fan-out: the push frame is encoded once per encoding that a subscriber speaks (on first need) and the same
+    /// bytes are queued to every subscriber of that encoding.
+    /// </summary>
     private void HandlePublication(string channel, Publication publication, string epoch)
     {
         if (!_channels.TryGetValue(channel, out var entry))
@@ -202,11 +205,11 @@ public sealed partial class HeraldNode : IAsyncDisposable
         {
             return;
         }
-        var push = ProtocolWriter.EncodePush(channel, publication);
+        var push = new PushFrames(channel, publication);
         var delivered = 0;
         foreach (var subscription in all)
         {
-            if (subscription.Deliver(publication, epoch, push))
+            if (subscription.Deliver(publication, epoch, ref push))
             {
                 delivered++;
             }

@@ -21,6 +21,9 @@ internal sealed class HeraldServer(HeraldNode node) : IHeraldServer
     public ValueTask<HeraldResult<StreamPosition>> PublishAsync(string channel, JsonElement data, PublishOptions? options = null, CancellationToken cancellationToken = default) =>
         node.Channels.PublishAsync(auth: null, channel, data, info: null, options?.IdempotencyKey, cancellationToken);
 
+    public ValueTask<HeraldResult<StreamPosition>> PublishBytesAsync(string channel, ReadOnlyMemory<byte> bytes, PublishOptions? options = null, CancellationToken cancellationToken = default) =>
+        node.Channels.PublishBytesAsync(auth: null, channel, bytes, info: null, options?.IdempotencyKey, cancellationToken);
+
     public ValueTask<HeraldResult<HistoryPage>> ReadHistoryAsync(string channel, HistoryQuery? query = null, CancellationToken cancellationToken = default) =>
         node.Channels.HistoryAsync(auth: null, channel, query?.Offset, query?.Epoch, query?.Limit, query?.Reverse ?? false, cancellationToken);
 

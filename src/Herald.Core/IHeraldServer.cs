@@ -17,7 +17,7 @@ namespace Herald;
 /// <para>The user commands reach every node through the broker and act on the user's WebSocket connections that are
 /// connected at that moment; polling clients have no connection to act on. They answer once every node was sent the
 /// command, not when each connection has acted on it: a subscribed connection learns of it by a push.</para>
-/// <para>Herald implements this interface; it may gain members (binary publish), so do not implement it.</para>
+/// <para>Herald implements this interface; it may gain members, so do not implement it.</para>
 /// </remarks>
 public interface IHeraldServer
 {
@@ -26,6 +26,15 @@ public interface IHeraldServer
     /// or <c>invalid_channel</c>, <c>bad_request</c> (no data, a bad idempotency key), <c>payload_too_large</c>,
     /// <c>unavailable</c>.</returns>
     ValueTask<HeraldResult<StreamPosition>> PublishAsync(string channel, JsonElement data, PublishOptions? options = null, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Publishes <paramref name="bytes"/> to <paramref name="channel"/> as the server, a binary publication: subscribers
+    /// receive the same bytes (a MessagePack <c>bin</c> on <c>herald.msgpack</c>, <c>"b64"</c> in JSON encodings). Herald
+    /// keeps the memory without copying it, so do not change it afterwards.
+    /// </summary>
+    /// <returns>The publication's position, or <c>invalid_channel</c>, <c>bad_request</c> (a bad idempotency key),
+    /// <c>payload_too_large</c> (more than <c>Herald:MaxMessageBytes</c> bytes), <c>unavailable</c>.</returns>
+    ValueTask<HeraldResult<StreamPosition>> PublishBytesAsync(string channel, ReadOnlyMemory<byte> bytes, PublishOptions? options = null, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Reads a page of <paramref name="channel"/>'s history (see <see cref="HistoryQuery"/>), with the channel's head and,

@@ -27,6 +27,12 @@ public sealed class Command
     /// <summary>The payload to publish (<c>publish</c>), or the call's argument (<c>rpc</c>).</summary>
     [JsonPropertyName("data")] public JsonElement? Data { get; set; }
 
+    /// <summary>
+    /// Bytes to publish, in base64 (RFC 4648, padded), in place of <see cref="Data"/> (<c>publish</c> only). Over
+    /// <c>herald.msgpack</c> a <c>data</c> that is a <c>bin</c> arrives here.
+    /// </summary>
+    [JsonPropertyName("b64")] public string? B64 { get; set; }
+
     /// <summary>The maximum number of publications to return (<c>history</c>).</summary>
     [JsonPropertyName("limit")] public int? Limit { get; set; }
 
@@ -86,7 +92,10 @@ public sealed class PollRequestBody
     [JsonPropertyName("info")] public JsonElement? Info { get; set; }
 }
 
-/// <summary>The body of the server API's <c>POST /api/publish</c>: <c>{"channel":"…","data":…,"idempotency_key":"…"}</c>.</summary>
+/// <summary>
+/// The JSON body of the server API's <c>POST /api/publish</c>: <c>{"channel":"…","data":…,"idempotency_key":"…"}</c>, or
+/// <c>"b64":"…"</c> in place of <c>"data"</c> to publish bytes.
+/// </summary>
 public sealed class PublishRequestBody
 {
     /// <summary>The channel to publish to.</summary>
@@ -94,6 +103,9 @@ public sealed class PublishRequestBody
 
     /// <summary>The payload to publish, any JSON value.</summary>
     [JsonPropertyName("data")] public JsonElement? Data { get; set; }
+
+    /// <summary>Bytes to publish, in base64, in place of <see cref="Data"/>.</summary>
+    [JsonPropertyName("b64")] public string? B64 { get; set; }
 
     /// <summary>Optional; as <see cref="Command.IdempotencyKey"/>.</summary>
     [JsonPropertyName("idempotency_key")] public string? IdempotencyKey { get; set; }

@@ -33,6 +33,11 @@ internal static class CommandParser
                 error = "'since' needs both 'offset' (a non-negative integer) and 'epoch' (a string)";
                 return false;
             }
+            if (parsed.B64 is not null && parsed.Op != Ops.Publish)
+            {
+                error = "bytes ('b64', or a bin 'data') are only for 'publish'";
+                return false;
+            }
             error = null;
             return true;
         }

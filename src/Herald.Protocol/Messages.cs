@@ -120,14 +120,20 @@ public sealed class UnsubscribePushMessage
     [JsonPropertyName("reason")] public string? Reason { get; set; }
 }
 
-/// <summary>A publication on the wire, <c>{"offset":…,"data":…,"info":{…}}</c> (see <see cref="Publication.Json"/>).</summary>
+/// <summary>
+/// A publication on the wire, <c>{"offset":…,"data":…,"info":{…}}</c>, or <c>"b64":"…"</c> in place of <c>"data"</c> for
+/// bytes (see <see cref="Publication.Json"/>).
+/// </summary>
 public sealed class PublicationMessage
 {
     /// <summary>Its offset in the channel's log, within the epoch of the message that carries it.</summary>
     [JsonPropertyName("offset")] public ulong Offset { get; set; }
 
-    /// <summary>The payload, exactly as the publisher sent it.</summary>
+    /// <summary>The payload, exactly as the publisher sent it; absent (undefined) for bytes, which are in <see cref="B64"/>.</summary>
     [JsonPropertyName("data")] public JsonElement Data { get; set; }
+
+    /// <summary>The payload of a binary publication (<c>"b64"</c> on the wire), or <see langword="null"/> for a JSON one.</summary>
+    [JsonPropertyName("b64")] public byte[]? B64 { get; set; }
 
     /// <summary>Who published it (<see cref="ClientInfoMessage.User"/> and <see cref="ClientInfoMessage.Client"/> only); absent for the server API.</summary>
     [JsonPropertyName("info")] public ClientInfoMessage? Info { get; set; }

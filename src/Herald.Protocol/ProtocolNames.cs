@@ -18,6 +18,7 @@ internal static class ProtocolNames
     public static readonly JsonEncodedText Offset = JsonEncodedText.Encode("offset");
     public static readonly JsonEncodedText Epoch = JsonEncodedText.Encode("epoch");
     public static readonly JsonEncodedText Data = JsonEncodedText.Encode("data");
+    public static readonly JsonEncodedText B64 = JsonEncodedText.Encode("b64");
     public static readonly JsonEncodedText Info = JsonEncodedText.Encode("info");
     public static readonly JsonEncodedText User = JsonEncodedText.Encode("user");
     public static readonly JsonEncodedText Client = JsonEncodedText.Encode("client");

@@ -6,31 +6,38 @@ namespace Herald.Protocol;
 
 /// <summary>One message in a channel's log.</summary>
 /// <remarks>
-/// A publication is immutable and shared by every subscriber of a node: its JSON encoding is produced once
-/// (<see cref="Json"/>) and the same bytes are written to every connection and every poll answer.
+/// A publication is immutable and shared by every subscriber of a node: each of its encodings is produced once
+/// (<see cref="Json"/> for <c>herald.json</c> and polls, a MessagePack one for <c>herald.msgpack</c>) and the same bytes
+/// are written to every connection and every poll answer of that protocol.
 /// </remarks>
 public sealed class Publication
 {
     private byte[]? _json;
+    private byte[]? _msgPack;
 
     /// <summary>Creates a publication.</summary>
     /// <param name="offset">Its offset in the channel's log (1, 2, 3, …).</param>
-    /// <param name="data">The payload, as UTF-8 JSON exactly as the publisher sent it.</param>
+    /// <param name="data">The payload: compact UTF-8 JSON, or the bytes as published when <paramref name="kind"/> is <see cref="PayloadKind.Binary"/>.</param>
     /// <param name="info">Who published it; <see langword="null"/> for the server API.</param>
     /// <param name="timestamp">When the broker appended it, in Unix milliseconds.</param>
-    public Publication(ulong offset, ReadOnlyMemory<byte> data, ClientInfo? info, long timestamp)
+    /// <param name="kind">Whether <paramref name="data"/> is JSON or bytes.</param>
+    public Publication(ulong offset, ReadOnlyMemory<byte> data, ClientInfo? info, long timestamp, PayloadKind kind = PayloadKind.Json)
     {
         Offset = offset;
         Data = data;
         Info = info;
         Timestamp = timestamp;
+        Kind = kind;
         AcceptedTimestamp = Stopwatch.GetTimestamp();
     }
+
+    /// <summary>Whether <see cref="Data"/> is JSON or bytes.</summary>
+    public PayloadKind Kind { get; }
 
     /// <summary>The offset of this publication in its channel's log.</summary>
     public ulong Offset { get; }
 
-    /// <summary>The payload as UTF-8 JSON.</summary>
+    /// <summary>The payload: UTF-8 JSON, or bytes when <see cref="Kind"/> is <see cref="PayloadKind.Binary"/>.</summary>
     public ReadOnlyMemory<byte> Data { get; }
 
     /// <summary>Who published it, when a client did.</summary>
@@ -52,20 +59,31 @@ public sealed class Publication
     public long AcceptedTimestamp { get; init; }
 
     /// <summary>
-    /// The wire form <c>{"offset":…,"data":…,"info":{…}}</c>, encoded on first use and cached;
-    /// concurrent first calls may both encode, which is harmless because the result is identical.
+    /// The JSON wire form <c>{"offset":…,"data":…,"info":{…}}</c> (<c>"b64":"…"</c> in place of <c>"data"</c> for bytes),
+    /// encoded on first use and cached; concurrent first calls may both encode, which is harmless because the result is
+    /// identical.
     /// </summary>
     public ReadOnlyMemory<byte> Json => _json ??= Encode();
 
+    /// <summary>The <c>herald.msgpack</c> wire form, a map with the keys of <see cref="Json"/>; encoded once, like it.</summary>
+    internal ReadOnlyMemory<byte> MsgPack => _msgPack ??= MsgPackCodec.EncodePublication(this);
+
     private byte[] Encode()
     {
-        var buffer = new ArrayBufferWriter<byte>(Data.Length + 64);
+        var buffer = new ArrayBufferWriter<byte>((Kind == PayloadKind.Binary ? (Data.Length + 2) / 3 * 4 : Data.Length) + 64);
         using (var writer = new Utf8JsonWriter(buffer, ProtocolWriter.WriterOptions))
         {
             writer.WriteStartObject();
             writer.WriteNumber(ProtocolNames.Offset, Offset);
-            writer.WritePropertyName(ProtocolNames.Data);
-            writer.WriteRawValue(Data.Span, skipInputValidation: true);
+            if (Kind == PayloadKind.Binary)
+            {
+                writer.WriteBase64String(ProtocolNames.B64, Data.Span);
+            }
+            else
+            {
+                writer.WritePropertyName(ProtocolNames.Data);
+                writer.WriteRawValue(Data.Span, skipInputValidation: true);
+            }
             if (Info is not null)
             {
                 writer.WriteStartObject(ProtocolNames.Info);

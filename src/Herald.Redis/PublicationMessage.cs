@@ -13,7 +13,8 @@ namespace Herald.Redis;
 internal static class PublicationMessage
 {
     /// <summary>
-    /// Parses <c>"&lt;offset&gt; &lt;epoch&gt; &lt;timestamp&gt; &lt;user bytes&gt; &lt;client bytes&gt;\n&lt;user&gt;&lt;client&gt;&lt;data&gt;"</c>.
+    /// Parses <c>"&lt;offset&gt; &lt;epoch&gt; &lt;timestamp&gt; &lt;user bytes&gt; &lt;client bytes&gt;[ b]\n&lt;user&gt;&lt;client&gt;&lt;data&gt;"</c>
+    /// (<c>" b"</c>: the data is bytes).
     /// The data is a slice of <paramref name="message"/>, not a copy.
     /// </summary>
     public static bool TryParse(byte[] message, out Publication? publication, out string? epoch)
@@ -30,10 +31,18 @@ internal static class PublicationMessage
             || !NextToken(ref header, out var epochBytes)
             || !NextInt64(ref header, out var timestamp)
             || !NextInt32(ref header, out var userLength)
-            || !NextInt32(ref header, out var clientLength)
-            || !header.IsEmpty)
+            || !NextInt32(ref header, out var clientLength))
         {
             return false;
+        }
+        var kind = PayloadKind.Json;
+        if (!header.IsEmpty)
+        {
+            if (!header.SequenceEqual("b"u8))
+            {
+                return false;
+            }
+            kind = PayloadKind.Binary;
         }
         var position = newline + 1;
         ClientInfo? info = null;
@@ -49,11 +58,14 @@ internal static class PublicationMessage
             position += userLength + clientLength;
         }
         epoch = Encoding.UTF8.GetString(epochBytes);
-        publication = new Publication(offset, message.AsMemory(position), info, timestamp);
+        publication = new Publication(offset, message.AsMemory(position), info, timestamp, kind);
         return true;
     }
 
-    /// <summary>Builds a publication from one history stream entry (<c>id</c> <c>&lt;offset&gt;-0</c>, fields t, d, u, c).</summary>
+    /// <summary>
+    /// Builds a publication from one history stream entry (<c>id</c> <c>&lt;offset&gt;-0</c>, fields t, d or b, u, c: the
+    /// data is in <c>d</c> when it is JSON, in <c>b</c> when it is bytes).
+    /// </summary>
     public static Publication FromStreamEntry(RedisResult entry)
     {
         var parts = (RedisResult[])entry!;
@@ -63,6 +75,7 @@ internal static class PublicationMessage
         var fields = (RedisResult[])parts[1]!;
         long timestamp = 0;
         byte[] data = [];
+        var kind = PayloadKind.Json;
         string? user = null, client = null;
         for (var i = 0; i + 1 < fields.Length; i += 2)
         {
@@ -74,6 +87,10 @@ internal static class PublicationMessage
                 case "d":
                     data = (byte[]?)fields[i + 1] ?? [];
                     break;
+                case "b":
+                    data = (byte[]?)fields[i + 1] ?? [];
+                    kind = PayloadKind.Binary;
+                    break;
                 case "u":
                     user = (string?)fields[i + 1] ?? "";
                     break;
@@ -83,7 +100,7 @@ internal static class PublicationMessage
             }
         }
         var info = user is not null && client is not null ? new ClientInfo(user, client) : null;
-        return new Publication(offset, data, info, timestamp);
+        return new Publication(offset, data, info, timestamp, kind);
     }
 
     private static bool NextToken(ref ReadOnlySpan<byte> header, out ReadOnlySpan<byte> token)

@@ -142,17 +142,17 @@ public sealed partial class RedisBroker : IBroker
     }
 
     /// <inheritdoc/>
-    public async ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default) =>
-        (await PublishAsync(channel, data, info, history, idempotency: null, cancellationToken)).Position;
+    public async ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default) =>
+        (await PublishAsync(channel, data, info, history, idempotency: null, kind, cancellationToken)).Position;
 
     /// <inheritdoc/>
-    public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, CancellationToken cancellationToken = default)
+    public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(idempotency.Key, nameof(idempotency));
-        return PublishAsync(channel, data, info, history, (IdempotencyKey?)idempotency, cancellationToken);
+        return PublishAsync(channel, data, info, history, (IdempotencyKey?)idempotency, kind, cancellationToken);
     }
 
-    private async ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey? idempotency, CancellationToken cancellationToken)
+    private async ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey? idempotency, PayloadKind kind, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(channel);
         _ = _handler ?? throw new InvalidOperationException("Start the broker before publishing.");
@@ -170,6 +170,7 @@ public sealed partial class RedisBroker : IBroker
             _keys.PubSub(channel),
             IsSharded(multiplexer) ? "1" : "0",
             idempotency is { } window ? Math.Max(1, (long)window.Window.TotalMilliseconds) : RedisValue.EmptyString,
+            kind == PayloadKind.Binary ? "b" : "d",
         ];
         RedisKey[] keys = idempotency is { } idem
             ? [_keys.Meta(channel), _keys.Stream(channel), _keys.Idempotency(channel, idem.Key)]

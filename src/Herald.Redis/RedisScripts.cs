@@ -37,14 +37,16 @@ internal static class RedisScripts
     /// <summary>
     /// KEYS: meta, stream, and for an idempotent publish the key's key. ARGV: data, has info ('1'/'0'), user, client,
     /// history size, history TTL ms, a fresh epoch (used when the channel has none), Pub/Sub channel, sharded ('1':
-    /// <c>SPUBLISH</c>, on a Redis Cluster; '0': <c>PUBLISH</c>), and for an idempotent publish the key's window ms.
+    /// <c>SPUBLISH</c>, on a Redis Cluster; '0': <c>PUBLISH</c>), the key's window ms for an idempotent publish ('' otherwise),
+    /// and the data's field: 'd' for JSON, 'b' for bytes.
     /// Returns { offset, epoch, timestamp, repeated (1/0) }.
     /// </summary>
     /// <remarks>
     /// Appending and publishing in one script is what makes delivery order offset order: Redis runs one script at a
     /// time, so two publications of a channel reach the Pub/Sub channel in the order their offsets were given.
     /// The message published is <c>"&lt;offset&gt; &lt;epoch&gt; &lt;timestamp&gt; &lt;user bytes&gt; &lt;client bytes&gt;\n"</c>
-    /// followed by the user, the client and the data (user and client lengths -1 when there is no info): binary-safe,
+    /// followed by the user, the client and the data (user and client lengths -1 when there is no info; the header ends
+    /// in <c>" b"</c> when the data is bytes): binary-safe,
     /// and the data travels as is (see <see cref="PublicationMessage"/>). On a Cluster the sharded Pub/Sub channel carries
     /// the channel's hash tag, so it is on the slot of the keys and the script may publish on it.
     /// <para>An idempotency key is a string key beside the channel's (same hash tag) holding <c>"&lt;offset&gt; &lt;epoch&gt;"</c>
@@ -57,6 +59,8 @@ internal static class RedisScripts
         local data, has_info, user, client = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
         local size, ttl, fresh_epoch, pubsub = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
         local publish = ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH'
+        local field = ARGV[11] == 'b' and 'b' or 'd'
+        local kind = field == 'b' and ' b' or ''
         if idem then
           local seen = redis.call('GET', idem)
           if seen then
@@ -78,9 +82,9 @@ internal static class RedisScripts
         local id = string.format('%d', offset)
         if size > 0 then
           if has_info == '1' then
-            redis.call('XADD', stream, id .. '-0', 't', now, 'd', data, 'u', user, 'c', client)
+            redis.call('XADD', stream, id .. '-0', 't', now, field, data, 'u', user, 'c', client)
           else
-            redis.call('XADD', stream, id .. '-0', 't', now, 'd', data)
+            redis.call('XADD', stream, id .. '-0', 't', now, field, data)
           end
           redis.call('XTRIM', stream, 'MAXLEN', size)
           if ttl > 0 then
@@ -93,9 +97,9 @@ internal static class RedisScripts
         end
         local header
         if has_info == '1' then
-          header = id .. ' ' .. epoch .. ' ' .. string.format('%d', now) .. ' ' .. #user .. ' ' .. #client .. '\n' .. user .. client
+          header = id .. ' ' .. epoch .. ' ' .. string.format('%d', now) .. ' ' .. #user .. ' ' .. #client .. kind .. '\n' .. user .. client
         else
-          header = id .. ' ' .. epoch .. ' ' .. string.format('%d', now) .. ' -1 -1\n'
+          header = id .. ' ' .. epoch .. ' ' .. string.format('%d', now) .. ' -1 -1' .. kind .. '\n'
         end
         redis.call(publish, pubsub, header .. data)
         if idem then

@@ -30,7 +30,7 @@ public sealed class MemoryBrokerTests
         await broker.StartAsync(recorder);
         await broker.SubscribeAsync("a");
         await broker.SubscribeAsync("b");
-        await Parallel.ForAsync(0, 4000, async (i, ct) => await broker.PublishAsync(i % 2 == 0 ? "a" : "b", "1"u8.ToArray(), null, Keep10, ct));
+        await Parallel.ForAsync(0, 4000, async (i, ct) => await broker.PublishAsync(i % 2 == 0 ? "a" : "b", "1"u8.ToArray(), null, Keep10, cancellationToken: ct));
         foreach (var channel in new[] { "a", "b" })
         {
             var offsets = recorder.Seen.Where(s => s.Channel == channel).Select(s => s.Offset).ToList();

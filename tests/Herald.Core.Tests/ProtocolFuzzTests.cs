@@ -108,4 +108,18 @@ public sealed class ProtocolFuzzTests
         Assert.True(good.Outbound.Reader.TryRead(out var published));
         Assert.Contains("\"result\"", Encoding.UTF8.GetString(published.Bytes.Span));
     }
+
+    private static readonly Gen<byte[]> MsgPackValue = Gen.OneOf(
+        Gen.Byte.Array[0, 64],
+        Gen.Select(Gen.Int[0, Ops.Length - 1], Gen.Int[0, Channels.Length - 1], Gen.Byte.Array[0, 32], Gen.Int[0, 3])
+            .Select((op, channel, bytes, shape) => Fuzz.MsgPack.Command(Ops[op], Channels[channel], bytes, shape)));
+
+    [Fact]
+    public void AnyMsgPackInput_GetsOneWellFormedMsgPackReplyPerCommand_AndTheSessionGoesOn()
+    {
+        MsgPackValue.Array[1, 4].Sample(values =>
+        {
+            Herald.Fuzz.FuzzHarness.RunMsgPack(values.SelectMany(v => v).ToArray());
+        }, iter: 1500);
+    }
 }

@@ -46,8 +46,21 @@ internal static class FuzzHarness
         return options;
     }
 
-    /// <summary>Runs one input through a fresh node and session and checks every reply. Throws on a violation.</summary>
+    /// <summary>The connect command of a <c>herald.msgpack</c> session, the first value of its fuzzed frame.</summary>
+    public static readonly byte[] MsgPackConnect = [0x82, 0xa2, (byte)'i', (byte)'d', 0x00, 0xa2, (byte)'o', (byte)'p', 0xa7, .. "connect"u8];
+
+    /// <summary>
+    /// Runs one input both ways, each through a fresh node and session: as the lines of a <c>herald.json</c> message, then
+    /// as a <c>herald.msgpack</c> binary message. Throws on a violation.
+    /// </summary>
     public static void Run(ReadOnlySpan<byte> input)
+    {
+        RunJson(input);
+        RunMsgPack(input);
+    }
+
+    /// <summary>Runs one input as a <c>herald.json</c> message and checks every reply.</summary>
+    public static void RunJson(ReadOnlySpan<byte> input)
     {
         var options = CreateOptions();
         // The WebSocket layer refuses a larger message (close 1009) before it reaches the session.
@@ -80,6 +93,80 @@ internal static class FuzzHarness
         {
             node.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
+    }
+
+    /// <summary>
+    /// Runs one input as a <c>herald.msgpack</c> message behind a MessagePack connect and checks every reply: each is one
+    /// whole MessagePack map that reads as a well-formed reply or push (the JSON oracle's rules), every whole value of
+    /// the frame got one reply, and a value that does not end got one <c>bad_request</c> for the rest of the frame.
+    /// </summary>
+    public static void RunMsgPack(ReadOnlySpan<byte> input)
+    {
+        var options = CreateOptions();
+        var room = options.MaxMessageBytes - MsgPackConnect.Length;
+        if (input.Length > room)
+        {
+            input = input[..room];
+        }
+        var frame = new byte[MsgPackConnect.Length + input.Length];
+        MsgPackConnect.CopyTo(frame, 0);
+        input.CopyTo(frame.AsSpan(MsgPackConnect.Length));
+
+        var node = new HeraldNode(options, new MemoryBroker());
+        try
+        {
+            node.StartAsync().AsTask().GetAwaiter().GetResult();
+            var transport = new RecordingTransport { Encoding = WireEncoding.MsgPack };
+            var session = new ClientSession(node, transport);
+            session.HandleMessageAsync(frame).AsTask().GetAwaiter().GetResult();
+
+            var replies = 0;
+            while (session.Outbound.Reader.TryRead(out var message))
+            {
+                if (!MsgPackCodec.TrySplit(message.Bytes, out var length, out var error) || length != message.Bytes.Length)
+                {
+                    throw new FuzzViolationException($"a queued message is not one whole MessagePack value ({error ?? "trailing bytes"})");
+                }
+                if (!MsgPackCodec.TryToJsonServerMessage(message.Bytes, out var json, out error))
+                {
+                    throw new FuzzViolationException($"a queued message has no JSON twin: {error}");
+                }
+                if (CheckMessage(json))
+                {
+                    replies++;
+                }
+            }
+            var expected = CountMsgPackCommands(frame);
+            if (replies != expected)
+            {
+                throw new FuzzViolationException($"{expected} MessagePack command(s) got {replies} reply(ies); every command gets exactly one");
+            }
+            if (transport.Closes.Count > 0)
+            {
+                throw new FuzzViolationException($"the session closed the connection with {string.Join(",", transport.Closes)} on an anonymous connection");
+            }
+            session.TerminateAsync().AsTask().GetAwaiter().GetResult();
+        }
+        finally
+        {
+            node.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
+    /// <summary>Whole values, plus one for a tail that is not one (it gets one refusal).</summary>
+    private static int CountMsgPackCommands(ReadOnlyMemory<byte> frame)
+    {
+        var count = 0;
+        while (!frame.IsEmpty)
+        {
+            count++;
+            if (!MsgPackCodec.TrySplit(frame, out var length, out _))
+            {
+                break;
+            }
+            frame = frame[length..];
+        }
+        return count;
     }
 
     /// <summary>
@@ -189,6 +276,8 @@ internal static class FuzzHarness
     private sealed class RecordingTransport : ISessionTransport
     {
         public string Name => "fuzz";
+
+        public WireEncoding Encoding { get; init; } = WireEncoding.Json;
 
         public List<int> Closes { get; } = [];
 

@@ -95,11 +95,11 @@ public sealed class BrokerUnavailableTests : IAsyncLifetime
 
         public ValueTask StartAsync(IBrokerEventHandler handler, CancellationToken cancellationToken = default) => _inner.StartAsync(handler, cancellationToken);
 
-        public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default) =>
-            Down ? throw new BrokerUnavailableException() : _inner.PublishAsync(channel, data, info, history, cancellationToken);
+        public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default) =>
+            Down ? throw new BrokerUnavailableException() : _inner.PublishAsync(channel, data, info, history, kind, cancellationToken);
 
-        public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, CancellationToken cancellationToken = default) =>
-            Down ? throw new BrokerUnavailableException() : _inner.PublishAsync(channel, data, info, history, idempotency, cancellationToken);
+        public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default) =>
+            Down ? throw new BrokerUnavailableException() : _inner.PublishAsync(channel, data, info, history, idempotency, kind, cancellationToken);
 
         public ValueTask<HistoryResult> ReadHistoryAsync(string channel, ulong? afterOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
             Down ? throw new BrokerUnavailableException() : _inner.ReadHistoryAsync(channel, afterOffset, limit, history, cancellationToken);

@@ -224,6 +224,36 @@ public sealed class HandlerTests
     }
 
     [Fact]
+    public async Task Publish_HandlerSeesBytesOnlyForBinaryPublications_AndMayReplaceThemWithJson()
+    {
+        var seen = new ConcurrentQueue<string>();
+        var handler = new TestHandler
+        {
+            Publish = c =>
+            {
+                // A regression: a JSON publication once reached handlers with an empty (not absent) Bytes.
+                seen.Enqueue(c.Bytes is { } b ? $"bytes:{Convert.ToHexString(b.Span)}" : $"json:{c.Data.GetRawText()}");
+                return ValueTask.FromResult<HeraldResult<PublishAccepted>>(c.Bytes is { Length: 1 }
+                    ? new PublishAccepted(Json("""{"replaced":true}"""))
+                    : PublishAccepted.Unchanged);
+            },
+        };
+        await using var server = await StartAsync(null, handler);
+        await using var subscriber = await server.ConnectAsync();
+        await subscriber.CommandAsync("""{"op":"subscribe","channel":"chat:hb"}""");
+        await using var publisher = await server.ConnectAsync();
+
+        Assert.Null(ErrorCode(await publisher.CommandAsync("""{"op":"publish","channel":"chat:hb","data":{"n":1}}""")));
+        Assert.Null(ErrorCode(await publisher.CommandAsync("""{"op":"publish","channel":"chat:hb","b64":"AAH/"}""")));
+        Assert.Null(ErrorCode(await publisher.CommandAsync("""{"op":"publish","channel":"chat:hb","b64":"Kg=="}""")));
+
+        Assert.Equal(["json:{\"n\":1}", "bytes:0001FF", "bytes:2A"], seen);
+        Assert.Equal("""{"n":1}""", (await subscriber.NextPushAsync()).GetProperty("push").GetProperty("pub").GetProperty("data").GetRawText());
+        Assert.Equal("AAH/", (await subscriber.NextPushAsync()).GetProperty("push").GetProperty("pub").GetProperty("b64").GetString());
+        Assert.Equal("""{"replaced":true}""", (await subscriber.NextPushAsync()).GetProperty("push").GetProperty("pub").GetProperty("data").GetRawText());
+    }
+
+    [Fact]
     public async Task Publish_HandlerReplacesTheData_OrRefuses_OverWebSocketAndCmd_ButNotTheServerApi()
     {
         var handler = new TestHandler

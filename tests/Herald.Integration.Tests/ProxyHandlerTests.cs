@@ -189,6 +189,18 @@ public sealed class ProxyHandlerTests(ProxyBackend backend) : IClassFixture<Prox
         Assert.Equal("http", body.GetProperty("transport").GetString());
     }
 
+    [Fact]
+    public async Task Publish_OfBytes_SendsB64InPlaceOfData()
+    {
+        var (proxy, _, provider) = AllHooks();
+        await using var _ = provider;
+
+        var context = new PublishContext(Alice, HeraldTransportNames.WebSocket, "chat:echo", default, AliceToken) { Bytes = new byte[] { 0, 1, 254, 255 } };
+        var body = (await proxy.OnPublishAsync(context, default)).Value.Data!.Value.GetProperty("body");
+        Assert.Equal("AAH+/w==", body.GetProperty("b64").GetString());
+        Assert.False(body.TryGetProperty("data", out var _));
+    }
+
     // ---- rpc
 
     [Fact]

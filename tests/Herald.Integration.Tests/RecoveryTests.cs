@@ -223,11 +223,11 @@ public sealed class RecoveryTests : IAsyncLifetime
 
         public ValueTask StartAsync(IBrokerEventHandler handler, CancellationToken cancellationToken = default) => _inner.StartAsync(handler, cancellationToken);
 
-        public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default) =>
-            _inner.PublishAsync(channel, data, info, history, cancellationToken);
+        public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default) =>
+            _inner.PublishAsync(channel, data, info, history, kind, cancellationToken);
 
-        public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, CancellationToken cancellationToken = default) =>
-            _inner.PublishAsync(channel, data, info, history, idempotency, cancellationToken);
+        public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default) =>
+            _inner.PublishAsync(channel, data, info, history, idempotency, kind, cancellationToken);
 
         public ValueTask<HistoryResult> ReadHistoryBackwardAsync(string channel, ulong? beforeOffset, int limit, HistoryPolicy history, CancellationToken cancellationToken = default) =>
             _inner.ReadHistoryBackwardAsync(channel, beforeOffset, limit, history, cancellationToken);

@@ -75,6 +75,29 @@ public sealed class ServerSideTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ServerSubscribe_OfAMsgPackConnection_RecoversBytesAsBin_AndIHeraldServerPublishesBytes()
+    {
+        const string Channel = "chat:server-sub-bin";
+        await using var alice = await MsgPackWsClient.OpenAsync(B.WebSocketUri);
+        var connected = await alice.CommandAsync(new() { ["op"] = "connect", ["token"] = UserAuthenticator.TokenFor("alice") });
+        Assert.True(connected.ContainsKey("result"), MsgPackWsClient.Describe(connected));
+        var server = A.Node.Server;
+        var first = await server.PublishBytesAsync(Channel, new byte[] { 0, 255 });
+        Assert.True(first.TryGetValue(out var position, out _));
+
+        var (status, _) = await PostAsync(A, "/api/subscribe", $$$"""{"user":"alice","channel":"{{{Channel}}}","since":{"offset":0,"epoch":"{{{position.Epoch}}}"}}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var subscribed = MsgPackWsClient.Map((await alice.NextPushAsync(Deadline))["subscribe"]);
+        var recovered = Assert.IsType<List<object?>>(subscribed["publications"]);
+        Assert.Equal(new byte[] { 0, 255 }, MsgPackWsClient.Map(Assert.Single(recovered))["data"]);
+
+        Assert.True((await server.PublishBytesAsync(Channel, new byte[] { 7 })).TryGetValue(out _, out _));
+        Assert.Equal(new byte[] { 7 }, (await alice.NextPubAsync(Deadline))["data"]);
+        var tooLarge = await server.PublishBytesAsync(Channel, new byte[A.Node.Options.MaxMessageBytes + 1]);
+        Assert.Equal(ErrorCodes.PayloadTooLarge, tooLarge.Error?.Code);
+    }
+
+    [Fact]
     public async Task ServerSubscribe_OnA_OfAUserOnB_PushesTheRecoveredPublications_ThenLivePublications_AndListsPresence()
     {
         const string Channel = "chat:server-sub";

@@ -303,6 +303,37 @@ public abstract class BrokerConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PayloadKind_BytesAndJson_AreDeliveredAndReadBackWithTheirKindAndBytesUnchanged()
+    {
+        var nodes = await StartNodesAsync(2);
+        var (subscriber, publisher) = (nodes[0], nodes[1]);
+        var channel = Channel("kinds");
+        await subscriber.Broker.SubscribeAsync(channel);
+        var all = Enumerable.Range(0, 256).Select(i => (byte)i).ToArray();
+        var info = new ClientInfo("ann", "c1");
+
+        await publisher.Broker.PublishAsync(channel, all, info, KeepAll, PayloadKind.Binary);
+        await publisher.Broker.PublishAsync(channel, """{"n":2}"""u8.ToArray(), null, KeepAll);
+        await publisher.Broker.PublishAsync(channel, Array.Empty<byte>(), null, KeepAll, PayloadKind.Binary);
+        // A binary payload that looks like the Pub/Sub header's separators must not confuse a broker's framing.
+        await publisher.Broker.PublishAsync(channel, "1 b\n -1 -1 b\n"u8.ToArray(), null, KeepAll, new IdempotencyKey("k", TimeSpan.FromMinutes(1)), PayloadKind.Binary);
+
+        await WaitForAsync(subscriber, channel, 4);
+        var delivered = subscriber.Received.Of(channel).Select(d => d.Publication).ToList();
+        var read = (await subscriber.Broker.ReadHistoryAsync(channel, 0, 10, KeepAll)).Publications;
+        var backward = (await publisher.Broker.ReadHistoryBackwardAsync(channel, null, 10, KeepAll)).Publications.Reverse().ToList();
+        foreach (var publications in new[] { delivered, read, backward })
+        {
+            Assert.Equal([PayloadKind.Binary, PayloadKind.Json, PayloadKind.Binary, PayloadKind.Binary], publications.Select(p => p.Kind));
+            Assert.Equal(all, publications[0].Data.ToArray());
+            Assert.Equal(info, publications[0].Info);
+            Assert.Equal("""{"n":2}""", Encoding.UTF8.GetString(publications[1].Data.Span));
+            Assert.True(publications[2].Data.IsEmpty);
+            Assert.Equal("1 b\n -1 -1 b\n"u8.ToArray(), publications[3].Data.ToArray());
+        }
+    }
+
+    [Fact]
     public async Task Subscribe_NodeThatDidNotSubscribe_ReceivesNone()
     {
         var nodes = await StartNodesAsync(2);

@@ -112,6 +112,17 @@ public sealed class TestServer : IAsyncDisposable
         return doc.RootElement.GetProperty("offset").GetUInt64();
     }
 
+    /// <summary>Publishes bytes through the server API (<c>application/octet-stream</c>) and returns the offset.</summary>
+    public async Task<ulong> PublishBytesAsync(string channel, byte[] payload)
+    {
+        using var content = new ByteArrayContent(payload);
+        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/octet-stream");
+        using var response = await Api.PostAsync($"/api/publish?channel={Uri.EscapeDataString(channel)}", content);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        using var doc = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        return doc.RootElement.GetProperty("offset").GetUInt64();
+    }
+
     public async ValueTask DisposeAsync()
     {
         Http.Dispose();

@@ -3,6 +3,7 @@ import { LongPollTransport } from "./transport_longpoll.js";
 import { PollTransport } from "./transport_poll.js";
 import { SseTransport } from "./transport_sse.js";
 import { WebSocketTransport } from "./transport_websocket.js";
+import { toPublication } from "./binary.js";
 import type {
   ChannelEntry,
   Command,
@@ -14,7 +15,7 @@ import type {
   HistoryResult,
   PublishOptions,
   PresenceResult,
-  Publication,
+  PublicationEvent,
   PublishResult,
   RecoveryEvent,
   StreamPosition,
@@ -22,6 +23,7 @@ import type {
   Transport,
   TransportHost,
   TransportName,
+  WirePublication,
 } from "./types.js";
 
 const DEFAULT_TRANSPORTS: readonly TransportName[] = ["websocket", "sse", "longpoll", "poll"];
@@ -427,7 +429,9 @@ export class HeraldClient {
   }
 
   /**
-   * Publishes `data` to a channel; resolves with its position. Waits for the connection if it is being made. With an
+   * Publishes `data` to a channel; resolves with its position. `data` is any JSON value, or a `Uint8Array` to publish
+   * bytes: subscribers get the same bytes (`bytes`, with `binary: true`); they travel as a MessagePack `bin` over
+   * `herald.msgpack`, as base64 (`"b64"`) over `herald.json` and polling. Waits for the connection if it is being made. With an
    * `idempotencyKey`, a retry after a lost reply publishes nothing twice (see {@link PublishOptions}).
    */
   async publish(channel: string, data: unknown, options: PublishOptions = {}): Promise<PublishResult> {
@@ -475,7 +479,8 @@ export class HeraldClient {
       command.reverse = true;
     }
     const result = (await this.command(command)) as HistoryResult;
-    const page: HistoryResult = { epoch: result.epoch, offset: result.offset, publications: result.publications ?? [] };
+    const wire = (result as { publications?: WirePublication[] }).publications ?? [];
+    const page: HistoryResult = { epoch: result.epoch, offset: result.offset, publications: wire.map(toPublication) };
     if (result.next !== undefined) {
       page.next = { offset: result.next.offset, epoch: result.next.epoch };
     }
@@ -667,7 +672,7 @@ export class HeraldClient {
     };
     const transport: Transport =
       name === "websocket"
-        ? new WebSocketTransport(this.url, host, this.options.WebSocket)
+        ? new WebSocketTransport(this.url, host, this.options.WebSocket, this.options.protocol ?? "json")
         : name === "sse"
           ? new SseTransport(this.url, host, this.options.fetch, this.options.EventSource)
           : name === "longpoll"
@@ -869,7 +874,7 @@ export class HeraldClient {
     this.emitter.emit("serverUnsubscribed", { channel, subscription: sub, reason });
   }
 
-  private applyPush(transport: Transport, channel: string, pub: Publication): void {
+  private applyPush(transport: Transport, channel: string, pub: WirePublication): void {
     const sub = this.subs.get(channel);
     if (sub === undefined || sub.cursor === undefined) {
       return;
@@ -878,7 +883,7 @@ export class HeraldClient {
   }
 
   /** Delivers one publication if it is the next one; drops repeats; a gap resyncs. False after a gap. */
-  private deliver(transport: Transport, sub: Subscription, epoch: string, pub: Publication): boolean {
+  private deliver(transport: Transport, sub: Subscription, epoch: string, pub: WirePublication): boolean {
     const cursor = sub.cursor!;
     if (pub.offset <= cursor.offset) {
       return true; // already delivered (a seam between transports or reconnects)
@@ -888,7 +893,7 @@ export class HeraldClient {
       return false;
     }
     sub.cursor = { epoch, offset: pub.offset };
-    const event = { channel: sub.channel, epoch, offset: pub.offset, data: pub.data, ...(pub.info ? { info: pub.info } : {}) };
+    const event: PublicationEvent = Object.assign(toPublication(pub), { channel: sub.channel, epoch });
     sub.emit("publication", event);
     this.emitter.emit("publication", event);
     return this.active === transport && this.subs.get(sub.channel) === sub;

@@ -16,6 +16,7 @@ export type {
   PresenceEntry,
   PresenceInfo,
   PresenceResult,
+  Protocol,
   Publication,
   PublicationEvent,
   PublishResult,

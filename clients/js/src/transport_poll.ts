@@ -1,3 +1,4 @@
+import { toJsonCommand } from "./binary.js";
 import { ClientErrorCodes, ErrorCodes, HeraldError } from "./codes.js";
 import type { ChannelEntry, Command, PresenceInfo, StreamPosition, Transport, TransportCloseInfo, TransportHost } from "./types.js";
 import { toEntry } from "./transport_websocket.js";
@@ -90,7 +91,8 @@ export async function postCommand(
   command: Command & { id: number },
   signal: AbortSignal,
 ): Promise<unknown> {
-  const answer = await postJson(fetchFn, host.token, cmdUrl, command, host.timeout, signal);
+  // Bytes to publish go as "b64" over JSON.
+  const answer = await postJson(fetchFn, host.token, cmdUrl, { ...toJsonCommand(command), id: command.id }, host.timeout, signal);
   const body = answer.body as { result?: unknown; error?: { code?: unknown; message?: unknown } } | null;
   if (answer.status === 200 && body !== null && typeof body === "object" && body.error === undefined) {
     return body.result ?? {};

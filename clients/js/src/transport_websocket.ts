@@ -1,8 +1,10 @@
+import { toJsonCommand } from "./binary.js";
 import { ClientErrorCodes, CloseCodes, ErrorCodes, HeraldError } from "./codes.js";
 import type {
   ChannelEntry,
   Command,
-  Publication,
+  Protocol,
+  WirePublication,
   StreamPosition,
   Transport,
   TransportCloseInfo,
@@ -14,6 +16,21 @@ import type {
 /** The WebSocket subprotocol Herald speaks. */
 export const SUBPROTOCOL = "herald.json";
 
+/** The MessagePack subprotocol. */
+export const MSGPACK_SUBPROTOCOL = "herald.msgpack";
+
+type MsgPackCodec = typeof import("@msgpack/msgpack");
+let msgpackModule: Promise<MsgPackCodec> | undefined;
+
+/**
+ * `@msgpack/msgpack`, loaded on first use: `herald.json` clients (and pages that map no URL to it) never fetch it. In a
+ * browser without a bundler, map it with an import map (see the README).
+ */
+function loadMsgPack(): Promise<MsgPackCodec> {
+  msgpackModule ??= import("@msgpack/msgpack");
+  return msgpackModule;
+}
+
 interface Pending {
   resolve(result: unknown): void;
   reject(error: HeraldError): void;
@@ -24,7 +41,7 @@ interface ServerMessage {
   id?: number;
   result?: unknown;
   error?: { code?: string; message?: string };
-  push?: { channel?: string; pub?: Publication; subscribe?: unknown; unsubscribe?: { reason?: string } };
+  push?: { channel?: string; pub?: WirePublication; subscribe?: unknown; unsubscribe?: { reason?: string } };
 }
 
 /** `http(s)://host[:port][/base]` → `ws(s)://host[:port][/base]/ws`. */
@@ -57,14 +74,30 @@ export class WebSocketTransport implements Transport {
   private openFailed: ((error: HeraldError) => void) | null = null;
   private readonly decoder = new TextDecoder();
 
-  constructor(baseUrl: string, host: TransportHost, ctor: WebSocketConstructor | undefined) {
+  private readonly msgpack: boolean;
+  private codec: MsgPackCodec | undefined;
+
+  constructor(baseUrl: string, host: TransportHost, ctor: WebSocketConstructor | undefined, protocol: Protocol = "json") {
+    this.msgpack = protocol === "msgpack";
     this.url = webSocketUrl(baseUrl);
     this.host = host;
     this.ctor = ctor;
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
   }
 
-  open(): Promise<void> {
+  async open(): Promise<void> {
+    if (this.msgpack) {
+      try {
+        this.codec = await loadMsgPack();
+      } catch (err) {
+        msgpackModule = undefined;
+        throw new HeraldError(ClientErrorCodes.TransportFailed, `protocol "msgpack" needs the package @msgpack/msgpack (npm install @msgpack/msgpack), which did not load: ${String(err)}`, { cause: err });
+      }
+    }
+    return this.openSocket();
+  }
+
+  private openSocket(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const Ctor = this.ctor ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
       if (Ctor === undefined) {
@@ -86,7 +119,9 @@ export class WebSocketTransport implements Transport {
       const fail = (error: HeraldError) => this.finish(error);
       let ws: WebSocketLike;
       try {
-        ws = new Ctor(this.url, SUBPROTOCOL);
+        ws = new Ctor(this.url, this.msgpack ? MSGPACK_SUBPROTOCOL : SUBPROTOCOL);
+        // MessagePack frames are read as bytes (browsers default to Blob).
+        ws.binaryType = "arraybuffer";
       } catch (err) {
         fail(new HeraldError(ClientErrorCodes.TransportFailed, `WebSocket failed: ${String(err)}`, { cause: err }));
         return;
@@ -188,7 +223,7 @@ export class WebSocketTransport implements Transport {
       }, this.host.timeout);
       this.pending.set(id, { resolve, reject, timer });
       try {
-        ws.send(JSON.stringify({ id, ...command }));
+        ws.send(this.codec !== undefined ? this.codec.encode({ id, ...command }) : JSON.stringify({ id, ...toJsonCommand(command) }));
       } catch (err) {
         clearTimeout(timer);
         this.pending.delete(id);
@@ -199,6 +234,10 @@ export class WebSocketTransport implements Transport {
 
   private receive(data: unknown): void {
     if (this.isClosed) {
+      return;
+    }
+    if (this.msgpack) {
+      this.receiveMsgPack(data);
       return;
     }
     let text: string;
@@ -221,44 +260,73 @@ export class WebSocketTransport implements Transport {
         this.finish(new HeraldError(ClientErrorCodes.BadResponse, "the server sent invalid JSON"));
         return;
       }
-      if (message.push !== undefined) {
-        const { channel, pub, subscribe, unsubscribe } = message.push;
-        if (typeof channel !== "string") {
-          continue;
-        }
-        if (pub !== undefined && typeof pub.offset === "number") {
-          this.host.onPush(channel, pub);
-        } else if (subscribe !== undefined) {
-          let entry: ChannelEntry;
-          try {
-            entry = toEntry(subscribe);
-          } catch (err) {
-            this.finish(err as HeraldError);
-            return;
-          }
-          this.host.onServerSubscribe(channel, entry);
-        } else if (unsubscribe !== undefined) {
-          this.host.onServerUnsubscribe(channel, unsubscribe.reason ?? "");
-        }
-        continue;
-      }
-      if (typeof message.id === "number") {
-        const waiter = this.pending.get(message.id);
-        if (waiter === undefined) {
-          continue;
-        }
-        this.pending.delete(message.id);
-        clearTimeout(waiter.timer);
-        if (message.error !== undefined) {
-          waiter.reject(new HeraldError(message.error.code ?? ErrorCodes.Internal, message.error.message ?? "error"));
-        } else {
-          waiter.resolve(message.result ?? {});
-        }
-      }
-      if (this.isClosed) {
+      if (!this.handle(message)) {
         return;
       }
     }
+  }
+
+  /** A `herald.msgpack` frame: MessagePack maps back to back, the same messages as `herald.json`'s lines. */
+  private receiveMsgPack(data: unknown): void {
+    if (!(data instanceof ArrayBuffer || ArrayBuffer.isView(data))) {
+      this.finish(new HeraldError(ClientErrorCodes.BadResponse, "the server sent text on herald.msgpack"));
+      return;
+    }
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    let messages: ServerMessage[];
+    try {
+      messages = [...this.codec!.decodeMulti(bytes)] as ServerMessage[];
+    } catch {
+      this.finish(new HeraldError(ClientErrorCodes.BadResponse, "the server sent invalid MessagePack"));
+      return;
+    }
+    for (const message of messages) {
+      if (!this.handle(message)) {
+        return;
+      }
+    }
+  }
+
+  /** Handles one message; false once the transport is closed. */
+  private handle(message: ServerMessage): boolean {
+    if (message === null || typeof message !== "object") {
+      return !this.isClosed;
+    }
+    if (message.push !== undefined) {
+      const { channel, pub, subscribe, unsubscribe } = message.push;
+      if (typeof channel !== "string") {
+        return !this.isClosed;
+      }
+      if (pub !== undefined && typeof pub.offset === "number") {
+        this.host.onPush(channel, pub);
+      } else if (subscribe !== undefined) {
+        let entry: ChannelEntry;
+        try {
+          entry = toEntry(subscribe);
+        } catch (err) {
+          this.finish(err as HeraldError);
+          return false;
+        }
+        this.host.onServerSubscribe(channel, entry);
+      } else if (unsubscribe !== undefined) {
+        this.host.onServerUnsubscribe(channel, unsubscribe.reason ?? "");
+      }
+      return !this.isClosed;
+    }
+    if (typeof message.id === "number") {
+      const waiter = this.pending.get(message.id);
+      if (waiter === undefined) {
+        return !this.isClosed;
+      }
+      this.pending.delete(message.id);
+      clearTimeout(waiter.timer);
+      if (message.error !== undefined) {
+        waiter.reject(new HeraldError(message.error.code ?? ErrorCodes.Internal, message.error.message ?? "error"));
+      } else {
+        waiter.resolve(message.result ?? {});
+      }
+    }
+    return !this.isClosed;
   }
 
   private startKeepAlive(connectResult: unknown): void {

@@ -39,12 +39,28 @@ export interface PresenceEntry extends ClientInfo {
   info?: PresenceInfo;
 }
 
-/** One publication of a channel, as the server sends it. */
+/** One publication of a channel. */
 export interface Publication {
   offset: number;
+  /** The JSON value, parsed; `undefined` for a binary publication. */
   data: unknown;
+  /** Whether the payload is bytes (published as bytes) rather than JSON. */
+  binary: boolean;
+  /** The payload as bytes: a binary publication's bytes exactly as published, or a JSON one's UTF-8 JSON text. */
+  bytes: Uint8Array;
   info?: ClientInfo;
 }
+
+/** A publication as the wire carries it: `data` (JSON, or a `bin` over herald.msgpack) or `b64` (bytes in JSON). */
+export interface WirePublication {
+  offset: number;
+  data?: unknown;
+  b64?: string;
+  info?: ClientInfo;
+}
+
+/** The WebSocket's encoding: `json` (`herald.json`, the default) or `msgpack` (`herald.msgpack`). */
+export type Protocol = "json" | "msgpack";
 
 /** The `publication` event: a publication, with its channel and epoch. */
 export interface PublicationEvent extends Publication {
@@ -124,7 +140,8 @@ export interface WebSocketLike {
   onmessage: ((event: { data: unknown }) => void) | null;
   onclose: ((event: { code: number; reason: string; wasClean?: boolean }) => void) | null;
   onerror: ((event: unknown) => void) | null;
-  send(data: string): void;
+  binaryType?: string;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
 }
 
@@ -150,6 +167,11 @@ export interface HeraldClientOptions {
    * `connect` and with every poll. Untrusted: a token's `info` claim, when present, is shown instead.
    */
   info?: PresenceInfo;
+  /**
+   * The WebSocket's subprotocol: `json` (`herald.json`, the default) or `msgpack` (`herald.msgpack`: bytes travel as
+   * they are, frames are smaller). SSE and polling speak JSON whatever this says.
+   */
+  protocol?: Protocol;
   /** The transports to try, in order. Default: websocket, sse, longpoll, poll. */
   transports?: TransportName[];
   /** Use only this transport (overrides `transports`). */
@@ -221,7 +243,7 @@ export interface ChannelEntry {
   epoch: string;
   offset: number;
   recovered?: boolean;
-  publications: Publication[];
+  publications: WirePublication[];
 }
 
 /** A command as sent on the wire (without `id`). */
@@ -231,6 +253,7 @@ export interface Command {
   method?: string;
   since?: StreamPosition;
   data?: unknown;
+  b64?: string;
   limit?: number;
   reverse?: boolean;
   idempotency_key?: string;
@@ -257,7 +280,7 @@ export interface TransportHost {
   /** A subscribe reply (WebSocket) or a poll answer's entry for a channel. */
   onEntry(channel: string, entry: ChannelEntry, since: StreamPosition | undefined): void;
   /** A live publication (WebSocket push). */
-  onPush(channel: string, pub: Publication): void;
+  onPush(channel: string, pub: WirePublication): void;
   /** The server subscribed this connection to a channel (WebSocket subscribe push). */
   onServerSubscribe(channel: string, entry: ChannelEntry): void;
   /** The server unsubscribed this connection from a channel (WebSocket unsubscribe push). */

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Herald.Channels;
 using Herald.Protocol;
 using Herald.Sessions;
 using Microsoft.AspNetCore.Builder;
@@ -53,14 +54,22 @@ internal static class ServerApi
     private static async Task PublishAsync(HttpContext context, HeraldNode node)
     {
         var max = node.Options.MaxMessageBytes;
-        if (context.Request.ContentLength > max + 1024)
+        var binary = IsOctetStream(context.Request.ContentType);
+        // A raw body is the payload itself; a JSON body has room for the envelope and base64's third more.
+        var bodyLimit = binary ? max : max / 3 * 4 + 4 + 1024;
+        if (context.Request.ContentLength > bodyLimit)
         {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {max + 1024} bytes");
+            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, binary ? $"data is larger than {max} bytes" : $"the body is larger than {bodyLimit} bytes");
             return;
         }
         if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
         {
-            limit.MaxRequestBodySize = max + 1024;
+            limit.MaxRequestBodySize = bodyLimit;
+        }
+        if (binary)
+        {
+            await PublishBodyAsync(context, node, max);
+            return;
         }
         PublishRequestBody? request;
         try
@@ -69,20 +78,68 @@ internal static class ServerApi
         }
         catch (JsonException ex)
         {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, $"invalid JSON body ({ex.Path ?? "$"}); expected {{\"channel\":\"…\",\"data\":…}}");
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, $"invalid JSON body ({ex.Path ?? "$"}); expected {{\"channel\":\"…\",\"data\":…}} or {{\"channel\":\"…\",\"b64\":\"…\"}}");
             return;
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {max + 1024} bytes");
+            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {bodyLimit} bytes");
             return;
         }
         if (request is null)
         {
-            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "expected {\"channel\":\"…\",\"data\":…}");
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "expected {\"channel\":\"…\",\"data\":…} or {\"channel\":\"…\",\"b64\":\"…\"}");
             return;
         }
-        var published = await node.Server.PublishAsync(request.Channel!, request.Data ?? default, new PublishOptions { IdempotencyKey = request.IdempotencyKey }, context.RequestAborted);
+        if (!ChannelService.ReadBytes(request.Data, request.B64, max).TryGetValue(out var bytes, out var badBytes))
+        {
+            await HttpErrors.WriteAsync(context, badBytes);
+            return;
+        }
+        var published = bytes is null
+            ? await node.Server.PublishAsync(request.Channel!, request.Data ?? default, new PublishOptions { IdempotencyKey = request.IdempotencyKey }, context.RequestAborted)
+            : await node.Server.PublishBytesAsync(request.Channel!, bytes, new PublishOptions { IdempotencyKey = request.IdempotencyKey }, context.RequestAborted);
+        await WritePublishedAsync(context, published);
+    }
+
+    /// <summary><c>Content-Type: application/octet-stream</c>: the body is the payload; the channel and key are in the query.</summary>
+    private static async Task PublishBodyAsync(HttpContext context, HeraldNode node, int max)
+    {
+        var query = context.Request.Query;
+        if (!query.TryGetValue("channel", out var channel) || channel.Count != 1)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest, "an application/octet-stream body needs the channel in the query: /api/publish?channel=<name>");
+            return;
+        }
+        string? key = query.TryGetValue("idempotency_key", out var keys) ? keys.ToString() : null;
+        byte[] payload;
+        try
+        {
+            payload = await ReadBodyAsync(context.Request.Body, max, context.RequestAborted);
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"data is larger than {max} bytes");
+            return;
+        }
+        var published = await node.Server.PublishBytesAsync(channel.ToString(), payload, new PublishOptions { IdempotencyKey = key }, context.RequestAborted);
+        await WritePublishedAsync(context, published);
+    }
+
+    private static async Task<byte[]> ReadBodyAsync(Stream body, int max, CancellationToken cancellationToken)
+    {
+        using var buffer = new MemoryStream();
+        // The server's body-size limit (set to max above) stops a longer body with 413; the copy never holds more.
+        await body.CopyToAsync(buffer, cancellationToken);
+        return buffer.Length <= max ? buffer.ToArray() : throw new BadHttpRequestException("body too large", StatusCodes.Status413PayloadTooLarge);
+    }
+
+    private static bool IsOctetStream(string? contentType) =>
+        contentType is not null
+        && contentType.AsSpan().Trim().StartsWith("application/octet-stream", StringComparison.OrdinalIgnoreCase);
+
+    private static async Task WritePublishedAsync(HttpContext context, HeraldResult<StreamPosition> published)
+    {
         if (!published.TryGetValue(out var position, out var error))
         {
             await HttpErrors.WriteAsync(context, error);

@@ -100,7 +100,9 @@ internal sealed class ProxyHandler : IHeraldHandler
         {
             return PublishAccepted.Unchanged;
         }
-        var body = new ProxyPublishRequest(context.Client.Client, context.Client.User, context.Transport, context.Channel, context.Data, context.Client.Info);
+        var body = context.Bytes is { } bytes
+            ? new ProxyPublishRequest(context.Client.Client, context.Client.User, context.Transport, context.Channel, null, context.Client.Info) { B64 = Convert.ToBase64String(bytes.Span) }
+            : new ProxyPublishRequest(context.Client.Client, context.Client.User, context.Transport, context.Channel, context.Data, context.Client.Info);
         var answer = await CallAsync(Hook.Publish, _publish, body, ProxyJsonContext.Default.ProxyPublishRequest, null, cancellationToken);
         if (!answer.TryGetValue(out var result, out var error))
         {

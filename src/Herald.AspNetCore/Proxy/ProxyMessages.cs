@@ -19,8 +19,12 @@ internal sealed record ProxyConnectRequest(
 /// <summary>The body of a subscribe proxy request.</summary>
 internal sealed record ProxySubscribeRequest(string Client, string User, string Transport, string Channel, JsonElement? Info);
 
-/// <summary>The body of a publish proxy request.</summary>
-internal sealed record ProxyPublishRequest(string Client, string User, string Transport, string Channel, JsonElement Data, JsonElement? Info);
+/// <summary>The body of a publish proxy request: <c>data</c> for JSON, <c>b64</c> (base64) for a binary publication.</summary>
+internal sealed record ProxyPublishRequest(string Client, string User, string Transport, string Channel, JsonElement? Data, JsonElement? Info)
+{
+    /// <summary>A binary publication's bytes, in base64; <see langword="null"/> for JSON.</summary>
+    public string? B64 { get; init; }
+}
 
 /// <summary>The body of an RPC proxy request.</summary>
 internal sealed record ProxyRpcRequest(string Client, string User, string Transport, string Method, JsonElement? Data, JsonElement? Info);

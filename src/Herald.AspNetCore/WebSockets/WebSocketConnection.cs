@@ -9,7 +9,8 @@ using Microsoft.Extensions.Logging;
 namespace Herald.AspNetCore.WebSockets;
 
 /// <summary>
-/// One WebSocket connection: a reader that hands complete text messages to the session, and a single writer that
+/// One WebSocket connection: a reader that hands complete messages (text for <c>herald.json</c>, binary for
+/// <c>herald.msgpack</c>) to the session, and a single writer that
 /// drains the session's outbound queue into one frame and one write per batch. The transport carries frames; it
 /// never interprets a command.
 /// </summary>
@@ -54,8 +55,16 @@ internal sealed partial class WebSocketConnection : ISessionTransport
             KeepAliveInterval = options.KeepAliveInterval,
             KeepAliveTimeout = options.KeepAliveInterval > TimeSpan.Zero ? options.KeepAliveTimeout : Timeout.InfiniteTimeSpan,
         });
+        Encoding = WebSocketHandshake.EncodingOf(subProtocol);
+        _messageType = Encoding == WireEncoding.MsgPack ? WebSocketMessageType.Binary : WebSocketMessageType.Text;
         _session = new ClientSession(node, this);
     }
+
+    /// <inheritdoc/>
+    public WireEncoding Encoding { get; }
+
+    /// <summary>The frame type of the subprotocol: text for <c>herald.json</c>, binary for <c>herald.msgpack</c>.</summary>
+    private readonly WebSocketMessageType _messageType;
 
     public string Name => Herald.Handlers.HeraldTransportNames.WebSocket;
 
@@ -214,9 +223,11 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                 {
                     continue; // closing: drain input until the peer's close frame
                 }
-                if (result.MessageType == WebSocketMessageType.Binary)
+                if (result.MessageType != _messageType)
                 {
-                    Close(CloseCodes.UnsupportedData, "binary messages are not supported; send JSON text");
+                    Close(CloseCodes.UnsupportedData, _messageType == WebSocketMessageType.Text
+                        ? "binary messages are not supported on herald.json; send JSON text, or connect with herald.msgpack"
+                        : "text messages are not supported on herald.msgpack; send MessagePack in binary messages");
                     continue;
                 }
                 await _session.HandleMessageAsync(buffer.AsMemory(0, count), _abort.Token);
@@ -273,7 +284,11 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                             ArrayPool<byte>.Shared.Return(batch);
                             batch = larger;
                         }
-                        batch[count++] = (byte)'\n';
+                        // JSON lines are split on newlines; MessagePack values delimit themselves.
+                        if (_messageType == WebSocketMessageType.Text)
+                        {
+                            batch[count++] = (byte)'\n';
+                        }
                         message.Bytes.Span.CopyTo(batch.AsSpan(count));
                         count += message.Bytes.Length;
                         taken += message.Bytes.Length;
@@ -284,7 +299,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                     }
                     payload = batch.AsMemory(0, count);
                 }
-                await _socket.SendAsync(payload, WebSocketMessageType.Text, endOfMessage: true, _abort.Token);
+                await _socket.SendAsync(payload, _messageType, endOfMessage: true, _abort.Token);
                 if (batch is not null)
                 {
                     ArrayPool<byte>.Shared.Return(batch);

@@ -13,8 +13,15 @@ namespace Herald.AspNetCore.WebSockets;
 /// </summary>
 internal static class WebSocketHandshake
 {
-    /// <summary>The subprotocol Herald speaks.</summary>
+    /// <summary>The JSON subprotocol, and the default when the client offers none.</summary>
     public const string SubProtocol = "herald.json";
+
+    /// <summary>The MessagePack subprotocol.</summary>
+    public const string MsgPackSubProtocol = "herald.msgpack";
+
+    /// <summary>The encoding a negotiated subprotocol (or none) stands for.</summary>
+    public static WireEncoding EncodingOf(string? subProtocol) =>
+        subProtocol == MsgPackSubProtocol ? WireEncoding.MsgPack : WireEncoding.Json;
 
     private const string AcceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -59,14 +66,15 @@ internal static class WebSocketHandshake
         {
             foreach (var protocol in (value ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             {
-                if (protocol == SubProtocol)
+                // The client's order is its preference: the first one Herald speaks wins.
+                if (protocol is SubProtocol or MsgPackSubProtocol)
                 {
-                    return (true, SubProtocol, key);
+                    return (true, protocol, key);
                 }
             }
         }
         await HttpErrors.WriteAsync(context, StatusCodes.Status400BadRequest, ErrorCodes.BadRequest,
-            $"unsupported subprotocol; this server speaks '{SubProtocol}' (or none)");
+            $"unsupported subprotocol; this server speaks '{SubProtocol}' and '{MsgPackSubProtocol}' (or none, for '{SubProtocol}')");
         return default;
     }
 

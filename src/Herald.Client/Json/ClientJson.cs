@@ -20,4 +20,5 @@ namespace Herald.Client.Json;
 [JsonSerializable(typeof(StreamResultMessage))]
 [JsonSerializable(typeof(PollAnswerMessage))]
 [JsonSerializable(typeof(PresenceAnswerMessage))]
+[JsonSerializable(typeof(System.Text.Json.JsonElement))]
 internal sealed partial class ClientJsonContext : JsonSerializerContext;

@@ -8,12 +8,17 @@ using Herald.Protocol;
 namespace Herald.Client.Transports;
 
 /// <summary>
-/// <c>GET /ws</c> with subprotocol <c>herald.json</c>: commands go out as text frames; every frame that comes in is
-/// split on <c>\n</c>, and its replies and pushes are handled one by one, in order, on the read loop.
+/// <c>GET /ws</c> with subprotocol <c>herald.json</c> or <c>herald.msgpack</c>: commands go out as text (binary) frames;
+/// every frame that comes in is split on <c>\n</c> (into MessagePack values), and its replies and pushes are handled one
+/// by one, in order, on the read loop.
 /// </summary>
+/// <remarks>
+/// Over <c>herald.msgpack</c> each message is converted to its <c>herald.json</c> twin with the server's own codec
+/// (a publication's <c>data</c> bin becomes <c>"b64"</c>), so that both protocols share one set of wire shapes.
+/// </remarks>
 internal sealed class WebSocketTransport : ClientTransport
 {
-    private const string SubProtocol = "herald.json";
+    private readonly bool _msgPack;
 
     private readonly ClientWebSocket _socket = new();
     private readonly SemaphoreSlim _sendLock = new(1, 1);
@@ -28,7 +33,8 @@ internal sealed class WebSocketTransport : ClientTransport
 
     public WebSocketTransport(HeraldClient client) : base(client)
     {
-        _socket.Options.AddSubProtocol(SubProtocol);
+        _msgPack = client.Options.Protocol == HeraldProtocol.MsgPack;
+        _socket.Options.AddSubProtocol(_msgPack ? "herald.msgpack" : "herald.json");
         _socket.Options.KeepAliveInterval = client.Options.WebSocketKeepAliveInterval;
         _socket.Options.KeepAliveTimeout = client.Options.WebSocketKeepAliveInterval;
     }
@@ -158,10 +164,14 @@ internal sealed class WebSocketTransport : ClientTransport
         try
         {
             var bytes = JsonSerializer.SerializeToUtf8Bytes(command, ClientJsonContext.Default.Command);
+            if (_msgPack)
+            {
+                bytes = MsgPackCodec.FromJson(bytes, command: true);
+            }
             await _sendLock.WaitAsync(cancellationToken);
             try
             {
-                await _socket.SendAsync(bytes, WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
+                await _socket.SendAsync(bytes, _msgPack ? WebSocketMessageType.Binary : WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
             }
             catch (Exception ex) when (ex is WebSocketException or IOException or ObjectDisposedException)
             {
@@ -231,6 +241,11 @@ internal sealed class WebSocketTransport : ClientTransport
 
     private async ValueTask HandleFrameAsync(ReadOnlyMemory<byte> frame)
     {
+        if (_msgPack)
+        {
+            await HandleMsgPackFrameAsync(frame);
+            return;
+        }
         while (!frame.IsEmpty)
         {
             var newline = frame.Span.IndexOf((byte)'\n');
@@ -242,6 +257,22 @@ internal sealed class WebSocketTransport : ClientTransport
             }
             var message = JsonSerializer.Deserialize(line.Span, ClientJsonContext.Default.ServerMessage)
                 ?? throw new HeraldConnectionException("the server sent a JSON null");
+            await HandleMessageAsync(message);
+        }
+    }
+
+    private async ValueTask HandleMsgPackFrameAsync(ReadOnlyMemory<byte> frame)
+    {
+        while (!frame.IsEmpty)
+        {
+            if (!MsgPackCodec.TrySplit(frame, out var length, out var malformed)
+                || !MsgPackCodec.TryToJsonServerMessage(frame[..length], out var json, out malformed))
+            {
+                throw new HeraldConnectionException($"the server sent bad MessagePack: {malformed}");
+            }
+            frame = frame[length..];
+            var message = JsonSerializer.Deserialize(json, ClientJsonContext.Default.ServerMessage)
+                ?? throw new HeraldConnectionException("the server sent a null message");
             await HandleMessageAsync(message);
         }
     }

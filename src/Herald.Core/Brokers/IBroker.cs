@@ -33,6 +33,8 @@ namespace Herald.Brokers;
 /// <item><description><b>Unavailable backend.</b> When the broker cannot reach its backend it throws
 /// <see cref="BrokerUnavailableException"/> from the call that needed it, within a bounded time; it never accepts a
 /// publication it cannot store and deliver, and never drops one silently.</description></item>
+/// <item><description><b>Payload kind.</b> A publication's data is JSON or bytes (<see cref="PayloadKind"/>); the broker
+/// stores and delivers both unchanged, and history and delivery give back the kind it was published with.</description></item>
 /// <item><description><b>Control messages.</b> <see cref="SendControlAsync"/> hands an opaque message to every started
 /// node of the same backend, the sender included, through <see cref="IBrokerEventHandler.HandleControl"/>; each node
 /// receives one sender's messages in the order they were sent. Delivery is at most once: a node that cannot reach the
@@ -52,29 +54,31 @@ public interface IBroker : IAsyncDisposable
     /// node subscribed to the channel, as one atomic step.
     /// </summary>
     /// <param name="channel">A valid channel name.</param>
-    /// <param name="data">The payload, compact UTF-8 JSON.</param>
+    /// <param name="data">The payload: compact UTF-8 JSON, or bytes (<paramref name="kind"/>); the broker keeps it as is.</param>
     /// <param name="info">Who published it, or <see langword="null"/> for the server.</param>
     /// <param name="history">How much of the log to keep.</param>
+    /// <param name="kind">Whether <paramref name="data"/> is JSON or bytes; stored and delivered with it (<see cref="Publication.Kind"/>).</param>
     /// <param name="cancellationToken">Cancels the wait; a publication already sent to the backend may still be appended.</param>
     /// <returns>The new publication's position.</returns>
     /// <exception cref="BrokerUnavailableException">The backend cannot be reached; the publication was not accepted.</exception>
-    ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default);
+    ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Like <see cref="PublishAsync(string, ReadOnlyMemory{byte}, ClientInfo?, HistoryPolicy, CancellationToken)"/>, unless
+    /// Like <see cref="PublishAsync(string, ReadOnlyMemory{byte}, ClientInfo?, HistoryPolicy, PayloadKind, CancellationToken)"/>, unless
     /// the channel has seen <paramref name="idempotency"/>'s key within its window: then nothing is appended or delivered,
     /// and the answer is the position the first publication with that key got (even if the channel's epoch has changed
     /// since), with <see cref="PublishResult.Repeated"/> set. Checking the key, appending and remembering the key are one
     /// atomic step.
     /// </summary>
     /// <param name="channel">A valid channel name.</param>
-    /// <param name="data">The payload, compact UTF-8 JSON.</param>
+    /// <param name="data">The payload: compact UTF-8 JSON, or bytes (<paramref name="kind"/>); the broker keeps it as is.</param>
     /// <param name="info">Who published it, or <see langword="null"/> for the server.</param>
     /// <param name="history">How much of the log to keep.</param>
     /// <param name="idempotency">The key and how long the channel remembers it.</param>
+    /// <param name="kind">Whether <paramref name="data"/> is JSON or bytes.</param>
     /// <param name="cancellationToken">Cancels the wait; a publication already sent to the backend may still be appended.</param>
     /// <exception cref="BrokerUnavailableException">The backend cannot be reached; the publication was not accepted.</exception>
-    ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, CancellationToken cancellationToken = default);
+    ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Reads the channel's current position and the publications after <paramref name="afterOffset"/> still held
@@ -151,7 +155,7 @@ public sealed record HistoryResult(StreamPosition Position, IReadOnlyList<Public
 /// <param name="Window">How long a repeat of the key is answered with the first position (<c>Herald:IdempotencyWindow</c>).</param>
 public readonly record struct IdempotencyKey(string Key, TimeSpan Window);
 
-/// <summary>The answer of an idempotent <see cref="IBroker.PublishAsync(string, ReadOnlyMemory{byte}, ClientInfo?, HistoryPolicy, IdempotencyKey, CancellationToken)"/>.</summary>
+/// <summary>The answer of an idempotent <see cref="IBroker.PublishAsync(string, ReadOnlyMemory{byte}, ClientInfo?, HistoryPolicy, IdempotencyKey, PayloadKind, CancellationToken)"/>.</summary>
 /// <param name="Position">The publication's position: the new one's, or the first one's for a repeat.</param>
 /// <param name="Repeated">Whether the key was seen within its window, so nothing was published.</param>
 public readonly record struct PublishResult(StreamPosition Position, bool Repeated);

@@ -94,7 +94,7 @@ public sealed class MemoryLogStore : IDisposable
         }
     }
 
-    internal PublishResult Publish(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey? idempotency = null)
+    internal PublishResult Publish(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey? idempotency = null, PayloadKind kind = PayloadKind.Json)
     {
         var log = _logs.GetOrAdd(channel, static (name, self) => new ChannelLog(self.EpochOf(name)), this);
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
@@ -105,7 +105,7 @@ public sealed class MemoryLogStore : IDisposable
             {
                 return new PublishResult(first, Repeated: true);
             }
-            var publication = new Publication(log.Head + 1, data, info, now);
+            var publication = new Publication(log.Head + 1, data, info, now, kind);
             log.Head = publication.Offset;
             // Readers at the head take no lock: they register (a subscription, a parked poll) and then read the head,
             // and this side writes the head and then reads the registrations. Each side needs a full fence between its
@@ -466,18 +466,18 @@ public sealed class MemoryBroker : IBroker
     }
 
     /// <inheritdoc/>
-    public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, CancellationToken cancellationToken = default)
+    public ValueTask<StreamPosition> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default)
     {
         _ = _handler ?? throw new InvalidOperationException("Start the broker before publishing.");
-        return ValueTask.FromResult(_store.Publish(channel, data, info, history).Position);
+        return ValueTask.FromResult(_store.Publish(channel, data, info, history, kind: kind).Position);
     }
 
     /// <inheritdoc/>
-    public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, CancellationToken cancellationToken = default)
+    public ValueTask<PublishResult> PublishAsync(string channel, ReadOnlyMemory<byte> data, ClientInfo? info, HistoryPolicy history, IdempotencyKey idempotency, PayloadKind kind = PayloadKind.Json, CancellationToken cancellationToken = default)
     {
         _ = _handler ?? throw new InvalidOperationException("Start the broker before publishing.");
         ArgumentException.ThrowIfNullOrEmpty(idempotency.Key, nameof(idempotency));
-        return ValueTask.FromResult(_store.Publish(channel, data, info, history, idempotency));
+        return ValueTask.FromResult(_store.Publish(channel, data, info, history, idempotency, kind));
     }
 
     /// <inheritdoc/>

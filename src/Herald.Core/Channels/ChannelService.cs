@@ -61,27 +61,45 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
     /// for the server). With an <paramref name="idempotencyKey"/> the channel has seen within
     /// <see cref="HeraldOptions.IdempotencyWindow"/>, publishes nothing and answers the first publication's position.
     /// </summary>
-    public async ValueTask<HeraldResult<StreamPosition>> PublishAsync(AuthenticationResult? auth, string? channel, JsonElement? data, ClientInfo? info, string? idempotencyKey = null, CancellationToken cancellationToken = default)
+    public ValueTask<HeraldResult<StreamPosition>> PublishAsync(AuthenticationResult? auth, string? channel, JsonElement? data, ClientInfo? info, string? idempotencyKey = null, CancellationToken cancellationToken = default)
     {
         if (!CheckPublish(auth, channel, data, idempotencyKey).TryGetValue(out var ns, out var refused))
         {
-            return refused;
+            return ValueTask.FromResult<HeraldResult<StreamPosition>>(refused);
         }
-        var value = data!.Value;
-        var payload = CompactJson(value);
+        return AppendAsync(channel!, ns, CompactJson(data!.Value), PayloadKind.Json, info, idempotencyKey, cancellationToken);
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="bytes"/> (a binary publication, <see cref="PayloadKind.Binary"/>) to
+    /// <paramref name="channel"/>, with the same rules as the JSON <see cref="PublishAsync(AuthenticationResult?, string?, JsonElement?, ClientInfo?, string?, CancellationToken)"/>.
+    /// The broker keeps <paramref name="bytes"/> without copying: the caller gives up the memory.
+    /// </summary>
+    public ValueTask<HeraldResult<StreamPosition>> PublishBytesAsync(AuthenticationResult? auth, string? channel, ReadOnlyMemory<byte> bytes, ClientInfo? info, string? idempotencyKey = null, CancellationToken cancellationToken = default)
+    {
+        if (!CheckPublishTarget(auth, channel, idempotencyKey).TryGetValue(out var ns, out var refused))
+        {
+            return ValueTask.FromResult<HeraldResult<StreamPosition>>(refused);
+        }
+        return AppendAsync(channel!, ns, bytes, PayloadKind.Binary, info, idempotencyKey, cancellationToken);
+    }
+
+    private async ValueTask<HeraldResult<StreamPosition>> AppendAsync(string channel, NamespaceOptions ns, ReadOnlyMemory<byte> payload, PayloadKind kind, ClientInfo? info, string? idempotencyKey, CancellationToken cancellationToken)
+    {
+        // For bytes the limit is on the decoded bytes, whatever encoding (base64, bin, a raw body) carried them.
         if (payload.Length > Options.MaxMessageBytes)
         {
-            return new HeraldError(ErrorCodes.PayloadTooLarge, $"data is larger than {Options.MaxMessageBytes} bytes");
+            return TooLarge(Options.MaxMessageBytes);
         }
         try
         {
             if (idempotencyKey is null)
             {
-                var position = await broker.PublishAsync(channel!, payload, info, PolicyOf(ns), cancellationToken);
+                var position = await broker.PublishAsync(channel, payload, info, PolicyOf(ns), kind, cancellationToken);
                 metrics.Published();
                 return position;
             }
-            var published = await broker.PublishAsync(channel!, payload, info, PolicyOf(ns), new IdempotencyKey(idempotencyKey, Options.IdempotencyWindow), cancellationToken);
+            var published = await broker.PublishAsync(channel, payload, info, PolicyOf(ns), new IdempotencyKey(idempotencyKey, Options.IdempotencyWindow), kind, cancellationToken);
             if (!published.Repeated)
             {
                 metrics.Published();
@@ -94,11 +112,27 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
         }
     }
 
+    private static HeraldError TooLarge(int max) => new(ErrorCodes.PayloadTooLarge, $"data is larger than {max} bytes");
+
     /// <summary>
     /// The checks a publication passes before anything else sees it: the channel's name and namespace, the permission to
     /// publish, that there is data, and the <c>idempotency_key</c> if there is one. Returns the namespace, or the refusal.
     /// </summary>
     public HeraldResult<NamespaceOptions> CheckPublish(AuthenticationResult? auth, string? channel, JsonElement? data, string? idempotencyKey = null)
+    {
+        if (!CheckPublishTarget(auth, channel, idempotencyKey).TryGetValue(out var ns, out var refused))
+        {
+            return refused;
+        }
+        if (data is not { } value || value.ValueKind == JsonValueKind.Undefined)
+        {
+            return new HeraldError(ErrorCodes.BadRequest, "the field 'data' (or 'b64' for bytes) is required");
+        }
+        return ns;
+    }
+
+    /// <summary>The checks of <see cref="CheckPublish"/> that do not look at the payload (a binary one is always there).</summary>
+    public HeraldResult<NamespaceOptions> CheckPublishTarget(AuthenticationResult? auth, string? channel, string? idempotencyKey = null)
     {
         if (!Resolve(channel).TryGetValue(out var ns, out var invalid))
         {
@@ -108,16 +142,43 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
         {
             return new HeraldError(ErrorCodes.PermissionDenied, $"publish to {channel} is not allowed");
         }
-        if (data is not { } value || value.ValueKind == JsonValueKind.Undefined)
-        {
-            return new HeraldError(ErrorCodes.BadRequest, "the field 'data' is required");
-        }
         if (idempotencyKey is not null && ValidateIdempotencyKey(idempotencyKey) is { } badKey)
         {
             return badKey;
         }
         return ns;
     }
+
+    /// <summary>
+    /// Reads the bytes of a publish that carries <c>"b64"</c> (JSON commands and <c>/api/publish</c> bodies; a
+    /// <c>herald.msgpack</c> bin arrives the same way): <see langword="null"/> when it has none (a JSON publication),
+    /// <c>bad_request</c> when it has both <c>data</c> and <c>b64</c> or the base64 is invalid, <c>payload_too_large</c>
+    /// when the decoded bytes pass <see cref="HeraldOptions.MaxMessageBytes"/>.
+    /// </summary>
+    public static HeraldResult<byte[]?> ReadBytes(JsonElement? data, string? b64, int maxBytes)
+    {
+        if (b64 is null)
+        {
+            return new HeraldResult<byte[]?>((byte[]?)null);
+        }
+        if (data is { ValueKind: not JsonValueKind.Undefined })
+        {
+            return new HeraldError(ErrorCodes.BadRequest, "give either 'data' (JSON) or 'b64' (bytes), not both");
+        }
+        // Checked before decoding, so an oversized string is never decoded.
+        if ((long)b64.Length / 4 * 3 - Padding(b64) > maxBytes)
+        {
+            return TooLarge(maxBytes);
+        }
+        var bytes = new byte[b64.Length / 4 * 3];
+        if (b64.Length % 4 != 0 || !Convert.TryFromBase64String(b64, bytes, out var written) || b64.AsSpan().ContainsAny(" \t\r\n"))
+        {
+            return new HeraldError(ErrorCodes.BadRequest, "'b64' is not valid base64 (RFC 4648, with padding)");
+        }
+        return written == bytes.Length ? bytes : bytes[..written];
+    }
+
+    private static int Padding(string b64) => b64.EndsWith("==", StringComparison.Ordinal) ? 2 : b64.EndsWith('=') ? 1 : 0;
 
     /// <summary>
     /// Checks an <c>idempotency_key</c>: 1-<see cref="MaxIdempotencyKeyLength"/> characters of <c>A-Z a-z 0-9</c> and

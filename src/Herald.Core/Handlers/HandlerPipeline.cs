@@ -111,7 +111,7 @@ internal sealed partial class HandlerPipeline
             }
             if (accepted?.Data is { } replaced)
             {
-                context = context with { Data = replaced };
+                context = context with { Data = replaced, Bytes = null };
             }
         }
         return context.Data;

@@ -150,9 +150,17 @@ public sealed record SubscribeContext(ClientInfo Client, string Transport, strin
 /// <param name="Client">Who publishes.</param>
 /// <param name="Transport">One of <see cref="HeraldTransportNames"/>.</param>
 /// <param name="Channel">The channel.</param>
-/// <param name="Data">The payload the client sent (or the one a previous handler put in its place).</param>
+/// <param name="Data">The JSON payload the client sent (or the one a previous handler put in its place); undefined
+/// (<c>default</c>) when the client published bytes (<see cref="Bytes"/>).</param>
 /// <param name="Authentication">The client's authentication.</param>
-public sealed record PublishContext(ClientInfo Client, string Transport, string Channel, JsonElement Data, AuthenticationResult Authentication);
+public sealed record PublishContext(ClientInfo Client, string Transport, string Channel, JsonElement Data, AuthenticationResult Authentication)
+{
+    /// <summary>
+    /// The bytes the client published (<c>"b64"</c>, or a MessagePack <c>bin</c>), or <see langword="null"/> for a JSON
+    /// publication. A handler that answers <see cref="PublishAccepted"/> with <c>Data</c> publishes that JSON instead.
+    /// </summary>
+    public ReadOnlyMemory<byte>? Bytes { get; init; }
+}
 
 /// <summary>What <see cref="IHeraldHandler.OnRpcAsync"/> is told.</summary>
 /// <param name="Client">Who calls.</param>

@@ -41,22 +41,40 @@ internal static class ChannelCommands
 
     private static async ValueTask<CommandOutcome> PublishAsync(ChannelService channels, HandlerPipeline handlers, string transport, AuthenticationResult auth, ClientInfo client, Command command, CancellationToken cancellationToken)
     {
+        if (!ChannelService.ReadBytes(command.Data, command.B64, channels.Options.MaxMessageBytes).TryGetValue(out var bytes, out var badBytes))
+        {
+            return CommandOutcome.Failed(command.Id, badBytes);
+        }
         var data = command.Data;
         if (!handlers.IsEmpty)
         {
             // Herald's own rules first, so the application only sees publications it could allow.
-            if (channels.CheckPublish(auth, command.Channel, data, command.IdempotencyKey).Error is { } refused)
+            var checkedFirst = bytes is null
+                ? channels.CheckPublish(auth, command.Channel, data, command.IdempotencyKey)
+                : channels.CheckPublishTarget(auth, command.Channel, command.IdempotencyKey);
+            if (checkedFirst.Error is { } refused)
             {
                 return CommandOutcome.Failed(command.Id, refused);
             }
-            var decided = await handlers.PublishAsync(new PublishContext(client, transport, command.Channel!, data!.Value, auth), cancellationToken);
+            // Typed as nullable on purpose: a null array converts to an empty memory, which would make a JSON publication
+            // look binary to the handlers.
+            ReadOnlyMemory<byte>? published = bytes is null ? null : (ReadOnlyMemory<byte>?)bytes;
+            var context = new PublishContext(client, transport, command.Channel!, data ?? default, auth) { Bytes = published };
+            var decided = await handlers.PublishAsync(context, cancellationToken);
             if (!decided.TryGetValue(out var payload, out var denied))
             {
                 return CommandOutcome.Failed(command.Id, denied);
             }
-            data = payload;
+            // A handler that put JSON in the place of bytes makes it a JSON publication.
+            if (payload.ValueKind != JsonValueKind.Undefined)
+            {
+                data = payload;
+                bytes = null;
+            }
         }
-        var result = await channels.PublishAsync(auth, command.Channel, data, client, command.IdempotencyKey, cancellationToken);
+        var result = bytes is null
+            ? await channels.PublishAsync(auth, command.Channel, data, client, command.IdempotencyKey, cancellationToken)
+            : await channels.PublishBytesAsync(auth, command.Channel, bytes, client, command.IdempotencyKey, cancellationToken);
         return result.TryGetValue(out var position, out var error)
             ? CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, position, static (w, p) => WritePosition(w, p)))
             : CommandOutcome.Failed(command.Id, error);

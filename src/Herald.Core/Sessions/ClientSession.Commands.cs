@@ -54,6 +54,12 @@ internal sealed partial class ClientSession
         }
     }
 
+    /// <summary>Answers a message that is not a command at all; it counts against the command rate like any other.</summary>
+    private void RefuseUnreadable(long? id, string problem) =>
+        Reply(TryTake(_commands)
+            ? CommandOutcome.Failed(id, ErrorCodes.BadRequest, problem)
+            : CommandOutcome.Failed(id, ErrorCodes.RateLimited, $"more than {Node.Options.MaxCommandsPerSecond} commands per second"));
+
     private void Reply(CommandOutcome outcome)
     {
         Node.Metrics.CommandHandled(failed: outcome.Error is not null);

@@ -32,6 +32,7 @@ internal sealed partial class ClientSession
         _transport = transport ?? throw new ArgumentNullException(nameof(transport));
         _logger = node.LoggerFactory.CreateLogger<ClientSession>();
         ClientId = node.NewClientId();
+        Encoding = transport.Encoding;
         Outbound = new OutboundQueue(node.Options.MaxQueuedMessages, node.Options.MaxQueuedBytes, OnSlowConsumer);
         _commands = PerSecond(node.Options.MaxCommandsPerSecond);
         _publishes = PerSecond(node.Options.MaxPublishesPerSecond);
@@ -42,6 +43,9 @@ internal sealed partial class ClientSession
 
     /// <summary>The server-assigned id of this connection.</summary>
     public string ClientId { get; }
+
+    /// <summary>How the connection encodes messages.</summary>
+    public WireEncoding Encoding { get; }
 
     /// <summary>What waits to be written to the connection.</summary>
     public OutboundQueue Outbound { get; }
@@ -61,9 +65,17 @@ internal sealed partial class ClientSession
         }
     }
 
-    /// <summary>Handles one inbound message: one or more commands separated by <c>\n</c>.</summary>
+    /// <summary>
+    /// Handles one inbound message: one or more commands separated by <c>\n</c> (<c>herald.json</c>), or MessagePack maps
+    /// back to back (<c>herald.msgpack</c>).
+    /// </summary>
     public async ValueTask HandleMessageAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken = default)
     {
+        if (Encoding == WireEncoding.MsgPack)
+        {
+            await HandleMsgPackAsync(message, cancellationToken);
+            return;
+        }
         while (!message.IsEmpty && !_terminated)
         {
             var newline = message.Span.IndexOf((byte)'\n');
@@ -81,8 +93,33 @@ internal sealed partial class ClientSession
         }
     }
 
-    /// <summary>Queues a message for the connection; returns <see langword="false"/> when the queue refused it.</summary>
-    public bool Enqueue(ReadOnlyMemory<byte> message) => Outbound.TryEnqueue(message);
+    private async ValueTask HandleMsgPackAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
+    {
+        while (!frame.IsEmpty && !_terminated)
+        {
+            if (!MsgPackCodec.TrySplit(frame, out var length, out var malformed))
+            {
+                // Nothing after a value that does not end can be found again: the rest of the frame is dropped.
+                RefuseUnreadable(null, malformed!);
+                return;
+            }
+            var message = frame[..length];
+            frame = frame[length..];
+            if (!MsgPackCodec.TryToJsonCommand(message, out var json, out var invalid, out var id))
+            {
+                RefuseUnreadable(id, invalid!);
+                continue;
+            }
+            await HandleCommandAsync(json, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Queues a JSON message (as <see cref="ProtocolWriter"/> writes it) for the connection, converted to its encoding;
+    /// returns <see langword="false"/> when the queue refused it.
+    /// </summary>
+    public bool Enqueue(ReadOnlyMemory<byte> message, Subscription? source = null, ulong offset = 0) =>
+        Outbound.TryEnqueue(Encoding == WireEncoding.MsgPack ? MsgPackCodec.FromJson(message) : message, 0, source, offset);
 
     /// <summary>Ends the session: drops its subscriptions and presence. Safe to call more than once.</summary>
     public async ValueTask TerminateAsync()

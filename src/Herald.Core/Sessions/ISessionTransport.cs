@@ -12,6 +12,9 @@ internal interface ISessionTransport
     /// </summary>
     IReadOnlyDictionary<string, string> Headers => NoHeaders;
 
+    /// <summary>How the connection encodes messages (its subprotocol); the session reads and writes that encoding.</summary>
+    Protocol.WireEncoding Encoding => Protocol.WireEncoding.Json;
+
     /// <summary>The client's IP address as the server sees it, or <see langword="null"/>.</summary>
     string? RemoteAddress => null;
 

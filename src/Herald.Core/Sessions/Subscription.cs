@@ -33,8 +33,9 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
     public string Epoch => Volatile.Read(ref _epoch);
 
     /// <summary>Called by the fan-out; never blocks. Returns whether the push was queued.</summary>
-    public bool Deliver(Publication publication, string epoch, byte[] push)
+    public bool Deliver(Publication publication, string epoch, ref PushFrames frames)
     {
+        var push = frames.For(Session.Encoding);
         lock (_gate)
         {
             if (_closed)
@@ -71,7 +72,7 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
                 return false;
             }
             _epoch = position.Epoch;
-            Session.Outbound.TryEnqueue(reply, 0, this, position.Offset);
+            Session.Enqueue(reply, this, position.Offset);
             _lastOffset = position.Offset;
             _live = true;
             foreach (var (publication, epoch, push) in _pending!)
@@ -100,7 +101,7 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             _epoch = position.Epoch;
             _lastOffset = position.Offset;
             _catchUp = stop;
-            Session.Outbound.TryEnqueue(reply, 0, this, position.Offset);
+            Session.Enqueue(reply, this, position.Offset);
             return true;
         }
     }
@@ -142,7 +143,7 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             }
             _lastOffset = publication.Offset;
             // Encoded for this subscriber alone: catching up is one client's recovery, not the shared fan-out.
-            return Session.Outbound.TryEnqueue(ProtocolWriter.EncodePush(Channel, publication), publication.AcceptedTimestamp, this, publication.Offset);
+            return Session.Outbound.TryEnqueue(PushFrames.Encode(Channel, publication, Session.Encoding), publication.AcceptedTimestamp, this, publication.Offset);
         }
     }
 

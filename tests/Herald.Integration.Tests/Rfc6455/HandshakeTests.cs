@@ -53,7 +53,7 @@ public sealed class HandshakeTests(RfcServerFixture fixture) : IClassFixture<Rfc
 
     [Theory]
     [InlineData("chat")]
-    [InlineData("herald.msgpack, v2.herald")]
+    [InlineData("herald.cbor, v2.herald")]
     [InlineData("HERALD.JSON")]
     public async Task OnlyUnsupportedSubprotocolsOffered_Returns400(string offered)
     {

@@ -2,6 +2,9 @@
 // client that nobody on this project wrote. If Herald's RFC 6455 handshake, framing or close handling drifted from
 // what other implementations expect, these tests notice where the .NET tests (which use .NET's own client) cannot.
 //
+// The herald.msgpack subprotocol is driven the same way with `@msgpack/msgpack`, a MessagePack codec nobody on this
+// project wrote either.
+//
 // Run: `npm ci && node --test` in tests/interop-node, after `dotnet build Herald.slnx -c Release`.
 // HERALD_DLL overrides the server build to test (default: the Release build of src/Herald.Server).
 
@@ -15,6 +18,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { decodeMulti, encode } from '@msgpack/msgpack';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const testDir = path.resolve(here, '..'); // tests/interop-node
@@ -245,6 +249,75 @@ class HeraldClient {
       throw err;
     }
   }
+}
+
+/**
+ * A herald.msgpack client on top of `ws` and `@msgpack/msgpack`: decodes every binary frame as MessagePack values back
+ * to back (decodeMulti) and keeps them; text frames are recorded as unexpected.
+ */
+class MsgPackClient extends HeraldClient {
+  constructor(ws) {
+    super(ws);
+    ws.removeAllListeners('message');
+    ws.on('message', (data, isBinary) => {
+      this.frames++;
+      if (!isBinary) {
+        this.messages.push({ unexpectedText: data.toString('utf8') });
+      } else {
+        try {
+          for (const message of decodeMulti(data)) this.messages.push(message);
+        } catch (err) {
+          this.messages.push({ undecodable: err.message });
+        }
+      }
+      this.wake();
+    });
+  }
+
+  static async open() {
+    const ws = new WebSocket(wsUrl, ['herald.msgpack'], { handshakeTimeout: STEP_MS });
+    openSockets.add(ws);
+    const client = new MsgPackClient(ws);
+    await withTimeout(
+      new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      }),
+      STEP_MS,
+      'the msgpack WebSocket to open',
+    );
+    return client;
+  }
+
+  static async connected() {
+    const client = await MsgPackClient.open();
+    const reply = await client.command({ op: 'connect' });
+    assert.ok(reply.result, `connect failed: ${JSON.stringify(reply)}`);
+    return client;
+  }
+
+  sendRaw(bytes) {
+    this.ws.send(bytes, { binary: true });
+  }
+
+  command(body) {
+    const id = this.nextId++;
+    this.sendRaw(encode({ id, ...body }));
+    return this.waitFor((m) => m.id === id && ('result' in m || 'error' in m), `the reply to ${body.op} (id ${id})`);
+  }
+}
+
+/** POST /api/publish?channel=… with an application/octet-stream body. */
+async function apiPublishBytes(channel, bytes) {
+  const res = await fetch(`${baseUrl}/api/publish?channel=${encodeURIComponent(channel)}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/octet-stream' },
+    body: bytes,
+    signal: AbortSignal.timeout(STEP_MS),
+  });
+  const text = await res.text();
+  assert.equal(res.status, 200, `POST /api/publish (octet-stream) answered ${res.status}: ${text}`);
+  return JSON.parse(text);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -481,5 +554,57 @@ describe('herald over the ws client', () => {
     const { code } = await withTimeout(client.closed, STEP_MS, 'the close after a binary message');
     assert.equal(code, 1003);
     assert.equal(client.messages.filter((m) => m.id === 9).length, 0, 'the binary message was not executed');
+  });
+});
+
+describe('herald.msgpack over ws and @msgpack/msgpack', () => {
+  const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+
+  test('(f) bytes reach msgpack as bin and json as b64 unchanged; JSON reaches msgpack as maps', { timeout: TEST_MS }, async () => {
+    const packed = await MsgPackClient.connected();
+    const json = await HeraldClient.connected();
+    try {
+      assert.equal(packed.ws.protocol, 'herald.msgpack');
+      const channel = 'chat:interop-bin';
+      assert.ok((await packed.command({ op: 'subscribe', channel })).result);
+      assert.ok((await json.command({ op: 'subscribe', channel })).result);
+
+      await apiPublishBytes(channel, all);
+      await apiPublish(channel, { text: 'hé', n: [1, 2.5, null, true] });
+      const own = await packed.command({ op: 'publish', channel, data: all.slice().reverse() });
+      assert.equal(own.result?.offset, 3, `publish of a bin failed: ${JSON.stringify(own)}`);
+
+      const pubs = await packed.waitForPushes(channel, 3, 'three pushes on the msgpack connection');
+      assert.ok(pubs[0].data instanceof Uint8Array, 'a binary publication arrives as a bin');
+      assert.deepEqual([...pubs[0].data], [...all]);
+      assert.deepEqual(pubs[1].data, { text: 'hé', n: [1, 2.5, null, true] });
+      assert.deepEqual([...pubs[2].data], [...all].reverse());
+      assert.ok(packed.messages.every((m) => !m.unexpectedText && !m.undecodable), 'every frame was binary MessagePack');
+
+      const jsonPubs = await json.waitForPushes(channel, 3, 'three pushes on the json connection');
+      assert.equal(jsonPubs[0].data, undefined);
+      assert.deepEqual([...Buffer.from(jsonPubs[0].b64, 'base64')], [...all]);
+      assert.deepEqual([...Buffer.from(jsonPubs[2].b64, 'base64')], [...all].reverse());
+
+      const history = await packed.command({ op: 'history', channel });
+      assert.deepEqual([...history.result.publications[0].data], [...all]);
+    } finally {
+      await packed.close();
+      await json.close();
+    }
+  });
+
+  test('(g) malformed MessagePack gets bad_request and the connection goes on; a text frame closes with 1003', { timeout: TEST_MS }, async () => {
+    const client = await MsgPackClient.connected();
+    const from = client.messages.length;
+    client.sendRaw(encode({ id: 77, op: 'ping' }).slice(0, -2));
+    const refused = await client.waitFor((m) => m.error, 'the refusal of a truncated message', { from });
+    assert.equal(refused.error.code, 'bad_request');
+    const pong = await client.command({ op: 'ping' });
+    assert.ok(pong.result, `ping after bad input failed: ${JSON.stringify(pong)}`);
+
+    client.ws.send('{"id":9,"op":"ping"}');
+    const { code } = await withTimeout(client.closed, STEP_MS, 'the close after a text message');
+    assert.equal(code, 1003);
   });
 });
