@@ -3,7 +3,8 @@
 #   1. dotnet pack: Herald.Protocol, .Core, .AspNetCore, .Redis, .Client (+ .snupkg) and the `herald` tool, into
 #      artifacts/packages, each with its README, LICENSE and MIT license expression
 #   2. the tool installed from that folder into a temp tool path: `herald --version`, `--help`, a refused option
-#   3. the samples (samples/, nuget.config pointing at that folder) built against the packed packages, then run:
+#   3. the self-contained single-file binary: published, `--version`, the demo served
+#   4. the samples (samples/, nuget.config pointing at that folder) built against the packed packages, then run:
 #      the console client against the embedded server
 # Each check prints `ok - …` or `not ok - …`; the last line is `ship: N passed, M failed`. Exits non-zero on any failure.
 set -uo pipefail
@@ -104,6 +105,25 @@ tool_serves_demo() {
   return $rc
 }
 check tool-serves-demo tool_serves_demo
+
+# The self-contained single-file binary (src/Herald.Server/Properties/PublishProfiles/linux-x64.pubxml): it publishes,
+# says its version and serves the demo with its JS client.
+single_file() {
+  rm -rf artifacts/publish/herald-linux-x64
+  dotnet publish src/Herald.Server -c Release -p:PublishProfile=linux-x64 -nologo || return 1
+  local bin="$ROOT/artifacts/publish/herald-linux-x64/herald" out
+  out="$("$bin" --version)" || return 1
+  echo "$out"; grep -q "^herald $VERSION" <<<"$out" || return 1
+  local port; port="$(free_port)"
+  "$bin" --urls "http://127.0.0.1:$port" &
+  SERVER_PID=$!
+  wait_healthy "http://127.0.0.1:$port" "$SERVER_PID" || return 1
+  local rc=1
+  curl -fsS "http://127.0.0.1:$port/js/index.js" | grep -q 'HeraldClient' && curl -fsS "http://127.0.0.1:$port/" | grep -qi '<html' && rc=0
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""
+  return $rc
+}
+check single-file-binary single_file
 
 check sample-embedded-server-build dotnet build samples/EmbeddedServer -c Release -nologo
 check sample-console-client-build dotnet build samples/ConsoleClient -c Release -nologo
