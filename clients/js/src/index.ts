@@ -1,5 +1,6 @@
-export { HeraldClient, Subscription } from "./client.js";
-export type { SubscriptionState } from "./client.js";
+export { HeraldClient } from "./client.js";
+export { Subscription } from "./subscription.js";
+export type { SubscriptionState } from "./subscription.js";
 export { ClientErrorCodes, CloseCodes, ErrorCodes, HeraldError, isFatal, isNoReconnect, isTransient } from "./codes.js";
 export type { ClientErrorCode, CloseCode, ErrorCode } from "./codes.js";
 export { ConnectionState, TransportName } from "./types.js";

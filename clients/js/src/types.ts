@@ -1,5 +1,5 @@
 import type { HeraldError } from "./codes.js";
-import type { Subscription } from "./client.js";
+import type { Subscription } from "./subscription.js";
 
 /** The client's connection state. */
 export const ConnectionState = {
