@@ -211,7 +211,7 @@ internal sealed partial class SseConnection : ISessionTransport
                     buffer[count++] = (byte)'\n';
                     if (message.AcceptedTimestamp != 0)
                     {
-                        AddStamp(ref accepted, pushes++, message.AcceptedTimestamp);
+                        DeliveryStamps.Add(ref accepted, pushes++, message.AcceptedTimestamp);
                     }
                 }
                 await body.WriteAsync(buffer.AsMemory(0, count), _abort.Token);
@@ -273,21 +273,6 @@ internal sealed partial class SseConnection : ISessionTransport
         }
         buffer[at++] = (byte)'\n';
         return at;
-    }
-
-    private static void AddStamp(ref long[]? stamps, int index, long stamp)
-    {
-        if (stamps is null || index == stamps.Length)
-        {
-            var larger = ArrayPool<long>.Shared.Rent(stamps is null ? 64 : stamps.Length * 2);
-            if (stamps is not null)
-            {
-                stamps.AsSpan().CopyTo(larger);
-                ArrayPool<long>.Shared.Return(stamps);
-            }
-            stamps = larger;
-        }
-        stamps[index] = stamp;
     }
 
     private static partial class Log

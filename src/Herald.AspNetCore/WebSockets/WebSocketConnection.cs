@@ -257,7 +257,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                 var pushes = 0;
                 if (first.AcceptedTimestamp != 0)
                 {
-                    AddStamp(ref accepted, pushes++, first.AcceptedTimestamp);
+                    DeliveryStamps.Add(ref accepted, pushes++, first.AcceptedTimestamp);
                 }
                 ReadOnlyMemory<byte> payload;
                 byte[]? batch = null;
@@ -294,7 +294,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                         taken += message.Bytes.Length;
                         if (message.AcceptedTimestamp != 0)
                         {
-                            AddStamp(ref accepted, pushes++, message.AcceptedTimestamp);
+                            DeliveryStamps.Add(ref accepted, pushes++, message.AcceptedTimestamp);
                         }
                     }
                     payload = batch.AsMemory(0, count);
@@ -329,21 +329,6 @@ internal sealed partial class WebSocketConnection : ISessionTransport
         {
             Log.WriteEnded(_logger, _session.ClientId, ex.Message);
         }
-    }
-
-    private static void AddStamp(ref long[]? stamps, int index, long stamp)
-    {
-        if (stamps is null || index == stamps.Length)
-        {
-            var larger = ArrayPool<long>.Shared.Rent(stamps is null ? 64 : stamps.Length * 2);
-            if (stamps is not null)
-            {
-                stamps.AsSpan().CopyTo(larger);
-                ArrayPool<long>.Shared.Return(stamps);
-            }
-            stamps = larger;
-        }
-        stamps[index] = stamp;
     }
 
     private static partial class Log
