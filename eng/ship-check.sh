@@ -118,8 +118,10 @@ single_file() {
   "$bin" --urls "http://127.0.0.1:$port" &
   SERVER_PID=$!
   wait_healthy "http://127.0.0.1:$port" "$SERVER_PID" || return 1
-  local rc=1
-  curl -fsS "http://127.0.0.1:$port/js/index.js" | grep -q 'HeraldClient' && curl -fsS "http://127.0.0.1:$port/" | grep -qi '<html' && rc=0
+  # (read into variables first: grep -q closing a pipe early would fail the pipeline under pipefail)
+  local rc=1 page client
+  client="$(curl -fsS "http://127.0.0.1:$port/js/index.js")" && page="$(curl -fsS "http://127.0.0.1:$port/")" \
+    && grep -q 'HeraldClient' <<<"$client" && grep -qi '<html' <<<"$page" && rc=0
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""
   return $rc
 }
