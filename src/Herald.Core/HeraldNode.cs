@@ -190,7 +190,7 @@ public sealed partial class HeraldNode : IAsyncDisposable
 
     /// <summary>
     /// The fan-out: the push frame is encoded once per encoding that a subscriber speaks (on first need) and the same
-    /// bytes are queued to every subscriber of that encoding.
+    /// bytes are queued to every subscriber of that encoding. Writing them out is left to the connections, batched.
     /// </summary>
     private void HandlePublication(string channel, Publication publication, string epoch)
     {
@@ -207,12 +207,22 @@ public sealed partial class HeraldNode : IAsyncDisposable
         }
         var push = new PushFrames(channel, publication);
         var delivered = 0;
-        foreach (var subscription in all)
+        // Connections that the push finds idle are written after the loop, in chunks on the thread pool (DeliveryBatch).
+        var batch = new DeliveryBatch();
+        var outer = DeliveryBatch.Begin(batch);
+        try
         {
-            if (subscription.Deliver(publication, epoch, ref push))
+            foreach (var subscription in all)
             {
-                delivered++;
+                if (subscription.Deliver(publication, epoch, ref push))
+                {
+                    delivered++;
+                }
             }
+        }
+        finally
+        {
+            DeliveryBatch.End(batch, outer);
         }
         Metrics.Delivered(delivered);
     }
