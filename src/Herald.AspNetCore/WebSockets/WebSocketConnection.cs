@@ -75,7 +75,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
 
     public async Task RunAsync(CancellationToken requestAborted)
     {
-        _node.Metrics.WebSocketConnectionChanged(+1);
+        _node.Metrics.WebSocketConnectionChanged(+1, Encoding == WireEncoding.MsgPack);
         using var connectTimer = new Timer(
             static state => ((WebSocketConnection)state!).OnConnectTimeout(), this, _node.Options.ConnectTimeout, Timeout.InfiniteTimeSpan);
         using var aborted = requestAborted.Register(static state => ((WebSocketConnection)state!).Abort(), this);
@@ -119,7 +119,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
             _socket.Dispose();
             await _stream.DisposeAsync();
             _abort.Dispose();
-            _node.Metrics.WebSocketConnectionChanged(-1);
+            _node.Metrics.WebSocketConnectionChanged(-1, Encoding == WireEncoding.MsgPack);
         }
     }
 
@@ -305,6 +305,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                     ArrayPool<byte>.Shared.Return(batch);
                 }
                 _session.Outbound.Written(taken);
+                _node.Metrics.Sent(DeliveryTransport.WebSocket, _messageType == WebSocketMessageType.Binary, payload.Length);
                 // Latency ends when the transport has taken the frame, so a consumer slow to read shows in it.
                 if (pushes > 0)
                 {
