@@ -24,11 +24,9 @@ internal sealed partial class WebSocketConnection
 
     /// <summary>What the frame being written holds: bytes taken from the queue, and its pushes' accepted-at stamps.</summary>
     /// <remarks>Only the writer, one at a time, touches these.</remarks>
-    private long _taken;
+    private FrameBatch _frame;
     private long[]? _stamps;
-    private int _pushes;
     private bool _holdsWriteLock;
-    private byte[]? _frame;
 
     /// <summary>Set after an inline writer wrote a frame, so that it leaves what else is queued to the thread pool.</summary>
     private bool _wroteInline;
@@ -135,19 +133,24 @@ internal sealed partial class WebSocketConnection
 
     private void Completed()
     {
+        var frame = _frame;
         ExitWriteLock();
-        _session.Outbound.Written(_taken);
+        if (frame.Taken == 0)
+        {
+            return; // nothing was written
+        }
+        _session.Outbound.Written(frame.Taken);
+        _node.Metrics.Sent(DeliveryTransport.WebSocket, _messageType == WebSocketMessageType.Binary, frame.PayloadLength);
         // Latency ends when the transport has taken the frame, so a consumer slow to read shows in it.
-        if (_pushes > 0)
+        if (frame.Pushes > 0)
         {
             var sent = Stopwatch.GetTimestamp();
-            for (var i = 0; i < _pushes; i++)
+            for (var i = 0; i < frame.Pushes; i++)
             {
                 _node.Metrics.DeliveryWritten(DeliveryTransport.WebSocket, _stamps![i], sent);
             }
             ArrayPool<long>.Shared.Return(_stamps!);
             _stamps = null;
-            _pushes = 0;
         }
     }
 
@@ -168,11 +171,8 @@ internal sealed partial class WebSocketConnection
 
     private void ExitWriteLock()
     {
-        if (_frame is { } frame)
-        {
-            _frame = null;
-            ArrayPool<byte>.Shared.Return(frame);
-        }
+        _frame.Release();
+        _frame = default;
         if (_holdsWriteLock)
         {
             _holdsWriteLock = false;
@@ -203,10 +203,6 @@ internal sealed partial class WebSocketConnection
         await WriteFrameLocked();
     }
 
-    /// <summary>
-    /// JSON lines joined by newlines in a text frame (<c>herald.json</c>), MessagePack values back to back in a binary
-    /// frame (<c>herald.msgpack</c>).
-    /// </summary>
     private ValueTask WriteFrameLocked()
     {
         if (!_stream.CanWriteData)
@@ -214,83 +210,12 @@ internal sealed partial class WebSocketConnection
             throw new OperationCanceledException("the stream refused a frame or has sent its close frame");
         }
         var reader = _session.Outbound.Reader;
-        _taken = 0;
         if (!reader.TryRead(out var first))
         {
             return ValueTask.CompletedTask; // the queue was discarded (a slow consumer) since the writer looked
         }
-        if (!reader.TryPeek(out _))
-        {
-            // One message (the common case when the peer keeps up): no list.
-            var size = StartFrame(first.Bytes.Length);
-            Append(first, ref size);
-            return _stream.WriteFrameAsync(_frame.AsMemory(0, size), _abort.Token);
-        }
-        // Several: the frame's length goes first, so take them into a rented list, then copy each after the header.
-        var separator = _messageType == WebSocketMessageType.Text ? 1 : 0;
-        var batch = ArrayPool<OutboundMessage>.Shared.Rent(16);
-        var count = 0;
-        var length = (long)first.Bytes.Length;
-        batch[count++] = first;
-        while (length < MaxBatchBytes && reader.TryRead(out var message))
-        {
-            if (count == batch.Length)
-            {
-                var larger = ArrayPool<OutboundMessage>.Shared.Rent(count * 2);
-                batch.AsSpan(0, count).CopyTo(larger);
-                ArrayPool<OutboundMessage>.Shared.Return(batch, clearArray: true);
-                batch = larger;
-            }
-            batch[count++] = message;
-            length += separator + message.Bytes.Length;
-        }
-        var written = StartFrame(length);
-        for (var i = 0; i < count; i++)
-        {
-            if (i > 0 && separator != 0)
-            {
-                _frame![written++] = (byte)'\n'; // JSON lines are split on newlines; MessagePack values delimit themselves
-            }
-            Append(batch[i], ref written);
-        }
-        ArrayPool<OutboundMessage>.Shared.Return(batch, clearArray: true);
-        return _stream.WriteFrameAsync(_frame.AsMemory(0, written), _abort.Token);
-    }
-
-    private void Append(in OutboundMessage message, ref int written)
-    {
-        message.Bytes.Span.CopyTo(_frame.AsSpan(written));
-        written += message.Bytes.Length;
-        _taken += message.Bytes.Length;
-        if (message.AcceptedTimestamp != 0)
-        {
-            DeliveryStamps.Add(ref _stamps, _pushes++, message.AcceptedTimestamp);
-        }
-    }
-
-    /// <summary>
-    /// Rents the frame's buffer (one copy of the bytes, which Kestrel copies into the connection's output at once; the
-    /// buffer is returned when the write completes, so an idle connection holds none) and writes an unmasked server
-    /// frame's header (RFC 6455 §5.2): FIN, the opcode, the payload length. Returns the header's size.
-    /// </summary>
-    private int StartFrame(long length)
-    {
-        var frame = _frame = ArrayPool<byte>.Shared.Rent((int)length + 10);
-        frame[0] = (byte)(0x80 | (_messageType == WebSocketMessageType.Text ? 0x1 : 0x2));
-        if (length < 126)
-        {
-            frame[1] = (byte)length;
-            return 2;
-        }
-        if (length <= ushort.MaxValue)
-        {
-            frame[1] = 126;
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(2), (ushort)length);
-            return 4;
-        }
-        frame[1] = 127;
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(frame.AsSpan(2), (ulong)length);
-        return 10;
+        _frame = FrameBatch.Take(reader, first, _messageType == WebSocketMessageType.Text, ref _stamps);
+        return _stream.WriteFrameAsync(_frame.Frame, _abort.Token);
     }
 
     /// <summary>

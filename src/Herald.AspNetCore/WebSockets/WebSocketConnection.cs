@@ -76,7 +76,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
 
     public async Task RunAsync(CancellationToken requestAborted)
     {
-        _node.Metrics.WebSocketConnectionChanged(+1);
+        _node.Metrics.WebSocketConnectionChanged(+1, Encoding == WireEncoding.MsgPack);
         using var connectTimer = new Timer(
             static state => ((WebSocketConnection)state!).OnConnectTimeout(), this, _node.Options.ConnectTimeout, Timeout.InfiniteTimeSpan);
         using var aborted = requestAborted.Register(static state => ((WebSocketConnection)state!).Abort(), this);
@@ -119,7 +119,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
             _socket.Dispose();
             await _stream.DisposeAsync();
             _abort.Dispose();
-            _node.Metrics.WebSocketConnectionChanged(-1);
+            _node.Metrics.WebSocketConnectionChanged(-1, Encoding == WireEncoding.MsgPack);
         }
     }
 
