@@ -2,7 +2,7 @@
 # Herald's one test command: builds everything (Release), runs the .NET tests, a bounded AFL++ fuzzing run
 # (tests/fuzz/run.sh, FUZZ_SECONDS, default 60), the Node interop tests, the TypeScript client tests (clients/js) and the
 # browser tests of the demo pages (tests/browser, headless Chromium), the shipping checks (eng/ship-check.sh: packages, the
-# `herald` tool, the samples), the benchmark peers' checks and every benchmark scenario at smoke size (bench/), and ends with a single line of the form `total: N passed, M failed`. Exits non-zero if anything failed.
+# `herald` tool, the samples), the benchmark peers' checks, every benchmark scenario at smoke size and every micro-benchmark once (bench/), and ends with a single line of the form `total: N passed, M failed`. Exits non-zero if anything failed.
 #
 #   bash test.sh
 #
@@ -335,8 +335,12 @@ if [ "$bench_install_rc" -ne 0 ]; then
   bench_failed=$((bench_failed + 1))
   bench_note="  bench/peers/install.sh failed (exit $bench_install_rc; log: artifacts/logs/bench-install.log): counted as 1 failure"
 fi
+# The micro-benchmarks run last in bench/run.sh smoke, each case once; a missing line (it never ran, or crashed) is a failure.
+micro_line="$(grep -E '^micro: [0-9]+ passed, [0-9]+ failed' "$LOG_DIR/bench-smoke.log" | tail -n 1 || true)"
+micro_passed=$(sed -E 's/^micro: ([0-9]+) passed.*/\1/' <<<"${micro_line:-micro: 0 passed}")
+micro_failed=$(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"${micro_line:-x 1 failed}")
 if [ "$peers_rc" -ne 0 ] && [ "$peers_failed" -eq 0 ]; then peers_failed=1; fi
-if [ "$bench_rc" -ne 0 ] && [ "$bench_failed" -eq 0 ]; then bench_failed=1; fi
+if [ "$bench_rc" -ne 0 ] && [ "$bench_failed" -eq 0 ] && [ "$micro_failed" -eq 0 ]; then bench_failed=1; fi
 
 # ---------------------------------------------------------------------------------------------------------------
 # summary
@@ -373,9 +377,10 @@ echo "bench peers smoke (exit $peers_rc; log: artifacts/logs/bench-peers-smoke.l
 echo "bench smoke, every scenario x every system (exit $bench_rc; log: artifacts/logs/bench-smoke.log, results in artifacts/bench-smoke/): passed $bench_passed, failed $bench_failed"
 grep -E '^FAIL ' "$LOG_DIR/bench-smoke.log" | sed 's/^/    /' | head -n 20 || true
 [ -z "$bench_note" ] || echo "$bench_note"
+echo "micro-benchmarks smoke, every benchmark once (log: artifacts/logs/bench-smoke.log): ${micro_line:-no summary line}; passed $micro_passed, failed $micro_failed"
 
-total_passed=$((dotnet_passed + fuzz_passed + node_passed + js_passed + browser_passed + ship_passed + peers_passed + bench_passed))
-total_failed=$((dotnet_failed + fuzz_failed + node_failed + js_failed + browser_failed + js_build_failed + ship_failed + peers_failed + bench_failed))
+total_passed=$((dotnet_passed + fuzz_passed + node_passed + js_passed + browser_passed + ship_passed + peers_passed + bench_passed + micro_passed))
+total_failed=$((dotnet_failed + fuzz_failed + node_failed + js_failed + browser_failed + js_build_failed + ship_failed + peers_failed + bench_failed + micro_failed))
 echo "total: $total_passed passed, $total_failed failed"
 if [ "$total_failed" -ne 0 ] || [ "$dotnet_rc" -ne 0 ] || [ "$fuzz_rc" -ne 0 ] || [ "$node_rc" -ne 0 ] || [ "$npm_rc" -ne 0 ] \
   || [ "$js_rc" -ne 0 ] || [ "$js_npm_rc" -ne 0 ] || [ "$browser_rc" -ne 0 ] || [ "$browser_npm_rc" -ne 0 ] \

@@ -61,6 +61,10 @@ packages_complete() {
   list="$(unzip -l "$FEED/herald.$VERSION.nupkg")"
   grep -qE 'tools/net10.0/any/wwwroot/index.html$' <<<"$list" || { echo "the tool has no demo page"; return 1; }
   grep -qE 'tools/net10.0/any/wwwroot/js/index.js$' <<<"$list" || { echo "the tool has no JS client for the demo"; return 1; }
+  grep -qE 'tools/net10.0/any/wwwroot/board.html$' <<<"$list" || { echo "the tool has no demo board"; return 1; }
+  grep -qE 'tools/net10.0/any/wwwroot/vendor/uplot/uPlot.esm.js$' <<<"$list" || { echo "the tool has no chart library for the dashboard"; return 1; }
+  grep -qE 'tools/net10.0/any/wwwroot/vendor/msgpack/index.mjs$' <<<"$list" || { echo "the tool has no MessagePack library for the board"; return 1; }
+  ! grep -qE 'node_modules|wwwroot/.*package(-lock)?\.json' <<<"$list" || { echo "the tool carries npm's files"; return 1; }
   for f in $(ls "$FEED"); do
     case "$f" in Herald.Protocol.*|Herald.Core.*|Herald.AspNetCore.*|Herald.Redis.*|Herald.Client.*|herald.*) ;; *) echo "unexpected package $f"; return 1 ;; esac
   done

@@ -41,7 +41,8 @@ catch (IOException e) when (e.Message.StartsWith("Failed to bind", StringCompari
 
 static async Task RunAsync(CommandLine commandLine)
 {
-    // The demo (wwwroot: the chat at /, the dashboard at /dashboard.html, the JS client at /js) is copied next to the
+    // The demo (wwwroot: the chat at /, the board at /board.html, the dashboard at /dashboard.html, the JS client at /js,
+    // the pages' libraries at /vendor) is copied next to the
     // build output, so it is served whatever the working directory is.
     var webRoot = Path.Combine(AppContext.BaseDirectory, "wwwroot");
     var builder = WebApplication.CreateBuilder(new WebApplicationOptions
@@ -87,6 +88,12 @@ static async Task RunAsync(CommandLine commandLine)
     if (builder.Configuration.GetValue("Demo:ChatHandler", defaultValue: true))
     {
         builder.Services.AddHeraldHandler<ChatHandler>();
+    }
+
+    // The demo board's server side: a board: publication must be one 4-byte position.
+    if (builder.Configuration.GetValue("Demo:BoardHandler", defaultValue: true))
+    {
+        builder.Services.AddHeraldHandler<BoardHandler>();
     }
 
     // Any Herald:Proxy:<Hook>:Url set: those hooks are decided by the application's backend over HTTP (after the demo

@@ -178,8 +178,10 @@ export class WebSocketTransport implements Transport {
     if (since !== undefined) {
       command.since = { offset: since.offset, epoch: since.epoch };
     }
-    this.request(command).then(
-      (result) => {
+    // The reply is handled as it is read, not in a promise's continuation: the pushes that follow it in the same frame
+    // are handled in the same loop, and would otherwise arrive before the channel has its position (and be dropped).
+    this.send(command, {
+      resolve: (result) => {
         let entry: ChannelEntry;
         try {
           entry = toEntry(result);
@@ -189,14 +191,14 @@ export class WebSocketTransport implements Transport {
         }
         this.host.onEntry(channel, entry, since);
       },
-      (err: HeraldError) => {
+      reject: (err: HeraldError) => {
         if (err.code === ClientErrorCodes.Timeout) {
           this.finish(new HeraldError(ClientErrorCodes.TransportFailed, `no reply to subscribe ${channel}`));
         } else if (err.code !== ClientErrorCodes.Disconnected && err.code !== ClientErrorCodes.TransportFailed) {
           this.host.onChannelError(channel, err);
         }
       },
-    );
+    });
   }
 
   unsubscribe(channel: string): void {
@@ -210,26 +212,29 @@ export class WebSocketTransport implements Transport {
   }
 
   private request(command: Command): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const ws = this.ws;
-      if (this.isClosed || ws === null) {
-        reject(new HeraldError(ClientErrorCodes.Disconnected, "the WebSocket is closed"));
-        return;
-      }
-      const id = this.nextId++;
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new HeraldError(ClientErrorCodes.Timeout, `no reply to '${command.op}' within ${this.host.timeout} ms`));
-      }, this.host.timeout);
-      this.pending.set(id, { resolve, reject, timer });
-      try {
-        ws.send(this.codec !== undefined ? this.codec.encode({ id, ...command }) : JSON.stringify({ id, ...toJsonCommand(command) }));
-      } catch (err) {
-        clearTimeout(timer);
-        this.pending.delete(id);
-        reject(new HeraldError(ClientErrorCodes.TransportFailed, `send failed: ${String(err)}`, { cause: err }));
-      }
-    });
+    return new Promise((resolve, reject) => this.send(command, { resolve, reject }));
+  }
+
+  /** Sends a command; `waiter` is called with its reply (synchronously, as the reply is read) or its failure. */
+  private send(command: Command, waiter: Omit<Pending, "timer">): void {
+    const ws = this.ws;
+    if (this.isClosed || ws === null) {
+      waiter.reject(new HeraldError(ClientErrorCodes.Disconnected, "the WebSocket is closed"));
+      return;
+    }
+    const id = this.nextId++;
+    const timer = setTimeout(() => {
+      this.pending.delete(id);
+      waiter.reject(new HeraldError(ClientErrorCodes.Timeout, `no reply to '${command.op}' within ${this.host.timeout} ms`));
+    }, this.host.timeout);
+    this.pending.set(id, { ...waiter, timer });
+    try {
+      ws.send(this.codec !== undefined ? this.codec.encode({ id, ...command }) : JSON.stringify({ id, ...toJsonCommand(command) }));
+    } catch (err) {
+      clearTimeout(timer);
+      this.pending.delete(id);
+      waiter.reject(new HeraldError(ClientErrorCodes.TransportFailed, `send failed: ${String(err)}`, { cause: err }));
+    }
   }
 
   private receive(data: unknown): void {

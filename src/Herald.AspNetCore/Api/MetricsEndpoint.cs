@@ -16,6 +16,10 @@ internal static class MetricsEndpoint
         var m = node.Metrics;
         var text = new StringBuilder(2048);
         Metric(text, "herald_connections", "gauge", "Open connections by transport.", ("transport=\"websocket\"", m.WebSocketConnections), ("transport=\"sse\"", m.SseConnections));
+        Metric(text, "herald_websocket_connections", "gauge", "Open WebSocket connections by subprotocol (herald.json, herald.msgpack).",
+            ("protocol=\"json\"", m.WebSocketConnections - m.MsgPackWebSocketConnections), ("protocol=\"msgpack\"", m.MsgPackWebSocketConnections));
+        Metric(text, "herald_pollers", "gauge", "Distinct clients that polled this node in the last 10 to 20 seconds (estimated), by kind of poll.",
+            ("transport=\"long_poll\"", m.Pollers(DeliveryTransport.LongPoll)), ("transport=\"short_poll\"", m.Pollers(DeliveryTransport.ShortPoll)));
         Metric(text, "herald_channels", "gauge", "Channels this node receives from the broker (subscribers, parked polls, lingering interest).", (null, node.ActiveChannels));
         Metric(text, "herald_polls_parked", "gauge", "Long polls waiting for a publication.", (null, node.ParkedPolls));
         Metric(text, "herald_publications_total", "counter", "Publications appended through this node.", (null, m.Publications));
@@ -28,10 +32,24 @@ internal static class MetricsEndpoint
         Metric(text, "herald_command_errors_total", "counter", "Client commands answered with an error.", (null, m.CommandErrors));
         Metric(text, "herald_poll_requests_total", "counter", "Poll requests answered, by result.",
             ("result=\"data\"", m.PollsWithData), ("result=\"empty\"", m.PollsEmpty), ("result=\"not_modified\"", m.PollsNotModified));
+        BytesSent(text, m);
         DeliveryLatency(text, m);
         context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
         context.Response.Headers.CacheControl = "no-store";
         return context.Response.WriteAsync(text.ToString());
+    }
+
+    private static void BytesSent(StringBuilder text, HeraldMetrics m)
+    {
+        const string name = "herald_bytes_sent_total";
+        text.Append("# HELP ").Append(name).Append(" Message bytes handed to clients' transports (WebSocket frame payloads, SSE stream text, poll answer bodies), by transport and protocol.\n");
+        text.Append("# TYPE ").Append(name).Append(" counter\n");
+        for (var i = 0; i < HeraldMetrics.BytesSentSlots.Length; i++)
+        {
+            var (transport, protocol) = HeraldMetrics.BytesSentSlots[i];
+            text.Append(name).Append("{transport=\"").Append(transport).Append("\",protocol=\"").Append(protocol).Append("\"} ")
+                .Append(m.BytesSent(i).ToString(CultureInfo.InvariantCulture)).Append('\n');
+        }
     }
 
     private static void DeliveryLatency(StringBuilder text, HeraldMetrics m)

@@ -66,6 +66,8 @@ internal static class PollEndpoint
                 }
             }
         }
+        // Counted once the poll is valid and allowed: a refused poll is nobody polling.
+        node.Metrics.Polled(request.Wait > TimeSpan.Zero, request.Client, context.Connection.RemoteIpAddress?.GetHashCode() ?? 0);
         try
         {
             await AnswerAsync(context, node, cache, request, auth);
@@ -197,6 +199,7 @@ internal static class PollEndpoint
             response.ContentType = "application/json";
             response.ContentLength = at;
             await response.Body.WriteAsync(body.AsMemory(0, at), context.RequestAborted);
+            node.Metrics.Sent(request.Wait > TimeSpan.Zero ? Herald.Diagnostics.DeliveryTransport.LongPoll : Herald.Diagnostics.DeliveryTransport.ShortPoll, msgPack: false, at);
             RecordDeliveries(node, request, answers);
         }
         finally

@@ -216,6 +216,7 @@ internal sealed partial class SseConnection : ISessionTransport
                 }
                 await body.WriteAsync(buffer.AsMemory(0, count), _abort.Token);
                 await body.FlushAsync(_abort.Token);
+                _node.Metrics.Sent(DeliveryTransport.Sse, msgPack: false, count);
             }
             finally
             {

@@ -75,7 +75,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
 
     public async Task RunAsync(CancellationToken requestAborted)
     {
-        _node.Metrics.WebSocketConnectionChanged(+1);
+        _node.Metrics.WebSocketConnectionChanged(+1, Encoding == WireEncoding.MsgPack);
         using var connectTimer = new Timer(
             static state => ((WebSocketConnection)state!).OnConnectTimeout(), this, _node.Options.ConnectTimeout, Timeout.InfiniteTimeSpan);
         using var aborted = requestAborted.Register(static state => ((WebSocketConnection)state!).Abort(), this);
@@ -119,7 +119,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
             _socket.Dispose();
             await _stream.DisposeAsync();
             _abort.Dispose();
-            _node.Metrics.WebSocketConnectionChanged(-1);
+            _node.Metrics.WebSocketConnectionChanged(-1, Encoding == WireEncoding.MsgPack);
         }
     }
 
@@ -253,63 +253,16 @@ internal sealed partial class WebSocketConnection : ISessionTransport
                 {
                     continue;
                 }
-                long taken = first.Bytes.Length;
-                var pushes = 0;
-                if (first.AcceptedTimestamp != 0)
-                {
-                    DeliveryStamps.Add(ref accepted, pushes++, first.AcceptedTimestamp);
-                }
-                ReadOnlyMemory<byte> payload;
-                byte[]? batch = null;
-                if (!reader.TryPeek(out _))
-                {
-                    // One message waiting (the common case when the reader keeps up): send the shared bytes as they
-                    // are, with no copy and no buffer of this connection's own.
-                    payload = first.Bytes;
-                }
-                else
-                {
-                    // Several waiting: join them into one frame in a buffer rented for this frame only, so idle
-                    // connections hold no write buffer.
-                    batch = ArrayPool<byte>.Shared.Rent(Math.Max(4096, first.Bytes.Length * 2));
-                    first.Bytes.Span.CopyTo(batch);
-                    var count = first.Bytes.Length;
-                    while (count < MaxBatchBytes && reader.TryRead(out var message))
-                    {
-                        var needed = count + 1 + message.Bytes.Length;
-                        if (needed > batch.Length)
-                        {
-                            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(needed, batch.Length * 2));
-                            batch.AsSpan(0, count).CopyTo(larger);
-                            ArrayPool<byte>.Shared.Return(batch);
-                            batch = larger;
-                        }
-                        // JSON lines are split on newlines; MessagePack values delimit themselves.
-                        if (_messageType == WebSocketMessageType.Text)
-                        {
-                            batch[count++] = (byte)'\n';
-                        }
-                        message.Bytes.Span.CopyTo(batch.AsSpan(count));
-                        count += message.Bytes.Length;
-                        taken += message.Bytes.Length;
-                        if (message.AcceptedTimestamp != 0)
-                        {
-                            DeliveryStamps.Add(ref accepted, pushes++, message.AcceptedTimestamp);
-                        }
-                    }
-                    payload = batch.AsMemory(0, count);
-                }
-                await _socket.SendAsync(payload, _messageType, endOfMessage: true, _abort.Token);
-                if (batch is not null)
-                {
-                    ArrayPool<byte>.Shared.Return(batch);
-                }
-                _session.Outbound.Written(taken);
+                var frame = FrameBatch.Take(reader, first, _messageType == WebSocketMessageType.Text, ref accepted);
+                await _socket.SendAsync(frame.Payload, _messageType, endOfMessage: true, _abort.Token);
+                _node.Metrics.Sent(DeliveryTransport.WebSocket, _messageType == WebSocketMessageType.Binary, frame.Payload.Length);
+                frame.Release();
+                _session.Outbound.Written(frame.Taken);
                 // Latency ends when the transport has taken the frame, so a consumer slow to read shows in it.
-                if (pushes > 0)
+                if (frame.Pushes > 0)
                 {
                     var sent = Stopwatch.GetTimestamp();
-                    for (var i = 0; i < pushes; i++)
+                    for (var i = 0; i < frame.Pushes; i++)
                     {
                         _node.Metrics.DeliveryWritten(DeliveryTransport.WebSocket, accepted![i], sent);
                     }

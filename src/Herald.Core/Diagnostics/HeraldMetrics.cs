@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Herald.Protocol;
 
@@ -23,6 +24,7 @@ internal sealed class HeraldMetrics : IDisposable
     private long _deliveries;
     private long _slowConsumerCloses;
     private long _webSocketConnections;
+    private long _msgPackWebSocketConnections;
     private long _sseConnections;
     private long _commands;
     private long _commandErrors;
@@ -34,6 +36,15 @@ internal sealed class HeraldMetrics : IDisposable
     private readonly Func<long> _dispatchBacklog;
     private readonly LatencyHistogram[] _latency = [new(), new(), new(), new()]; // indexed by DeliveryTransport
     private readonly Histogram<double> _latencyInstrument;
+    private readonly long[] _bytesSent = new long[BytesSentSlots.Length];
+    private readonly RecentClients _longPollers = new();
+    private readonly RecentClients _shortPollers = new();
+
+    /// <summary>The <c>transport</c> and <c>protocol</c> labels of each count in <see cref="BytesSent(int)"/>.</summary>
+    public static readonly (string Transport, string Protocol)[] BytesSentSlots =
+    [
+        ("websocket", "json"), ("long_poll", "json"), ("short_poll", "json"), ("sse", "json"), ("websocket", "msgpack"),
+    ];
 
     // One tag per transport, made once, so that recording to the meter does not allocate.
     private static readonly KeyValuePair<string, object?>[] s_transportTags =
@@ -73,6 +84,26 @@ internal sealed class HeraldMetrics : IDisposable
             new Measurement<long>(WebSocketConnections, new KeyValuePair<string, object?>("transport", "websocket")),
             new Measurement<long>(SseConnections, new KeyValuePair<string, object?>("transport", "sse")),
         }, description: "Open connections by transport.");
+        _meter.CreateObservableUpDownCounter("herald.websocket_connections", () => new[]
+        {
+            new Measurement<long>(WebSocketConnections - MsgPackWebSocketConnections, new KeyValuePair<string, object?>("protocol", "json")),
+            new Measurement<long>(MsgPackWebSocketConnections, new KeyValuePair<string, object?>("protocol", "msgpack")),
+        }, description: "Open WebSocket connections by subprotocol (herald.json, herald.msgpack).");
+        _meter.CreateObservableUpDownCounter("herald.pollers", () => new[]
+        {
+            new Measurement<long>(Pollers(DeliveryTransport.LongPoll), new KeyValuePair<string, object?>("transport", "long_poll")),
+            new Measurement<long>(Pollers(DeliveryTransport.ShortPoll), new KeyValuePair<string, object?>("transport", "short_poll")),
+        }, description: "Distinct clients that polled in the last 10 to 20 seconds (estimated), by kind of poll.");
+        _meter.CreateObservableCounter("herald.bytes_sent", () =>
+        {
+            var measurements = new Measurement<long>[BytesSentSlots.Length];
+            for (var i = 0; i < measurements.Length; i++)
+            {
+                measurements[i] = new Measurement<long>(BytesSent(i),
+                    new KeyValuePair<string, object?>("transport", BytesSentSlots[i].Transport), new KeyValuePair<string, object?>("protocol", BytesSentSlots[i].Protocol));
+            }
+            return measurements;
+        }, unit: "By", description: "Message bytes handed to clients' transports, by transport and protocol.");
     }
 
     /// <summary>This instance's meter (tests tell it apart from other nodes' meters of the same name).</summary>
@@ -89,6 +120,31 @@ internal sealed class HeraldMetrics : IDisposable
 
     /// <summary>Open WebSocket connections.</summary>
     public long WebSocketConnections => Volatile.Read(ref _webSocketConnections);
+
+    /// <summary>Open WebSocket connections on <c>herald.msgpack</c> (the rest of <see cref="WebSocketConnections"/> are on <c>herald.json</c>).</summary>
+    public long MsgPackWebSocketConnections => Volatile.Read(ref _msgPackWebSocketConnections);
+
+    /// <summary>Message bytes sent through the transport and protocol of <see cref="BytesSentSlots"/>[<paramref name="slot"/>].</summary>
+    public long BytesSent(int slot) => Volatile.Read(ref _bytesSent[slot]);
+
+    /// <summary>
+    /// Counts <paramref name="bytes"/> handed to a client's transport: WebSocket frame payloads (replies and pushes, as
+    /// sent), SSE stream text (events and heartbeats), poll answer bodies. <paramref name="msgPack"/> only for a
+    /// <c>herald.msgpack</c> WebSocket.
+    /// </summary>
+    public void Sent(DeliveryTransport transport, bool msgPack, long bytes) =>
+        Interlocked.Add(ref _bytesSent[msgPack && transport == DeliveryTransport.WebSocket ? 4 : (int)transport], bytes);
+
+    /// <summary>The estimated number of distinct clients whose polls of this kind (long or short) reached this node in the last 10 to 20 s.</summary>
+    public long Pollers(DeliveryTransport transport) =>
+        (transport == DeliveryTransport.LongPoll ? _longPollers : _shortPollers).Estimate(Stopwatch.GetTimestamp());
+
+    /// <summary>
+    /// Notes a poll for <see cref="Pollers"/>: its client is its <c>client</c> id when it sent one (the Herald clients
+    /// do), else its remote address (<paramref name="addressHash"/>), so that <c>curl</c> in a loop counts once.
+    /// </summary>
+    public void Polled(bool longPoll, string? clientId, int addressHash) =>
+        (longPoll ? _longPollers : _shortPollers).Seen(clientId is null ? addressHash : StringComparer.Ordinal.GetHashCode(clientId), Stopwatch.GetTimestamp());
 
     /// <summary>Open Server-Sent Events streams.</summary>
     public long SseConnections => Volatile.Read(ref _sseConnections);
@@ -180,7 +236,14 @@ internal sealed class HeraldMetrics : IDisposable
     }
 
     /// <summary>Counts a WebSocket connection opening (+1) or closing (-1).</summary>
-    public void WebSocketConnectionChanged(int delta) => Interlocked.Add(ref _webSocketConnections, delta);
+    public void WebSocketConnectionChanged(int delta, bool msgPack)
+    {
+        Interlocked.Add(ref _webSocketConnections, delta);
+        if (msgPack)
+        {
+            Interlocked.Add(ref _msgPackWebSocketConnections, delta);
+        }
+    }
 
     /// <summary>Counts a Server-Sent Events stream opening (+1) or closing (-1).</summary>
     public void SseConnectionChanged(int delta) => Interlocked.Add(ref _sseConnections, delta);

@@ -30,6 +30,7 @@ let server;
 let serverLog = '';
 let baseUrl;
 let browser;
+const apiKey = 'browser-tests-api-key';
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -73,9 +74,15 @@ before(async () => {
   const env = {
     ...process.env,
     Herald__AllowAnonymous: 'true',
+    Herald__ApiKey: apiKey,
     Herald__Namespaces__chat__AllowClientPublish: 'true',
     Herald__Namespaces__chat__HistorySize: '1000',
     Herald__Namespaces__chat__Presence: 'true',
+    // The board's namespace, as appsettings.Development.json has it.
+    Herald__Namespaces__board__AllowClientPublish: 'true',
+    Herald__Namespaces__board__HistorySize: '100',
+    Herald__Namespaces__board__HistoryTtl: '00:00:10',
+    Herald__Namespaces__board__Presence: 'true',
   };
   delete env.ASPNETCORE_URLS; // --urls decides
   server = spawn('dotnet', [dll, '--urls', baseUrl], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -140,7 +147,8 @@ const messageIn = (page, user, text) =>
 const online = (page, name) => page.locator(`#online li[data-name="${name}"]`).waitFor({ timeout: STEP_MS });
 
 test('serves the JS client and the demo pages', async () => {
-  for (const [url, type] of [['/', 'text/html'], ['/dashboard.html', 'text/html'], ['/js/index.js', 'javascript']]) {
+  for (const [url, type] of [['/', 'text/html'], ['/dashboard.html', 'text/html'], ['/board.html', 'text/html'], ['/js/index.js', 'javascript'],
+    ['/vendor/uplot/uPlot.esm.js', 'javascript'], ['/vendor/uplot/uPlot.min.css', 'text/css'], ['/vendor/msgpack/index.mjs', 'javascript']]) {
     const res = await fetch(baseUrl + url);
     assert.equal(res.status, 200, url);
     assert.match(res.headers.get('content-type') ?? '', new RegExp(type), url);
@@ -179,15 +187,16 @@ test('two chat pages on different transports talk both ways; the dashboard shows
 
   const dashboard = await openPage(`${baseUrl}/dashboard.html?transport=longpoll`);
   await dashboard.locator('#status', { hasText: 'connected (longpoll)' }).waitFor({ timeout: STEP_MS });
-  await dashboard.waitForFunction(() => Number(document.getElementById('publications-total').textContent) >= 2, null, { timeout: STEP_MS });
-  await dashboard.waitForFunction(() => document.getElementById('ws-connections').textContent === '1', null, { timeout: STEP_MS });
-  // A message sent now reaches the dashboard too, which measures its delivery latency.
+  // A message sent now reaches the dashboard's own subscription, which measures its delivery latency.
   await send(a, 'latency probe');
   await messageIn(b, 'alice', 'latency probe');
-  await dashboard.waitForFunction(() => /^\d+ · \d+$/.test(document.getElementById('latency').textContent), null, { timeout: STEP_MS });
-  await dashboard.waitForFunction(() => ['pub-rate', 'delivery-rate', 'poll-rate']
-    .every((id) => Number(document.getElementById(id).textContent) > 0), null, { timeout: STEP_MS });
-
+  await dashboard.locator('#page-latency', { hasText: /reach it in \d+ ms/ }).waitFor({ timeout: STEP_MS });
+  // The clients chart counts alice's WebSocket (json), bob's short polls and the dashboard's long polls.
+  await dashboard.waitForFunction(() => {
+    const last = (series) => series[series.length - 1];
+    const [, wsJson, , , longPollers, shortPollers] = window.dashboard.charts.connections.data;
+    return last(wsJson) === 1 && last(longPollers) >= 1 && last(shortPollers) >= 1;
+  }, null, { timeout: STEP_MS });
   await a.screenshot({ path: path.join(screenshots, 'chat-websocket.png') });
   await b.screenshot({ path: path.join(screenshots, 'chat-poll.png') });
   await dashboard.screenshot({ path: path.join(screenshots, 'dashboard.png') });
@@ -277,4 +286,158 @@ test('the chat page rolls a die by RPC and shows the server refusing an empty or
     assert.equal(page.errors.length - unexpected.length, transport === 'poll' ? 2 : 0, 'one 400 per refused message over polling');
     await page.context().close();
   }
+});
+
+/** The WebSocket handshakes of a page as Chromium saw them (DevTools protocol): the server's Sec-WebSocket-Protocol. */
+async function handshakes(page) {
+  const cdp = await page.context().newCDPSession(page);
+  const protocols = [];
+  cdp.on('Network.webSocketHandshakeResponseReceived', ({ response }) => {
+    const header = Object.entries(response.headers).find(([key]) => key.toLowerCase() === 'sec-websocket-protocol');
+    protocols.push(header?.[1] ?? null);
+  });
+  await cdp.send('Network.enable');
+  return protocols;
+}
+
+/** Opens the board in a fresh context, recording its WebSocket subprotocol and the frames it sends and receives. */
+async function openBoard(board) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('pageerror', (err) => page.errors.push(err.message));
+  page.on('console', (msg) => { if (msg.type() === 'error') page.errors.push(msg.text()); });
+  page.protocols = await handshakes(page);
+  page.frames = { sent: [], received: [] };
+  page.sockets = 0;
+  page.on('websocket', (ws) => {
+    page.sockets++;
+    ws.on('framesent', ({ payload }) => page.frames.sent.push(payload));
+    ws.on('framereceived', ({ payload }) => page.frames.received.push(payload));
+  });
+  const res = await page.goto(`${baseUrl}/board.html?board=${board}`, { timeout: STEP_MS });
+  assert.equal(res.status(), 200);
+  await page.locator('#status', { hasText: 'connected (websocket, msgpack)' }).waitFor({ timeout: STEP_MS });
+  return page;
+}
+
+/** This tab's client id on the board, once one of its own publications has come back. */
+const myId = (page) => page.waitForFunction(() => window.board.me, null, { timeout: STEP_MS }).then((h) => h.jsonValue());
+
+test('two board tabs see each other move over herald.msgpack in binary frames; a closed tab leaves the board', { timeout: 120_000 }, async () => {
+  const board = `t${Date.now().toString(36)}`;
+  const a = await openBoard(board);
+  const b = await openBoard(board);
+  // Both tabs are steered by hand: wandering off, so that only the pointer moves a token.
+  for (const page of [a, b]) await page.uncheck('#wander');
+  const box = await a.locator('#board').boundingBox();
+  await a.mouse.move(box.x + box.width * 0.25, box.y + box.height * 0.75);
+  const idA = await myId(a);
+  await b.mouse.move(box.x + 10, box.y + 10);
+  const idB = await myId(b);
+  assert.notEqual(idA, idB);
+
+  // B draws A's token where A's pointer is (x, y in 0..1, as 16-bit fractions of the board).
+  const tokenOf = (page, id) => page.evaluate((id) => window.board.tokens.get(id) ?? null, id);
+  const near = (page, id, x, y) => page.waitForFunction(([id, x, y]) => {
+    const t = window.board.tokens.get(id);
+    return t && Math.abs(t.x - x) < 0.02 && Math.abs(t.y - y) < 0.02;
+  }, [id, x, y], { timeout: STEP_MS });
+  await near(b, idA, 0.25, 0.75);
+  // Then follows it: a sweep across the board arrives on B as it goes, ending where the pointer stops.
+  const moves = 20;
+  for (let i = 1; i <= moves; i++) {
+    await a.mouse.move(box.x + box.width * (0.25 + 0.5 * i / moves), box.y + box.height * (0.75 - 0.5 * i / moves));
+  }
+  await near(b, idA, 0.75, 0.25);
+  await near(a, idB, 10 / box.width, 10 / box.height);
+
+  // Over herald.msgpack, as the server answered the handshake, and in binary frames both ways.
+  for (const page of [a, b]) {
+    assert.deepEqual(page.protocols, ['herald.msgpack'], `${page.sockets} sockets`);
+    assert.ok(page.frames.sent.length > 5 && page.frames.received.length > 5, 'frames went both ways');
+    assert.ok(page.frames.sent.every(Buffer.isBuffer), 'every frame the page sent is binary');
+    assert.ok(page.frames.received.every(Buffer.isBuffer), 'every frame the page received is binary');
+  }
+  // A position is 4 bytes: the publish that carries it is a small MessagePack map (a client may batch several in a frame).
+  const publishes = a.frames.sent.filter((f) => f.includes('publish'));
+  assert.ok(publishes.length > 5);
+  for (const frame of publishes) {
+    const perPublish = frame.length / (frame.toString('latin1').split('publish').length - 1);
+    assert.ok(perPublish < 64, `a publish takes ${perPublish} bytes`);
+  }
+  await b.screenshot({ path: path.join(screenshots, 'board.png') });
+  assert.ok(await tokenOf(b, idA));
+
+  // A closes its tab: its token leaves B's board (through presence), and B's count drops to itself.
+  await a.context().close();
+  await b.waitForFunction((id) => !window.board.tokens.has(id), idA, { timeout: STEP_MS });
+  await b.locator('#tab-count', { hasText: /^1$/ }).waitFor({ timeout: STEP_MS });
+  assert.ok(await tokenOf(b, idB), 'B keeps its own token');
+  assert.deepEqual(a.errors, []);
+  assert.deepEqual(b.errors, []);
+  await b.context().close();
+});
+
+test('the server refuses a board publication that is not a 4-byte position', async () => {
+  const publish = (body) => fetch(`${baseUrl}/cmd`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const json = await publish({ id: 1, op: 'publish', channel: 'board:refuse', data: { x: 1, y: 2 } });
+  assert.equal(json.status, 400);
+  assert.equal((await json.json()).error.code, 'invalid_message');
+  const five = await publish({ id: 2, op: 'publish', channel: 'board:refuse', b64: 'AQIDBAU=' });
+  assert.equal((await five.json()).error.code, 'invalid_message');
+  const four = await publish({ id: 3, op: 'publish', channel: 'board:refuse', b64: 'AQIDBA==' });
+  assert.equal(four.status, 200);
+  assert.equal((await four.json()).result.offset, 1);
+});
+
+test('the dashboard draws its charts with uPlot, and the messages chart rises when publications are made', { timeout: 120_000 }, async () => {
+  const page = await openPage(`${baseUrl}/dashboard.html`);
+  // Four charts, each a uPlot canvas with a legend naming its series.
+  await page.waitForFunction(() => document.querySelectorAll('.chart .uplot canvas').length === 4, null, { timeout: STEP_MS });
+  for (const [chart, label] of [['messages', 'deliveries'], ['latency', 'p99'], ['connections', 'WebSocket msgpack'], ['bytes', 'SSE (json)']]) {
+    await page.locator(`[data-chart="${chart}"] .u-legend`, { hasText: label }).waitFor({ timeout: STEP_MS });
+  }
+  // Nothing published for a while: wait for a scrape whose publication rate is 0 (or the start of the series).
+  await page.waitForFunction(() => {
+    const pubs = window.dashboard.charts.messages.data[1];
+    return pubs.length >= 2 && pubs[pubs.length - 1] === 0;
+  }, null, { timeout: STEP_MS });
+  const before = await page.evaluate(() => window.dashboard.charts.messages.data[0].length);
+
+  // Publications through the server API (it is not rate-limited) to a channel the dashboard does not read, with a
+  // WebSocket subscriber so that there are deliveries too.
+  const board = `d${Date.now().toString(36)}`;
+  const watcher = await openBoard(board);
+  await watcher.uncheck('#wander');
+  let stop = false;
+  const publishing = (async () => {
+    while (!stop) {
+      const res = await fetch(`${baseUrl}/api/publish?channel=board:${board}`, {
+        method: 'POST', headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/octet-stream' }, body: new Uint8Array([1, 2, 3, 4]),
+      });
+      assert.equal(res.status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 20)); // pacing the load, not waiting for an outcome
+    }
+  })();
+  try {
+    await page.waitForFunction((before) => {
+      const [times, pubs, deliveries] = window.dashboard.charts.messages.data;
+      return times.length > before && pubs[pubs.length - 1] > 5 && deliveries[deliveries.length - 1] > 5;
+    }, before, { timeout: STEP_MS });
+    await page.locator('#now-messages', { hasText: /^[1-9]\d*(\.\d)? · [1-9]/ }).waitFor({ timeout: STEP_MS });
+    // The msgpack board's WebSocket shows in the clients chart and its pushes in the bytes chart.
+    await page.waitForFunction(() => {
+      const last = (series) => series[series.length - 1];
+      return last(window.dashboard.charts.connections.data[2]) >= 1 && last(window.dashboard.charts.bytes.data[2]) > 0;
+    }, null, { timeout: STEP_MS });
+    await page.waitForFunction(() => window.dashboard.charts.latency.data[2].some((v) => v !== null), null, { timeout: STEP_MS });
+  } finally {
+    stop = true;
+    await publishing;
+  }
+  await page.screenshot({ path: path.join(screenshots, 'dashboard.png') });
+  assert.deepEqual(page.errors, [], 'errors in the dashboard');
+  await watcher.context().close();
+  await page.context().close();
 });

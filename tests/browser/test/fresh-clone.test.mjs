@@ -3,8 +3,9 @@
 // temporary directory, and there:
 //   1. `dotnet build src/Herald.Server` with npm "absent" (-p:HeraldNpm=<a missing command>): the build succeeds and
 //      says what to install; the served page shows the same in plain words instead of doing nothing;
-//   2. `dotnet build src/Herald.Server` again with npm: the build makes the JS client (npm ci, tsc), the server serves
-//      /js/index.js, and Chromium loads the demo, joins and exchanges a message.
+//   2. `dotnet build src/Herald.Server` again with npm: the build makes the JS client (npm ci, tsc) and installs the
+//      pages' libraries (npm ci in src/Herald.Server/vendor), the server serves /js/index.js and /vendor, and Chromium
+//      loads the demo, joins and exchanges a message, then opens the board (herald.msgpack) and the dashboard (charts).
 // The second build compiles nothing new (only the JS step runs), which keeps this test's cost to one server build.
 //
 // Run: `npm ci && node --test` in tests/browser. CHROMIUM overrides the browser (default /usr/bin/chromium).
@@ -128,6 +129,13 @@ test('on a fresh clone, `dotnet build` alone makes the demo work; without npm th
     await page.goto(`${baseUrl}/`, { timeout: STEP_MS });
     await page.locator('#js-missing').waitFor({ state: 'visible', timeout: STEP_MS });
     assert.match(await page.locator('#js-missing').textContent(), /Node\.js 20\+ and npm/);
+    // The board and the dashboard say the same, naming their libraries too.
+    for (const [url, library] of [['/board.html', '/vendor/msgpack/index.mjs'], ['/dashboard.html', '/vendor/uplot/uPlot.esm.js']]) {
+      assert.equal((await fetch(baseUrl + library)).status, 404);
+      await page.goto(baseUrl + url, { timeout: STEP_MS });
+      await page.locator('#js-missing').waitFor({ state: 'visible', timeout: STEP_MS });
+      assert.match(await page.locator('#js-missing').textContent(), /Node\.js 20\+ and npm/);
+    }
     await page.close();
     await stop(server);
     assert.match(server.log, /demo pages cannot connect/);
@@ -140,6 +148,10 @@ test('on a fresh clone, `dotnet build` alone makes the demo work; without npm th
   assert.equal(js.status, 200);
   assert.match(js.headers.get('content-type') ?? '', /javascript/);
 
+  // The pages' libraries, which the same build installed (src/Herald.Server/vendor) and copied.
+  for (const library of ['/vendor/uplot/uPlot.esm.js', '/vendor/uplot/uPlot.min.css', '/vendor/msgpack/index.mjs']) {
+    assert.equal((await fetch(baseUrl + library)).status, 200, library);
+  }
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (err) => errors.push(err.message));
@@ -155,5 +167,12 @@ test('on a fresh clone, `dotnet build` alone makes the demo work; without npm th
   await page.fill('#text', 'it works from a fresh clone');
   await page.click('#send');
   await page.locator('#messages li', { hasText: 'it works from a fresh clone' }).waitFor({ timeout: STEP_MS });
+  // The board connects over herald.msgpack (the import map finds the copied library) and draws this tab's token.
+  await page.goto(`${baseUrl}/board.html`, { timeout: STEP_MS });
+  await page.locator('#status', { hasText: 'connected (websocket, msgpack)' }).waitFor({ timeout: STEP_MS });
+  await page.waitForFunction(() => window.board.me !== null, null, { timeout: STEP_MS });
+  // The dashboard draws its charts.
+  await page.goto(`${baseUrl}/dashboard.html`, { timeout: STEP_MS });
+  await page.waitForFunction(() => document.querySelectorAll('.chart .uplot canvas').length === 4, null, { timeout: STEP_MS });
   assert.deepEqual(errors, []);
 });
