@@ -8,7 +8,7 @@ namespace Herald.MicroBench;
 
 /// <summary>
 /// The fan-out of one publication to N subscribers of one channel: the node's <c>HandlePublication</c> (called as a
-/// broker calls it) → <see cref="Subscription.Deliver"/> → <see cref="OutboundQueue.TryEnqueue"/> for each, then every
+/// broker calls it) → the channel's fan-out queue and its worker (run inline by <see cref="BenchNode"/>) → <see cref="Subscription.Deliver"/> → <see cref="OutboundQueue.TryEnqueue"/> for each, then every
 /// queue read as its writer would (without it the queues would fill and trip the slow-consumer limit). Divide by N for
 /// the cost per subscriber; an allocation that grows with N is one per subscriber.
 /// </summary>

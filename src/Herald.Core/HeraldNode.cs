@@ -46,7 +46,8 @@ public sealed partial class HeraldNode : IAsyncDisposable
         NodeId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(3));
         _ownsPresence = presence is null;
         Presence = presence ?? new MemoryPresenceStore(options, TimeProvider);
-        Channels = new ChannelService(options, broker, Presence, Metrics, NodeId);
+        Metrics = new HeraldMetrics(() => DispatchBacklog);
+        Channels = new ChannelService(options, broker, Presence, Metrics, NodeId, WaitForFanOutRoomAsync);
         Server = new HeraldServer(this);
     }
 
@@ -63,7 +64,7 @@ public sealed partial class HeraldNode : IAsyncDisposable
     internal IConnectAuthenticator Authenticator { get; }
 
     /// <summary>Counters of this node.</summary>
-    internal HeraldMetrics Metrics { get; } = new();
+    internal HeraldMetrics Metrics { get; }
 
     /// <summary>Logger factory for sessions and transports.</summary>
     internal ILoggerFactory LoggerFactory { get; }
@@ -116,6 +117,7 @@ public sealed partial class HeraldNode : IAsyncDisposable
         _stopping.Cancel();
         foreach (var (_, entry) in _channels)
         {
+            entry.FanOut.Stop();
             entry.WakePolls();
         }
     }
@@ -188,45 +190,6 @@ public sealed partial class HeraldNode : IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// The fan-out: the push frame is encoded once per encoding that a subscriber speaks (on first need) and the same
-    /// bytes are queued to every subscriber of that encoding. Writing them out is left to the connections, batched.
-    /// </summary>
-    private void HandlePublication(string channel, Publication publication, string epoch)
-    {
-        if (!_channels.TryGetValue(channel, out var entry))
-        {
-            return;
-        }
-        entry.NotePublished(publication.Offset, epoch);
-        entry.WakePolls();
-        var all = entry.Subscribers;
-        if (all.Length == 0)
-        {
-            return;
-        }
-        var push = new PushFrames(channel, publication);
-        var delivered = 0;
-        // Connections that the push finds idle are written after the loop, in chunks on the thread pool (DeliveryBatch).
-        var batch = new DeliveryBatch();
-        var outer = DeliveryBatch.Begin(batch);
-        try
-        {
-            foreach (var subscription in all)
-            {
-                if (subscription.Deliver(publication, epoch, ref push))
-                {
-                    delivered++;
-                }
-            }
-        }
-        finally
-        {
-            DeliveryBatch.End(batch, outer);
-        }
-        Metrics.Delivered(delivered);
-    }
-
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
     {
@@ -250,7 +213,7 @@ public sealed partial class HeraldNode : IAsyncDisposable
     {
         while (true)
         {
-            var entry = _channels.GetOrAdd(channel, static _ => new ChannelEntry());
+            var entry = _channels.GetOrAdd(channel, static (name, node) => new ChannelEntry(node, name), this);
             lock (entry.Sync)
             {
                 if (entry.Removed)
@@ -452,12 +415,17 @@ public sealed partial class HeraldNode : IAsyncDisposable
     /// <summary>What the node holds for one channel it receives: its subscribers, its parked polls and its known head.</summary>
     internal sealed class ChannelEntry
     {
+        public ChannelEntry(HeraldNode node, string channel) => FanOut = new FanOutQueue(node, this, channel);
+
         private Subscription[] _subscribers = [];
         private HashSet<TaskCompletionSource>? _waiters;
         private int _polls;
         private KnownHead? _head;
         private volatile bool _active;
         private volatile bool _retiring;
+
+        /// <summary>The channel's publications waiting for fan-out, and their worker.</summary>
+        public FanOutQueue FanOut { get; }
 
         /// <summary>Serialises the broker subscribe and unsubscribe of this channel.</summary>
         public SemaphoreSlim Gate { get; } = new(1, 1);
@@ -524,7 +492,7 @@ public sealed partial class HeraldNode : IAsyncDisposable
             }
         }
 
-        /// <summary>Called for each publication, one at a time, in offset order.</summary>
+        /// <summary>Called at the broker's hand-off of each publication, one at a time, in offset order.</summary>
         public void NotePublished(ulong offset, string epoch)
         {
             var known = Volatile.Read(ref _head);

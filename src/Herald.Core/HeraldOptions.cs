@@ -64,6 +64,16 @@ public sealed class HeraldOptions
     [Range(16, 10_000_000)]
     public int MaxQueuedMessages { get; set; } = 10_000;
 
+    /// <summary>
+    /// Most publications of one channel handed to this node's fan-out and not yet delivered to its subscribers. A
+    /// publish through this node to a channel whose backlog is at the limit waits (without holding a thread) until the
+    /// fan-out has caught up below it. A backlog that reaches twice the limit (publications from other nodes, which
+    /// this node cannot slow down, or a burst of concurrent publishers) is dropped; the channel's subscribers then see
+    /// a gap and are closed with 4004, so they recover from history. Default 1,000.
+    /// </summary>
+    [Range(16, 1_000_000)]
+    public int MaxDispatchBacklog { get; set; } = 1000;
+
     /// <summary>Most bytes waiting to be written to one connection before it is closed as a slow consumer (4002). Default 8 MiB.</summary>
     [Range(4096, long.MaxValue)]
     public long MaxQueuedBytes { get; set; } = 8L * 1024 * 1024;

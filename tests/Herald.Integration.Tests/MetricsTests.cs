@@ -15,6 +15,8 @@ public sealed class MetricsTests
         await client.CommandAsync("""{"op":"subscribe","channel":"chat:m"}""");
         await server.PublishAsync("chat:m", "1");
         await client.NextPushAsync();
+        // The push can reach the client before the fan-out worker counts the delivery (after its loop over subscribers).
+        await Wait.UntilAsync(() => server.Node.Metrics.Deliveries == 1, TimeSpan.FromSeconds(10), "the delivery is counted");
         await client.CommandAsync("""{"op":"fly"}""");
         using var first = JsonDocument.Parse(await server.Http.GetStringAsync("/poll?channel=chat:m"));
 
@@ -27,6 +29,9 @@ public sealed class MetricsTests
         Assert.Equal(1, Sample("herald_publications_total"));
         Assert.Equal(1, Sample("herald_deliveries_total"));
         Assert.Equal(1, Sample("herald_channels"));
+        Assert.Equal(0, Sample("herald_dispatch_backlog"));
+        Assert.Equal(0, Sample("herald_dispatch_overflows_total"));
+        Assert.Equal(0, Sample("herald_publish_fanout_waits_total"));
         Assert.Equal(1, Sample("herald_command_errors_total"));
         Assert.Equal(1, Sample("herald_poll_requests_total{result=\"data\"}"));
         Assert.Contains("# TYPE herald_publications_total counter", text);

@@ -109,10 +109,13 @@ public sealed class ServerApiTests : IAsyncLifetime
         await client.CommandAsync("""{"op":"subscribe","channel":"chat:s"}""");
         await _server.PublishAsync("chat:s", "1");
         await client.NextPushAsync();
+        // The push can reach the client before the fan-out worker counts the delivery (after its loop over subscribers).
+        await Wait.UntilAsync(() => _server.Node.Metrics.Deliveries == 1, TimeSpan.FromSeconds(10), "the delivery is counted");
         using var doc = JsonDocument.Parse(await _server.Api.GetStringAsync("/api/stats"));
         Assert.Equal(1, doc.RootElement.GetProperty("connections").GetProperty("websocket").GetInt32());
         Assert.Equal(1, doc.RootElement.GetProperty("publications").GetInt32());
         Assert.Equal(1, doc.RootElement.GetProperty("deliveries").GetInt32());
+        Assert.Equal(0, doc.RootElement.GetProperty("dispatchBacklog").GetInt32());
         Assert.Equal(1, doc.RootElement.GetProperty("channels").GetInt32());
     }
 

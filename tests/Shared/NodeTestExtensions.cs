@@ -20,9 +20,16 @@ public static class NodeTestExtensions
         return touched.IsCompletedSuccessfully ? touched.Result : touched.AsTask().GetAwaiter().GetResult();
     }
 
-    /// <summary>Publishes compact JSON straight into the node's broker, past every check: for tests that need a burst.</summary>
-    public static ValueTask<StreamPosition> PublishAsync(this HeraldNode node, string channel, NamespaceOptions ns, ReadOnlyMemory<byte> data, ClientInfo? info) =>
-        node.Broker.PublishAsync(channel, data, info, Herald.Channels.ChannelService.PolicyOf(ns));
+    /// <summary>
+    /// Publishes compact JSON straight into the node's broker, past every check: for tests that need a burst. Like a
+    /// publish through the node, it first waits for room in the channel's fan-out backlog (Herald:MaxDispatchBacklog),
+    /// so that a burst is paced by the fan-out instead of overflowing it.
+    /// </summary>
+    public static async ValueTask<StreamPosition> PublishAsync(this HeraldNode node, string channel, NamespaceOptions ns, ReadOnlyMemory<byte> data, ClientInfo? info)
+    {
+        await node.WaitForFanOutRoomAsync(channel, CancellationToken.None);
+        return await node.Broker.PublishAsync(channel, data, info, Herald.Channels.ChannelService.PolicyOf(ns));
+    }
 
     /// <summary>Removes expired leases now.</summary>
     public static void SweepPollPresence(this HeraldNode node) => Store(node).SweepAll();

@@ -87,21 +87,21 @@ internal static class Report
     {
         md.AppendLine("### (a) Fan-out: one channel, N subscribers, publish rate stepped up").AppendLine();
         md.AppendLine(Inv, $"Run started {results.Started.UtcDateTime:yyyy-MM-dd HH:mm} UTC.").AppendLine();
-        md.AppendLine("Every system over WebSocket at each size; at the smallest size also over each polling transport a system serves. Each row is the highest step that kept up (every publication delivered to every subscriber within 2 s, p99 under 1 s (short polling: 2 s), publish rate met); *saturated at* is the first higher step that did not. A run ends after two saturated steps in a row. `Herald ÷ row` compares deliveries per server CPU-second at those steps with Herald over the same transport and size.").AppendLine();
-        md.AppendLine("| system | transport | subscribers | sustained deliveries/s | p50 ms | p90 ms | p99 ms | max ms | server CPU | deliveries per CPU-s | Herald ÷ row | peak RSS / PSS MB | bytes/delivery | requests/delivery | saturated at (publications/s) | limited by |");
-        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        md.AppendLine("Every system over WebSocket at each size; at the smallest size also over each polling transport a system serves. Each row is the highest step that kept up (every publication delivered to every subscriber within 2 s, p99 under 1 s (short polling: 2 s), publish rate met); *saturated at* is the first higher step that did not. A run ends after two saturated steps in a row. `Herald ÷ row` compares deliveries per server CPU-second at those steps with Herald over the same transport and size. *publish p50 / p99* is how long the publish API (an HTTP POST per publication) took to answer at the row's step; *saturated* is its p99 at the saturated step, where fan-out cannot keep up.").AppendLine();
+        md.AppendLine("| system | transport | subscribers | sustained deliveries/s | p50 ms | p90 ms | p99 ms | max ms | publish p50 / p99 ms | publish p99 ms, saturated | server CPU | deliveries per CPU-s | Herald ÷ row | peak RSS / PSS MB | bytes/delivery | requests/delivery | saturated at (publications/s) | limited by |");
+        md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var run in results.Runs.OrderBy(r => r.Transport != Systems.Transports.WebSocket).ThenBy(r => r.Clients))
         {
             var best = Best(run);
             if (best is null)
             {
-                md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | | | |");
+                md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | | | | | |");
                 continue;
             }
             var saturated = run.Steps.FirstOrDefault(s => s.Saturated && s.TargetRate > best.TargetRate);
             var saturatedAt = saturated is null ? "not reached" : F(saturated.TargetRate);
             var limit = saturated?.Limit ?? "— (the top step kept up)";
-            md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Clients} | {F(best.DeliveriesPerSecond)} | {F(best.P50Ms, "0.0")} | {F(best.P90Ms, "0.0")} | {F(best.P99Ms, "0.0")} | {F(best.MaxMs, "0")} | {F(best.ServerCpuPercent)}% | {F(best.DeliveriesPerCpuSecond)} | {RatioCell(results.Runs, run, best, Best)} | {F(best.PeakRssMb)} / {F(best.PeakPssMb)} | {F(best.BytesPerDelivery, "0.0")} | {F(best.RequestsPerDelivery, "0.000")} | {saturatedAt} | {limit} |");
+            md.AppendLine(Inv, $"| {run.System} | {run.Transport} | {run.Clients} | {F(best.DeliveriesPerSecond)} | {F(best.P50Ms, "0.0")} | {F(best.P90Ms, "0.0")} | {F(best.P99Ms, "0.0")} | {F(best.MaxMs, "0")} | {F(best.PublishP50Ms, "0.0")} / {F(best.PublishP99Ms, "0.0")} | {(saturated is null ? "—" : F(saturated.PublishP99Ms, "0.0"))} | {F(best.ServerCpuPercent)}% | {F(best.DeliveriesPerCpuSecond)} | {RatioCell(results.Runs, run, best, Best)} | {F(best.PeakRssMb)} / {F(best.PeakPssMb)} | {F(best.BytesPerDelivery, "0.0")} | {F(best.RequestsPerDelivery, "0.000")} | {saturatedAt} | {limit} |");
         }
         md.AppendLine();
         foreach (var group in results.Runs.GroupBy(r => r.Clients).OrderBy(g => g.Key))

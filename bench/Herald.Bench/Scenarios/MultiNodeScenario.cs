@@ -166,6 +166,7 @@ internal static class MultiNodeScenario
 
             var clock = Stopwatch.StartNew();
             var published = await publisher.RunAsync(rate, duration, _ => Channel, cancellationToken).ConfigureAwait(false);
+            var publishLatency = publisher.LastRunLatency;
             var publishSeconds = clock.Elapsed.TotalSeconds;
             var expected = published * subscribers;
             // Drain: deliveries still queued count towards this step, up to 2 s after the last publication.
@@ -201,6 +202,8 @@ internal static class MultiNodeScenario
                 P90Ms = latency.TotalCount == 0 ? 0 : latency.GetValueAtPercentile(90) / 1000.0,
                 P99Ms = p99,
                 MaxMs = latency.TotalCount == 0 ? 0 : latency.GetValueAtPercentile(100) / 1000.0,
+                PublishP50Ms = publishLatency.TotalCount == 0 ? 0 : publishLatency.GetValueAtPercentile(50) / 1000.0,
+                PublishP99Ms = publishLatency.TotalCount == 0 ? 0 : publishLatency.GetValueAtPercentile(99) / 1000.0,
                 ServerCpuSeconds = nodesCpu,
                 ServerCpuPercent = nodesCpu / seconds * 100,
                 GeneratorCpuPercent = generatorPercent,

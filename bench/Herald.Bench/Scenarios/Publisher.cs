@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using HdrHistogram;
 using Herald.Bench.Clients;
 using Herald.Bench.Measurement;
 using Herald.Bench.Systems;
@@ -8,7 +9,8 @@ namespace Herald.Bench.Scenarios;
 /// <summary>
 /// Publishes over HTTP at a set rate, the same way for every system (a POST per publication, on a small keep-alive
 /// pool). Its own traffic is counted apart, so "bytes and requests per delivery" describe the subscribers' side. With
-/// several nodes, publications go to them round-robin, one keep-alive pool per node.
+/// several nodes, publications go to them round-robin, one keep-alive pool per node. Each call is timed, from the
+/// request's start to its answer, so a step reports how long the server took to accept a publication.
 /// </summary>
 internal sealed class Publisher : IDisposable
 {
@@ -16,6 +18,8 @@ internal sealed class Publisher : IDisposable
     private readonly BenchSystem _system;
     private readonly HttpClient[] _http;
     private readonly ClientContext _context;
+    // Publish call latency in microseconds, 1 µs .. 10 min, 3 significant digits; concurrent calls record at once.
+    private readonly Recorder _latency = new(1, 600_000_000, 3, (id, low, high, digits) => new LongConcurrentHistogram(id, low, high, digits));
     private long _next;
     private long _failed;
     private string? _firstError;
@@ -38,13 +42,18 @@ internal sealed class Publisher : IDisposable
 
     public string? FirstError => _firstError;
 
+    /// <summary>The latency of every publish call of the last <see cref="RunAsync"/> (the warm-up's calls excluded), answered or failed.</summary>
+    public HistogramBase LastRunLatency { get; private set; } = new LongHistogram(1, 600_000_000, 3);
+
     public async Task<bool> PublishAsync(string channel, CancellationToken cancellationToken)
     {
         try
         {
             using var request = _system.CreatePublish(channel, Payload.Create(PayloadBytes));
             var http = _http[(ulong)Interlocked.Increment(ref _next) % (ulong)_http.Length];
+            var started = Stopwatch.GetTimestamp();
             using var response = await http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            _latency.RecordValue(Math.Clamp((long)Stopwatch.GetElapsedTime(started).TotalMicroseconds, 1, 600_000_000));
             if (response.IsSuccessStatusCode)
             {
                 return true;
@@ -68,6 +77,7 @@ internal sealed class Publisher : IDisposable
     {
         using var inFlight = new SemaphoreSlim(MaxInFlight, MaxInFlight);
         long sent = 0, succeeded = 0;
+        _latency.GetIntervalHistogram(); // drop what came before (the warm-up's calls)
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < duration)
         {
@@ -102,6 +112,7 @@ internal sealed class Publisher : IDisposable
         {
             await inFlight.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
+        LastRunLatency = _latency.GetIntervalHistogram();
         return Interlocked.Read(ref succeeded);
     }
 

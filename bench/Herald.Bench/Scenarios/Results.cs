@@ -16,6 +16,9 @@ internal sealed record StepResult
     public double P90Ms { get; init; }
     public double P99Ms { get; init; }
     public double MaxMs { get; init; }
+    // How long the publish API took to answer (each POST, from its start to its answer), over the step.
+    public double PublishP50Ms { get; init; }
+    public double PublishP99Ms { get; init; }
     public double ServerCpuSeconds { get; init; }
     public double ServerCpuPercent { get; init; }
     public double GeneratorCpuPercent { get; init; }

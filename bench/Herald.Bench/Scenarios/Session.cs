@@ -132,6 +132,7 @@ internal sealed class Session : IAsyncDisposable
 
         var clock = Stopwatch.StartNew();
         var published = await Publisher.RunAsync(rate, duration, channelFor, cancellationToken).ConfigureAwait(false);
+        var publishLatency = Publisher.LastRunLatency;
         var publishSeconds = clock.Elapsed.TotalSeconds;
         var expected = published * subscribersPerPublication;
         // Drain: deliveries still in queues count towards this step, up to a bound (short polls need an interval).
@@ -169,6 +170,8 @@ internal sealed class Session : IAsyncDisposable
             // GetMaxValue's enumerator throws on some interval histograms (HdrHistogram.NET 2.5); the 100th percentile is
             // the same figure, read another way.
             MaxMs = histogram.TotalCount == 0 ? 0 : Ms(histogram.GetValueAtPercentile(100)),
+            PublishP50Ms = publishLatency.TotalCount == 0 ? 0 : Ms(publishLatency.GetValueAtPercentile(50)),
+            PublishP99Ms = publishLatency.TotalCount == 0 ? 0 : Ms(publishLatency.GetValueAtPercentile(99)),
             ServerCpuSeconds = cpu,
             ServerCpuPercent = serverPercent,
             GeneratorCpuPercent = generatorPercent,

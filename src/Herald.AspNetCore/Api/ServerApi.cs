@@ -305,6 +305,7 @@ internal static class ServerApi
             w.WriteNumber("channels", s.node.ActiveChannels);
             w.WriteNumber("publications", s.metrics.Publications);
             w.WriteNumber("deliveries", s.metrics.Deliveries);
+            w.WriteNumber("dispatchBacklog", s.metrics.DispatchBacklog);
             w.WriteNumber("slowConsumerCloses", s.metrics.SlowConsumerCloses);
             w.WriteNumber("commands", s.metrics.Commands);
             w.WriteNumber("commandErrors", s.metrics.CommandErrors);

@@ -13,7 +13,8 @@ namespace Herald.Brokers;
 /// (<c>recovered:false</c>). It is derived from a per-store seed and the channel name, so reading or subscribing
 /// to a channel that was never published to allocates nothing: only channels with publications have a log.
 /// Publications are appended and handed to every subscribed node under the channel's lock, which is what makes
-/// delivery order equal offset order at every node.
+/// delivery order equal offset order at every node. The hand-off only queues the publication for the node's fan-out,
+/// so the lock is never held for the delivery to subscribers.
 /// <para>
 /// History past its TTL is dropped when the channel is read or published to, and by a sweep every
 /// 10 seconds for channels nobody touches any more, so a channel published to once does not keep its

@@ -16,7 +16,7 @@ namespace Herald.Channels;
 /// A <see langword="null"/> <see cref="AuthenticationResult"/> is the server itself (the server API, the application's
 /// own code): it may publish and read anywhere. A broker that cannot be reached gives <c>unavailable</c>.
 /// </remarks>
-internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPresenceStore presence, HeraldMetrics metrics, string nodeId)
+internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPresenceStore presence, HeraldMetrics metrics, string nodeId, Func<string, CancellationToken, ValueTask>? waitForFanOut = null)
 {
     private static readonly HeraldError Unavailable = new(ErrorCodes.Unavailable, "the broker cannot be reached");
 
@@ -90,6 +90,11 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
         if (payload.Length > Options.MaxMessageBytes)
         {
             return TooLarge(Options.MaxMessageBytes);
+        }
+        if (waitForFanOut is not null)
+        {
+            // Backpressure before the append, where waiting holds nothing: not the log's lock, not the broker's reader.
+            await waitForFanOut(channel, cancellationToken);
         }
         try
         {

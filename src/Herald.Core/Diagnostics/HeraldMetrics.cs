@@ -31,6 +31,9 @@ internal sealed class HeraldMetrics : IDisposable
     private long _pollsWithData;
     private long _pollsEmpty;
     private long _pollsNotModified;
+    private long _dispatchOverflows;
+    private long _publishFanOutWaits;
+    private readonly Func<long> _dispatchBacklog;
     private readonly LatencyHistogram[] _latency = [new(), new(), new(), new()]; // indexed by DeliveryTransport
     private readonly Histogram<double> _latencyInstrument;
     private readonly long[] _bytesSent = new long[BytesSentSlots.Length];
@@ -53,8 +56,10 @@ internal sealed class HeraldMetrics : IDisposable
     ];
 
     /// <summary>Creates the counters and registers the meter's instruments.</summary>
-    public HeraldMetrics()
+    /// <param name="dispatchBacklog">Reads the node's fan-out backlog (see <see cref="DispatchBacklog"/>); none when omitted.</param>
+    public HeraldMetrics(Func<long>? dispatchBacklog = null)
     {
+        _dispatchBacklog = dispatchBacklog ?? (static () => 0);
         _meter = new Meter(MeterName);
         _meter.CreateObservableCounter("herald.publications", () => Publications, description: "Publications appended by this node.");
         _meter.CreateObservableCounter("herald.deliveries", () => Deliveries, description: "Publications queued to subscribers by this node.");
@@ -71,6 +76,9 @@ internal sealed class HeraldMetrics : IDisposable
             description: "Time from a publication's acceptance by this node to its bytes being handed to a subscriber's transport, by transport.",
             tags: null,
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyHistogram.BucketBounds });
+        _meter.CreateObservableUpDownCounter("herald.dispatch_backlog", () => DispatchBacklog, description: "Publications handed to this node's fan-out and not yet delivered to its subscribers, all channels.");
+        _meter.CreateObservableCounter("herald.dispatch_overflows", () => DispatchOverflows, description: "Times a channel's fan-out backlog reached twice Herald:MaxDispatchBacklog and was dropped.");
+        _meter.CreateObservableCounter("herald.publish_fanout_waits", () => PublishFanOutWaits, description: "Publishes that waited for a channel's fan-out backlog to fall under Herald:MaxDispatchBacklog.");
         _meter.CreateObservableUpDownCounter("herald.connections", () => new[]
         {
             new Measurement<long>(WebSocketConnections, new KeyValuePair<string, object?>("transport", "websocket")),
@@ -156,6 +164,15 @@ internal sealed class HeraldMetrics : IDisposable
     /// <summary>Polls answered <c>304 Not Modified</c>.</summary>
     public long PollsNotModified => Volatile.Read(ref _pollsNotModified);
 
+    /// <summary>Publications handed to this node's fan-out and not yet delivered, all channels; read when asked, counted nowhere.</summary>
+    public long DispatchBacklog => _dispatchBacklog();
+
+    /// <summary>Times a channel's fan-out backlog was dropped for reaching twice <c>Herald:MaxDispatchBacklog</c>.</summary>
+    public long DispatchOverflows => Volatile.Read(ref _dispatchOverflows);
+
+    /// <summary>Publishes through this node that waited for room in a channel's fan-out backlog.</summary>
+    public long PublishFanOutWaits => Volatile.Read(ref _publishFanOutWaits);
+
     /// <summary>The name of a transport in the <c>transport</c> label: <c>websocket</c>, <c>long_poll</c>, <c>short_poll</c> or <c>sse</c>.</summary>
     public static string TransportLabel(DeliveryTransport transport) => transport switch
     {
@@ -201,6 +218,10 @@ internal sealed class HeraldMetrics : IDisposable
     internal void Published() => Interlocked.Increment(ref _publications);
 
     internal void Delivered(int count) => Interlocked.Add(ref _deliveries, count);
+
+    internal void DispatchOverflowed() => Interlocked.Increment(ref _dispatchOverflows);
+
+    internal void PublishWaitedForFanOut() => Interlocked.Increment(ref _publishFanOutWaits);
 
     internal void SlowConsumerClosed() => Interlocked.Increment(ref _slowConsumerCloses);
 

@@ -24,25 +24,35 @@ internal sealed class DeliveryBatch
     [ThreadStatic]
     private static DeliveryBatch? t_current;
 
+    // A batch holds nothing once flushed, so each thread keeps one to reuse: a fan-out allocates no batch of its own.
+    [ThreadStatic]
+    private static DeliveryBatch? t_spare;
+
     private Chunk? _chunk;
 
     /// <summary>The batch of the fan-out running on this thread, or <see langword="null"/> outside a fan-out.</summary>
     public static DeliveryBatch? Current => t_current;
 
-    /// <summary>Starts collecting this thread's deferred writes; returns the batch that was current (to restore in <see cref="End"/>).</summary>
-    public static DeliveryBatch? Begin(DeliveryBatch batch)
+    /// <summary>Starts collecting this thread's deferred writes, until <see cref="End"/> with the scope returned.</summary>
+    public static Scope Begin()
     {
-        var previous = t_current;
+        var batch = t_spare ?? new DeliveryBatch();
+        t_spare = null;
+        var outer = t_current;
         t_current = batch;
-        return previous;
+        return new Scope(batch, outer);
     }
 
-    /// <summary>Hands what was collected to the thread pool and restores the previous batch.</summary>
-    public static void End(DeliveryBatch batch, DeliveryBatch? previous)
+    /// <summary>Hands what was collected to the thread pool and restores the batch that was current before.</summary>
+    public static void End(Scope scope)
     {
-        t_current = previous;
-        batch.Flush();
+        t_current = scope.Outer;
+        scope.Batch.Flush();
+        t_spare = scope.Batch;
     }
+
+    /// <summary>A batch begun on this thread, and the one it replaced.</summary>
+    internal readonly record struct Scope(DeliveryBatch Batch, DeliveryBatch? Outer);
 
     /// <summary>Adds a connection that has queued a message and whose writer this batch now owns.</summary>
     public void Add(IDeferredWriter writer)
