@@ -42,6 +42,8 @@ var options = new BenchOptions
     Root = root,
     WorkDir = Path.GetFullPath(Option("--work", Path.Combine(root, "artifacts/bench"))),
     SourceAddresses = [.. Enumerable.Range(2, 4).Select(i => System.Net.IPAddress.Parse($"127.0.0.{i}"))],
+    // --transports websocket,long-poll narrows a scenario to some transports while investigating.
+    OnlyTransports = Option("--transports", "").Split(',', StringSplitOptions.RemoveEmptyEntries),
 };
 Directory.CreateDirectory(outDir);
 using var cancel = new CancellationTokenSource();

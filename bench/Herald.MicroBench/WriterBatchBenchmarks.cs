@@ -9,8 +9,8 @@ namespace Herald.MicroBench;
 
 /// <summary>
 /// The WebSocket writer's batch (<see cref="FrameBatch"/>, the code its write loop runs): N pushes queued on a
-/// connection's <see cref="OutboundQueue"/>, then taken as one frame — the lone message as its shared bytes, several
-/// joined with <c>\n</c> in a pooled buffer, with each push's stamp kept for the latency metric — and released as the
+/// connection's <see cref="OutboundQueue"/>, then taken as one frame — header and payload in a pooled buffer, several
+/// messages joined with <c>\n</c>, with each push's stamp kept for the latency metric — and released as the
 /// loop does after the send. Divide by N for the cost per message; any allocation here is one per frame or per message.
 /// </summary>
 [MemoryDiagnoser]
@@ -45,8 +45,8 @@ public class WriterBatchBenchmarks
             throw new InvalidOperationException("nothing queued");
         }
         long[]? stamps = null;
-        var frame = FrameBatch.Take(reader, first, newlines: true, ref stamps);
-        var length = frame.Payload.Length;
+        var frame = FrameBatch.Take(reader, first, text: true, ref stamps);
+        var length = frame.PayloadLength;
         frame.Release();
         _queue.Written(frame.Taken);
         if (frame.Pushes != Messages || length != (Messages * (_push.Length + 1)) - 1)

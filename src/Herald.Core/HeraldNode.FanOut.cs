@@ -1,3 +1,4 @@
+using Herald.Sessions;
 using Herald.Protocol;
 using Microsoft.Extensions.Logging;
 
@@ -151,6 +152,21 @@ public sealed partial class HeraldNode
 
         /// <summary>The worker: delivers queued publications in order until the queue is empty or its turn is over.</summary>
         public void Execute()
+        {
+            // Connections that a push finds idle are written when the turn ends, in chunks on the thread pool
+            // (DeliveryBatch): a turn that delivers several publications sends each connection one frame for all of them.
+            var batch = DeliveryBatch.Begin();
+            try
+            {
+                RunTurn();
+            }
+            finally
+            {
+                DeliveryBatch.End(batch);
+            }
+        }
+
+        private void RunTurn()
         {
             for (var done = 0; done < PerTurn; done++)
             {

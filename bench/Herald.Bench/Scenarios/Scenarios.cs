@@ -50,7 +50,7 @@ internal static class ScenarioRunner
                 "polling" => system.Transports.SelectMany(t => sizes.Clients.Select(n => (t, n))),
                 _ => throw new ArgumentException(scenario),
             };
-            foreach (var (transport, clients) in plan)
+            foreach (var (transport, clients) in plan.Where(p => options.OnlyTransports.Count == 0 || options.OnlyTransports.Contains(p.Transport)))
             {
                 Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {scenario}: {system.Name} {transport} x{clients}");
                 var clock = Stopwatch.StartNew();

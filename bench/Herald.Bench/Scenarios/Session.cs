@@ -230,4 +230,7 @@ internal sealed record BenchOptions
     public int ConnectParallelism { get; init; } = 64;
     public TimeSpan WarmUpTimeout { get; init; } = TimeSpan.FromSeconds(30);
     public TimeSpan ShortPollInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Transports to run (all a system serves when empty); for investigating, not for published results.</summary>
+    public IReadOnlyList<string> OnlyTransports { get; init; } = [];
 }

@@ -125,6 +125,37 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
         }
     }
 
+    /// <summary>
+    /// Takes the write lock without waiting, for a writer that builds its own data frames (<see cref="WriteFrameAsync"/>);
+    /// <see langword="false"/> while the WebSocket is writing a frame of its own.
+    /// </summary>
+    public bool TryEnterWrite() => _writeLock.Wait(0);
+
+    /// <summary>Waits for the write lock; see <see cref="TryEnterWrite"/>.</summary>
+    public Task EnterWriteAsync(CancellationToken cancellationToken) => _writeLock.WaitAsync(cancellationToken);
+
+    /// <summary>Releases the write lock taken by <see cref="TryEnterWrite"/> or <see cref="EnterWriteAsync"/>.</summary>
+    /// <remarks>The WebSocket disposes this stream when it aborts, possibly while a write is pending; that is not an error.</remarks>
+    public void ExitWrite()
+    {
+        try
+        {
+            _writeLock.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>Whether a data frame may still go out: this stream has refused no frame and no close frame has been sent.</summary>
+    public bool CanWriteData => !_tripped && !_closeSent;
+
+    /// <summary>
+    /// Writes one whole data frame built by the caller, who holds the write lock. It is not parsed on the way out: only
+    /// the WebSocket's own frames (control frames, among them the close) go through <see cref="WriteAsync(ReadOnlyMemory{byte}, CancellationToken)"/>.
+    /// </summary>
+    public ValueTask WriteFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken) => inner.WriteAsync(frame, cancellationToken);
+
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 

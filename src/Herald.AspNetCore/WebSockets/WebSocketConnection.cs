@@ -16,7 +16,7 @@ namespace Herald.AspNetCore.WebSockets;
 /// </summary>
 // RunAsync owns and disposes every resource before it returns; the type is never used after that.
 #pragma warning disable CA1001
-internal sealed partial class WebSocketConnection : ISessionTransport
+internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPoolWorkItem, IDeferredWriter
 #pragma warning restore CA1001
 {
     /// <summary>The largest frame the writer builds from queued messages; a single larger message still goes out whole.</summary>
@@ -58,6 +58,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
         Encoding = WebSocketHandshake.EncodingOf(subProtocol);
         _messageType = Encoding == WireEncoding.MsgPack ? WebSocketMessageType.Binary : WebSocketMessageType.Text;
         _session = new ClientSession(node, this);
+        _session.Outbound.Queued = OnQueued;
     }
 
     /// <inheritdoc/>
@@ -80,7 +81,6 @@ internal sealed partial class WebSocketConnection : ISessionTransport
             static state => ((WebSocketConnection)state!).OnConnectTimeout(), this, _node.Options.ConnectTimeout, Timeout.InfiniteTimeSpan);
         using var aborted = requestAborted.Register(static state => ((WebSocketConnection)state!).Abort(), this);
         using var stopping = _node.Stopping.Register(static state => ((WebSocketConnection)state!).Close(CloseCodes.GoingAway, "server shutting down"), this);
-        var writer = Task.Run(WriteLoopAsync, CancellationToken.None);
         try
         {
             await ReadLoopAsync();
@@ -101,7 +101,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
             var dropped = !Closing && peer is null;
             // However the reader ended, the writer must finish: it sends our close frame (or gives up at the deadline).
             Close(CloseCodes.Normal, "");
-            await writer;
+            await _writerDone.Task;
             await _session.TerminateAsync();
             _session.NotifyDisconnected(
                 dropped ? AbnormalClosure : peer is { } status ? (int)status : _closeCode,
@@ -141,6 +141,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
         {
             _session.Outbound.Complete(); // the writer sends what is queued (e.g. an error reply), then the close frame
         }
+        OnQueued(); // an idle writer learns that the queue ended
         // A peer that never answers our close frame, or never reads, is dropped at the deadline.
         _closeDeadline = new Timer(static state => ((WebSocketConnection)state!).Abort(), this, _node.Options.CloseTimeout, Timeout.InfiniteTimeSpan);
     }
@@ -161,6 +162,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport
         {
             _abort.Cancel();
             _socket.Abort();
+            OnQueued(); // an idle writer finishes now, without waiting for the close
         }
         catch (ObjectDisposedException)
         {
@@ -236,51 +238,6 @@ internal sealed partial class WebSocketConnection : ISessionTransport
             {
                 ArrayPool<byte>.Shared.Return(buffer);
             }
-        }
-    }
-
-    private async Task WriteLoopAsync()
-    {
-        var reader = _session.Outbound.Reader;
-        // The accepted-at stamps of the pushes in the frame being sent, rented per frame that has pushes so that an idle
-        // connection holds none; a failed send leaves its array to the GC, which the pool allows.
-        long[]? accepted = null;
-        try
-        {
-            while (await reader.WaitToReadAsync(_abort.Token))
-            {
-                if (!reader.TryRead(out var first))
-                {
-                    continue;
-                }
-                var frame = FrameBatch.Take(reader, first, _messageType == WebSocketMessageType.Text, ref accepted);
-                await _socket.SendAsync(frame.Payload, _messageType, endOfMessage: true, _abort.Token);
-                _node.Metrics.Sent(DeliveryTransport.WebSocket, _messageType == WebSocketMessageType.Binary, frame.Payload.Length);
-                frame.Release();
-                _session.Outbound.Written(frame.Taken);
-                // Latency ends when the transport has taken the frame, so a consumer slow to read shows in it.
-                if (frame.Pushes > 0)
-                {
-                    var sent = Stopwatch.GetTimestamp();
-                    for (var i = 0; i < frame.Pushes; i++)
-                    {
-                        _node.Metrics.DeliveryWritten(DeliveryTransport.WebSocket, accepted![i], sent);
-                    }
-                    ArrayPool<long>.Shared.Return(accepted!);
-                    accepted = null;
-                }
-            }
-            // The queue can end before Close has set the code: an overflowing queue discards itself first and only
-            // then asks for close 4002. Wait for the decision, or the close frame would say 1000.
-            await _closeDecided.Task.WaitAsync(_abort.Token);
-            if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived && !_stream.Tripped)
-            {
-                await _socket.CloseOutputAsync((WebSocketCloseStatus)_closeCode, _closeReason, _abort.Token);
-            }
-        }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
-        {
-            Log.WriteEnded(_logger, _session.ClientId, ex.Message);
         }
     }
 

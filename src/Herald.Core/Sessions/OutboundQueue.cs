@@ -37,6 +37,12 @@ internal sealed class OutboundQueue
         });
     }
 
+    /// <summary>
+    /// Called after each message is queued, on the thread that queued it, for a transport that writes as soon as a
+    /// message arrives instead of waiting on <see cref="Reader"/>. Set once, before the first message.
+    /// </summary>
+    public Action? Queued { get; set; }
+
     /// <summary>The consuming side, for the connection's writer.</summary>
     public ChannelReader<OutboundMessage> Reader => _channel.Reader;
 
@@ -72,6 +78,7 @@ internal sealed class OutboundQueue
             }
             return false;
         }
+        Queued?.Invoke();
         return true;
     }
 
