@@ -21,6 +21,7 @@ internal static class MetricsEndpoint
         Metric(text, "herald_publications_total", "counter", "Publications appended through this node.", (null, m.Publications));
         Metric(text, "herald_deliveries_total", "counter", "Publications queued to WebSocket and SSE subscribers of this node.", (null, m.Deliveries));
         Metric(text, "herald_slow_consumer_closes_total", "counter", "Connections closed with 4002 because their outbound queue was full.", (null, m.SlowConsumerCloses));
+        Metric(text, "herald_conflated_skips_total", "counter", "Publications of conflated channels not sent to a subscriber that fell behind, replaced by a newer one.", (null, m.ConflatedSkips));
         Metric(text, "herald_commands_total", "counter", "Client commands handled (WebSocket and /cmd).", (null, m.Commands));
         Metric(text, "herald_command_errors_total", "counter", "Client commands answered with an error.", (null, m.CommandErrors));
         Metric(text, "herald_poll_requests_total", "counter", "Poll requests answered, by result.",
