@@ -85,6 +85,8 @@ public sealed class ConflateTests
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var stream = new SseStream(new GatedStream(await response.Content.ReadAsStreamAsync(), gate.Task), response);
+        // However the test ends, the reader must be let go, or disposing it would wait at the gate for ever.
+        using var opened = new GateOpener(gate);
         await Wait.UntilAsync(() => server.Node.SubscribersOf(Channel).Length == 2, Timeout, "the stream is subscribed");
 
         await PublishPacedAsync(server, Channel, Count, fast);
@@ -92,7 +94,7 @@ public sealed class ConflateTests
         var queue = server.Node.SubscribersOf(Channel).Select(s => s.Session.Outbound).MaxBy(q => q.QueuedBytes)!;
         Assert.InRange(queue.Reader.Count, 1, MaxQueuedMessages / 2 + 1);
 
-        gate.SetResult();
+        gate.TrySetResult();
         Assert.True((await stream.NextAsync(Timeout)).Json.TryGetProperty("connected", out _));
         var subscribed = (await stream.NextAsync(Timeout)).Json.GetProperty("subscribed");
         var epoch = subscribed.GetProperty("epoch").GetString();
@@ -370,6 +372,11 @@ public sealed class ConflateTests
             Socket.Dispose();
             _invoker.Dispose();
         }
+    }
+
+    private sealed class GateOpener(TaskCompletionSource gate) : IDisposable
+    {
+        public void Dispose() => gate.TrySetResult();
     }
 
     /// <summary>A stream whose reads wait for a gate: the reader above it stops reading the socket until the gate opens.</summary>
