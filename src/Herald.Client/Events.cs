@@ -63,6 +63,37 @@ public sealed class HeraldRecoveryFailedEventArgs : EventArgs
     public bool EpochChanged => !string.Equals(Previous.Epoch, Position.Epoch, StringComparison.Ordinal);
 }
 
+/// <summary>
+/// A conflated channel's subscription was sent its newest publication in place of older ones it had not received
+/// (<see cref="HeraldClient.PublicationsSkipped"/>): offsets <see cref="From"/> to <see cref="To"/>, both included, are
+/// skipped by design, and the publication after <see cref="To"/> follows.
+/// </summary>
+public sealed class HeraldSkippedEventArgs : EventArgs
+{
+    /// <summary>Creates the event.</summary>
+    public HeraldSkippedEventArgs(HeraldSubscription subscription, StreamPosition from, StreamPosition to)
+    {
+        Subscription = subscription;
+        From = from;
+        To = to;
+    }
+
+    /// <summary>The subscription.</summary>
+    public HeraldSubscription Subscription { get; }
+
+    /// <summary>The channel.</summary>
+    public string Channel => Subscription.Channel;
+
+    /// <summary>The first offset skipped.</summary>
+    public StreamPosition From { get; }
+
+    /// <summary>The last offset skipped; the subscription's cursor is here until the next publication arrives.</summary>
+    public StreamPosition To { get; }
+
+    /// <summary>How many publications were skipped.</summary>
+    public ulong Count => To.Offset - From.Offset + 1;
+}
+
 /// <summary>The server subscribed this client to a channel, or unsubscribed it (<see cref="HeraldClient.ServerSubscribed"/>, <see cref="HeraldClient.ServerUnsubscribed"/>).</summary>
 public sealed class HeraldServerSubscriptionEventArgs : EventArgs
 {

@@ -91,6 +91,14 @@ public sealed partial class HeraldClient : IAsyncDisposable
     /// <remarks>Raised on the client's connection loop, before the subscription delivers anything newer.</remarks>
     public event EventHandler<HeraldRecoveryFailedEventArgs>? RecoveryFailed;
 
+    /// <summary>
+    /// Raised when a subscription to a conflated channel (a namespace with <c>Conflate</c>) fell behind and the server sent
+    /// the channel's newest publication in place of older ones: the skipped offsets are not a loss to recover, and the
+    /// subscription's <see cref="HeraldSubscription.Position"/> has moved past them.
+    /// </summary>
+    /// <remarks>Raised on the client's connection loop, before the newest publication is delivered; handlers must not block.</remarks>
+    public event EventHandler<HeraldSkippedEventArgs>? PublicationsSkipped;
+
     internal HttpClient Http => _http;
 
     /// <summary>The client's copy of <see cref="HeraldClientOptions.Info"/>, sent with <c>connect</c> and every poll.</summary>
@@ -123,6 +131,18 @@ public sealed partial class HeraldClient : IAsyncDisposable
         var builder = new UriBuilder(ResolveHttp(baseUri, Options.WebSocketPath));
         builder.Scheme = builder.Scheme == Uri.UriSchemeHttps ? "wss" : "ws";
         return builder.Uri;
+    }
+
+    internal void OnPublicationsSkipped(HeraldSubscription subscription, StreamPosition from, StreamPosition to)
+    {
+        try
+        {
+            PublicationsSkipped?.Invoke(this, new HeraldSkippedEventArgs(subscription, from, to));
+        }
+        catch (Exception)
+        {
+            // A faulty handler must not stop the connection loop.
+        }
     }
 
     internal void OnRecoveryFailed(string channel, StreamPosition previous, StreamPosition position)

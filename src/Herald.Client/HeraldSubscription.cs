@@ -141,6 +141,10 @@ public sealed class HeraldSubscription : IAsyncDisposable, IAsyncEnumerable<Clie
             SetCursor(new StreamPosition(result.Offset, epoch));
             return;
         }
+        if (result.Skipped is { } skipped)
+        {
+            Skip(skipped, epoch);
+        }
         if (result.Publications is { } publications)
         {
             foreach (var publication in publications)
@@ -212,6 +216,34 @@ public sealed class HeraldSubscription : IAsyncDisposable, IAsyncEnumerable<Clie
         }
         // The cursor moves only once the publication is handed over, so a connection cut mid-write recovers it.
         SetCursor(publication.Position);
+    }
+
+    /// <summary>
+    /// Applies a conflated channel's skip notice: offsets <c>from</c> to <c>to</c> were replaced by a newer publication, so
+    /// the cursor moves to <c>to</c> without treating them as a gap, and the application is told. A notice that starts past
+    /// the cursor's next offset is a gap like any other.
+    /// </summary>
+    internal void Skip(SkippedMessage skipped, string? epoch)
+    {
+        StreamPosition previous;
+        lock (_gate)
+        {
+            if (_cursor is not { } current || (epoch is not null && current.Epoch != epoch))
+            {
+                throw new RecoveryGapException($"a skip notice for {Channel} arrived without a known epoch");
+            }
+            if (skipped.To <= current.Offset)
+            {
+                return; // already past it (a seam)
+            }
+            if (skipped.From > current.Offset + 1)
+            {
+                throw new RecoveryGapException($"{Channel} skipped from offset {current.Offset} to {skipped.From}");
+            }
+            previous = current;
+            _cursor = current with { Offset = skipped.To };
+        }
+        _client.OnPublicationsSkipped(this, new StreamPosition(previous.Offset + 1, previous.Epoch), new StreamPosition(skipped.To, previous.Epoch));
     }
 
     private void SetCursor(StreamPosition position)

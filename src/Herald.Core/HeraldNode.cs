@@ -78,6 +78,9 @@ public sealed partial class HeraldNode : IAsyncDisposable
     /// <summary>Channels this node receives from the broker: those with subscribers or parked polls, and those lingering after their last poll.</summary>
     internal int ActiveChannels => _channels.Count;
 
+    /// <summary>This node's WebSocket and SSE subscribers of <paramref name="channel"/> (for tests and diagnostics).</summary>
+    internal Subscription[] SubscribersOf(string channel) => _channels.TryGetValue(channel, out var entry) ? entry.Subscribers : [];
+
     /// <summary>Long polls parked on this node right now.</summary>
     internal int ParkedPolls => Volatile.Read(ref _parked);
 

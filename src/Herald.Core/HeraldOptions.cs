@@ -251,6 +251,10 @@ public sealed class HeraldOptions
             {
                 yield return $"Herald:Namespaces:{name}:HistoryTtl must not be negative.";
             }
+            if (ns.Conflate && ns.HistorySize < 1)
+            {
+                yield return $"Herald:Namespaces:{name}:Conflate needs HistorySize of at least 1: polls and resubscribes read the newest publication from history.";
+            }
         }
     }
 }
@@ -275,6 +279,14 @@ public sealed class NamespaceOptions
     /// <see langword="false"/>: any connected client may subscribe.
     /// </summary>
     public bool RequireGrant { get; set; }
+
+    /// <summary>
+    /// Whether channels carry latest-value state (positions, prices, cursors): a subscriber that falls behind, and a poll
+    /// or resubscribe whose cursor is behind, gets the channel's newest publication in place of the ones it had not been
+    /// sent, and is told which offsets it skipped, instead of being closed as a slow consumer or sent the backlog. Needs
+    /// <see cref="HistorySize"/> of at least 1. Default <see langword="false"/>.
+    /// </summary>
+    public bool Conflate { get; set; }
 }
 
 /// <summary>Connection token (JWT) settings: <c>Herald:Token:…</c>.</summary>

@@ -59,6 +59,9 @@ public sealed class SubscribedMessage
     /// <summary>The publications after the cursor, in offset order.</summary>
     [JsonPropertyName("publications")] public IReadOnlyList<PublicationMessage>? Publications { get; set; }
 
+    /// <summary>Conflated channels: the offsets after the cursor skipped in favour of the newest publication (see <see cref="StreamResultMessage.Skipped"/>).</summary>
+    [JsonPropertyName("skipped")] public SkippedMessage? Skipped { get; set; }
+
     /// <summary>What the application's subscribe handler attached, if anything.</summary>
     [JsonPropertyName("data")] public JsonElement? Data { get; set; }
 }
@@ -111,6 +114,25 @@ public sealed class PushMessage
 
     /// <summary>The server unsubscribed the connection from the channel; no more publications of it follow.</summary>
     [JsonPropertyName("unsubscribe")] public UnsubscribePushMessage? Unsubscribe { get; set; }
+
+    /// <summary>
+    /// A conflated channel's subscriber fell behind: these offsets were replaced by a newer publication and will not be
+    /// sent; the <c>pub</c> push of <see cref="SkippedMessage.To"/> + 1 follows. The cursor moves to <c>to</c>.
+    /// </summary>
+    [JsonPropertyName("skipped")] public SkippedMessage? Skipped { get; set; }
+}
+
+/// <summary>
+/// Offsets of a conflated channel that the client was not sent, <c>{"from":…,"to":…}</c> (both included): a newer
+/// publication replaced them. Not a loss to recover: the channel carries latest values.
+/// </summary>
+public sealed class SkippedMessage
+{
+    /// <summary>The first offset skipped.</summary>
+    [JsonPropertyName("from")] public ulong From { get; set; }
+
+    /// <summary>The last offset skipped.</summary>
+    [JsonPropertyName("to")] public ulong To { get; set; }
 }
 
 /// <summary>The body of an unsubscribe push, <c>{"reason":…}</c>.</summary>
@@ -179,6 +201,12 @@ public sealed class StreamResultMessage
 
     /// <summary>The publications after the cursor, in offset order (a reversed <c>history</c>: before it, newest first).</summary>
     [JsonPropertyName("publications")] public IReadOnlyList<PublicationMessage>? Publications { get; set; }
+
+    /// <summary>
+    /// Conflated channels (subscribe, polls): the offsets after the cursor that were not returned because
+    /// <see cref="Publications"/> holds the newest one in their place; absent when nothing was skipped.
+    /// </summary>
+    [JsonPropertyName("skipped")] public SkippedMessage? Skipped { get; set; }
 
     /// <summary>
     /// <c>history</c> only: where the next page starts, to send as its <c>since</c> with the same <c>reverse</c>; absent

@@ -35,4 +35,7 @@ internal static class ProtocolNames
     public static readonly JsonEncodedText Subscribe = JsonEncodedText.Encode("subscribe");
     public static readonly JsonEncodedText Unsubscribe = JsonEncodedText.Encode("unsubscribe");
     public static readonly JsonEncodedText Reason = JsonEncodedText.Encode("reason");
+    public static readonly JsonEncodedText Skipped = JsonEncodedText.Encode("skipped");
+    public static readonly JsonEncodedText From = JsonEncodedText.Encode("from");
+    public static readonly JsonEncodedText To = JsonEncodedText.Encode("to");
 }

@@ -47,6 +47,31 @@ internal static class ProtocolWriter
         return result;
     }
 
+    /// <summary>
+    /// Encodes a skip notice <c>{"push":{"channel":…,"skipped":{"from":…,"to":…}}}</c>: on a conflated channel, the offsets
+    /// a subscriber that fell behind was not sent; the publication after <c>to</c> follows it. One per subscriber and
+    /// time it fell behind, never per publication.
+    /// </summary>
+    public static byte[] EncodeSkipped(string channel, OffsetRange skipped) => Write((channel, skipped), static (w, s) =>
+    {
+        w.WriteStartObject();
+        w.WriteStartObject(ProtocolNames.Push);
+        w.WriteString(ProtocolNames.Channel, s.channel);
+        WriteSkipped(w, s.skipped);
+        w.WriteEndObject();
+        w.WriteEndObject();
+    });
+
+    /// <summary>Writes <c>"skipped":{"from":…,"to":…}</c>.</summary>
+    public static void WriteSkipped(Utf8JsonWriter writer, OffsetRange skipped)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        writer.WriteStartObject(ProtocolNames.Skipped);
+        writer.WriteNumber(ProtocolNames.From, skipped.From);
+        writer.WriteNumber(ProtocolNames.To, skipped.To);
+        writer.WriteEndObject();
+    }
+
     /// <summary>Encodes an error reply <c>{"id":…,"error":{"code":…,"message":…}}</c>.</summary>
     public static byte[] EncodeError(long? id, string code, string message) => Write((id, code, message), static (w, s) =>
     {

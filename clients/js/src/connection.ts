@@ -306,6 +306,11 @@ export class Connection {
           recovery.applyPush(transport, channel, pub);
         }
       },
+      onSkipped(channel, skipped) {
+        if (connection.active === transport) {
+          recovery.applySkipped(transport, channel, skipped);
+        }
+      },
       onChannelError(channel, error) {
         if (connection.active === transport) {
           recovery.channelFailed(transport, channel, error);

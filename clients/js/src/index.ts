@@ -22,6 +22,8 @@ export type {
   PublicationEvent,
   PublishResult,
   RecoveryEvent,
+  SkippedEvent,
+  SkippedRange,
   ServerSubscriptionEvent,
   StateEvent,
   StreamPosition,

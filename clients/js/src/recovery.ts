@@ -8,6 +8,8 @@ import type {
   HeraldEventMap,
   PublicationEvent,
   RecoveryEvent,
+  SkippedEvent,
+  SkippedRange,
   StreamPosition,
   Transport,
   TransportName,
@@ -131,6 +133,9 @@ export class Recovery {
       this.markSubscribed(sub);
       return;
     }
+    if (entry.skipped !== undefined && !this.skip(transport, sub, entry.epoch, entry.skipped)) {
+      return;
+    }
     const publications = [...entry.publications].sort((a, b) => a.offset - b.offset);
     for (const pub of publications) {
       if (!this.deliver(transport, sub, entry.epoch, pub)) {
@@ -187,6 +192,35 @@ export class Recovery {
       return;
     }
     this.deliver(transport, sub, sub.cursor.epoch, pub);
+  }
+
+  /** A conflated channel's skip notice, live (WebSocket, SSE). */
+  applySkipped(transport: Transport, channel: string, skipped: SkippedRange): void {
+    const sub = this.subs.get(channel);
+    if (sub === undefined || sub.cursor === undefined) {
+      return;
+    }
+    this.skip(transport, sub, sub.cursor.epoch, skipped);
+  }
+
+  /**
+   * Moves the cursor past offsets the server left out on purpose (a conflated channel) and tells the application; they
+   * are not a gap to recover. A notice that starts past the next offset is a gap like any other. False after a gap.
+   */
+  private skip(transport: Transport, sub: Subscription, epoch: string, skipped: SkippedRange): boolean {
+    const cursor = sub.cursor!;
+    if (skipped.to <= cursor.offset) {
+      return true; // already past it (a seam)
+    }
+    if (skipped.from > cursor.offset + 1) {
+      this.gap(transport, sub, skipped.from);
+      return false;
+    }
+    sub.cursor = { epoch, offset: skipped.to };
+    const event: SkippedEvent = { channel: sub.channel, epoch, from: cursor.offset + 1, to: skipped.to };
+    sub.emit("skipped", event);
+    this.emitter.emit("skipped", event);
+    return this.host.isActive(transport) && this.subs.get(sub.channel) === sub;
   }
 
   /** Delivers one publication if it is the next one; drops repeats; a gap resyncs. False after a gap. */

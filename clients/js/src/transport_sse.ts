@@ -10,7 +10,7 @@ import type {
   TransportCloseInfo,
   TransportHost,
 } from "./types.js";
-import { toEntry } from "./transport_websocket.js";
+import { isSkippedRange, toEntry } from "./transport_websocket.js";
 
 /**
  * Server-Sent Events: one `GET /sse` through the platform's `EventSource` carries every subscription (each channel's
@@ -171,7 +171,7 @@ export class SseTransport implements Transport {
 
   private receive(data: unknown, cursors: Map<string, StreamPosition | undefined>): void {
     let message: {
-      push?: { channel?: unknown; pub?: unknown };
+      push?: { channel?: unknown; pub?: unknown; skipped?: unknown };
       subscribed?: { channel?: unknown };
       close?: { code?: unknown; reason?: unknown };
     };
@@ -182,7 +182,11 @@ export class SseTransport implements Transport {
       return;
     }
     if (message.push !== undefined && typeof message.push.channel === "string") {
-      if (this.host.channels().has(message.push.channel)) {
+      if (!this.host.channels().has(message.push.channel)) {
+        // not (or no longer) received
+      } else if (isSkippedRange(message.push.skipped)) {
+        this.host.onSkipped(message.push.channel, message.push.skipped);
+      } else {
         this.host.onPush(message.push.channel, message.push.pub as Publication);
       }
     } else if (message.subscribed !== undefined && typeof message.subscribed.channel === "string") {

@@ -4,6 +4,7 @@ import type {
   ChannelEntry,
   Command,
   Protocol,
+  SkippedRange,
   WirePublication,
   StreamPosition,
   Transport,
@@ -41,7 +42,7 @@ interface ServerMessage {
   id?: number;
   result?: unknown;
   error?: { code?: string; message?: string };
-  push?: { channel?: string; pub?: WirePublication; subscribe?: unknown; unsubscribe?: { reason?: string } };
+  push?: { channel?: string; pub?: WirePublication; subscribe?: unknown; unsubscribe?: { reason?: string }; skipped?: unknown };
 }
 
 /** `http(s)://host[:port][/base]` → `ws(s)://host[:port][/base]/ws`. */
@@ -298,7 +299,7 @@ export class WebSocketTransport implements Transport {
       return !this.isClosed;
     }
     if (message.push !== undefined) {
-      const { channel, pub, subscribe, unsubscribe } = message.push;
+      const { channel, pub, subscribe, unsubscribe, skipped } = message.push;
       if (typeof channel !== "string") {
         return !this.isClosed;
       }
@@ -313,6 +314,8 @@ export class WebSocketTransport implements Transport {
           return false;
         }
         this.host.onServerSubscribe(channel, entry);
+      } else if (isSkippedRange(skipped)) {
+        this.host.onSkipped(channel, skipped);
       } else if (unsubscribe !== undefined) {
         this.host.onServerUnsubscribe(channel, unsubscribe.reason ?? "");
       }
@@ -401,5 +404,14 @@ export function toEntry(value: unknown): ChannelEntry {
   if (typeof v.recovered === "boolean") {
     entry.recovered = v.recovered;
   }
+  if (isSkippedRange(v.skipped)) {
+    entry.skipped = { from: v.skipped.from, to: v.skipped.to };
+  }
   return entry;
+}
+
+/** Whether a value is a `skipped` range, `{"from":…,"to":…}`. */
+export function isSkippedRange(value: unknown): value is SkippedRange {
+  const v = value as Partial<SkippedRange> | null | undefined;
+  return v !== null && typeof v === "object" && typeof v.from === "number" && typeof v.to === "number" && v.from <= v.to;
 }

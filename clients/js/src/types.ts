@@ -88,6 +88,26 @@ export interface RecoveryEvent {
   since: StreamPosition;
 }
 
+/**
+ * The `skipped` event: on a conflated channel (a namespace with `Conflate`), the client fell behind and the server sent
+ * the newest publication in place of offsets `from` to `to` (both included). They are skipped by design, not lost: the
+ * subscription's cursor has moved to `to`, and the publication after it follows.
+ */
+export interface SkippedEvent {
+  channel: string;
+  epoch: string;
+  /** The first offset skipped. */
+  from: number;
+  /** The last offset skipped. */
+  to: number;
+}
+
+/** Offsets of a conflated channel the server did not send (`"skipped":{"from":…,"to":…}` on the wire). */
+export interface SkippedRange {
+  from: number;
+  to: number;
+}
+
 /** The `error` event. */
 export interface ErrorEvent {
   error: HeraldError;
@@ -112,6 +132,7 @@ export interface HeraldEventMap {
   state: StateEvent;
   publication: PublicationEvent;
   recovery: RecoveryEvent;
+  skipped: SkippedEvent;
   error: ErrorEvent;
   serverSubscribed: ServerSubscriptionEvent;
   serverUnsubscribed: ServerSubscriptionEvent;
@@ -124,6 +145,7 @@ export interface SubscriptionEventMap {
   /** The server ended the subscription (an unsubscribe push). */
   unsubscribed: { channel: string; reason: string };
   recovery: RecoveryEvent;
+  skipped: SkippedEvent;
   error: ErrorEvent;
 }
 
@@ -244,6 +266,8 @@ export interface ChannelEntry {
   offset: number;
   recovered?: boolean;
   publications: WirePublication[];
+  /** Conflated channels: the offsets after the cursor left out for the newest publication. */
+  skipped?: SkippedRange;
 }
 
 /** A command as sent on the wire (without `id`). */
@@ -281,6 +305,8 @@ export interface TransportHost {
   onEntry(channel: string, entry: ChannelEntry, since: StreamPosition | undefined): void;
   /** A live publication (WebSocket push). */
   onPush(channel: string, pub: WirePublication): void;
+  /** A conflated channel's skip notice (WebSocket and SSE push): the publication after `skipped.to` follows. */
+  onSkipped(channel: string, skipped: SkippedRange): void;
   /** The server subscribed this connection to a channel (WebSocket subscribe push). */
   onServerSubscribe(channel: string, entry: ChannelEntry): void;
   /** The server unsubscribed this connection from a channel (WebSocket unsubscribe push). */

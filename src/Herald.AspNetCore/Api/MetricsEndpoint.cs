@@ -28,6 +28,7 @@ internal static class MetricsEndpoint
         Metric(text, "herald_dispatch_overflows_total", "counter", "Times a channel's fan-out backlog reached twice Herald:MaxDispatchBacklog and was dropped (its subscribers closed with 4004).", (null, m.DispatchOverflows));
         Metric(text, "herald_publish_fanout_waits_total", "counter", "Publishes through this node that waited for a channel's fan-out backlog to fall under Herald:MaxDispatchBacklog.", (null, m.PublishFanOutWaits));
         Metric(text, "herald_slow_consumer_closes_total", "counter", "Connections closed with 4002 because their outbound queue was full.", (null, m.SlowConsumerCloses));
+        Metric(text, "herald_conflated_skips_total", "counter", "Publications of conflated channels not sent to a subscriber that fell behind, replaced by a newer one.", (null, m.ConflatedSkips));
         Metric(text, "herald_commands_total", "counter", "Client commands handled (WebSocket and /cmd).", (null, m.Commands));
         Metric(text, "herald_command_errors_total", "counter", "Client commands answered with an error.", (null, m.CommandErrors));
         Metric(text, "herald_poll_requests_total", "counter", "Poll requests answered, by result.",

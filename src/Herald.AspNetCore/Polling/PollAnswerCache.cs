@@ -73,6 +73,10 @@ internal sealed class PollAnswerCache
                 w.WriteBoolean(ProtocolNames.Recovered, recovered);
             }
             ProtocolWriter.WritePublications(w, r.Publications);
+            if (r.Skipped is { } skipped)
+            {
+                ProtocolWriter.WriteSkipped(w, skipped);
+            }
             w.WriteEndObject();
         });
 

@@ -302,6 +302,13 @@ internal sealed class SseTransport : ClientTransport
                 await subscription.DeliverAsync(pub, null, StopToken);
             }
         }
+        else if (message.Push is { Channel: { } skippedIn, Skipped: { } skipped })
+        {
+            if (Client.TryGetSubscription(skippedIn, out var subscription))
+            {
+                subscription.Skip(skipped, null);
+            }
+        }
         else if (message.Subscribed is { Channel: { } subscribedChannel } subscribed)
         {
             if (Client.TryGetSubscription(subscribedChannel, out var subscription))
@@ -312,6 +319,7 @@ internal sealed class SseTransport : ClientTransport
                     Offset = subscribed.Offset,
                     Recovered = subscribed.Recovered,
                     Publications = subscribed.Publications,
+                    Skipped = subscribed.Skipped,
                 }, StopToken);
                 subscription.MarkReady();
             }

@@ -287,6 +287,14 @@ internal sealed class WebSocketTransport : ClientTransport
             }
             return;
         }
+        if (message.Push is { Channel: { } skippedIn, Skipped: { } skipped })
+        {
+            if (_live.TryGetValue(skippedIn, out var subscription) && Client.TryGetSubscription(skippedIn, out var current) && ReferenceEquals(current, subscription))
+            {
+                subscription.Skip(skipped, null);
+            }
+            return;
+        }
         if (message.Push is { Channel: { } subscribedTo, Subscribe: { } position })
         {
             // Applied here, on the read loop, like a subscribe reply: the recovered publications go out before any later push.

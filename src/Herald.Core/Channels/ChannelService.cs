@@ -254,15 +254,16 @@ internal sealed class ChannelService(HeraldOptions options, IBroker broker, IPre
         HistoryResult read;
         try
         {
+            // A conflated channel owes a cursor that is behind only its newest publication: one read of the newest.
             read = since is { } from
-                ? await broker.ReadHistoryAsync(channel, from.Offset, limit, PolicyOf(ns), cancellationToken)
+                ? await broker.ReadHistoryAsync(channel, ns.Conflate ? null : from.Offset, ns.Conflate ? 1 : limit, PolicyOf(ns), cancellationToken)
                 : await broker.ReadHistoryAsync(channel, null, 0, PolicyOf(ns), cancellationToken);
         }
         catch (BrokerUnavailableException)
         {
             return Unavailable;
         }
-        var recovery = Recovery.Decide(since, read);
+        var recovery = ns.Conflate ? Recovery.DecideLatest(since, read) : Recovery.Decide(since, read);
         return recovery.InvalidPosition
             ? new HeraldError(ErrorCodes.InvalidPosition, $"offset {since!.Value.Offset} is beyond the channel's head {recovery.Head.Offset}")
             : recovery;

@@ -57,6 +57,27 @@ internal static class Recovery
         }
         return new RecoveryResult(head with { Offset = publications[^1].Offset }, Recovered: true, publications, head);
     }
+
+    /// <summary>
+    /// The decision for a conflated channel (latest values), from <paramref name="newest"/> (a read of the newest
+    /// publication): a cursor that is behind gets the newest publication alone, <c>recovered:true</c>, and the offsets
+    /// between as <see cref="RecoveryResult.Skipped"/>; <c>recovered:false</c> when even the newest has left history. The
+    /// rest (no cursor, another epoch, beyond the head, nothing new) is <see cref="Decide"/>'s.
+    /// </summary>
+    public static RecoveryResult DecideLatest(StreamPosition? since, HistoryResult newest)
+    {
+        var head = newest.Position;
+        if (since is not { } from || from.Epoch != head.Epoch || from.Offset >= head.Offset)
+        {
+            return Decide(since, newest with { Publications = [] });
+        }
+        if (newest.Publications is not [var latest] || latest.Offset != head.Offset)
+        {
+            return new RecoveryResult(head, Recovered: false, [], head);
+        }
+        OffsetRange? skipped = from.Offset + 1 < head.Offset ? new OffsetRange(from.Offset + 1, head.Offset - 1) : null;
+        return new RecoveryResult(head, Recovered: true, newest.Publications, head) { Skipped = skipped };
+    }
 }
 
 /// <summary>The outcome of a recovery decision.</summary>
@@ -67,6 +88,9 @@ internal static class Recovery
 /// <param name="InvalidPosition">The given offset is beyond the head of the current epoch.</param>
 internal sealed record RecoveryResult(StreamPosition Position, bool? Recovered, IReadOnlyList<Publication> Publications, StreamPosition Head, bool InvalidPosition = false)
 {
+    /// <summary>A conflated channel's offsets after the cursor that were left out for the newest publication.</summary>
+    public OffsetRange? Skipped { get; init; }
+
     /// <summary>Whether the client learns anything: publications, a first position, or a lost window.</summary>
     public bool HasNews => Recovered != true || Publications.Count > 0;
 }

@@ -23,6 +23,7 @@ internal sealed class HeraldMetrics : IDisposable
     private long _publications;
     private long _deliveries;
     private long _slowConsumerCloses;
+    private long _conflatedSkips;
     private long _webSocketConnections;
     private long _msgPackWebSocketConnections;
     private long _sseConnections;
@@ -64,6 +65,7 @@ internal sealed class HeraldMetrics : IDisposable
         _meter.CreateObservableCounter("herald.publications", () => Publications, description: "Publications appended by this node.");
         _meter.CreateObservableCounter("herald.deliveries", () => Deliveries, description: "Publications queued to subscribers by this node.");
         _meter.CreateObservableCounter("herald.slow_consumer_closes", () => SlowConsumerCloses, description: "Connections closed because their outbound queue was full.");
+        _meter.CreateObservableCounter("herald.conflated_skips", () => ConflatedSkips, description: "Publications of conflated channels not sent to a subscriber that fell behind, replaced by a newer one.");
         _meter.CreateObservableCounter("herald.commands", () => Commands, description: "Client commands handled.");
         _meter.CreateObservableCounter("herald.command_errors", () => CommandErrors, description: "Client commands answered with an error.");
         _meter.CreateObservableCounter("herald.poll_requests", () => new[]
@@ -117,6 +119,9 @@ internal sealed class HeraldMetrics : IDisposable
 
     /// <summary>Connections closed with <c>4002</c> (slow consumer).</summary>
     public long SlowConsumerCloses => Volatile.Read(ref _slowConsumerCloses);
+
+    /// <summary>Publications of conflated channels that subscribers were not sent because a newer one replaced them.</summary>
+    public long ConflatedSkips => Volatile.Read(ref _conflatedSkips);
 
     /// <summary>Open WebSocket connections.</summary>
     public long WebSocketConnections => Volatile.Read(ref _webSocketConnections);
@@ -224,6 +229,8 @@ internal sealed class HeraldMetrics : IDisposable
     internal void PublishWaitedForFanOut() => Interlocked.Increment(ref _publishFanOutWaits);
 
     internal void SlowConsumerClosed() => Interlocked.Increment(ref _slowConsumerCloses);
+
+    internal void ConflatedSkipped(ulong count) => Interlocked.Add(ref _conflatedSkips, (long)count);
 
     /// <summary>Counts a handled command.</summary>
     public void CommandHandled(bool failed)

@@ -416,6 +416,10 @@ internal sealed partial class ClientSession
             w.WriteBoolean(ProtocolNames.Recovered, done);
         }
         ProtocolWriter.WritePublications(w, r.Publications);
+        if (r.Skipped is { } skipped)
+        {
+            ProtocolWriter.WriteSkipped(w, skipped);
+        }
         if (attached is { } data)
         {
             // Re-encoded, never copied raw, so that the application's whitespace cannot put a newline in a frame.

@@ -35,6 +35,7 @@ internal sealed class OutboundQueue
             SingleWriter = false,
             AllowSynchronousContinuations = false,
         });
+        Reader = new ConflatingReader(this);
     }
 
     /// <summary>
@@ -43,8 +44,11 @@ internal sealed class OutboundQueue
     /// </summary>
     public Action? Queued { get; set; }
 
-    /// <summary>The consuming side, for the connection's writer.</summary>
-    public ChannelReader<OutboundMessage> Reader => _channel.Reader;
+    /// <summary>
+    /// The consuming side, for the connection's single writer. A conflated subscription's marker comes out of it as that
+    /// subscription's skip notice (when it skipped offsets) and its newest push, taken when the writer reaches the marker.
+    /// </summary>
+    public ChannelReader<OutboundMessage> Reader { get; }
 
     /// <summary>Bytes queued and not yet written.</summary>
     public long QueuedBytes => Volatile.Read(ref _bytes);
@@ -81,6 +85,19 @@ internal sealed class OutboundQueue
         Queued?.Invoke();
         return true;
     }
+
+    /// <summary>
+    /// Queues a conflated subscription's marker: when the writer reaches it, it takes the subscription's newest push
+    /// (<see cref="Subscription.TakeLatest"/>). Counts as one message and no bytes; the push's bytes count once taken.
+    /// </summary>
+    public bool TryEnqueueMarker(Subscription source) => TryEnqueue(ReadOnlyMemory<byte>.Empty, 0, source);
+
+    /// <summary>
+    /// Whether the queue is more than half full, by count or by bytes: past that, a conflated subscription stops queuing
+    /// each push and keeps only its newest, so a connection that keeps up sees every offset and one that does not is
+    /// never closed for it.
+    /// </summary>
+    public bool IsPastHalf => !HasRoom;
 
     /// <summary>Tells the queue that the writer has written <paramref name="bytes"/> bytes of what it took.</summary>
     public void Written(long bytes)
@@ -147,11 +164,82 @@ internal sealed class OutboundQueue
             _onOverflow();
         }
     }
+
+    /// <summary>
+    /// The writer's view of the queue: what was queued, in order, except that a conflated subscription's marker is
+    /// replaced by the subscription's skip notice and newest push at the moment the writer reaches it. Used by the
+    /// connection's one writer only, so the push held back behind a notice needs no lock.
+    /// </summary>
+    private sealed class ConflatingReader(OutboundQueue queue) : ChannelReader<OutboundMessage>
+    {
+        private readonly ChannelReader<OutboundMessage> _inner = queue._channel.Reader;
+        private OutboundMessage _held;
+        private bool _holding;
+
+        public override Task Completion => _inner.Completion;
+
+        public override bool CanCount => true;
+
+        public override bool CanPeek => true;
+
+        public override int Count => _inner.Count + (_holding ? 1 : 0);
+
+        public override bool TryRead(out OutboundMessage item)
+        {
+            if (_holding)
+            {
+                item = _held;
+                _held = default;
+                _holding = false;
+                return true;
+            }
+            while (_inner.TryRead(out item))
+            {
+                if (!item.Bytes.IsEmpty || item.Source is not { } source)
+                {
+                    return true;
+                }
+                if (source.TakeLatest(out var skipped, out var push))
+                {
+                    Interlocked.Add(ref queue._bytes, skipped.Bytes.Length + push.Bytes.Length);
+                    if (skipped.Bytes.IsEmpty)
+                    {
+                        item = push;
+                    }
+                    else
+                    {
+                        item = skipped;
+                        _held = push;
+                        _holding = true;
+                    }
+                    return true;
+                }
+                // The subscription ended after it queued the marker: nothing to write for it.
+            }
+            return false;
+        }
+
+        public override bool TryPeek(out OutboundMessage item)
+        {
+            if (_holding)
+            {
+                item = _held;
+                return true;
+            }
+            return _inner.TryPeek(out item);
+        }
+
+        public override ValueTask<bool> WaitToReadAsync(CancellationToken cancellationToken = default) =>
+            _holding ? new ValueTask<bool>(true) : _inner.WaitToReadAsync(cancellationToken);
+    }
 }
 
 /// <summary>A message waiting in an <see cref="OutboundQueue"/>.</summary>
 /// <param name="Bytes">The encoded message.</param>
 /// <param name="AcceptedTimestamp">For a push, when its publication was accepted (a Stopwatch timestamp); 0 otherwise.</param>
-/// <param name="Source">For a subscribe reply or a push, its subscription; <see langword="null"/> otherwise.</param>
+/// <param name="Source">
+/// For a subscribe reply or a push, its subscription; <see langword="null"/> otherwise. Empty bytes with a source are a
+/// conflated subscription's marker (<see cref="OutboundQueue.TryEnqueueMarker"/>); empty bytes without are a heartbeat.
+/// </param>
 /// <param name="Offset">With <paramref name="Source"/>, the channel's offset once this message is read (in <see cref="Subscription.Epoch"/>).</param>
 internal readonly record struct OutboundMessage(ReadOnlyMemory<byte> Bytes, long AcceptedTimestamp, Subscription? Source = null, ulong Offset = 0);

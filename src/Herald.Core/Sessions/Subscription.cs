@@ -22,6 +22,11 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
     private ulong _lastOffset;
     private string _epoch = "";
     private CancellationTokenSource? _catchUp;
+    // Conflated namespaces only: the newest publication not yet taken by the writer, while a marker for it is queued,
+    // and the first offset it replaced (the skip notice starts there).
+    private Publication? _latest;
+    private byte[]? _latestPush;
+    private ulong _skipFrom;
 
     public string Channel { get; } = channel;
 
@@ -190,6 +195,8 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
         {
             _closed = true;
             _pending = null;
+            _latest = null;
+            _latestPush = null;
             _catchUp?.Cancel();
         }
     }
@@ -214,6 +221,64 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
             return false;
         }
         _lastOffset = publication.Offset;
-        return Session.Outbound.TryEnqueue(push, publication.AcceptedTimestamp, this, publication.Offset);
+        return Namespace.Conflate
+            ? DeliverLatest(publication, push)
+            : Session.Outbound.TryEnqueue(push, publication.AcceptedTimestamp, this, publication.Offset);
+    }
+
+    /// <summary>
+    /// A conflated channel's delivery: each push is queued while the connection's queue is at most half full, so a
+    /// subscriber that keeps up gets every offset. Past that, the subscription queues one marker and keeps only its newest
+    /// publication, replaced by each newer one, until the writer reaches the marker and takes it with a skip notice for
+    /// the ones it replaced (<see cref="TakeLatest"/>). However fast the channel, a subscriber that falls behind holds at
+    /// most one push of it and is never closed for it.
+    /// </summary>
+    private bool DeliverLatest(Publication publication, byte[] push)
+    {
+        if (_latest is null && !Session.Outbound.IsPastHalf)
+        {
+            return Session.Outbound.TryEnqueue(push, publication.AcceptedTimestamp, this, publication.Offset);
+        }
+        if (_latest is null)
+        {
+            _skipFrom = publication.Offset;
+            _latest = publication;
+            _latestPush = push;
+            return Session.Outbound.TryEnqueueMarker(this);
+        }
+        _latest = publication;
+        _latestPush = push;
+        return true;
+    }
+
+    /// <summary>
+    /// Called by the connection's writer when it reaches this subscription's marker: takes the newest publication waiting
+    /// (its shared push bytes) and, when it replaced older ones, a skip notice naming them, positioned (for SSE ids) at
+    /// the last offset skipped. <see langword="false"/> when nothing waits (the subscription was closed meanwhile).
+    /// </summary>
+    internal bool TakeLatest(out OutboundMessage skipped, out OutboundMessage push)
+    {
+        lock (_gate)
+        {
+            var latest = _latest;
+            var bytes = _latestPush;
+            _latest = null;
+            _latestPush = null;
+            if (_closed || latest is null)
+            {
+                skipped = push = default;
+                return false;
+            }
+            skipped = default;
+            if (latest.Offset > _skipFrom)
+            {
+                var range = new OffsetRange(_skipFrom, latest.Offset - 1);
+                var notice = ProtocolWriter.EncodeSkipped(Channel, range);
+                skipped = new OutboundMessage(Session.Encoding == WireEncoding.MsgPack ? MsgPackCodec.FromJson(notice) : notice, 0, this, range.To);
+                Session.Node.Metrics.ConflatedSkipped(range.To - range.From + 1);
+            }
+            push = new OutboundMessage(bytes!, latest.AcceptedTimestamp, this, latest.Offset);
+            return true;
+        }
     }
 }
