@@ -59,6 +59,8 @@ public sealed class SubscriberListTests
             }
 
             await node.Broker.PublishAsync(Channel, """{"n":1}"""u8.ToArray(), null, policy);
+            // The channel's fan-out worker delivers after the publish returns: wait for it (one pass reaches every subscriber).
+            await WaitUntilAsync(() => subscribed.All(s => s.Outbound.Reader.Count > 0) && node.DispatchBacklog == 0);
 
             foreach (var session in sessions)
             {
@@ -70,8 +72,20 @@ public sealed class SubscriberListTests
         {
             await session.TerminateAsync();
         }
+        // No subscriber is left, so the node holds no channel entry to fan out to: nothing may arrive.
         await node.Broker.PublishAsync(Channel, """{"n":2}"""u8.ToArray(), null, policy);
+        await WaitUntilAsync(() => node.DispatchBacklog == 0);
         Assert.All(sessions, s => Assert.Empty(Drain(s)));
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the fan-out did not deliver within 5 s");
+            await Task.Delay(10);
+        }
     }
 
     private static List<string> Drain(ClientSession session)
