@@ -65,7 +65,7 @@ public sealed partial class HeraldNode
     {
         entry.WakePolls();
         var all = entry.Subscribers;
-        if (all.Length == 0)
+        if (all.Length == 0 || all[0] is null)
         {
             return;
         }
@@ -73,6 +73,10 @@ public sealed partial class HeraldNode
         var delivered = 0;
         foreach (var subscription in all)
         {
+            if (subscription is null)
+            {
+                break; // the spare capacity after the last subscriber
+            }
             if (subscription.Deliver(publication, epoch, ref push))
             {
                 delivered++;

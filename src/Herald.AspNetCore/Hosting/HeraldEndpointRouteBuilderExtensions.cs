@@ -39,9 +39,9 @@ public static class HeraldEndpointRouteBuilderExtensions
             if (origins.IsAllowed(context, out var origin))
             {
                 using var slot = await limits.AcquireConnectionAsync(context);
-                if (slot is not null)
+                if (slot is not null && await WebSocketEndpoint.AcceptAsync(context, node, logger) is { } connection)
                 {
-                    await WebSocketEndpoint.HandleAsync(context, node, logger);
+                    await connection.RunAsync();
                 }
             }
             else

@@ -19,15 +19,22 @@ namespace Herald.AspNetCore.WebSockets;
 /// After refusing a frame the parser keeps following the frame structure (skipping the refused frame's payload), so
 /// that <see cref="LingerAsync"/> still recognises the peer's answering close frame.
 /// </remarks>
-internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Stream
+/// <param name="inner">The upgraded connection.</param>
+/// <param name="maxMessageBytes">The message limit.</param>
+/// <param name="abandonRead">
+/// Ends a read pending on <paramref name="inner"/> (by aborting the connection); called when this stream is disposed
+/// during such a read. A token source linked into every read would do the same at the price of a source and
+/// registrations that an idle connection holds for its whole life.
+/// </param>
+internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Action abandonRead) : Stream
 {
     private const int MaxControlPayload = 125;
 
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly CancellationTokenSource _readCancel = new();
     private readonly byte[] _header = new byte[14];
     private readonly byte[] _maskKey = new byte[4];
-    private readonly byte[] _closePayload = new byte[MaxControlPayload];
+    // Only a close frame's payload is kept (to check its reason), so the buffer waits for one.
+    private byte[]? _closePayload;
     private int _headerFilled;
     private int _headerNeeded = 2;
     private long _payloadRemaining;
@@ -41,8 +48,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
     private volatile bool _peerClosed;
     private volatile bool _closeSent;
     private int _disposed;
-    private CancellationTokenSource? _linkedRead;
-    private CancellationToken _linkedFor;
+    private int _reading;
     private readonly byte[] _outHeader = new byte[14];
     private int _outHeaderFilled;
     private long _outPayloadRemaining;
@@ -83,9 +89,26 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
         {
             // A zero-byte read waits for data without holding a buffer (the WebSocket's idle wait); there is nothing
             // to inspect, and 0 here does not mean the peer closed: the next real read tells.
-            return await inner.ReadAsync(buffer, ReadToken(cancellationToken));
+            Volatile.Write(ref _reading, 1);
+            try
+            {
+                return await inner.ReadAsync(buffer, cancellationToken);
+            }
+            finally
+            {
+                Volatile.Write(ref _reading, 0);
+            }
         }
-        var read = await inner.ReadAsync(buffer, ReadToken(cancellationToken));
+        int read;
+        Volatile.Write(ref _reading, 1);
+        try
+        {
+            read = await inner.ReadAsync(buffer, cancellationToken);
+        }
+        finally
+        {
+            Volatile.Write(ref _reading, 0);
+        }
         if (read == 0)
         {
             _peerClosed = true;
@@ -189,22 +212,6 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
         }
     }
 
-    /// <summary>The caller's token, linked with this stream's disposal. The WebSocket reads one at a time, always with the same token, so the link is made once.</summary>
-    private CancellationToken ReadToken(CancellationToken caller)
-    {
-        if (!caller.CanBeCanceled)
-        {
-            return _readCancel.Token;
-        }
-        if (_linkedRead is null || _linkedFor != caller)
-        {
-            _linkedRead?.Dispose();
-            _linkedRead = CancellationTokenSource.CreateLinkedTokenSource(caller, _readCancel.Token);
-            _linkedFor = caller;
-        }
-        return _linkedRead.Token;
-    }
-
     private Task TripAsync(Violation violation, CancellationToken cancellationToken)
     {
         _tripped = true;
@@ -294,6 +301,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
                 {
                     for (var i = 0; i < take; i++)
                     {
+                        _closePayload ??= new byte[MaxControlPayload];
                         _closePayload[_payloadSeen + i] = (byte)(data[position + i] ^ _maskKey[(_payloadSeen + i) & 3]);
                     }
                 }
@@ -380,7 +388,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
         }
         _peerClosed = true;
         // Shorter or longer close payloads are the WebSocket's to refuse (1002); here only the reason's encoding is checked.
-        if (_masked && _payloadSeen is > 2 and <= MaxControlPayload && !Utf8.IsValid(_closePayload.AsSpan(2, (int)_payloadSeen - 2)))
+        if (_masked && _payloadSeen is > 2 and <= MaxControlPayload && _closePayload is not null && !Utf8.IsValid(_closePayload.AsSpan(2, (int)_payloadSeen - 2)))
         {
             return new Violation(1007, "close reason is not valid UTF-8");
         }
@@ -400,9 +408,10 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes) : Str
         // keep-alive pings), and a read that waits for a dead peer would keep the connection alive forever.
         if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            _readCancel.Cancel();
-            _linkedRead?.Dispose();
-            _readCancel.Dispose();
+            if (Volatile.Read(ref _reading) != 0)
+            {
+                abandonRead();
+            }
             _writeLock.Dispose();
         }
         base.Dispose(disposing);

@@ -228,7 +228,7 @@ internal sealed partial class WebSocketConnection
         {
             // The queue can end before Close has set the code: an overflowing queue discards itself first and only
             // then asks for close 4002. Wait for the decision, or the close frame would say 1000.
-            await _closeDecided.Task.WaitAsync(_abort.Token);
+            await CloseDecidedAsync().WaitAsync(_abort.Token);
             if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived && !_stream.Tripped)
             {
                 await _socket.CloseOutputAsync((WebSocketCloseStatus)_closeCode, _closeReason, _abort.Token);

@@ -35,9 +35,17 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
     private int _closeCode = CloseCodes.Normal;
     private string _closeReason = "";
     private Timer? _closeDeadline;
+    // Until connect succeeds (or the timeout fires): an idle connected client keeps no timer of its own.
+    private Timer? _connectTimer;
 
-    /// <summary>Completed by <see cref="Close"/> once the close code and reason are set.</summary>
-    private readonly TaskCompletionSource _closeDecided = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>1 once <see cref="Close"/> has set the close code and reason.</summary>
+    private int _closeDecided;
+
+    /// <summary>
+    /// Made only when the writer has to wait for <see cref="Close"/> (an overflowing queue ends before the close code is
+    /// set), so that a connection does not carry it for its whole life.
+    /// </summary>
+    private TaskCompletionSource? _closeDecidedSignal;
 
     private readonly Microsoft.AspNetCore.Http.HttpContext _http;
 
@@ -47,7 +55,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         _http = http;
         _logger = logger;
         var options = node.Options;
-        _stream = new FrameGuardStream(upgraded, options.MaxMessageBytes);
+        _stream = new FrameGuardStream(upgraded, options.MaxMessageBytes, http.Abort);
         _socket = WebSocket.CreateFromStream(_stream, new WebSocketCreationOptions
         {
             IsServer = true,
@@ -74,12 +82,16 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
 
     public string? RemoteAddress => _http.Connection.RemoteIpAddress?.ToString();
 
-    public async Task RunAsync(CancellationToken requestAborted)
+    /// <summary>
+    /// Runs the connection until it closes. It does not watch the request's <c>RequestAborted</c>: the read loop always
+    /// has a read pending on the connection, which ends when the connection does, and asking Kestrel for that token
+    /// makes it create a token source (and this a registration) per connection.
+    /// </summary>
+    public async Task RunAsync()
     {
         _node.Metrics.WebSocketConnectionChanged(+1, Encoding == WireEncoding.MsgPack);
-        using var connectTimer = new Timer(
+        _connectTimer = new Timer(
             static state => ((WebSocketConnection)state!).OnConnectTimeout(), this, _node.Options.ConnectTimeout, Timeout.InfiniteTimeSpan);
-        using var aborted = requestAborted.Register(static state => ((WebSocketConnection)state!).Abort(), this);
         using var stopping = _node.Stopping.Register(static state => ((WebSocketConnection)state!).Close(CloseCodes.GoingAway, "server shutting down"), this);
         try
         {
@@ -116,6 +128,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
             {
                 await deadline.DisposeAsync();
             }
+            DropConnectTimer();
             _socket.Dispose();
             await _stream.DisposeAsync();
             _abort.Dispose();
@@ -132,7 +145,8 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         }
         _closeCode = code;
         _closeReason = reason;
-        _closeDecided.TrySetResult();
+        Volatile.Write(ref _closeDecided, 1);
+        Volatile.Read(ref _closeDecidedSignal)?.TrySetResult();
         if (code == CloseCodes.SlowConsumer)
         {
             _session.Outbound.Discard();
@@ -150,10 +164,33 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
 
     private void OnConnectTimeout()
     {
+        DropConnectTimer();
         if (!_session.IsConnected)
         {
             Close(CloseCodes.ConnectTimeout, "no connect command in time");
         }
+    }
+
+    /// <inheritdoc/>
+    public void Connected() => DropConnectTimer();
+
+    private void DropConnectTimer() => Interlocked.Exchange(ref _connectTimer, null)?.Dispose();
+
+    /// <summary>Completes once <see cref="Close"/> has set the close code and reason.</summary>
+    private Task CloseDecidedAsync()
+    {
+        if (Volatile.Read(ref _closeDecided) != 0)
+        {
+            return Task.CompletedTask;
+        }
+        var fresh = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var signal = Interlocked.CompareExchange(ref _closeDecidedSignal, fresh, null) ?? fresh;
+        // Close may have decided between the first check and the signal being in place.
+        if (Volatile.Read(ref _closeDecided) != 0)
+        {
+            signal.TrySetResult();
+        }
+        return signal.Task;
     }
 
     private void Abort()
@@ -177,7 +214,9 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
             // An idle connection holds no receive buffer: a zero-byte receive waits for the next frame's header,
             // and only then is a buffer rented, for as long as one message takes. SignalR does the same; with
             // tens of thousands of mostly idle subscribers it is most of the memory a connection would cost.
-            var result = await _socket.ReceiveAsync(Memory<byte>.Empty, _abort.Token);
+            // No cancellation token: the WebSocket would register one per receive, and an idle connection waits here for
+            // good. Abort ends the wait by aborting the socket, which disposes the stream under it.
+            var result = await _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None);
             if (result.MessageType == WebSocketMessageType.Close)
             {
                 return;

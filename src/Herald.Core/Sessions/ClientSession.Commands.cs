@@ -15,7 +15,7 @@ internal sealed partial class ClientSession
     private async ValueTask HandleCommandAsync(ReadOnlyMemory<byte> line, CancellationToken cancellationToken)
     {
         // Every line counts against the command rate, parseable or not, so garbage cannot flood past the limit.
-        var withinRate = TryTake(_commands);
+        var withinRate = _commands.TryTake();
         if (!CommandParser.TryParse(line.Span, out var command, out var parseError, out var id))
         {
             Reply(withinRate
@@ -23,7 +23,7 @@ internal sealed partial class ClientSession
                 : CommandOutcome.Failed(id, ErrorCodes.RateLimited, $"more than {Node.Options.MaxCommandsPerSecond} commands per second"));
             return;
         }
-        if (!withinRate || (command.Op == Ops.Publish && !TryTake(_publishes)))
+        if (!withinRate || (command.Op == Ops.Publish && !_publishes.TryTake()))
         {
             Reply(CommandOutcome.Failed(command.Id, ErrorCodes.RateLimited, command.Op == Ops.Publish
                 ? $"more than {Node.Options.MaxPublishesPerSecond} publishes per second"
@@ -56,7 +56,7 @@ internal sealed partial class ClientSession
 
     /// <summary>Answers a message that is not a command at all; it counts against the command rate like any other.</summary>
     private void RefuseUnreadable(long? id, string problem) =>
-        Reply(TryTake(_commands)
+        Reply(_commands.TryTake()
             ? CommandOutcome.Failed(id, ErrorCodes.BadRequest, problem)
             : CommandOutcome.Failed(id, ErrorCodes.RateLimited, $"more than {Node.Options.MaxCommandsPerSecond} commands per second"));
 
@@ -144,6 +144,7 @@ internal sealed partial class ClientSession
             }
         }
         ScheduleExpiry(auth.ExpiresAt);
+        _transport.Connected();
         return CommandOutcome.Succeeded(ProtocolWriter.EncodeResult(command.Id, (client, Node.Options.KeepAliveInterval), static (w, s) =>
         {
             w.WriteString(ProtocolNames.Client, s.client.Client);

@@ -1,5 +1,4 @@
 using Herald.Protocol;
-using System.Threading.RateLimiting;
 using Microsoft.Extensions.Logging;
 
 namespace Herald.Sessions;
@@ -22,20 +21,20 @@ internal sealed partial class ClientSession
     private ITimer? _expiry;
     private bool _terminated;
     private bool _listedAsUser;
-    private readonly TokenBucketRateLimiter _commands;
-    private readonly TokenBucketRateLimiter _publishes;
+    private RateBucket _commands;
+    private RateBucket _publishes;
 
     /// <summary>Creates a session for a new connection.</summary>
     public ClientSession(HeraldNode node, ISessionTransport transport)
     {
         Node = node ?? throw new ArgumentNullException(nameof(node));
         _transport = transport ?? throw new ArgumentNullException(nameof(transport));
-        _logger = node.LoggerFactory.CreateLogger<ClientSession>();
+        _logger = node.SessionLogger;
         ClientId = node.NewClientId();
         Encoding = transport.Encoding;
         Outbound = new OutboundQueue(node.Options.MaxQueuedMessages, node.Options.MaxQueuedBytes, OnSlowConsumer);
-        _commands = PerSecond(node.Options.MaxCommandsPerSecond);
-        _publishes = PerSecond(node.Options.MaxPublishesPerSecond);
+        _commands = new RateBucket(node.Options.MaxCommandsPerSecond);
+        _publishes = new RateBucket(node.Options.MaxPublishesPerSecond);
     }
 
     /// <summary>The node this session lives on.</summary>
@@ -141,8 +140,6 @@ internal sealed partial class ClientSession
         }
         Outbound.Discard();
         _expiry?.Dispose();
-        _commands.Dispose();
-        _publishes.Dispose();
         foreach (var subscription in subscriptions)
         {
             await DropSubscriptionAsync(subscription);
@@ -159,23 +156,6 @@ internal sealed partial class ClientSession
         {
             Node.Handlers.NotifyDisconnect(new Handlers.DisconnectContext(client, _transport.Name, code, reason));
         }
-    }
-
-    // Replenished lazily on use (no timer per connection): TryReplenish adds a period's tokens once a period has passed.
-    private static TokenBucketRateLimiter PerSecond(int limit) => new(new TokenBucketRateLimiterOptions
-    {
-        TokenLimit = limit,
-        TokensPerPeriod = limit,
-        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
-        AutoReplenishment = false,
-        QueueLimit = 0,
-    });
-
-    private static bool TryTake(TokenBucketRateLimiter limiter)
-    {
-        limiter.TryReplenish();
-        using var lease = limiter.AttemptAcquire();
-        return lease.IsAcquired;
     }
 
     /// <summary>Closes the connection with 4005 when its token expires, unless a refresh moves the deadline.</summary>

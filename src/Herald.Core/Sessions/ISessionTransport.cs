@@ -22,6 +22,14 @@ internal interface ISessionTransport
         new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase).AsReadOnly();
 
     /// <summary>
+    /// Called once, when <c>connect</c> has succeeded, so that the transport can drop what only guarded the wait for it
+    /// (the WebSocket's connect timer): an idle connection should hold nothing it no longer needs.
+    /// </summary>
+    void Connected()
+    {
+    }
+
+    /// <summary>
     /// Starts closing the connection with <paramref name="code"/> (a <see cref="Protocol.CloseCodes"/> value).
     /// Returns at once; the transport finishes the close on its own.
     /// </summary>

@@ -18,6 +18,7 @@ internal sealed class OutboundQueue
     private readonly long _maxBytes;
     private readonly Action _onOverflow;
     private long _bytes;
+    private volatile bool _completed;
     private int _tripped;
     // Completed when the writer has made room (or the queue closed); shared by every waiter of the connection.
     private TaskCompletionSource? _room;
@@ -76,7 +77,9 @@ internal sealed class OutboundQueue
         if (Interlocked.Add(ref _bytes, message.Length) > _maxBytes || !_channel.Writer.TryWrite(new OutboundMessage(message, acceptedTimestamp, source, offset)))
         {
             Interlocked.Add(ref _bytes, -message.Length);
-            if (!_channel.Reader.Completion.IsCompleted)
+            // A queue that was completed refuses quietly: the connection is closing already, and tripping now would
+            // drop what it still has to send (an error reply before the close frame).
+            if (!_completed)
             {
                 Trip();
             }
@@ -141,6 +144,7 @@ internal sealed class OutboundQueue
     /// <summary>Accepts no more messages; the writer still drains what is queued.</summary>
     public void Complete()
     {
+        _completed = true;
         _channel.Writer.TryComplete();
         WakeRoomWaiters();
     }
@@ -148,6 +152,7 @@ internal sealed class OutboundQueue
     /// <summary>Accepts no more messages and drops what is queued.</summary>
     public void Discard()
     {
+        _completed = true;
         _channel.Writer.TryComplete();
         while (_channel.Reader.TryRead(out var dropped))
         {
