@@ -245,3 +245,21 @@ export function useServer(env = {}, clientDefaults = {}) {
   });
   return fixture;
 }
+
+/**
+ * The common start of the recovery tests: connects `client`, waits for `sub` to be ready and to receive the channel's
+ * first publication (`{ n: 1 }`), then disconnects and publishes `{ n: i }` for i = `from`..`to` while it is offline.
+ * Returns the subscription's ready answer (its epoch).
+ */
+export async function receiveOneThenMissWhileOffline({ client, sub, server, channel, from, to, ms = 20_000 }) {
+  await withTimeout(client.connect(), ms, 'connect()');
+  const start = await sub.ready(ms);
+  const first = waitFor(sub, 'publication');
+  await server.publish(channel, { n: 1 });
+  await first;
+  client.disconnect();
+  for (let i = from; i <= to; i++) {
+    await server.publish(channel, { n: i });
+  }
+  return start;
+}

@@ -6,7 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClientErrorCodes, ErrorCodes, HeraldError } from '../dist/index.js';
-import { conditions, publishContinuously, range, useServer, waitConnected, waitFor, withTimeout } from '../test-support/server.mjs';
+import { conditions, publishContinuously, range, receiveOneThenMissWhileOffline, useServer, waitConnected, waitFor, withTimeout } from '../test-support/server.mjs';
 
 const TEST_MS = 90_000;
 const WAIT_MS = 20_000;
@@ -235,16 +235,7 @@ describe('recovery', () => {
       const channel = freshChannel('tiny'); // HistorySize 3
       const received = [];
       const sub = client.subscribe(channel, (e) => received.push(e.offset));
-      await withTimeout(client.connect(), WAIT_MS, 'connect()');
-      const start = await sub.ready(WAIT_MS);
-      const first = waitFor(sub, 'publication');
-      await fixture.server.publish(channel, { n: 1 });
-      await first;
-
-      client.disconnect();
-      for (let i = 2; i <= 10; i++) {
-        await fixture.server.publish(channel, { n: i });
-      }
+      const start = await receiveOneThenMissWhileOffline({ client, sub, server: fixture.server, channel, from: 2, to: 10, ms: WAIT_MS });
       const recovery = waitFor(client, 'recovery', (e) => e.channel === channel);
       await withTimeout(client.connect(), WAIT_MS, 'connect()');
       const event = await recovery;

@@ -6,7 +6,7 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useServer, waitFor, withTimeout } from '../test-support/server.mjs';
+import { receiveOneThenMissWhileOffline, useServer, waitFor, withTimeout } from '../test-support/server.mjs';
 
 const TEST_MS = 60_000;
 const WAIT_MS = 20_000;
@@ -28,16 +28,7 @@ describe('conflated channels', () => {
       sub.on('skipped', (e) => seen.push(`skipped ${e.from}-${e.to}`));
       client.on('recovery', (e) => assert.fail(`unexpected recovery event ${JSON.stringify(e)}`));
       client.on('error', (e) => assert.fail(`unexpected error ${e.error.code}: ${e.error.message}`));
-      await withTimeout(client.connect(), WAIT_MS, 'connect()');
-      const start = await sub.ready(WAIT_MS);
-      const first = waitFor(sub, 'publication');
-      await fixture.server.publish(channel, { n: 1 });
-      await first;
-
-      client.disconnect();
-      for (let i = 2; i <= 40; i++) {
-        await fixture.server.publish(channel, { n: i });
-      }
+      const start = await receiveOneThenMissWhileOffline({ client, sub, server: fixture.server, channel, from: 2, to: 40, ms: WAIT_MS });
       const skipped = waitFor(client, 'skipped', (e) => e.channel === channel);
       const newest = waitFor(sub, 'publication', (e) => e.offset === 40);
       await withTimeout(client.connect(), WAIT_MS, 'connect()');
