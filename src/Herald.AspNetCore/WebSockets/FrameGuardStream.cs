@@ -31,8 +31,10 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
     private const int MaxControlPayload = 125;
 
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly byte[] _header = new byte[14];
-    private readonly byte[] _maskKey = new byte[4];
+    // The frame headers being parsed are kept in the stream itself rather than in arrays of their own: one object less
+    // each, for every connection.
+    private FrameHeader _header;
+    private MaskKey _maskKey;
     // Only a close frame's payload is kept (to check its reason), so the buffer waits for one.
     private byte[]? _closePayload;
     private int _headerFilled;
@@ -49,9 +51,23 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
     private volatile bool _closeSent;
     private int _disposed;
     private int _reading;
-    private readonly byte[] _outHeader = new byte[14];
+    private FrameHeader _outHeader;
     private int _outHeaderFilled;
     private long _outPayloadRemaining;
+
+    /// <summary>A WebSocket frame header: at most 2 bytes, 8 of extended length and a 4-byte mask key.</summary>
+    [System.Runtime.CompilerServices.InlineArray(14)]
+    private struct FrameHeader
+    {
+        private byte _first;
+    }
+
+    /// <summary>A client frame's mask key.</summary>
+    [System.Runtime.CompilerServices.InlineArray(4)]
+    private struct MaskKey
+    {
+        private byte _first;
+    }
 
     /// <summary>A frame this stream refuses: the close code and reason to send.</summary>
     private readonly record struct Violation(ushort Code, string Reason);
@@ -270,8 +286,8 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
             {
                 continue;
             }
-            _outPayloadRemaining = len7 == 126 ? BinaryPrimitives.ReadUInt16BigEndian(_outHeader.AsSpan(2))
-                : len7 == 127 ? (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(_outHeader.AsSpan(2)), long.MaxValue)
+            _outPayloadRemaining = len7 == 126 ? BinaryPrimitives.ReadUInt16BigEndian(((ReadOnlySpan<byte>)_outHeader)[2..])
+                : len7 == 127 ? (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(((ReadOnlySpan<byte>)_outHeader)[2..]), long.MaxValue)
                 : len7;
             if ((_outHeader[0] & 0x0F) == 0x8)
             {
@@ -302,7 +318,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
                     for (var i = 0; i < take; i++)
                     {
                         _closePayload ??= new byte[MaxControlPayload];
-                        _closePayload[_payloadSeen + i] = (byte)(data[position + i] ^ _maskKey[(_payloadSeen + i) & 3]);
+                        _closePayload[_payloadSeen + i] = (byte)(data[position + i] ^ _maskKey[(int)((_payloadSeen + i) & 3)]);
                     }
                 }
                 _payloadSeen += take;
@@ -334,16 +350,16 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
             _masked = (_header[1] & 0x80) != 0;
             if (_masked)
             {
-                _header.AsSpan(_headerNeeded - 4, 4).CopyTo(_maskKey);
+                ((ReadOnlySpan<byte>)_header).Slice(_headerNeeded - 4, 4).CopyTo(_maskKey);
             }
             var len = (long)(_header[1] & 0x7F);
             if (len == 126)
             {
-                len = BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(2));
+                len = BinaryPrimitives.ReadUInt16BigEndian(((ReadOnlySpan<byte>)_header)[2..]);
             }
             else if (len == 127)
             {
-                var wide = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(2));
+                var wide = BinaryPrimitives.ReadUInt64BigEndian(((ReadOnlySpan<byte>)_header)[2..]);
                 len = wide > long.MaxValue ? long.MaxValue : (long)wide;
             }
             _headerFilled = 0;

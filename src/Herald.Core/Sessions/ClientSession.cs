@@ -11,7 +11,7 @@ namespace Herald.Sessions;
 internal sealed partial class ClientSession
 {
     private readonly ISessionTransport _transport;
-    private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private SubscriptionSet _subscriptions;
     private readonly Lock _gate = new();
     private readonly ILogger _logger;
     private ClientInfo? _client;
@@ -131,8 +131,7 @@ internal sealed partial class ClientSession
                 return;
             }
             _terminated = true;
-            subscriptions = [.. _subscriptions.Values];
-            _subscriptions.Clear();
+            subscriptions = _subscriptions.TakeAll();
             if (_listedAsUser)
             {
                 Node.RemoveUserSession(_client!.User, this);
