@@ -21,12 +21,12 @@ namespace Herald.AspNetCore.WebSockets;
 /// </remarks>
 /// <param name="inner">The upgraded connection.</param>
 /// <param name="maxMessageBytes">The message limit.</param>
-/// <param name="abandonRead">
-/// Ends a read pending on <paramref name="inner"/> (by aborting the connection); called when this stream is disposed
-/// during such a read. A token source linked into every read would do the same at the price of a source and
-/// registrations that an idle connection holds for its whole life.
+/// <param name="request">
+/// The upgraded request, aborted to end a read pending on <paramref name="inner"/> when this stream is disposed during
+/// such a read. A token source linked into every read would do the same at the price of a source and registrations
+/// that an idle connection holds for its whole life (and a delegate in place of the request, of one more object).
 /// </param>
-internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Action abandonRead) : Stream
+internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Microsoft.AspNetCore.Http.HttpContext request) : Stream
 {
     private const int MaxControlPayload = 125;
 
@@ -426,7 +426,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
         {
             if (Volatile.Read(ref _reading) != 0)
             {
-                abandonRead();
+                request.Abort();
             }
             _writeLock.Dispose();
         }

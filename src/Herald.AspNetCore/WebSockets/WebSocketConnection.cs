@@ -40,14 +40,11 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
     // Until connect succeeds (or the timeout fires): an idle connected client keeps no timer of its own.
     private Timer? _connectTimer;
 
-    /// <summary>1 once <see cref="Close"/> has set the close code and reason.</summary>
-    private int _closeDecided;
-
     /// <summary>
-    /// Made only when the writer has to wait for <see cref="Close"/> (an overflowing queue ends before the close code is
-    /// set), so that a connection does not carry it for its whole life.
+    /// Set once <see cref="Close"/> has set the close code and reason: an overflowing queue ends before the close code is
+    /// set, and the writer waits for it.
     /// </summary>
-    private TaskCompletionSource? _closeDecidedSignal;
+    private LazySignal _closeDecided;
 
     private readonly Microsoft.AspNetCore.Http.HttpContext _http;
 
@@ -61,7 +58,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         _slot = slot;
         _logger = logger;
         var options = node.Options;
-        _stream = new FrameGuardStream(upgraded, options.MaxMessageBytes, http.Abort);
+        _stream = new FrameGuardStream(upgraded, options.MaxMessageBytes, http);
         _socket = WebSocket.CreateFromStream(_stream, new WebSocketCreationOptions
         {
             IsServer = true,
@@ -72,7 +69,6 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         Encoding = WebSocketHandshake.EncodingOf(subProtocol);
         _messageType = Encoding == WireEncoding.MsgPack ? WebSocketMessageType.Binary : WebSocketMessageType.Text;
         _session = new ClientSession(node, this);
-        _session.Outbound.Queued = OnQueued;
     }
 
     /// <inheritdoc/>
@@ -192,7 +188,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
             var dropped = !Closing && peer is null;
             // However the reader ended, the writer must finish: it sends our close frame (or gives up at the deadline).
             Close(CloseCodes.Normal, "");
-            await _writerDone.Task;
+            await _writerDone.WaitAsync();
             await _session.TerminateAsync();
             _session.NotifyDisconnected(
                 dropped ? AbnormalClosure : peer is { } status ? (int)status : _closeCode,
@@ -225,8 +221,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         }
         _closeCode = code;
         _closeReason = reason;
-        Volatile.Write(ref _closeDecided, 1);
-        Volatile.Read(ref _closeDecidedSignal)?.TrySetResult();
+        _closeDecided.Set();
         if (code == CloseCodes.SlowConsumer)
         {
             _session.Outbound.Discard();
@@ -254,24 +249,10 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
     /// <inheritdoc/>
     public void Connected() => DropConnectTimer();
 
-    private void DropConnectTimer() => Interlocked.Exchange(ref _connectTimer, null)?.Dispose();
+    /// <inheritdoc/>
+    public void Queued() => OnQueued();
 
-    /// <summary>Completes once <see cref="Close"/> has set the close code and reason.</summary>
-    private Task CloseDecidedAsync()
-    {
-        if (Volatile.Read(ref _closeDecided) != 0)
-        {
-            return Task.CompletedTask;
-        }
-        var fresh = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var signal = Interlocked.CompareExchange(ref _closeDecidedSignal, fresh, null) ?? fresh;
-        // Close may have decided between the first check and the signal being in place.
-        if (Volatile.Read(ref _closeDecided) != 0)
-        {
-            signal.TrySetResult();
-        }
-        return signal.Task;
-    }
+    private void DropConnectTimer() => Interlocked.Exchange(ref _connectTimer, null)?.Dispose();
 
     /// <summary>
     /// Hands one message to the session, with a token that <see cref="Abort"/> cancels. The token's source lives only as

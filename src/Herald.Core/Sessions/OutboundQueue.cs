@@ -24,7 +24,8 @@ internal sealed class OutboundQueue
     private readonly Lock _lock = new();
     private readonly int _maxMessages;
     private readonly long _maxBytes;
-    private readonly Action _onOverflow;
+    // The session: an interface rather than two delegates, which every connection would carry.
+    private readonly IOutboundQueueOwner _owner;
     private readonly QueueReader _reader;
     // The oldest message, when it was queued on an empty queue; otherwise the messages are in the ring, in order.
     private OutboundMessage _slot;
@@ -40,21 +41,30 @@ internal sealed class OutboundQueue
     // Completed when the writer has made room (or the queue closed); shared by every waiter of the connection.
     private TaskCompletionSource? _room;
 
-    /// <summary>Creates the queue.</summary>
-    public OutboundQueue(int maxMessages, long maxBytes, Action onOverflow)
+    /// <summary>Creates the queue of <paramref name="owner"/>, which hears when a message is queued and when the queue overflows.</summary>
+    public OutboundQueue(int maxMessages, long maxBytes, IOutboundQueueOwner owner)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxMessages);
         _maxMessages = maxMessages;
         _maxBytes = maxBytes;
-        _onOverflow = onOverflow ?? throw new ArgumentNullException(nameof(onOverflow));
+        _owner = owner ?? throw new ArgumentNullException(nameof(owner));
         _reader = new QueueReader(this);
     }
 
-    /// <summary>
-    /// Called after each message is queued, on the thread that queued it, for a transport that writes as soon as a
-    /// message arrives instead of waiting on <see cref="Reader"/>. Set once, before the first message.
-    /// </summary>
-    public Action? Queued { get; set; }
+    /// <summary>Creates a queue whose overflow calls <paramref name="onOverflow"/> (and whose messages no one is told about).</summary>
+    public OutboundQueue(int maxMessages, long maxBytes, Action onOverflow)
+        : this(maxMessages, maxBytes, new OverflowAction(onOverflow ?? throw new ArgumentNullException(nameof(onOverflow))))
+    {
+    }
+
+    private sealed class OverflowAction(Action onOverflow) : IOutboundQueueOwner
+    {
+        public void Overflowed() => onOverflow();
+
+        public void Queued()
+        {
+        }
+    }
 
     /// <summary>
     /// The consuming side, for the connection's single writer (one reader at a time). A conflated subscription's marker
@@ -62,6 +72,12 @@ internal sealed class OutboundQueue
     /// writer reaches the marker.
     /// </summary>
     public ChannelReader<OutboundMessage> Reader => _reader;
+
+    /// <summary>
+    /// Whether the queue is closed and everything in it has been read: <see cref="Reader"/>'s completion, without making
+    /// the task that <see cref="ChannelReader{T}.Completion"/> has to make.
+    /// </summary>
+    public bool IsFinished => _reader.IsFinished;
 
     /// <summary>Bytes queued and not yet written.</summary>
     public long QueuedBytes => Volatile.Read(ref _bytes);
@@ -124,7 +140,7 @@ internal sealed class OutboundQueue
         {
             _reader.Wake();
         }
-        Queued?.Invoke();
+        _owner.Queued();
         return true;
     }
 
@@ -171,7 +187,7 @@ internal sealed class OutboundQueue
     /// </summary>
     public Task WaitForRoomAsync(CancellationToken cancellationToken)
     {
-        if (HasRoom || IsDone)
+        if (HasRoom || IsFinished)
         {
             return Task.CompletedTask;
         }
@@ -182,7 +198,7 @@ internal sealed class OutboundQueue
             room = Interlocked.CompareExchange(ref _room, fresh, null) ?? fresh;
         }
         // Checked again after the waiter is in place: the writer may have made room in between without seeing it.
-        if (HasRoom || IsDone)
+        if (HasRoom || IsFinished)
         {
             WakeRoomWaiters();
         }
@@ -235,7 +251,7 @@ internal sealed class OutboundQueue
         if (Interlocked.Exchange(ref _tripped, 1) == 0)
         {
             Discard();
-            _onOverflow();
+            _owner.Overflowed();
         }
     }
 
@@ -304,13 +320,13 @@ internal sealed class OutboundQueue
 
         public override int Count => Volatile.Read(ref queue._count) + (_holding ? 1 : 0);
 
-        private bool IsDone => !_holding && queue.IsDone;
+        public bool IsFinished => !_holding && queue.IsDone;
 
         public override Task Completion
         {
             get
             {
-                if (IsDone)
+                if (IsFinished)
                 {
                     return Task.CompletedTask;
                 }
@@ -320,7 +336,7 @@ internal sealed class OutboundQueue
                     var fresh = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     completion = Interlocked.CompareExchange(ref _completion, fresh, null) ?? fresh;
                 }
-                if (IsDone)
+                if (IsFinished)
                 {
                     completion.TrySetResult();
                 }
@@ -331,7 +347,7 @@ internal sealed class OutboundQueue
         public override bool TryRead(out OutboundMessage item)
         {
             var read = TakeNext(out item);
-            if (Volatile.Read(ref _completion) is { } completion && IsDone)
+            if (Volatile.Read(ref _completion) is { } completion && IsFinished)
             {
                 completion.TrySetResult();
             }
@@ -394,7 +410,7 @@ internal sealed class OutboundQueue
             {
                 return new ValueTask<bool>(true);
             }
-            if (queue.IsDone)
+            if (queue.IsFinished)
             {
                 if (Volatile.Read(ref _completion) is { } completion)
                 {
@@ -454,6 +470,16 @@ internal sealed class OutboundQueue
         void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
             _waiter.OnCompleted(continuation, state, token, flags);
     }
+}
+
+/// <summary>What an <see cref="OutboundQueue"/> tells its owner, on the thread that caused it.</summary>
+internal interface IOutboundQueueOwner
+{
+    /// <summary>The queue passed a bound: it has dropped what it held and refuses more (a slow consumer).</summary>
+    void Overflowed();
+
+    /// <summary>A message was queued, for a transport that writes as soon as a message arrives instead of waiting on the reader.</summary>
+    void Queued();
 }
 
 /// <summary>A message waiting in an <see cref="OutboundQueue"/>.</summary>
