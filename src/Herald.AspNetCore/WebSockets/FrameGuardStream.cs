@@ -90,7 +90,22 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
     public override long Length => throw new NotSupportedException();
     public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (buffer.IsEmpty && !_tripped && _pending is null)
+        {
+            // A zero-byte read waits for data without holding a buffer (the WebSocket's idle wait); there is nothing
+            // to inspect, and 0 here does not mean the peer closed: the next real read tells. It is handed back as it
+            // is rather than awaited here, because an idle connection waits in it for good and an async method would
+            // keep a state machine alive for that long. So the read is marked pending and stays marked after it
+            // completes: the WebSocket always goes on to read the frame it announced, and that read clears the mark.
+            Volatile.Write(ref _reading, 1);
+            return inner.ReadAsync(buffer, cancellationToken);
+        }
+        return ReadCoreAsync(buffer, cancellationToken);
+    }
+
+    private async ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         if (_tripped)
         {
@@ -100,20 +115,6 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
         {
             await TripAsync(pending, cancellationToken);
             return 0;
-        }
-        if (buffer.IsEmpty)
-        {
-            // A zero-byte read waits for data without holding a buffer (the WebSocket's idle wait); there is nothing
-            // to inspect, and 0 here does not mean the peer closed: the next real read tells.
-            Volatile.Write(ref _reading, 1);
-            try
-            {
-                return await inner.ReadAsync(buffer, cancellationToken);
-            }
-            finally
-            {
-                Volatile.Write(ref _reading, 0);
-            }
         }
         int read;
         Volatile.Write(ref _reading, 1);
