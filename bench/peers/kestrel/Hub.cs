@@ -21,22 +21,38 @@ internal abstract class Subscriber
 /// </summary>
 internal sealed class Hub(Func<byte[], byte[]> toWire)
 {
-    internal sealed class Channel(string name)
+    internal sealed class Channel
     {
-        public string Name { get; } = name;
+        /// <summary>
+        /// One publication at a time per channel, so offsets go out in order to every subscriber. Waited for
+        /// asynchronously: publishers queued behind a fan-out hold no thread (a lock would block the thread pool).
+        /// </summary>
+        public SemaphoreSlim Gate { get; } = new(1, 1);
 
-        public ulong Offset { get; set; }
+        /// <summary>Written under <see cref="Gate"/>.</summary>
+#pragma warning disable CA1051 // a field, for Interlocked
+        public ulong Offset;
+#pragma warning restore CA1051
+
+        private volatile Subscriber[] _subscribers = [];
 
         // Copy on write: a publication walks a snapshot, joins and leaves (rare) copy it under the channel's lock.
-        public Subscriber[] Subscribers { get; set; } = [];
+        public Subscriber[] Subscribers
+        {
+            get => _subscribers;
+            set => _subscribers = value;
+        }
     }
 
     private readonly ConcurrentDictionary<string, Channel> _channels = new(StringComparer.Ordinal);
 
-    /// <summary>Joins <paramref name="subscriber"/> to the channel; returns the channel's offset at that moment.</summary>
+    /// <summary>
+    /// Joins <paramref name="subscriber"/> to the channel; returns the channel's offset at that moment (a floor keeps no
+    /// history, so a publication in flight may or may not reach it; nothing is recovered either way).
+    /// </summary>
     public ulong Subscribe(string name, Subscriber subscriber)
     {
-        var channel = _channels.GetOrAdd(name, static n => new Channel(n));
+        var channel = _channels.GetOrAdd(name, static _ => new Channel());
         lock (channel)
         {
             if (!subscriber.Joined.Contains(channel))
@@ -44,8 +60,8 @@ internal sealed class Hub(Func<byte[], byte[]> toWire)
                 channel.Subscribers = [.. channel.Subscribers, subscriber];
                 subscriber.Joined.Add(channel);
             }
-            return channel.Offset;
         }
+        return Interlocked.Read(ref channel.Offset);
     }
 
     /// <summary>Takes an ended connection out of every channel it joined.</summary>
@@ -61,26 +77,36 @@ internal sealed class Hub(Func<byte[], byte[]> toWire)
     }
 
     /// <summary>
-    /// Gives the publication the channel's next offset and starts its send to every subscriber. Offsets are taken and
-    /// sends started under the channel's lock, so every subscriber gets a channel's publications in offset order. Sends
-    /// that did not complete at once are added to <paramref name="pending"/>.
+    /// Gives the publication the channel's next offset and starts its send to every subscriber, then waits for the sends
+    /// that did not complete at once (a publisher outpacing a subscriber slows down rather than piling sends up).
     /// </summary>
-    public ulong Publish(string name, Func<ulong, byte[]> encode, List<Task> pending)
+    public async Task<ulong> PublishAsync(string name, Func<ulong, byte[]> encode)
     {
-        var channel = _channels.GetOrAdd(name, static n => new Channel(n));
-        lock (channel)
+        var channel = _channels.GetOrAdd(name, static _ => new Channel());
+        List<Task>? pending = null;
+        ulong offset;
+        await channel.Gate.WaitAsync();
+        try
         {
-            var offset = ++channel.Offset;
+            offset = Interlocked.Increment(ref channel.Offset);
             var wire = toWire(encode(offset));
             foreach (var subscriber in channel.Subscribers)
             {
                 var sent = subscriber.SendAsync(wire);
                 if (!sent.IsCompletedSuccessfully)
                 {
-                    pending.Add(sent.AsTask());
+                    (pending ??= []).Add(sent.AsTask());
                 }
             }
-            return offset;
         }
+        finally
+        {
+            channel.Gate.Release();
+        }
+        if (pending is not null)
+        {
+            await Task.WhenAll(pending);
+        }
+        return offset;
     }
 }

@@ -36,12 +36,8 @@ app.MapPost("/api/publish", async (HttpContext http) =>
     {
         return Results.BadRequest();
     }
-    var pending = new List<Task>();
     var name = channel.GetString()!;
-    var offset = hub.Publish(name, o => Wire.Push(name, o, data), pending);
-    // A send that could not complete at once is waited for here, so a publisher outpacing a subscriber slows down
-    // rather than piling sends up in memory (kestrel); kestrel-raw never leaves one pending.
-    await Task.WhenAll(pending);
+    var offset = await hub.PublishAsync(name, o => Wire.Push(name, o, data));
     return Results.Text(Wire.Published(offset), "application/json");
 });
 
