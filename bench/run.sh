@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command per benchmark scenario (see bench/README.md):
 #
-#   bench/run.sh fanout|channels|idle|polling|multinode|all [--systems herald,signalr,socketio,nchan]
+#   bench/run.sh fanout|channels|idle|polling|multinode|all [--systems herald,signalr,socketio,nchan,kestrel,kestrel-raw]
 #       default sizes; results in bench/results/<scenario>.json, then docs/benchmarks.md and its plots are regenerated
 #       (multinode runs the systems with a Redis scale-out mode here: herald and signalr)
 #   bench/run.sh micro [BenchmarkDotNet options, e.g. --filter '*FanOut*']

@@ -6,7 +6,7 @@ using Herald.Bench.Scenarios;
 using Herald.Bench.Systems;
 
 // herald-bench: the load generator of bench/README.md.
-//   herald-bench <fanout|channels|idle|polling|multinode|all> [--size smoke|default] [--systems herald,signalr,socketio,nchan] [--out DIR]
+//   herald-bench <fanout|channels|idle|polling|multinode|all> [--size smoke|default] [--systems herald,signalr,socketio,nchan,kestrel,kestrel-raw] [--out DIR]
 //       [--clients 1000,5000] [--rates 1,2] [--step SECONDS]   narrow a scenario down while investigating
 //   herald-bench report [--out DIR] [--docs DIR]     regenerates docs/benchmarks.md and its plots from the results
 //   herald-bench agent …                              (internal) holds connections for the idle and multinode scenarios
@@ -32,7 +32,7 @@ if (command == "report")
 var scenarios = command == "all" ? ScenarioRunner.Names : ScenarioRunner.Names.Contains(command) ? [command] : null;
 if (scenarios is null)
 {
-    Console.Error.WriteLine("usage: herald-bench <fanout|channels|idle|polling|multinode|all|report> [--size smoke|default] [--systems herald,signalr,socketio,nchan] [--out DIR]");
+    Console.Error.WriteLine("usage: herald-bench <fanout|channels|idle|polling|multinode|all|report> [--size smoke|default] [--systems herald,signalr,socketio,nchan,kestrel,kestrel-raw] [--out DIR]");
     return 2;
 }
 var size = Option("--size", "default");
