@@ -34,12 +34,17 @@ public static class HeraldEndpointRouteBuilderExtensions
 
         var origins = new OriginPolicy(node.Options);
         var limits = new RequestLimits(node.Options);
+        var keepAlive = WebSocketKeepAlive.Create(node.Options);
+        if (keepAlive is not null)
+        {
+            node.Stopping.Register(keepAlive.Dispose);
+        }
         endpoints.Map("/ws", async context =>
         {
             if (origins.IsAllowed(context, out var origin))
             {
                 using var slot = await limits.AcquireConnectionAsync(context);
-                if (slot is not null && await WebSocketEndpoint.AcceptAsync(context, node, logger) is { } connection)
+                if (slot is not null && await WebSocketEndpoint.AcceptAsync(context, node, keepAlive, logger) is { } connection)
                 {
                     await connection.RunAsync();
                 }

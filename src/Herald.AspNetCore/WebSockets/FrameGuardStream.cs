@@ -49,6 +49,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
     private volatile bool _closeSent;
     private int _disposed;
     private int _reading;
+    private int _readCount;
     private readonly byte[] _outHeader = new byte[14];
     private int _outHeaderFilled;
     private long _outPayloadRemaining;
@@ -67,6 +68,9 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
 
     /// <summary>Whether the peer's close frame has fully arrived (or the peer closed the TCP connection).</summary>
     public bool PeerClosed => _peerClosed;
+
+    /// <summary>How many reads have brought bytes from the peer: keep-alive's proof of life, whatever frame they held.</summary>
+    public int ReadCount => Volatile.Read(ref _readCount);
 
     public override bool CanRead => true;
     public override bool CanWrite => true;
@@ -114,6 +118,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
             _peerClosed = true;
             return 0;
         }
+        Volatile.Write(ref _readCount, _readCount + 1);
         if (Inspect(buffer.Span[..read], enforce: true, out var deliverable) is { } violation)
         {
             if (deliverable > 0)

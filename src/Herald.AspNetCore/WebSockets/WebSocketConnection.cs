@@ -49,9 +49,12 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
 
     private readonly Microsoft.AspNetCore.Http.HttpContext _http;
 
-    public WebSocketConnection(HeraldNode node, Microsoft.AspNetCore.Http.HttpContext http, Stream upgraded, string? subProtocol, ILogger logger)
+    private readonly WebSocketKeepAlive? _keepAlive;
+
+    public WebSocketConnection(HeraldNode node, Microsoft.AspNetCore.Http.HttpContext http, Stream upgraded, string? subProtocol, WebSocketKeepAlive? keepAlive, ILogger logger)
     {
         _node = node;
+        _keepAlive = keepAlive;
         _http = http;
         _logger = logger;
         var options = node.Options;
@@ -60,8 +63,8 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         {
             IsServer = true,
             SubProtocol = subProtocol,
-            KeepAliveInterval = options.KeepAliveInterval,
-            KeepAliveTimeout = options.KeepAliveInterval > TimeSpan.Zero ? options.KeepAliveTimeout : Timeout.InfiniteTimeSpan,
+            // Pings are the node's WebSocketKeepAlive's (one timer for all); the platform's would give each connection a timer.
+            KeepAliveInterval = TimeSpan.Zero,
         });
         Encoding = WebSocketHandshake.EncodingOf(subProtocol);
         _messageType = Encoding == WireEncoding.MsgPack ? WebSocketMessageType.Binary : WebSocketMessageType.Text;
@@ -93,6 +96,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         _connectTimer = new Timer(
             static state => ((WebSocketConnection)state!).OnConnectTimeout(), this, _node.Options.ConnectTimeout, Timeout.InfiniteTimeSpan);
         using var stopping = _node.Stopping.Register(static state => ((WebSocketConnection)state!).Close(CloseCodes.GoingAway, "server shutting down"), this);
+        _keepAlive?.Add(this);
         try
         {
             await ReadLoopAsync();
@@ -108,6 +112,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         }
         finally
         {
+            _keepAlive?.Remove(this);
             // What ended the connection, for the disconnect handler: our close, the peer's close frame, or neither (1006).
             var peer = Closing ? null : _socket.CloseStatus;
             var dropped = !Closing && peer is null;

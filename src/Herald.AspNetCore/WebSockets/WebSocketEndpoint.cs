@@ -11,7 +11,7 @@ internal static class WebSocketEndpoint
     /// refusal is written). Apart from running it, so that the caller awaits <see cref="WebSocketConnection.RunAsync"/>
     /// itself: a method awaiting both would keep its state machine for the connection's whole life.
     /// </summary>
-    public static async ValueTask<WebSocketConnection?> AcceptAsync(HttpContext context, HeraldNode node, ILogger logger)
+    public static async ValueTask<WebSocketConnection?> AcceptAsync(HttpContext context, HeraldNode node, WebSocketKeepAlive? keepAlive, ILogger logger)
     {
         var (ok, subProtocol, key) = await WebSocketHandshake.ValidateAsync(context);
         if (!ok)
@@ -19,6 +19,6 @@ internal static class WebSocketEndpoint
             return null;
         }
         var stream = await WebSocketHandshake.AcceptAsync(context, key!, subProtocol);
-        return new WebSocketConnection(node, context, stream, subProtocol, logger);
+        return new WebSocketConnection(node, context, stream, subProtocol, keepAlive, logger);
     }
 }
