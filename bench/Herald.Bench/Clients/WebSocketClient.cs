@@ -18,7 +18,7 @@ internal abstract class WebSocketClient(ClientContext context, string channel, s
 
     protected WebSocket Socket => _socket ?? throw new InvalidOperationException("not open");
 
-    /// <summary>How fast this subscriber reads (always at full speed when not set).</summary>
+    /// <summary>Stops and resumes this subscriber's reading (always reading when not set).</summary>
     public ReadPace? Pace { get; init; }
 
     /// <summary>The close code the server sent (e.g. 4002), once it closed the connection with a close frame.</summary>
@@ -115,7 +115,7 @@ internal abstract class WebSocketClient(ClientContext context, string channel, s
                 filled += result.Count;
                 if (Pace is { } pace)
                 {
-                    await pace.AfterReadAsync(result.Count, cancellationToken).ConfigureAwait(false);
+                    await pace.AfterReadAsync(cancellationToken).ConfigureAwait(false);
                 }
                 if (!result.EndOfMessage)
                 {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using HdrHistogram;
 using Herald.Bench.Clients;
 using Herald.Bench.Measurement;
 using Herald.Bench.Systems;
@@ -12,13 +13,12 @@ namespace Herald.Bench.Scenarios;
 /// <param name="PayloadBytes">Size of each publication's payload.</param>
 /// <param name="MaxQueuedBytes">The server's <c>Herald:MaxQueuedBytes</c> for the run (Conflate starts at half of it).</param>
 /// <param name="StallAfter">When, after publishing starts, the slow subscribers stop reading.</param>
-/// <param name="StallFor">How long they read nothing.</param>
-/// <param name="SlowReadBytesPerSecond">How fast they read after the stall until publishing ends (0: the stall lasts until then); then they read at full speed.</param>
-internal sealed record ConflatePlan(int Slow, int PayloadBytes, int MaxQueuedBytes, TimeSpan StallAfter, TimeSpan StallFor, double SlowReadBytesPerSecond);
+/// <param name="StallFor">How long they read nothing; then they read at full speed again, while publishing goes on or after it ended.</param>
+internal sealed record ConflatePlan(int Slow, int PayloadBytes, int MaxQueuedBytes, TimeSpan StallAfter, TimeSpan StallFor);
 
 /// <summary>
 /// (f) latest-value channels: one channel with fast WebSocket subscribers (they read everything at once) and a few
-/// slow ones whose readers stall, then read slowly, while the publisher publishes at a steady rate. Run once with the
+/// slow ones whose readers stall for seconds, then resume, while the publisher publishes at a steady rate. Run once with the
 /// channel in a namespace with <c>Conflate</c> and once in one without, each on a fresh server. With it, the slow
 /// subscribers must stay connected, get skip notices for what they missed and reach the final offset; without it they
 /// are closed as slow consumers (<c>4002</c>). Either way every fast subscriber must get every offset once, and its
@@ -74,7 +74,6 @@ internal static class ConflateScenario
             MaxQueuedBytes = plan.MaxQueuedBytes,
             StallAfterSeconds = plan.StallAfter.TotalSeconds,
             StallSeconds = plan.StallFor.TotalSeconds,
-            SlowReadBytesPerSecond = plan.SlowReadBytesPerSecond,
             SlowReceiveBufferBytes = SlowReceiveBufferBytes,
         };
         if (connected == 0 || slowClients.Count < plan.Slow || !await session.WarmUpAsync([channel], cancellationToken).ConfigureAwait(false))
@@ -89,6 +88,7 @@ internal static class ConflateScenario
         var latencyBudget = TimeSpan.FromSeconds(1);
         var (beforeRss, beforePss) = await IdleScenario.SettledMemoryAsync(session.Server, TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
         var memory = new MemoryPeaks(session.Server);
+        session.Stats.TrackPhases();
         if (sizes.WarmLoad > TimeSpan.Zero)
         {
             // Steady state, not start-up, as in the other scenarios: every subscriber reads during the warm load.
@@ -97,9 +97,11 @@ internal static class ConflateScenario
 
         var started = Stopwatch.GetTimestamp();
         var publishing = Stopwatch.StartNew();
-        var timeline = RunTimelineAsync(memory, [.. slowClients.Select(c => c.Pace!)], plan, sizes.Step, publishing, cancellationToken);
+        session.Stats.TakePhase(); // the warm load's
+        var timeline = RunTimelineAsync(memory, session.Stats, [.. slowClients.Select(c => c.Pace!)], plan, publishing, cancellationToken);
         var step = await session.MeasureAsync(rate, sizes.Step, _ => channel, connected, latencyBudget, cancellationToken).ConfigureAwait(false);
-        var peaks = await timeline.ConfigureAwait(false);
+        var (peaks, beforeStall, inStall) = await timeline.ConfigureAwait(false);
+        var afterStall = session.Stats.TakePhase();
         var head = await HeadAsync(session.Context.Http, channel, cancellationToken).ConfigureAwait(false);
         await SettleAsync(clients, head, cancellationToken).ConfigureAwait(false);
         var counters = await ServerCountersAsync(session.Context.Http, cancellationToken).ConfigureAwait(false);
@@ -108,6 +110,9 @@ internal static class ConflateScenario
         {
             FinalOffset = head,
             Fast = Group(fastClients, head),
+            FastBeforeStall = Latency(beforeStall),
+            FastInStall = Latency(inStall),
+            FastAfterStall = Latency(afterStall),
             Slow = Group(slowClients, head),
             SlowSubscribers = [.. slowClients.Select(c => Slow(c, head, started))],
             BeforeRssMb = beforeRss / 1048576.0,
@@ -119,7 +124,7 @@ internal static class ConflateScenario
             ServerConflatedSkips = counters.GetValueOrDefault("herald_conflated_skips_total"),
             ServerSlowConsumerCloses = counters.GetValueOrDefault("herald_slow_consumer_closes_total"),
         };
-        Console.WriteLine($"    fast: {figures.Fast.Publications}/{figures.Fast.OffsetsDue} offsets, {figures.Fast.Gaps} gaps, {figures.Fast.Duplicates} duplicates, {figures.Fast.SkipNotices} skip notices; p50 {step.P50Ms:0.0} ms p99 {step.P99Ms:0.0} ms");
+        Console.WriteLine($"    fast: {figures.Fast.Publications}/{figures.Fast.OffsetsDue} offsets, {figures.Fast.Gaps} gaps, {figures.Fast.Duplicates} duplicates, {figures.Fast.SkipNotices} skip notices; p50 {step.P50Ms:0.0} ms p99 {step.P99Ms:0.0} ms (p99 before the stall {figures.FastBeforeStall.P99Ms:0.0}, in it {figures.FastInStall.P99Ms:0.0}, after it {figures.FastAfterStall.P99Ms:0.0})");
         foreach (var s in figures.SlowSubscribers)
         {
             Console.WriteLine($"    slow: {(s.CloseCode is { } code ? $"closed {code} at {s.EndedAtSeconds:0.0} s" : s.LostWith is { } lost ? $"lost at {s.EndedAtSeconds:0.0} s ({lost})" : "open")}, {s.Publications} publications, {s.SkipNotices} skip notices ({s.SkippedOffsets} offsets), last {s.LastOffset} of {head}");
@@ -188,31 +193,27 @@ internal static class ConflateScenario
     }
 
     /// <summary>
-    /// Drives the slow subscribers' reading over the publishing interval (full speed, stall, slow reads, full speed
-    /// again when publishing ends) and moves the memory sampler to its stall phase when the stall starts.
+    /// Stops the slow subscribers' reading for the stall and resumes it, with the memory sampler in its stall phase
+    /// meanwhile; cuts the fast subscribers' latency (<paramref name="fast"/>) at the stall's start and end.
     /// </summary>
-    private static async Task<MemoryPeaks.Peaks> RunTimelineAsync(MemoryPeaks memory, IReadOnlyList<ReadPace> paces, ConflatePlan plan, TimeSpan duration, Stopwatch clock, CancellationToken cancellationToken)
+    private static async Task<(MemoryPeaks.Peaks Memory, HistogramBase BeforeStall, HistogramBase InStall)> RunTimelineAsync(
+        MemoryPeaks memory, Stats fast, IReadOnlyList<ReadPace> paces, ConflatePlan plan, Stopwatch clock, CancellationToken cancellationToken)
     {
         await DelayUntilAsync(clock, plan.StallAfter, cancellationToken).ConfigureAwait(false);
+        var beforeStall = fast.TakePhase();
         memory.Stalled();
         foreach (var pace in paces)
         {
             pace.Stop();
         }
         await DelayUntilAsync(clock, plan.StallAfter + plan.StallFor, cancellationToken).ConfigureAwait(false);
-        if (plan.SlowReadBytesPerSecond > 0)
-        {
-            foreach (var pace in paces)
-            {
-                pace.Slow(plan.SlowReadBytesPerSecond);
-            }
-        }
-        await DelayUntilAsync(clock, duration, cancellationToken).ConfigureAwait(false);
+        var peaks = await memory.StopAsync().ConfigureAwait(false);
+        var inStall = fast.TakePhase();
         foreach (var pace in paces)
         {
-            pace.Full();
+            pace.Resume();
         }
-        return await memory.StopAsync().ConfigureAwait(false);
+        return (peaks, beforeStall, inStall);
     }
 
     // The phases change at set times of the run: this wait is the schedule, not a synchronisation.
@@ -222,7 +223,7 @@ internal static class ConflateScenario
     /// <summary>
     /// Samples the server's memory (RSS and PSS of its process tree) every <see cref="SampleInterval"/>, keeping the
     /// peak of each phase: while every subscriber reads (the warm load and the first seconds of publishing), then
-    /// from the stall's start until it is stopped.
+    /// from the stall's start until it is stopped (when the stall ends).
     /// </summary>
     private sealed class MemoryPeaks
     {
@@ -314,6 +315,14 @@ internal static class ConflateScenario
         }
         return counters;
     }
+
+    private static PhaseLatency Latency(HistogramBase h) => h.TotalCount == 0 ? new PhaseLatency() : new PhaseLatency
+    {
+        Deliveries = h.TotalCount,
+        P50Ms = h.GetValueAtPercentile(50) / 1000.0,
+        P99Ms = h.GetValueAtPercentile(99) / 1000.0,
+        MaxMs = h.GetValueAtPercentile(100) / 1000.0,
+    };
 
     private static bool Ended(HeraldWebSocketClient c) => c.EndedAt != 0 || c.Failed;
 

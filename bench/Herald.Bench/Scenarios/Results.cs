@@ -91,19 +91,24 @@ internal sealed record ConflateResult
     public int MaxQueuedBytes { get; init; }
     public double StallAfterSeconds { get; init; }
     public double StallSeconds { get; init; }
-    public double SlowReadBytesPerSecond { get; init; }
     public int SlowReceiveBufferBytes { get; init; }
 
     /// <summary>The channel's head (newest offset) once publishing ended.</summary>
     public long FinalOffset { get; init; }
 
     public SubscriberGroup Fast { get; init; } = new();
+
+    // The fast subscribers' delivery latency in each part of the publishing interval: before the stall, during it,
+    // and from its end (the slow subscribers catching up) to the end of the drain.
+    public PhaseLatency FastBeforeStall { get; init; } = new();
+    public PhaseLatency FastInStall { get; init; } = new();
+    public PhaseLatency FastAfterStall { get; init; } = new();
+
     public SubscriberGroup Slow { get; init; } = new();
     public List<SlowSubscriber> SlowSubscribers { get; init; } = [];
 
     // The server's memory (process tree, /proc): settled with the subscribers connected before any load, its peak
-    // while every subscriber read (the warm load and publishing before the stall), and its peak from the stall's
-    // start to publishing's end.
+    // while every subscriber read (the warm load and publishing before the stall), and its peak during the stall.
     public double BeforePssMb { get; init; }
     public double BeforeRssMb { get; init; }
     public double ReadingPeakPssMb { get; init; }
@@ -134,6 +139,15 @@ internal sealed record SubscriberGroup
 
     /// <summary>Members whose connection ended during the run (a close frame or a reset).</summary>
     public int Closed { get; init; }
+}
+
+/// <summary>Delivery latency percentiles over one part of a run.</summary>
+internal sealed record PhaseLatency
+{
+    public long Deliveries { get; init; }
+    public double P50Ms { get; init; }
+    public double P99Ms { get; init; }
+    public double MaxMs { get; init; }
 }
 
 /// <summary>One slow subscriber: how its connection ended (if it did) and what it received.</summary>

@@ -28,14 +28,16 @@ internal sealed record Sizes(int[] Clients, double[] Rates, TimeSpan Step, TimeS
         // reader's fixed receive buffer) before the server queues anything for it. The stall must outlast that and
         // then half the server's queue (Conflate) or all of it (plain: 4002). The queue keeps the server's default
         // 8 MiB, so a fast subscriber is only conflated if it falls 4 MiB behind (seconds here, even on a busy machine);
-        // the payload is large enough that the stall fills it all within the run (the smoke size in seconds).
+        // the payload is large enough that the stall fills it all within the run (the smoke size in seconds). And the
+        // stall, with the catching up after it, stays well under Herald:KeepAliveTimeout (20 s): a ping the server
+        // sends at its start waits behind the backlog, and one not answered in time drops the connection.
         ("conflate", "smoke") => new([10], [1000], TimeSpan.FromSeconds(6), TimeSpan.Zero)
         {
-            Conflate = new(Slow: 2, PayloadBytes: 4096, MaxQueuedBytes: 8 << 20, StallAfter: TimeSpan.FromSeconds(1), StallFor: TimeSpan.FromSeconds(5), SlowReadBytesPerSecond: 0),
+            Conflate = new(Slow: 2, PayloadBytes: 4096, MaxQueuedBytes: 8 << 20, StallAfter: TimeSpan.FromSeconds(1), StallFor: TimeSpan.FromSeconds(5)),
         },
         ("conflate", _) => new([200], [500], TimeSpan.FromSeconds(25), TimeSpan.FromSeconds(10))
         {
-            Conflate = new(Slow: 5, PayloadBytes: 2048, MaxQueuedBytes: 8 << 20, StallAfter: TimeSpan.FromSeconds(2), StallFor: TimeSpan.FromSeconds(16), SlowReadBytesPerSecond: 256 * 1024),
+            Conflate = new(Slow: 5, PayloadBytes: 2560, MaxQueuedBytes: 8 << 20, StallAfter: TimeSpan.FromSeconds(5), StallFor: TimeSpan.FromSeconds(15)),
         },
         _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
     };
