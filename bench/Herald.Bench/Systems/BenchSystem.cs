@@ -32,6 +32,13 @@ internal abstract class BenchSystem(string name)
     /// <summary>Whether the system runs as several nodes on one Redis here (the multinode scenario).</summary>
     public virtual bool ScalesOutOnRedis => false;
 
+    /// <summary>
+    /// Whether the system has latest-value channels (a subscriber that falls behind gets the newest message and a notice
+    /// of what it skipped, instead of every message or a disconnect): Herald's <c>Conflate</c> namespaces. None of the
+    /// peers here has them, so the conflate scenario runs Herald only.
+    /// </summary>
+    public virtual bool HasLatestValueChannels => false;
+
     /// <summary>How to start one node of several sharing the Redis at <paramref name="redisConfiguration"/> (host:port,…).</summary>
     public virtual ProcessStartInfo CreateNodeStart(string root, int port, string workDir, string redisConfiguration) =>
         throw new NotSupportedException($"{Name} has no Redis scale-out mode here");
@@ -96,6 +103,8 @@ internal sealed class HeraldSystem() : BenchSystem("herald")
     };
 
     public override bool ScalesOutOnRedis => true;
+
+    public override bool HasLatestValueChannels => true;
 
     /// <summary>The same server with <c>Herald:Redis:Configuration</c> set: history, fan-out and presence in Redis.</summary>
     public override ProcessStartInfo CreateNodeStart(string root, int port, string workDir, string redisConfiguration)
