@@ -52,7 +52,7 @@ internal static class PollEndpoint
                 return;
             }
         }
-        if (!node.Handlers.IsEmpty)
+        if (node.Handlers.HandlesSubscribe)
         {
             var client = new ClientInfo(auth.User, request.Client ?? clientId) { Info = request.Info };
             foreach (var cursor in request.Cursors)
