@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using Herald.Integration.Tests.Infrastructure;
 
 namespace Herald.Integration.Tests;
@@ -48,6 +50,41 @@ public sealed class HostingDiagnosticsTests
         using var response = await server.Http.GetAsync(new Uri("/poll?channel=diag", UriKind.Relative));
         response.EnsureSuccessStatusCode();
         await WaitForOutputAsync(server, "Request starting HTTP/1.1 GET");
+    }
+
+    [Fact]
+    public async Task WithoutRequestLogging_AListeningTracer_StillGetsEachPollsActivity_WithItsParentTrace()
+    {
+        // The test server has no log provider, so the hosting's logger is off, as in the standalone server by default.
+        await using var server = await TestServer.StartAsync(o => o.AllowAnonymous = true);
+        var traceId = ActivityTraceId.CreateRandom();
+        var seen = new ConcurrentQueue<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "Microsoft.AspNetCore",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity =>
+            {
+                if (activity.TraceId == traceId)
+                {
+                    seen.Enqueue(activity);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/poll?channel=traced");
+        request.Headers.Add("traceparent", $"00-{traceId}-{ActivitySpanId.CreateRandom()}-01");
+        using var response = await server.Http.SendAsync(request);
+        response.EnsureSuccessStatusCode();
+
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (seen.IsEmpty)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no Activity of the poll reached the listener within 10 s");
+            await Task.Delay(20);
+        }
+        Assert.Equal("Microsoft.AspNetCore.Hosting.HttpRequestIn", Assert.Single(seen).OperationName);
     }
 
     private static async Task WaitForOutputAsync(HeraldProcess server, string text)
