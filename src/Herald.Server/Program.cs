@@ -78,6 +78,9 @@ static async Task RunAsync(CommandLine commandLine)
         builder.WebHost.UseUrls("http://localhost:8080");
     }
 
+    // No "Server: Kestrel" header: it tells a client nothing it needs, and every poll answer would carry it.
+    builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
+
     // The server API needs a key; rather than running with the API silently disabled, make one up and say so.
     var generatedApiKey = string.IsNullOrEmpty(builder.Configuration["Herald:ApiKey"])
         ? Convert.ToBase64String(RandomNumberGenerator.GetBytes(24)).Replace('+', '-').Replace('/', '_')

@@ -5,8 +5,9 @@ using Herald.Integration.Tests.Infrastructure;
 namespace Herald.Integration.Tests;
 
 /// <summary>
-/// The standalone server turns ASP.NET Core's per-request diagnostics logger off by default (no Activity and no logging
-/// scope per request unless something listens), and configuration turns it back on.
+/// What the standalone server leaves out of every request: ASP.NET Core's per-request diagnostics logger is off by
+/// default (no Activity and no logging scope per request unless something listens; configuration turns it back on),
+/// and answers carry no <c>Server</c> header.
 /// </summary>
 public sealed class HostingDiagnosticsTests
 {
@@ -39,6 +40,17 @@ public sealed class HostingDiagnosticsTests
         // Kestrel logs this once the response is done, after the hosting would have logged the request.
         await WaitForOutputAsync(server, "completed keep alive response");
         Assert.DoesNotContain("Request starting", server.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TheStandaloneServersAnswers_CarryNoServerHeader()
+    {
+        await using var server = await HeraldProcess.StartAsync(new Dictionary<string, string> { ["Herald__AllowAnonymous"] = "true" }, StartTimeout);
+        Assert.False(server.HasExited, server.Output);
+
+        using var response = await server.Http.GetAsync(new Uri("/poll?channel=diag", UriKind.Relative));
+        response.EnsureSuccessStatusCode();
+        Assert.False(response.Headers.Contains("Server"), $"Server: {string.Join(",", response.Headers.Server)}");
     }
 
     [Fact]
