@@ -27,6 +27,13 @@ public sealed class HandlerHookTests
             ValueTask.FromResult<HeraldResult<AuthenticationResult>>(new HeraldError(ErrorCodes.PermissionDenied, "no"));
     }
 
+    /// <summary>Derives from the base class but implements the interface's connect again, explicitly.</summary>
+    private sealed class ReimplementsConnect : HeraldHandler, IHeraldHandler
+    {
+        ValueTask<HeraldResult<AuthenticationResult>> IHeraldHandler.OnConnectAsync(ConnectContext context, CancellationToken cancellationToken) =>
+            ValueTask.FromResult<HeraldResult<AuthenticationResult>>(new HeraldError(ErrorCodes.PermissionDenied, "no"));
+    }
+
     /// <summary>Implements the interface itself: nothing tells which hooks it means, so it is asked for all of them.</summary>
     private sealed class Raw : IHeraldHandler
     {
@@ -61,6 +68,14 @@ public sealed class HandlerHookTests
         Assert.True(pipeline.HandlesSubscribe);
         Assert.True(pipeline.HandlesPublish);
         Assert.True(pipeline.HandlesDisconnect);
+    }
+
+    [Fact]
+    public void HeraldHandler_ReimplementingTheInterfacesConnect_IsAskedOnConnect()
+    {
+        var pipeline = new HandlerPipeline([new ReimplementsConnect()], TimeSpan.FromSeconds(5));
+        Assert.True(pipeline.HandlesConnect);
+        Assert.False(pipeline.HandlesSubscribe);
     }
 
     [Fact]

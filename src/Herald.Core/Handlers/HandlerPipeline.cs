@@ -32,10 +32,10 @@ internal sealed partial class HandlerPipeline
     {
         ArgumentNullException.ThrowIfNull(handlers);
         _handlers = [.. handlers];
-        _connect = Implementing(_handlers, nameof(IHeraldHandler.OnConnectAsync), typeof(ConnectContext));
-        _subscribe = Implementing(_handlers, nameof(IHeraldHandler.OnSubscribeAsync), typeof(SubscribeContext));
-        _publish = Implementing(_handlers, nameof(IHeraldHandler.OnPublishAsync), typeof(PublishContext));
-        _disconnect = Implementing(_handlers, nameof(IHeraldHandler.OnDisconnectAsync), typeof(DisconnectContext));
+        _connect = Implementing(_handlers, nameof(IHeraldHandler.OnConnectAsync));
+        _subscribe = Implementing(_handlers, nameof(IHeraldHandler.OnSubscribeAsync));
+        _publish = Implementing(_handlers, nameof(IHeraldHandler.OnPublishAsync));
+        _disconnect = Implementing(_handlers, nameof(IHeraldHandler.OnDisconnectAsync));
         Timeout = timeout;
         _logger = logger ?? NullLogger.Instance;
     }
@@ -185,9 +185,14 @@ internal sealed partial class HandlerPipeline
         }, CancellationToken.None);
     }
 
-    private static IHeraldHandler[] Implementing(IHeraldHandler[] handlers, string hook, Type contextType) =>
-        [.. handlers.Where(handler => handler is not HeraldHandler
-            || handler.GetType().GetMethod(hook, [contextType, typeof(CancellationToken)])?.DeclaringType != typeof(HeraldHandler))];
+    // The interface map names the method a call through IHeraldHandler lands on: an override, a re-implementation of the
+    // interface, or HeraldHandler's own default.
+    private static IHeraldHandler[] Implementing(IHeraldHandler[] handlers, string hook) =>
+        [.. handlers.Where(handler =>
+        {
+            var map = handler.GetType().GetInterfaceMap(typeof(IHeraldHandler));
+            return map.TargetMethods[Array.FindIndex(map.InterfaceMethods, m => m.Name == hook)].DeclaringType != typeof(HeraldHandler);
+        })];
 
     /// <summary>One handler call under the timeout; an exception or a timeout becomes an error, logged. The caller's cancellation propagates.</summary>
     private async ValueTask<HeraldResult<T>> CallAsync<TContext, T>(
