@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One command per benchmark scenario (see bench/README.md):
 #
-#   bench/run.sh fanout|channels|idle|polling|multinode|all [--systems herald,signalr,socketio,nchan]
+#   bench/run.sh fanout|channels|idle|polling|multinode|conflate|all [--systems herald,signalr,socketio,nchan,kestrel,kestrel-raw]
 #       default sizes; results in bench/results/<scenario>.json, then docs/benchmarks.md and its plots are regenerated
-#       (multinode runs the systems with a Redis scale-out mode here: herald and signalr)
+#       (multinode runs the systems with a Redis scale-out mode here: herald and signalr; conflate runs herald only)
 #   bench/run.sh micro [BenchmarkDotNet options, e.g. --filter '*FanOut*']
 #       the BenchmarkDotNet micro-benchmarks of the hot paths (bench/Herald.MicroBench), full run; tables in
 #       artifacts/microbench/results (docs/benchmarks.md's "Micro-benchmarks" section is updated by hand)

@@ -6,8 +6,9 @@ using Herald.Bench.Scenarios;
 using Herald.Bench.Systems;
 
 // herald-bench: the load generator of bench/README.md.
-//   herald-bench <fanout|channels|idle|polling|multinode|all> [--size smoke|default] [--systems herald,signalr,socketio,nchan] [--out DIR]
+//   herald-bench <fanout|channels|idle|polling|multinode|conflate|all> [--size smoke|default] [--systems herald,signalr,socketio,nchan,kestrel,kestrel-raw] [--out DIR]
 //       [--clients 1000,5000] [--rates 1,2] [--step SECONDS]   narrow a scenario down while investigating
+//       [--note TEXT]   said beside the run's figures in docs/benchmarks.md (e.g. that the machine was shared)
 //   herald-bench report [--out DIR] [--docs DIR]     regenerates docs/benchmarks.md and its plots from the results
 //   herald-bench agent …                              (internal) holds connections for the idle and multinode scenarios
 if (args.Length > 0 && args[0] == "agent")
@@ -32,7 +33,7 @@ if (command == "report")
 var scenarios = command == "all" ? ScenarioRunner.Names : ScenarioRunner.Names.Contains(command) ? [command] : null;
 if (scenarios is null)
 {
-    Console.Error.WriteLine("usage: herald-bench <fanout|channels|idle|polling|multinode|all|report> [--size smoke|default] [--systems herald,signalr,socketio,nchan] [--out DIR]");
+    Console.Error.WriteLine("usage: herald-bench <fanout|channels|idle|polling|multinode|conflate|all|report> [--size smoke|default] [--systems herald,signalr,socketio,nchan,kestrel,kestrel-raw] [--out DIR] [--note TEXT]");
     return 2;
 }
 var size = Option("--size", "default");
@@ -82,7 +83,8 @@ foreach (var scenario in scenarios)
         Console.Error.WriteLine($"bench: {scenario} cancelled");
         return 130;
     }
-    var results = new ScenarioResults { Scenario = scenario, Size = size, Started = started, Machine = Machine.Describe(), Runs = runs };
+    var note = Option("--note", "");
+    var results = new ScenarioResults { Scenario = scenario, Size = size, Started = started, Note = note.Length > 0 ? note : null, Machine = Machine.Describe(), Runs = runs };
     var path = Path.Combine(outDir, $"{scenario}.json");
     // Re-running some systems keeps the other systems' runs of the same scenario from the previous results file.
     if (File.Exists(path) && systems.Count < BenchSystem.All.Count
@@ -101,7 +103,7 @@ foreach (var scenario in scenarios)
         if (problem is not null)
         {
             failures++;
-            Console.Error.WriteLine($"FAIL {scenario} {run.System} {run.Transport} x{run.Clients}: {problem}");
+            Console.Error.WriteLine($"FAIL {scenario} {run.System} {run.Transport} x{run.Clients}{(run.Conflate is { } c ? $" ({c.Mode})" : "")}: {problem}");
         }
     }
 }
@@ -128,7 +130,8 @@ static string? Check(RunResult run, string size)
     {
         return $"delivered {first.Delivered} of {first.Expected}, {first.Errors} errors; {run.FirstError}";
     }
-    return null;
+    // Conflation's promises hold at every size: they are correctness, not capacity.
+    return run.Scenario == "conflate" ? ConflateScenario.Check(run) : null;
 }
 
 static int Order(string system) => BenchSystem.All.Select(s => s.Name).ToList().IndexOf(system);

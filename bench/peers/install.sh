@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs and builds the three benchmark peers (idempotent; safe to run again, and from CI with CI=true):
+# Installs and builds the three benchmark peers and the floors (idempotent; safe to run again, and from CI with CI=true):
 #   - nginx + Debian's Nchan module (apt-get, with sudo when not root), and Node.js/npm when missing
 #   - redis-server when missing (the multinode scenario starts its own on a free port; Debian's service is stopped)
 #   - npm ci in socketio/ (Socket.IO 4.8.4 from the lock) and here (ws, for smoke.mjs), when node_modules is missing or
 #     the lock file changed since the last install
-#   - dotnet build -c Release of the SignalR peer (the .NET 10 SDK must be there)
+#   - dotnet build -c Release of the SignalR peer and of the floors (kestrel/; the .NET 10 SDK must be there)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,4 +63,6 @@ npm_ci "$HERE"
 command -v dotnet >/dev/null 2>&1 || die "the .NET 10 SDK ('dotnet') is not installed or not on PATH"
 say "dotnet build -c Release signalr"
 dotnet build "$HERE/signalr/Herald.Bench.SignalR.csproj" -c Release -nologo -v quiet
+say "dotnet build -c Release kestrel (the floors)"
+dotnet build "$HERE/kestrel/Herald.Bench.Kestrel.csproj" -c Release -nologo -v quiet
 say "done"

@@ -1,6 +1,6 @@
-// Wire-level smoke test of the three benchmark peers (see README.md for the protocols it checks).
+// Wire-level smoke test of the benchmark peers and floors (see README.md for the protocols it checks).
 //
-//   node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--host 127.0.0.1]
+//   node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--kestrel PORT] [--kestrel-raw PORT] [--host 127.0.0.1]
 //
 // For each peer given: two subscribers on one channel (each way of subscribing that the README documents), exact
 // handshake frames, then three publications over HTTP; every subscriber must receive all three, in order, once, in
@@ -18,8 +18,8 @@ const opts = { host: '127.0.0.1' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) {
   const key = argv[i].replace(/^--/, '');
-  if (!['signalr', 'socketio', 'nchan', 'host'].includes(key) || argv[i + 1] === undefined) {
-    console.error('usage: node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--host HOST]');
+  if (!['signalr', 'socketio', 'nchan', 'kestrel', 'kestrel-raw', 'host'].includes(key) || argv[i + 1] === undefined) {
+    console.error('usage: node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--kestrel PORT] [--kestrel-raw PORT] [--host HOST]');
     process.exit(2);
   }
   opts[key] = argv[i + 1];
@@ -83,12 +83,14 @@ async function post(url, body, contentType = 'text/plain; charset=utf-8') {
  * subscribe calls are fire-and-forget on some peers), then three real payloads, and checks order and exactly-once.
  */
 async function fanOutChecks(peer, subscribers, publishUrl, okStatuses) {
+  // A URL takes the payload as the body; a function publishes it its own way (Herald's JSON publish API).
+  const publish = typeof publishUrl === 'function' ? publishUrl : (p) => post(publishUrl, p);
   const probeTag = `probe-${Math.random().toString(36).slice(2)}`;
   let probes = 0;
   const end = Date.now() + STEP_TIMEOUT_MS;
   while (!subscribers.every((s) => s.received.some((p) => typeof p === 'string' && p.startsWith(probeTag)))) {
     if (Date.now() > end) throw new Error('no probe publication reached every subscriber within 10 s');
-    const status = await post(publishUrl, `${probeTag}-${probes++}`);
+    const status = await publish(`${probeTag}-${probes++}`);
     if (!okStatuses.includes(status)) throw new Error(`probe publish returned ${status}`);
     await sleep(100);
   }
@@ -97,7 +99,7 @@ async function fanOutChecks(peer, subscribers, publishUrl, okStatuses) {
   // Small JSON like the benchmark's, with characters that need escaping in JSON and a non-ASCII one.
   const payloads = [1, 2, 3].map((i) => `{"t":${Date.now()},"s":${i},"p":"x\\"y/é✓"}`);
   for (const [i, p] of payloads.entries()) {
-    const status = await post(publishUrl, p);
+    const status = await publish(p);
     check(`${peer}: publish #${i + 1} answered ${status}`, okStatuses.includes(status), `expected ${okStatuses.join(' or ')}`);
   }
 
@@ -278,10 +280,68 @@ async function nchan(port) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// The floors (kestrel, kestrel-raw): Herald's herald.json at /ws (connect, subscribe, pushes), POST /api/publish
 
-const peers = [['signalr', signalr], ['socketio', socketio], ['nchan', nchan]].filter(([k]) => opts[k]);
+async function floor(peer, port) {
+  const base = `http://${opts.host}:${port}`;
+  const channel = `smoke-${peer}-${Date.now()}`;
+  const subs = [];
+  for (const name of ['sub A', 'sub B']) {
+    const ws = await openSocket(`ws://${opts.host}:${port}/ws`);
+    ws.send(`{"id":1,"op":"connect"}\n{"id":2,"op":"subscribe","channel":${show(channel)}}`);
+    const reply = await nextFrame(ws, 'connect and subscribe results');
+    const expected = '{"id":1,"result":{}}\n{"id":2,"result":{"epoch":"floor","offset":0}}';
+    check(`${peer}: ${name}: results are exactly ${show(expected)}`, reply.text === expected && !reply.binary, show(reply.text));
+    const sub = { name, ws, received: [], offsets: [], errors: [] };
+    // One push per frame, as Herald encodes it; the offsets must count up by one.
+    ws.on('message', (data, isBinary) => {
+      const text = data.toString('utf8');
+      if (/^\{"id":\d+,"error":/.test(text)) {
+        sub.errors.push(text);
+        return;
+      }
+      const m = /^\{"push":\{"channel":"([^"]*)","pub":\{"offset":(\d+),"data":(.*)\}\}\}$/.exec(text);
+      if (isBinary || !m || m[1] !== channel) {
+        sub.received.push(new Error(`unexpected frame ${show(text)}`));
+        return;
+      }
+      const offset = Number(m[2]);
+      if (sub.offsets.length > 0 && offset !== sub.offsets[sub.offsets.length - 1] + 1) {
+        sub.received.push(new Error(`offset ${offset} after ${sub.offsets[sub.offsets.length - 1]}`));
+      }
+      sub.offsets.push(offset);
+      sub.received.push(JSON.parse(m[3]));
+    });
+    subs.push(sub);
+  }
+  try {
+    const publish = (payload) => post(`${base}/api/publish`, JSON.stringify({ channel, data: payload }), 'application/json');
+    await fanOutChecks(peer, subs, publish, [200]);
+    const last = subs[0].offsets[subs[0].offsets.length - 1];
+    const res = await fetch(`${base}/api/publish`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ channel, data: 'last' }) });
+    const answer = await res.text();
+    check(`${peer}: the publish API answers {"epoch":"floor","offset":N+1}`, res.status === 200 && answer === `{"epoch":"floor","offset":${last + 1}}`, `${res.status} ${answer}`);
+
+    // Nothing but connect and subscribe: anything else is answered with an error, and the connection stays.
+    const ws = subs[1].ws;
+    ws.send('{"id":3,"op":"presence","channel":"x"}');
+    await waitFor(() => subs[1].errors.length > 0, 'the error reply');
+    check(`${peer}: an unknown command is answered with an error`, /^\{"id":3,"error":\{"code":"bad_request"/.test(subs[1].errors[0]), subs[1].errors[0]);
+    // A client's close frame is answered with one, echoing its code.
+    ws.close(4000, 'bye');
+    await waitFor(() => ws.closed, 'the close handshake', 3000).catch(() => {});
+    check(`${peer}: a client's close is answered with its code`, ws.closed !== null && ws.closed.code === 4000, show(ws.closed));
+  } finally {
+    for (const s of subs) s.ws.terminate();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+const peers = [['signalr', signalr], ['socketio', socketio], ['nchan', nchan],
+  ['kestrel', (port) => floor('kestrel', port)], ['kestrel-raw', (port) => floor('kestrel-raw', port)]].filter(([k]) => opts[k]);
 if (peers.length === 0) {
-  console.error('usage: node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--host HOST]');
+  console.error('usage: node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--kestrel PORT] [--kestrel-raw PORT] [--host HOST]');
   process.exit(2);
 }
 for (const [name, run] of peers) {

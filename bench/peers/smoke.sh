@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Proves the three benchmark peers work: installs/builds them (install.sh), starts each on a free port on 127.0.0.1,
-# runs smoke.mjs against all three, and stops them. Nothing is left running when it exits, however it exits.
+# Proves the three benchmark peers and the two floors work: installs/builds them (install.sh), starts each on a free
+# port on 127.0.0.1, runs smoke.mjs against all five, and stops them. Nothing is left running when it exits, however it exits.
 # Exit status: smoke.mjs's (0 = every check passed). The peers' own output is printed when something failed.
 #   bash bench/peers/smoke.sh            (SMOKE_SKIP_INSTALL=1 to skip install.sh)
 set -euo pipefail
@@ -59,6 +59,8 @@ wait_port() { # name port pid
 SIGNALR_PORT="$(free_port)"
 SOCKETIO_PORT="$(free_port)"
 NCHAN_PORT="$(free_port)"
+KESTREL_PORT="$(free_port)"
+KESTREL_RAW_PORT="$(free_port)"
 
 dotnet "$HERE/signalr/bin/Release/net10.0/herald-bench-signalr.dll" --urls "http://127.0.0.1:$SIGNALR_PORT" \
   >"$WORK/signalr.log" 2>&1 &
@@ -73,13 +75,26 @@ bash "$HERE/nchan/run.sh" "$NCHAN_PORT" "$WORK/nchan" >"$WORK/nchan.log" 2>&1 &
 PIDS+=($!)
 NCHAN_PID=$!
 
+# The floors: one build, two modes (kestrel/README.md).
+KESTREL_DLL="$HERE/kestrel/bin/Release/net10.0/herald-bench-kestrel.dll"
+dotnet "$KESTREL_DLL" --urls "http://127.0.0.1:$KESTREL_PORT" >"$WORK/kestrel.log" 2>&1 &
+PIDS+=($!)
+KESTREL_PID=$!
+dotnet "$KESTREL_DLL" --raw --urls "http://127.0.0.1:$KESTREL_RAW_PORT" >"$WORK/kestrel-raw.log" 2>&1 &
+PIDS+=($!)
+KESTREL_RAW_PID=$!
+
 wait_port signalr "$SIGNALR_PORT" "$SIGNALR_PID"
 wait_port socketio "$SOCKETIO_PORT" "$SOCKETIO_PID"
 wait_port nchan "$NCHAN_PORT" "$NCHAN_PID"
-echo "smoke.sh: signalr :$SIGNALR_PORT (pid $SIGNALR_PID), socketio :$SOCKETIO_PORT (pid $SOCKETIO_PID), nchan :$NCHAN_PORT (master pid $NCHAN_PID)"
+wait_port kestrel "$KESTREL_PORT" "$KESTREL_PID"
+wait_port kestrel-raw "$KESTREL_RAW_PORT" "$KESTREL_RAW_PID"
+echo "smoke.sh: signalr :$SIGNALR_PORT (pid $SIGNALR_PID), socketio :$SOCKETIO_PORT (pid $SOCKETIO_PID), nchan :$NCHAN_PORT (master pid $NCHAN_PID)," \
+  "kestrel :$KESTREL_PORT (pid $KESTREL_PID), kestrel-raw :$KESTREL_RAW_PORT (pid $KESTREL_RAW_PID)"
 
 # In the background plus wait, so that a signal to this script runs cleanup at once (and ends smoke.mjs too).
-node "$HERE/smoke.mjs" --signalr "$SIGNALR_PORT" --socketio "$SOCKETIO_PORT" --nchan "$NCHAN_PORT" &
+node "$HERE/smoke.mjs" --signalr "$SIGNALR_PORT" --socketio "$SOCKETIO_PORT" --nchan "$NCHAN_PORT" \
+  --kestrel "$KESTREL_PORT" --kestrel-raw "$KESTREL_RAW_PORT" &
 SMOKE_PID=$!
 PIDS+=("$SMOKE_PID")
 wait "$SMOKE_PID"

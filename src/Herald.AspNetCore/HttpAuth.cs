@@ -33,7 +33,7 @@ internal static class HttpAuth
             }
         }
         var result = await node.Authenticator.AuthenticateAsync(token, context.RequestAborted);
-        if (!node.Handlers.IsEmpty)
+        if (node.Handlers.HandlesConnect)
         {
             var decided = await node.Handlers.ConnectAsync(
                 new ConnectContext(client, transport, token, result, new RequestHeaders(context.Request.Headers), context.Connection.RemoteIpAddress?.ToString()),

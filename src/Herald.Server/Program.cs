@@ -51,6 +51,17 @@ static async Task RunAsync(CommandLine commandLine)
         WebRootPath = Directory.Exists(webRoot) ? webRoot : null,
     });
 
+    // ASP.NET Core's hosting starts an Activity and a logging scope for every request as soon as its logger is on at any
+    // level, though nothing reads them unless a log provider includes scopes or a tracer listens; for a server whose
+    // requests are mostly polls, that is a few per cent of its CPU. Off by default, below every other source, so
+    // appsettings.json, environment variables (Logging__LogLevel__…) or the command line turn it back on
+    // (Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics). An ActivityListener (OpenTelemetry's tracing) still
+    // gets its per-request Activity either way: the hosting creates one whenever its ActivitySource has a listener.
+    builder.Configuration.Sources.Insert(0, new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource
+    {
+        InitialData = [new(HostingDiagnosticsLogLevel, "None")],
+    });
+
     if (commandLine.ConfigFile is not null)
     {
         // Over appsettings*.json (the last file source), under environment variables and the command line, as the host's own sources are.
@@ -66,6 +77,9 @@ static async Task RunAsync(CommandLine commandLine)
     {
         builder.WebHost.UseUrls("http://localhost:8080");
     }
+
+    // No "Server: Kestrel" header: it tells a client nothing it needs, and every poll answer would carry it.
+    builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
 
     // The server API needs a key; rather than running with the API silently disabled, make one up and say so.
     var generatedApiKey = string.IsNullOrEmpty(builder.Configuration["Herald:ApiKey"])
@@ -121,4 +135,11 @@ static async Task RunAsync(CommandLine commandLine)
     ServerLog.Profile(app.Logger, app.Environment.EnvironmentName, options.AllowAnonymous, namespaces);
 
     await app.RunAsync();
+}
+
+/// <summary>What the standalone server sets before any configuration source is read.</summary>
+internal static partial class Program
+{
+    /// <summary>The log level of ASP.NET Core's per-request diagnostics (request scope, request start and end).</summary>
+    internal const string HostingDiagnosticsLogLevel = "Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics";
 }

@@ -122,8 +122,11 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
             {
                 await PublishAsync(n % 2 == 0 ? a : b, Channel, n);
             }
-            // 1..100 are on the replica too.
-            Assert.Equal(1L, (long)await toPrimary.GetDatabase().ExecuteAsync("WAIT", 1, 5000));
+            // 1..100 are on the replica too. (Not WAIT on this connection: WAIT counts replicas that acknowledged this
+            // connection's own writes, and it made none, so it would answer at once.)
+            var keys = new RedisKeys(prefix);
+            var replicaDb = toReplica.GetDatabase();
+            await Wait.UntilAsync(() => (long?)replicaDb.HashGet(keys.Meta(Channel), "head") == 100, Deadline, "the replica to hold 1..100");
             var old = await HeadAsync(a, Channel);
             await WaitForAsync(watchers, old);
 
@@ -143,9 +146,7 @@ public sealed class RedisFaultTests(ITestOutputHelper output)
             primary.Stop();
 
             // A node that delivered 150 finds the head at 100 in the same epoch and renews the epoch in Redis.
-            var keys = new RedisKeys(prefix);
-            var replicaDb = toReplica.GetDatabase();
-            await Wait.UntilAsync(() => replicaDb.HashGet(keys.Meta(Channel), "epoch") != old.Epoch, Deadline, "a node to renew the channel's epoch on the promoted replica");
+            await Wait.UntilAsync(() => replicaDb.HashGet(keys.Meta(Channel), "epoch") is { IsNull: false } epoch && epoch != old.Epoch, Deadline, "a node to renew the channel's epoch on the promoted replica");
             var renewed = (string)replicaDb.HashGet(keys.Meta(Channel), "epoch")!;
             Assert.Equal(100L, (long)replicaDb.HashGet(keys.Meta(Channel), "head"));
 

@@ -29,6 +29,12 @@ internal sealed class ClientContext : IDisposable
 
     public Stats Stats { get; }
 
+    /// <summary>
+    /// A fixed receive buffer (SO_RCVBUF) for this context's sockets, or 0 for the kernel's, which grows while a reader
+    /// keeps up. Fixed, it makes the kernel's share of a stalled reader's backlog the same from run to run.
+    /// </summary>
+    public int ReceiveBufferBytes { get; init; }
+
     /// <summary>The pool polling clients share, as a browser would share one per origin (with no per-host cap).</summary>
     public HttpClient Http { get; }
 
@@ -53,6 +59,11 @@ internal sealed class ClientContext : IDisposable
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
+            if (ReceiveBufferBytes > 0)
+            {
+                // Before connecting: the window scale is agreed in the handshake.
+                socket.ReceiveBufferSize = ReceiveBufferBytes;
+            }
             socket.Bind(new IPEndPoint(NextSource(), 0));
             await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), cancellationToken).ConfigureAwait(false);
             return new NetworkStream(socket, ownsSocket: true);

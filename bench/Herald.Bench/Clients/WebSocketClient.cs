@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.WebSockets;
 using System.Security.Cryptography;
 using System.Text;
@@ -16,6 +17,18 @@ internal abstract class WebSocketClient(ClientContext context, string channel, s
     private WebSocket? _socket;
 
     protected WebSocket Socket => _socket ?? throw new InvalidOperationException("not open");
+
+    /// <summary>Stops and resumes this subscriber's reading (always reading when not set).</summary>
+    public ReadPace? Pace { get; init; }
+
+    /// <summary>The close code the server sent (e.g. 4002), once it closed the connection with a close frame.</summary>
+    public int? CloseCode { get; private set; }
+
+    /// <summary>Why the connection ended other than by a close frame (reset, aborted), or <see langword="null"/>.</summary>
+    public string? LostWith { get; private set; }
+
+    /// <summary><see cref="Stopwatch"/> timestamp of when the client saw the connection end (0 while open).</summary>
+    public long EndedAt { get; private set; }
 
     protected override async Task OpenAsync(CancellationToken cancellationToken)
     {
@@ -95,9 +108,15 @@ internal abstract class WebSocketClient(ClientContext context, string channel, s
                 var result = await Socket.ReceiveAsync(buffer.AsMemory(filled), cancellationToken).ConfigureAwait(false);
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
+                    CloseCode = (int?)Socket.CloseStatus;
+                    EndedAt = Stopwatch.GetTimestamp();
                     throw new IOException($"closed by the server: {Socket.CloseStatus} {Socket.CloseStatusDescription}");
                 }
                 filled += result.Count;
+                if (Pace is { } pace)
+                {
+                    await pace.AfterReadAsync(cancellationToken).ConfigureAwait(false);
+                }
                 if (!result.EndOfMessage)
                 {
                     if (filled == buffer.Length)
@@ -112,6 +131,13 @@ internal abstract class WebSocketClient(ClientContext context, string channel, s
                 await OnMessageAsync(buffer.AsMemory(0, filled), cancellationToken).ConfigureAwait(false);
                 filled = 0;
             }
+        }
+        catch (Exception e) when (e is WebSocketException or IOException && CloseCode is null && !cancellationToken.IsCancellationRequested)
+        {
+            // A server that gives up on the close handshake (a reader stalled past its close timeout) resets the socket.
+            LostWith = e.InnerException?.Message ?? e.Message;
+            EndedAt = Stopwatch.GetTimestamp();
+            throw;
         }
         finally
         {
@@ -128,11 +154,19 @@ internal abstract class WebSocketClient(ClientContext context, string channel, s
     }
 }
 
-/// <summary>Herald over WebSocket: <c>connect</c> and <c>subscribe</c> in one message; pushes carry the payloads.</summary>
+/// <summary>
+/// Herald over WebSocket: <c>connect</c> and <c>subscribe</c> in one message; pushes carry the payloads. With
+/// <see cref="Offsets"/> set it also follows the channel's offsets, line by line, to check every one arrives once.
+/// </summary>
 internal sealed class HeraldWebSocketClient(ClientContext context, string channel) : WebSocketClient(context, channel, "/ws")
 {
+    private const int SubscribeId = 2;
+
+    /// <summary>Checks the offsets this subscriber receives (not followed when not set: parsing costs the generator CPU).</summary>
+    public OffsetCheck? Offsets { get; init; }
+
     protected override Task OnOpenAsync(CancellationToken cancellationToken) =>
-        SendAsync($"{{\"id\":1,\"op\":\"connect\"}}\n{{\"id\":2,\"op\":\"subscribe\",\"channel\":\"{Channel}\"}}", cancellationToken).AsTask();
+        SendAsync($"{{\"id\":1,\"op\":\"connect\"}}\n{{\"id\":{SubscribeId},\"op\":\"subscribe\",\"channel\":\"{Channel}\"}}", cancellationToken).AsTask();
 
     protected override ValueTask OnMessageAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken)
     {
@@ -141,6 +175,14 @@ internal sealed class HeraldWebSocketClient(ClientContext context, string channe
             throw new IOException("Herald refused: " + Encoding.UTF8.GetString(message.Span));
         }
         OnData(message.Span);
+        if (Offsets is { } offsets)
+        {
+            // A frame holds one or more messages, one per line.
+            foreach (var line in message.Span.Split((byte)'\n'))
+            {
+                offsets.Observe(message.Span[line], SubscribeId);
+            }
+        }
         return ValueTask.CompletedTask;
     }
 }

@@ -12,7 +12,9 @@ internal sealed class Stats
 {
     // Latency in microseconds, 1 µs .. 10 min, 3 significant digits. Many client loops record at once, so the
     // recorder's histograms must be the concurrent kind: plain ones lose counts and then fail percentile reads.
-    private readonly Recorder _latency = new(1, 600_000_000, 3, (id, low, high, digits) => new LongConcurrentHistogram(id, low, high, digits));
+    private readonly Recorder _latency = NewRecorder();
+    // A second view of the same latencies, cut at other moments (a scenario's phases); only when asked for.
+    private Recorder? _phases;
     private long _deliveries;
     private long _requests;
     private long _bytesIn;
@@ -30,9 +32,18 @@ internal sealed class Stats
     public void RecordDelivery(long stopwatchTicks)
     {
         Interlocked.Increment(ref _deliveries);
-        var micros = Math.Max(1, stopwatchTicks * 1_000_000 / Stopwatch.Frequency);
-        _latency.RecordValue(Math.Min(micros, 600_000_000));
+        var micros = Math.Min(Math.Max(1, stopwatchTicks * 1_000_000 / Stopwatch.Frequency), 600_000_000);
+        _latency.RecordValue(micros);
+        _phases?.RecordValue(micros);
     }
+
+    /// <summary>Starts recording latency for <see cref="TakePhase"/> too, apart from <see cref="TakeInterval"/>'s.</summary>
+    public void TrackPhases() => _phases ??= NewRecorder();
+
+    /// <summary>The latency histogram since the previous call or <see cref="TrackPhases"/> (and resets it).</summary>
+    public HistogramBase TakePhase() => (_phases ?? throw new InvalidOperationException("call TrackPhases first")).GetIntervalHistogram();
+
+    private static Recorder NewRecorder() => new(1, 600_000_000, 3, (id, low, high, digits) => new LongConcurrentHistogram(id, low, high, digits));
 
     public void CountRequest() => Interlocked.Increment(ref _requests);
 

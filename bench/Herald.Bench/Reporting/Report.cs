@@ -52,6 +52,10 @@ internal static class Report
         {
             MultiNode(md, multinode, plotsDir);
         }
+        if (results.TryGetValue("conflate", out var conflate))
+        {
+            Conflate(md, conflate);
+        }
         md.AppendLine(End);
 
         var docPath = Path.Combine(docsDir, "benchmarks.md");
@@ -255,6 +259,57 @@ internal static class Report
         redis.SavePng(Path.Combine(plotsDir, "multinode-redis.png"), 800, 480);
         md.AppendLine("![multinode latency](benchmarks/multinode-latency.png)").AppendLine();
         md.AppendLine("![multinode redis cpu](benchmarks/multinode-redis.png)").AppendLine();
+    }
+
+    private static void Conflate(StringBuilder md, ScenarioResults results)
+    {
+        md.AppendLine("### (f) Latest-value channels: slow subscribers with and without Conflate").AppendLine();
+        md.AppendLine(Inv, $"Run started {results.Started.UtcDateTime:yyyy-MM-dd HH:mm} UTC.{(results.Note is null ? "" : $" **{results.Note}**")}").AppendLine();
+        var runs = results.Runs.Where(r => r.Conflate is not null).ToList();
+        var any = runs.FirstOrDefault(r => r.Steps.Count > 0);
+        if (any?.Conflate is { } plan)
+        {
+            md.AppendLine(Inv, $"`bench/run.sh conflate`, Herald only (no peer here has latest-value channels). One channel, {any.Clients} fast WebSocket subscribers (they read everything at once) and {plan.Slow.Count} slow ones; the publisher POSTs {F(plan.Rate)} publications/s for {F(plan.PublishSeconds)} s with {plan.PayloadBytes}-byte payloads{(plan.WarmLoadSeconds > 0 ? $", after {F(plan.WarmLoadSeconds)} s of the same load not counted" : "")}. The slow subscribers read like the fast ones for {F(plan.StallAfterSeconds)} s, then read nothing for {F(plan.StallSeconds)} s, then read at full speed again{(plan.StallAfterSeconds + plan.StallSeconds < plan.PublishSeconds ? $" for the last {F(plan.PublishSeconds - plan.StallAfterSeconds - plan.StallSeconds)} s of publishing" : "")}. The channel is in a namespace with `Conflate: true` (*conflate*) or without (*plain*), `HistorySize` 200 in both, on a fresh server per mode with `Herald:MaxQueuedBytes` {F(plan.MaxQueuedBytes / 1048576.0, "0.##")} MiB (conflation starts at half of it). A stalled reader first fills the kernel's socket buffers (the server's send buffer, 4 MiB here, and the slow subscriber's receive buffer, fixed at {plan.SlowReceiveBufferBytes / 1024} KiB) before the server queues anything for it. *Offsets* follow every subscriber from its subscribe reply to the channel's final offset: each must arrive once, or be named by a skip notice. Server memory is PSS of its process: settled with the subscribers connected before any load, the peak while every subscriber read (the warm load and publishing before the stall), and the peak during the stall; no metric shows a connection's queue length, so memory is the evidence that the slow subscribers' queues stay bounded. *Slow: closed* is how each client saw its connection end: a close frame's code, or *reset* when the server gave up the close handshake (`Herald:CloseTimeout`, 5 s) before the stalled reader reached its `4002` frame, with the time since publishing started; the server's own count of `4002` closes is in the last column.").AppendLine();
+        }
+        md.AppendLine("| mode | fast subscribers | fast: offsets received / due | missing / duplicated / skip notices | fast p50 / p99 / max ms | fast p99 ms: before / in / after the stall | slow subscribers | slow: closed | slow: publications received | slow: skip notices (offsets skipped) | slow: reached the final offset | server PSS MB: before load / peak while all read / peak in stall | server: conflated skips / 4002 closes |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|");
+        foreach (var run in runs)
+        {
+            var c = run.Conflate!;
+            if (run.Steps.FirstOrDefault() is not { } s)
+            {
+                md.AppendLine(Inv, $"| {c.Mode} | {run.Clients} | failed: {run.FirstError} | | | | | | | | | | |");
+                continue;
+            }
+            var ended = c.SlowSubscribers.Where(x => x.EndedAtSeconds is not null).ToList();
+            var how = string.Join(", ", ended.Select(x => x.CloseCode?.ToString(Inv) ?? "reset").Distinct());
+            var first = F(ended.Select(x => x.EndedAtSeconds!.Value).DefaultIfEmpty().Min(), "0.0");
+            var last = F(ended.Select(x => x.EndedAtSeconds!.Value).DefaultIfEmpty().Max(), "0.0");
+            var closed = ended.Count == 0
+                ? $"0 of {c.Slow.Count}"
+                : $"{ended.Count} of {c.Slow.Count} ({how}, seen at {(first == last ? first : $"{first}–{last}")} s)";
+            md.AppendLine(Inv, $"| {c.Mode} | {c.Fast.Count} | {c.Fast.Publications}/{c.Fast.OffsetsDue} | {c.Fast.Gaps} / {c.Fast.Duplicates} / {c.Fast.SkipNotices} | {F(s.P50Ms, "0.0")} / {F(s.P99Ms, "0.0")} / {F(s.MaxMs)} | {F(c.FastBeforeStall.P99Ms, "0.0")} / {F(c.FastInStall.P99Ms, "0.0")} / {F(c.FastAfterStall.P99Ms, "0.0")} | {c.Slow.Count} | {closed} | {c.Slow.Publications} | {c.Slow.SkipNotices} ({c.Slow.SkippedOffsets}) | {c.Slow.SawFinal} of {c.Slow.Count} | {F(c.BeforePssMb)} / {F(c.ReadingPeakPssMb)} / {F(c.StallPeakPssMb)} | {c.ServerConflatedSkips} / {c.ServerSlowConsumerCloses} |");
+        }
+        md.AppendLine();
+        if (runs.FirstOrDefault(r => r.Conflate!.Mode == ConflateScenario.Conflated && r.Steps.Count > 0) is { } on
+            && runs.FirstOrDefault(r => r.Conflate!.Mode == ConflateScenario.Plain && r.Steps.Count > 0) is { } off)
+        {
+            // Said from the figures, so that it stays true when the run is repeated.
+            var a = on.Conflate!;
+            var b = off.Conflate!;
+            var slowOn = a.Slow.Closed == 0 && a.Slow.SawFinal == a.Slow.Count
+                ? $"With `Conflate` the {a.Slow.Count} slow subscribers stayed connected, got {a.Slow.SkipNotices} skip notices naming {a.Slow.SkippedOffsets} offsets that the server did not queue for them ({F(a.Slow.SkippedOffsets * (double)a.PayloadBytes / 1048576)} MiB of payload), and all reached the final offset"
+                : $"With `Conflate`, {a.Slow.Closed} of {a.Slow.Count} slow subscribers were closed and {a.Slow.SawFinal} reached the final offset (see the table)";
+            var slowOff = $"without it {b.Slow.Closed} of {b.Slow.Count} were closed ({b.ServerSlowConsumerCloses} slow-consumer closes counted by the server)";
+            var memory = $"the server's PSS peaked at {F(a.StallPeakPssMb)} MB during the stall against {F(a.ReadingPeakPssMb)} MB while every subscriber read with `Conflate` ({F(b.StallPeakPssMb)} against {F(b.ReadingPeakPssMb)} MB without; the {F(Math.Abs(a.ReadingPeakPssMb - b.ReadingPeakPssMb))} MB between the two modes while every subscriber read, when nothing differed yet, is the GC's spread to read these against)";
+            var fastOk = a.Fast.Gaps + a.Fast.Duplicates + a.Fast.SkipNotices + b.Fast.Gaps + b.Fast.Duplicates + b.Fast.SkipNotices == 0
+                && a.Fast.SawFinal == a.Fast.Count && b.Fast.SawFinal == b.Fast.Count;
+            var fast = (fastOk
+                ? "In both modes every fast subscriber got every offset once"
+                : "The fast subscribers did not all get every offset once (see the table)")
+                + $", at p99 {F(a.FastInStall.P99Ms, "0.0")} ms during the stall against {F(a.FastBeforeStall.P99Ms, "0.0")} ms before it with `Conflate` ({F(b.FastInStall.P99Ms, "0.0")} against {F(b.FastBeforeStall.P99Ms, "0.0")} ms without; after the stall, while the slow subscribers caught up, {F(a.FastAfterStall.P99Ms, "0.0")} and {F(b.FastAfterStall.P99Ms, "0.0")} ms)";
+            md.AppendLine(Inv, $"{slowOn}; {slowOff}. {fast}, and {memory}.").AppendLine();
+        }
     }
 
     private static void Bars(string path, string title, string yLabel, List<string> labels, params (string Name, List<double> Values)[] series)

@@ -64,7 +64,7 @@ internal static class IdleScenario
     }
 
     /// <summary>RSS and PSS after a settling time: the highest of a few samples, so a GC in between flatters no one.</summary>
-    private static async Task<(long Rss, long Pss)> SettledMemoryAsync(ServerProcess server, TimeSpan settle, CancellationToken cancellationToken)
+    internal static async Task<(long Rss, long Pss)> SettledMemoryAsync(ServerProcess server, TimeSpan settle, CancellationToken cancellationToken)
     {
         await Task.Delay(settle, cancellationToken).ConfigureAwait(false);
         long rss = 0, pss = 0;

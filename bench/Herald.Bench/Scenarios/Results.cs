@@ -69,6 +69,102 @@ internal sealed record RunResult
     public double KbPerConnection { get; init; }
     public string Limit { get; init; } = "";
     public double WallSeconds { get; init; }
+
+    // The conflate scenario's figures (absent from the other scenarios' files).
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public ConflateResult? Conflate { get; init; }
+}
+
+/// <summary>
+/// One mode of the conflate scenario: fast and slow WebSocket subscribers of one channel, in a namespace with
+/// <c>Conflate</c> (<see cref="Mode"/> <c>conflate</c>) or without (<c>plain</c>). The fast subscribers' deliveries
+/// and latency are the run's step; this holds what the offsets, the slow subscribers and the server showed.
+/// </summary>
+internal sealed record ConflateResult
+{
+    public string Mode { get; init; } = "";
+    public string Channel { get; init; } = "";
+    public double Rate { get; init; }
+    public double PublishSeconds { get; init; }
+    public double WarmLoadSeconds { get; init; }
+    public int PayloadBytes { get; init; }
+    public int MaxQueuedBytes { get; init; }
+    public double StallAfterSeconds { get; init; }
+    public double StallSeconds { get; init; }
+    public int SlowReceiveBufferBytes { get; init; }
+
+    /// <summary>The channel's head (newest offset) once publishing ended.</summary>
+    public long FinalOffset { get; init; }
+
+    public SubscriberGroup Fast { get; init; } = new();
+
+    // The fast subscribers' delivery latency in each part of the publishing interval: before the stall, during it,
+    // and from its end (the slow subscribers catching up) to the end of the drain.
+    public PhaseLatency FastBeforeStall { get; init; } = new();
+    public PhaseLatency FastInStall { get; init; } = new();
+    public PhaseLatency FastAfterStall { get; init; } = new();
+
+    public SubscriberGroup Slow { get; init; } = new();
+    public List<SlowSubscriber> SlowSubscribers { get; init; } = [];
+
+    // The server's memory (process tree, /proc): settled with the subscribers connected before any load, its peak
+    // while every subscriber read (the warm load and publishing before the stall), and its peak during the stall.
+    public double BeforePssMb { get; init; }
+    public double BeforeRssMb { get; init; }
+    public double ReadingPeakPssMb { get; init; }
+    public double ReadingPeakRssMb { get; init; }
+    public double StallPeakPssMb { get; init; }
+    public double StallPeakRssMb { get; init; }
+
+    // The server's own counters (GET /metrics) at the end of the run.
+    public long ServerConflatedSkips { get; init; }
+    public long ServerSlowConsumerCloses { get; init; }
+}
+
+/// <summary>What a group of subscribers (fast or slow) received, summed over its members.</summary>
+internal sealed record SubscriberGroup
+{
+    public int Count { get; init; }
+
+    /// <summary>Offsets due to the group: from each member's subscribe position to the final offset.</summary>
+    public long OffsetsDue { get; init; }
+    public long Publications { get; init; }
+    public long Gaps { get; init; }
+    public long Duplicates { get; init; }
+    public long SkipNotices { get; init; }
+    public long SkippedOffsets { get; init; }
+
+    /// <summary>Members that reached the final offset (by its publication, after any skips).</summary>
+    public int SawFinal { get; init; }
+
+    /// <summary>Members whose connection ended during the run (a close frame or a reset).</summary>
+    public int Closed { get; init; }
+}
+
+/// <summary>Delivery latency percentiles over one part of a run.</summary>
+internal sealed record PhaseLatency
+{
+    public long Deliveries { get; init; }
+    public double P50Ms { get; init; }
+    public double P99Ms { get; init; }
+    public double MaxMs { get; init; }
+}
+
+/// <summary>One slow subscriber: how its connection ended (if it did) and what it received.</summary>
+internal sealed record SlowSubscriber
+{
+    public int? CloseCode { get; init; }
+    public string? LostWith { get; init; }
+
+    /// <summary>Seconds from the start of publishing to when the client saw its connection end.</summary>
+    public double? EndedAtSeconds { get; init; }
+    public long Publications { get; init; }
+    public long SkipNotices { get; init; }
+    public long SkippedOffsets { get; init; }
+    public long Gaps { get; init; }
+    public long Duplicates { get; init; }
+    public long LastOffset { get; init; }
+    public bool SawFinal { get; init; }
 }
 
 /// <summary>What a results file holds: the machine, the sizes, and every run.</summary>
@@ -77,6 +173,10 @@ internal sealed record ScenarioResults
     public string Scenario { get; init; } = "";
     public string Size { get; init; } = "";
     public DateTimeOffset Started { get; init; }
+
+    /// <summary>What to say of this run beside its figures (<c>--note</c>), e.g. that it was taken on a shared machine.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Note { get; init; }
     public Dictionary<string, string> Machine { get; init; } = [];
     public List<RunResult> Runs { get; init; } = [];
 }

@@ -6,6 +6,9 @@ namespace Herald.Bench.Scenarios;
 /// <summary>The sizes of one scenario run: <c>smoke</c> proves the harness in CI, <c>default</c> is what docs/benchmarks.md shows.</summary>
 internal sealed record Sizes(int[] Clients, double[] Rates, TimeSpan Step, TimeSpan WarmLoad)
 {
+    /// <summary>The conflate scenario's slow subscribers and their stall (only that scenario has one).</summary>
+    public ConflatePlan? Conflate { get; init; }
+
     public static Sizes For(string scenario, string size) => (scenario, size) switch
     {
         ("fanout", "smoke") => new([50], [5, 20], TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)),
@@ -20,14 +23,30 @@ internal sealed record Sizes(int[] Clients, double[] Rates, TimeSpan Step, TimeS
         // at the low rates is a few milliseconds a step, and needs the publications to be read at all.
         ("multinode", "smoke") => new([300], [5, 20], TimeSpan.FromSeconds(1), TimeSpan.Zero),
         ("multinode", _) => new([30000], [1, 2, 5, 10, 20, 50, 100, 200], TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(10)),
+        // Clients are the fast subscribers, the one rate is the publisher's for the step's length. A stalled reader
+        // first fills the kernel's socket buffers (tcp_wmem's 4 MiB maximum on the server's side here, and the slow
+        // reader's fixed receive buffer) before the server queues anything for it. The stall must outlast that and
+        // then half the server's queue (Conflate) or all of it (plain: 4002). The queue keeps the server's default
+        // 8 MiB, so a fast subscriber is only conflated if it falls 4 MiB behind (seconds here, even on a busy machine);
+        // the payload is large enough that the stall fills it all within the run (the smoke size in seconds). And the
+        // stall, with the catching up after it, stays well under Herald:KeepAliveTimeout (20 s): a ping the server
+        // sends at its start waits behind the backlog, and one not answered in time drops the connection.
+        ("conflate", "smoke") => new([10], [1000], TimeSpan.FromSeconds(6), TimeSpan.Zero)
+        {
+            Conflate = new(Slow: 2, PayloadBytes: 4096, MaxQueuedBytes: 8 << 20, StallAfter: TimeSpan.FromSeconds(1), StallFor: TimeSpan.FromSeconds(5)),
+        },
+        ("conflate", _) => new([200], [500], TimeSpan.FromSeconds(25), TimeSpan.FromSeconds(10))
+        {
+            Conflate = new(Slow: 5, PayloadBytes: 2560, MaxQueuedBytes: 8 << 20, StallAfter: TimeSpan.FromSeconds(5), StallFor: TimeSpan.FromSeconds(15)),
+        },
         _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
     };
 }
 
-/// <summary>The five scenarios of the benchmark.</summary>
+/// <summary>The six scenarios of the benchmark.</summary>
 internal static class ScenarioRunner
 {
-    public static readonly string[] Names = ["fanout", "channels", "idle", "polling", "multinode"];
+    public static readonly string[] Names = ["fanout", "channels", "idle", "polling", "multinode", "conflate"];
 
     public static async Task<List<RunResult>> RunAsync(string scenario, Sizes sizes, IReadOnlyList<BenchSystem> systems, BenchOptions options, CancellationToken cancellationToken)
     {
@@ -39,20 +58,27 @@ internal static class ScenarioRunner
                 Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {scenario}: {system.Name} skipped (no Redis scale-out mode here)");
                 continue;
             }
-            IEnumerable<(string Transport, int Clients)> plan = scenario switch
+            if (scenario == "conflate" && !system.HasLatestValueChannels)
+            {
+                Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {scenario}: {system.Name} skipped (no latest-value channels)");
+                continue;
+            }
+            IEnumerable<(string Transport, int Clients, string? Mode)> plan = scenario switch
             {
                 // (a) fan-out over WebSocket at every size, and over each other transport a system serves at the
                 // smallest size (latency against load per transport); (b) many channels and (c) idle over WebSocket.
-                "fanout" => sizes.Clients.Select(n => (Transports.WebSocket, n))
-                    .Concat(system.Transports.Where(t => t != Transports.WebSocket).Select(t => (t, sizes.Clients.Min()))),
-                "channels" or "idle" or "multinode" => sizes.Clients.Select(n => (Transports.WebSocket, n)),
+                "fanout" => sizes.Clients.Select(n => (Transports.WebSocket, n, (string?)null))
+                    .Concat(system.Transports.Where(t => t != Transports.WebSocket).Select(t => (t, sizes.Clients.Min(), (string?)null))),
+                "channels" or "idle" or "multinode" => sizes.Clients.Select(n => (Transports.WebSocket, n, (string?)null)),
                 // (d) the same workload over every transport each system serves.
-                "polling" => system.Transports.SelectMany(t => sizes.Clients.Select(n => (t, n))),
+                "polling" => system.Transports.SelectMany(t => sizes.Clients.Select(n => (t, n, (string?)null))),
+                // (f) the same run in a namespace with Conflate and in one without.
+                "conflate" => sizes.Clients.SelectMany(n => ConflateScenario.Modes.Select(m => (Transports.WebSocket, n, (string?)m))),
                 _ => throw new ArgumentException(scenario),
             };
-            foreach (var (transport, clients) in plan.Where(p => options.OnlyTransports.Count == 0 || options.OnlyTransports.Contains(p.Transport)))
+            foreach (var (transport, clients, mode) in plan.Where(p => options.OnlyTransports.Count == 0 || options.OnlyTransports.Contains(p.Transport)))
             {
-                Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {scenario}: {system.Name} {transport} x{clients}");
+                Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {scenario}: {system.Name} {transport} x{clients}{(mode is null ? "" : $" ({mode})")}");
                 var clock = Stopwatch.StartNew();
                 RunResult result;
                 try
@@ -61,13 +87,19 @@ internal static class ScenarioRunner
                     {
                         "idle" => await IdleScenario.RunAsync(system, clients, sizes, options, cancellationToken).ConfigureAwait(false),
                         "multinode" => await MultiNodeScenario.RunAsync(system, clients, sizes, options, cancellationToken).ConfigureAwait(false),
+                        "conflate" => await ConflateScenario.RunAsync(system, mode!, clients, sizes, options, cancellationToken).ConfigureAwait(false),
                         _ => await RunLoadAsync(scenario, system, transport, clients, sizes, options, cancellationToken).ConfigureAwait(false),
                     };
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     Console.Error.WriteLine($"  run failed: {e}");
-                    result = new RunResult { FirstError = $"{e.GetType().Name}: {e.Message}", Limit = "failed" };
+                    result = new RunResult
+                    {
+                        FirstError = $"{e.GetType().Name}: {e.Message}",
+                        Limit = "failed",
+                        Conflate = mode is null ? null : new ConflateResult { Mode = mode },
+                    };
                 }
                 result = result with { Scenario = scenario, System = system.Name, Transport = transport, Clients = clients, WallSeconds = clock.Elapsed.TotalSeconds };
                 Print(result);
@@ -128,7 +160,7 @@ internal static class ScenarioRunner
     }
 
     private static void Print(RunResult r) =>
-        Console.WriteLine($"  => {r.System} {r.Transport} x{r.Clients}: connected {r.Connected}, failures {r.ConnectFailures}, limit: {r.Limit}" +
+        Console.WriteLine($"  => {r.System} {r.Transport} x{r.Clients}{(r.Conflate is { } c ? $" ({c.Mode})" : "")}: connected {r.Connected}, failures {r.ConnectFailures}, limit: {r.Limit}" +
                           (r.KbPerConnection > 0 ? $", {r.KbPerConnection:0.0} KiB/connection" : "") +
                           (r.FirstError is null ? "" : $", first error: {r.FirstError}"));
 }

@@ -35,16 +35,25 @@ internal sealed class Session : IAsyncDisposable
     public int ConnectFailures { get; private set; }
     public string? FirstError => _firstError ?? Publisher.FirstError;
 
-    public static async Task<Session> StartAsync(BenchSystem system, BenchOptions options, string label, CancellationToken cancellationToken)
+    /// <summary>Starts a fresh server of <paramref name="system"/>; <paramref name="environment"/> adds to (or overrides) its configuration.</summary>
+    public static async Task<Session> StartAsync(BenchSystem system, BenchOptions options, string label, CancellationToken cancellationToken, IReadOnlyDictionary<string, string>? environment = null)
     {
         var port = ServerProcess.FreePort();
         var start = system.CreateStart(options.Root, port, options.WorkDir);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
         var server = await ServerProcess.StartAsync(start, port, Path.Combine(options.WorkDir, "logs", $"{label}-{system.Name}-{port}.log"), cancellationToken).ConfigureAwait(false);
         return new Session(system, server, options);
     }
 
     /// <summary>Opens <paramref name="count"/> subscribers, <see cref="BenchOptions.ConnectParallelism"/> at a time.</summary>
-    public async Task<int> ConnectAsync(string transport, int count, Func<int, string> channelFor, CancellationToken cancellationToken)
+    public Task<int> ConnectAsync(string transport, int count, Func<int, string> channelFor, CancellationToken cancellationToken) =>
+        ConnectAsync(count, i => System.CreateClient(transport, Context, channelFor(i), Options.ShortPollInterval), cancellationToken);
+
+    /// <summary>Opens the <paramref name="count"/> subscribers <paramref name="create"/> makes, <see cref="BenchOptions.ConnectParallelism"/> at a time.</summary>
+    public async Task<int> ConnectAsync(int count, Func<int, BenchClient> create, CancellationToken cancellationToken)
     {
         using var gate = new SemaphoreSlim(Options.ConnectParallelism);
         var connected = 0;
@@ -52,7 +61,7 @@ internal sealed class Session : IAsyncDisposable
         for (var i = 0; i < count; i++)
         {
             await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-            var client = System.CreateClient(transport, Context, channelFor(i), Options.ShortPollInterval);
+            var client = create(i);
             tasks.Add(Task.Run(async () =>
             {
                 try

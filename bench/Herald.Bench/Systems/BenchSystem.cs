@@ -32,11 +32,19 @@ internal abstract class BenchSystem(string name)
     /// <summary>Whether the system runs as several nodes on one Redis here (the multinode scenario).</summary>
     public virtual bool ScalesOutOnRedis => false;
 
+    /// <summary>
+    /// Whether the system has latest-value channels (a subscriber that falls behind gets the newest message and a notice
+    /// of what it skipped, instead of every message or a disconnect): Herald's <c>Conflate</c> namespaces. None of the
+    /// peers here has them, so the conflate scenario runs Herald only.
+    /// </summary>
+    public virtual bool HasLatestValueChannels => false;
+
     /// <summary>How to start one node of several sharing the Redis at <paramref name="redisConfiguration"/> (host:port,…).</summary>
     public virtual ProcessStartInfo CreateNodeStart(string root, int port, string workDir, string redisConfiguration) =>
         throw new NotSupportedException($"{Name} has no Redis scale-out mode here");
 
-    public static IReadOnlyList<BenchSystem> All { get; } = [new HeraldSystem(), new SignalRSystem(), new SocketIoSystem(), new NchanSystem()];
+    public static IReadOnlyList<BenchSystem> All { get; } =
+        [new HeraldSystem(), new SignalRSystem(), new SocketIoSystem(), new NchanSystem(), new KestrelFloorSystem(raw: false), new KestrelFloorSystem(raw: true)];
 
     public static BenchSystem Find(string name) =>
         All.FirstOrDefault(s => s.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
@@ -85,13 +93,18 @@ internal sealed class HeraldSystem() : BenchSystem("herald")
         _ => Unsupported(transport),
     };
 
-    public override HttpRequestMessage CreatePublish(string channel, string payload) => new(HttpMethod.Post, "api/publish")
+    public override HttpRequestMessage CreatePublish(string channel, string payload) => Publish(channel, payload);
+
+    /// <summary>Herald's publish API: <c>POST /api/publish {"channel":…,"data":…}</c> with the API key.</summary>
+    public static HttpRequestMessage Publish(string channel, string payload) => new(HttpMethod.Post, "api/publish")
     {
         Headers = { Authorization = new("Bearer", ApiKey) },
         Content = Text($"{{\"channel\":\"{channel}\",\"data\":\"{payload}\"}}", "application/json"),
     };
 
     public override bool ScalesOutOnRedis => true;
+
+    public override bool HasLatestValueChannels => true;
 
     /// <summary>The same server with <c>Herald:Redis:Configuration</c> set: history, fan-out and presence in Redis.</summary>
     public override ProcessStartInfo CreateNodeStart(string root, int port, string workDir, string redisConfiguration)
@@ -167,4 +180,30 @@ internal sealed class NchanSystem() : BenchSystem("nchan")
 
     public override HttpRequestMessage CreatePublish(string channel, string payload) =>
         new(HttpMethod.Post, $"pub/{channel}") { Content = Text(payload) };
+}
+
+/// <summary>
+/// A floor, not a product (bench/peers/kestrel): the least a .NET server on Kestrel does to serve Herald's WebSocket
+/// fan-out, spoken to with Herald's own client and publish API. <c>kestrel</c> is ASP.NET Core's <c>UseWebSockets</c>
+/// and <c>WebSocket.SendAsync</c>; <c>kestrel-raw</c> answers the upgrade in a connection middleware and writes
+/// pre-built frames into the transport, below Kestrel's HTTP layer.
+/// </summary>
+internal sealed class KestrelFloorSystem(bool raw) : BenchSystem(raw ? "kestrel-raw" : "kestrel")
+{
+    public override IReadOnlyList<string> Transports { get; } = [Systems.Transports.WebSocket];
+
+    public override ProcessStartInfo CreateStart(string root, int port, string workDir)
+    {
+        var start = Dotnet(Path.Combine(root, "bench/peers/kestrel/bin/Release/net10.0/herald-bench-kestrel.dll"), port);
+        if (raw)
+        {
+            start.ArgumentList.Add("--raw");
+        }
+        return start;
+    }
+
+    public override BenchClient CreateClient(string transport, ClientContext context, string channel, TimeSpan shortPollInterval) =>
+        transport == Systems.Transports.WebSocket ? new HeraldWebSocketClient(context, channel) : Unsupported(transport);
+
+    public override HttpRequestMessage CreatePublish(string channel, string payload) => HeraldSystem.Publish(channel, payload);
 }

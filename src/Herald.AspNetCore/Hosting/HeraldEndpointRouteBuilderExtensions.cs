@@ -34,7 +34,12 @@ public static class HeraldEndpointRouteBuilderExtensions
 
         var origins = new OriginPolicy(node.Options);
         var limits = new RequestLimits(node.Options);
-        endpoints.Map("/ws", context => WebSocketEndpoint.HandleAsync(context, node, logger, origins, limits));
+        var keepAlive = WebSocketKeepAlive.Create(node.Options);
+        if (keepAlive is not null)
+        {
+            node.Stopping.Register(keepAlive.Dispose);
+        }
+        endpoints.Map("/ws", context => WebSocketEndpoint.HandleAsync(context, node, keepAlive, logger, origins, limits));
         var sseLogger = endpoints.ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger("Herald.Sse");
         endpoints.MapMethods("/sse", [HttpMethods.Get, HttpMethods.Options], async context =>
         {

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Herald.Brokers;
@@ -29,10 +28,11 @@ internal static class PollEndpoint
             await HttpErrors.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, ErrorCodes.PayloadTooLarge, $"the body is larger than {options.MaxMessageBytes} bytes");
             return;
         }
-        // Handlers know a poll by its own client id when a GET names one before the body is read, else by a fresh one.
+        // Handlers know a poll by its own client id when a GET names one before the body is read, else by a fresh one;
+        // without a connect or subscribe handler nobody sees it, so none is made.
         var clientId = context.Request.Query["client"] is { Count: 1 } named && ClientInfoRules.IsValidClientId(named.ToString())
             ? named.ToString()
-            : node.NewClientId();
+            : node.Handlers.HandlesConnect || node.Handlers.HandlesSubscribe ? node.NewClientId() : "";
         if (await HttpAuth.AuthenticateAsync(context, node, HeraldTransportNames.Poll, clientId) is not { } auth)
         {
             return;
@@ -52,7 +52,7 @@ internal static class PollEndpoint
                 return;
             }
         }
-        if (!node.Handlers.IsEmpty)
+        if (node.Handlers.HandlesSubscribe)
         {
             var client = new ClientInfo(auth.User, request.Client ?? clientId) { Info = request.Info };
             foreach (var cursor in request.Cursors)
@@ -173,39 +173,37 @@ internal static class PollEndpoint
             return;
         }
         node.Metrics.PollAnswered(news, notModified: false);
-        var length = 15; // {"channels":{ }}
+        // The exact length, sent as Content-Length: {"channels":{ and }}, then per channel "name": and its answer, and a
+        // comma between channels.
+        var length = 15 + answers.Length - 1;
         for (var i = 0; i < answers.Length; i++)
         {
-            length += request.Cursors[i].Channel.Length + 4 + answers[i].Json.Length;
+            length += request.Cursors[i].Channel.Length + 3 + answers[i].Json.Length;
         }
-        var body = ArrayPool<byte>.Shared.Rent(length);
-        try
+        response.StatusCode = StatusCodes.Status200OK;
+        response.ContentType = "application/json";
+        response.ContentLength = length;
+        // Written straight into Kestrel's output buffer, headers and body in one flush (one send), no chunking.
+        var writer = response.BodyWriter;
+        var body = writer.GetSpan(length);
+        var at = Append(body, 0, "{\"channels\":{"u8);
+        for (var i = 0; i < answers.Length; i++)
         {
-            var at = Append(body, 0, "{\"channels\":{"u8);
-            for (var i = 0; i < answers.Length; i++)
+            if (i > 0)
             {
-                if (i > 0)
-                {
-                    body[at++] = (byte)',';
-                }
-                body[at++] = (byte)'"';
-                // Channel names never need escaping (see ChannelName), so they are copied as they are.
-                at += System.Text.Encoding.ASCII.GetBytes(request.Cursors[i].Channel, body.AsSpan(at));
-                at = Append(body, at, "\":"u8);
-                at = Append(body, at, answers[i].Json.Span);
+                body[at++] = (byte)',';
             }
-            at = Append(body, at, "}}"u8);
-            response.StatusCode = StatusCodes.Status200OK;
-            response.ContentType = "application/json";
-            response.ContentLength = at;
-            await response.Body.WriteAsync(body.AsMemory(0, at), context.RequestAborted);
-            node.Metrics.Sent(request.Wait > TimeSpan.Zero ? Herald.Diagnostics.DeliveryTransport.LongPoll : Herald.Diagnostics.DeliveryTransport.ShortPoll, msgPack: false, at);
-            RecordDeliveries(node, request, answers);
+            body[at++] = (byte)'"';
+            // Channel names never need escaping (see ChannelName), so they are copied as they are.
+            at += System.Text.Encoding.ASCII.GetBytes(request.Cursors[i].Channel, body[at..]);
+            at = Append(body, at, "\":"u8);
+            at = Append(body, at, answers[i].Json.Span);
         }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(body);
-        }
+        at = Append(body, at, "}}"u8);
+        writer.Advance(at);
+        await writer.FlushAsync(context.RequestAborted);
+        node.Metrics.Sent(request.Wait > TimeSpan.Zero ? Herald.Diagnostics.DeliveryTransport.LongPoll : Herald.Diagnostics.DeliveryTransport.ShortPoll, msgPack: false, at);
+        RecordDeliveries(node, request, answers);
     }
 
     // One delivery latency observation per publication in the answer, stamped when the body has been written.
@@ -222,9 +220,9 @@ internal static class PollEndpoint
         }
     }
 
-    private static int Append(byte[] body, int at, ReadOnlySpan<byte> bytes)
+    private static int Append(Span<byte> body, int at, ReadOnlySpan<byte> bytes)
     {
-        bytes.CopyTo(body.AsSpan(at));
+        bytes.CopyTo(body[at..]);
         return at + bytes.Length;
     }
 

@@ -51,6 +51,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
     private volatile bool _closeSent;
     private int _disposed;
     private int _reading;
+    private int _readCount;
     private FrameHeader _outHeader;
     private int _outHeaderFilled;
     private long _outPayloadRemaining;
@@ -83,6 +84,9 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
 
     /// <summary>Whether the peer's close frame has fully arrived (or the peer closed the TCP connection).</summary>
     public bool PeerClosed => _peerClosed;
+
+    /// <summary>How many reads have brought bytes from the peer: keep-alive's proof of life, whatever frame they held.</summary>
+    public int ReadCount => Volatile.Read(ref _readCount);
 
     public override bool CanRead => true;
     public override bool CanWrite => true;
@@ -131,6 +135,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
             _peerClosed = true;
             return 0;
         }
+        Volatile.Write(ref _readCount, _readCount + 1);
         if (Inspect(buffer.Span[..read], enforce: true, out var deliverable) is { } violation)
         {
             if (deliverable > 0)

@@ -51,9 +51,12 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
     /// <summary>The connection slot (<c>Herald:MaxConnections</c>, <c>MaxConnectionsPerIp</c>), given back when the connection ends.</summary>
     private readonly IDisposable _slot;
 
-    public WebSocketConnection(HeraldNode node, Microsoft.AspNetCore.Http.HttpContext http, Stream upgraded, string? subProtocol, ILogger logger, IDisposable slot)
+    private readonly WebSocketKeepAlive? _keepAlive;
+
+    public WebSocketConnection(HeraldNode node, Microsoft.AspNetCore.Http.HttpContext http, Stream upgraded, string? subProtocol, WebSocketKeepAlive? keepAlive, ILogger logger, IDisposable slot)
     {
         _node = node;
+        _keepAlive = keepAlive;
         _http = http;
         _slot = slot;
         _logger = logger;
@@ -63,8 +66,8 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         {
             IsServer = true,
             SubProtocol = subProtocol,
-            KeepAliveInterval = options.KeepAliveInterval,
-            KeepAliveTimeout = options.KeepAliveInterval > TimeSpan.Zero ? options.KeepAliveTimeout : Timeout.InfiniteTimeSpan,
+            // Pings are the node's WebSocketKeepAlive's (one timer for all); the platform's would give each connection a timer.
+            KeepAliveInterval = TimeSpan.Zero,
         });
         Encoding = WebSocketHandshake.EncodingOf(subProtocol);
         _messageType = Encoding == WireEncoding.MsgPack ? WebSocketMessageType.Binary : WebSocketMessageType.Text;
@@ -95,6 +98,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         _connectTimer = new Timer(
             static state => ((WebSocketConnection)state!).OnConnectTimeout(), this, _node.Options.ConnectTimeout, Timeout.InfiniteTimeSpan);
         using var stopping = _node.Stopping.Register(static state => ((WebSocketConnection)state!).Close(CloseCodes.GoingAway, "server shutting down"), this);
+        _keepAlive?.Add(this);
         // The read loop is written out here rather than in a method of its own: an idle connection waits in it for good,
         // and each async method on that path is a state machine kept alive as long as the connection.
         try
@@ -183,6 +187,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         }
         finally
         {
+            _keepAlive?.Remove(this);
             // What ended the connection, for the disconnect handler: our close, the peer's close frame, or neither (1006).
             var peer = Closing ? null : _socket.CloseStatus;
             var dropped = !Closing && peer is null;

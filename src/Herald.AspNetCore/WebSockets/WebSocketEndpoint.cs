@@ -12,14 +12,14 @@ internal static class WebSocketEndpoint
     /// whenever the handshake completes at once (as it does unless the 101 answer has to wait for the socket), so that no
     /// method awaiting the connection keeps a state machine of its own for the connection's whole life.
     /// </summary>
-    public static Task HandleAsync(HttpContext context, HeraldNode node, ILogger logger, OriginPolicy origins, RequestLimits limits)
+    public static Task HandleAsync(HttpContext context, HeraldNode node, WebSocketKeepAlive? keepAlive, ILogger logger, OriginPolicy origins, RequestLimits limits)
     {
         if (!origins.IsAllowed(context, out var origin))
         {
             return HttpErrors.WriteAsync(context, StatusCodes.Status403Forbidden, Herald.Protocol.ErrorCodes.ForbiddenOrigin,
                 $"origin {origin} is not allowed (Herald:AllowedOrigins)");
         }
-        var accepting = AcceptAsync(context, node, logger, limits);
+        var accepting = AcceptAsync(context, node, keepAlive, logger, limits);
         return accepting.IsCompletedSuccessfully
             ? accepting.Result?.RunAsync() ?? Task.CompletedTask
             : RunWhenAcceptedAsync(accepting);
@@ -37,7 +37,7 @@ internal static class WebSocketEndpoint
     /// Takes a connection slot and answers the handshake; returns the connection to run, which owns the slot from then
     /// on, or <see langword="null"/> when the request was refused (the refusal is written, the slot given back).
     /// </summary>
-    private static async ValueTask<WebSocketConnection?> AcceptAsync(HttpContext context, HeraldNode node, ILogger logger, RequestLimits limits)
+    private static async ValueTask<WebSocketConnection?> AcceptAsync(HttpContext context, HeraldNode node, WebSocketKeepAlive? keepAlive, ILogger logger, RequestLimits limits)
     {
         var slot = await limits.AcquireConnectionAsync(context);
         if (slot is null)
@@ -53,7 +53,7 @@ internal static class WebSocketEndpoint
                 return null;
             }
             var stream = await WebSocketHandshake.AcceptAsync(context, key!, subProtocol);
-            return new WebSocketConnection(node, context, stream, subProtocol, logger, slot);
+            return new WebSocketConnection(node, context, stream, subProtocol, keepAlive, logger, slot);
         }
         catch
         {

@@ -9,8 +9,9 @@ namespace Herald.Handlers;
 /// <summary>
 /// Runs the application's <see cref="IHeraldHandler"/>s, in registration order, for every transport: each call under
 /// <see cref="HeraldOptions.HandlerTimeout"/>, a throw or a timeout turned into <c>internal</c> (or the
-/// <see cref="HeraldHandlerException"/>'s own error) and logged. Transports ask it only when <see cref="IsEmpty"/> is
-/// false, so a server without handlers builds no context and pays nothing on its hot paths.
+/// <see cref="HeraldHandlerException"/>'s own error) and logged. Transports ask it about a hook only when a handler
+/// implements that hook (<see cref="HandlesConnect"/>, <see cref="HandlesSubscribe"/>, …), so a server without handlers,
+/// or whose handlers leave a hook to <see cref="HeraldHandler"/>'s default, builds no context and pays nothing there.
 /// </summary>
 internal sealed partial class HandlerPipeline
 {
@@ -18,6 +19,12 @@ internal sealed partial class HandlerPipeline
     public const int MaxMethodLength = 64;
 
     private readonly IHeraldHandler[] _handlers;
+    // Per hook, the handlers that implement it: a HeraldHandler that keeps the base class's pass-through for a hook is
+    // left out of that hook, which answers the same without it (and without a timeout to arm per call).
+    private readonly IHeraldHandler[] _connect;
+    private readonly IHeraldHandler[] _subscribe;
+    private readonly IHeraldHandler[] _publish;
+    private readonly IHeraldHandler[] _disconnect;
     private readonly ILogger _logger;
 
     /// <summary>Creates the pipeline over <paramref name="handlers"/>, in the order given.</summary>
@@ -25,6 +32,10 @@ internal sealed partial class HandlerPipeline
     {
         ArgumentNullException.ThrowIfNull(handlers);
         _handlers = [.. handlers];
+        _connect = Implementing(_handlers, nameof(IHeraldHandler.OnConnectAsync));
+        _subscribe = Implementing(_handlers, nameof(IHeraldHandler.OnSubscribeAsync));
+        _publish = Implementing(_handlers, nameof(IHeraldHandler.OnPublishAsync));
+        _disconnect = Implementing(_handlers, nameof(IHeraldHandler.OnDisconnectAsync));
         Timeout = timeout;
         _logger = logger ?? NullLogger.Instance;
     }
@@ -34,6 +45,18 @@ internal sealed partial class HandlerPipeline
 
     /// <summary>Whether no handler is registered.</summary>
     public bool IsEmpty => _handlers.Length == 0;
+
+    /// <summary>Whether a handler implements <c>connect</c>; without one, <see cref="ConnectAsync"/> returns the authenticator's decision.</summary>
+    public bool HandlesConnect => _connect.Length > 0;
+
+    /// <summary>Whether a handler implements <c>subscribe</c>; without one, <see cref="SubscribeAsync"/> allows.</summary>
+    public bool HandlesSubscribe => _subscribe.Length > 0;
+
+    /// <summary>Whether a handler implements <c>publish</c>; without one, <see cref="PublishAsync"/> returns the payload unchanged.</summary>
+    public bool HandlesPublish => _publish.Length > 0;
+
+    /// <summary>Whether a handler implements <c>disconnect</c>.</summary>
+    public bool HandlesDisconnect => _disconnect.Length > 0;
 
     /// <summary>How long one handler call may take.</summary>
     public TimeSpan Timeout { get; }
@@ -61,7 +84,7 @@ internal sealed partial class HandlerPipeline
     public async ValueTask<HeraldResult<AuthenticationResult>> ConnectAsync(ConnectContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        foreach (var handler in _handlers)
+        foreach (var handler in _connect)
         {
             var answer = await CallAsync(handler, static (h, c, t) => h.OnConnectAsync(c, t), context, "connect", context.Client, cancellationToken);
             if (!answer.TryGetValue(out var authentication, out var error))
@@ -83,7 +106,7 @@ internal sealed partial class HandlerPipeline
     {
         ArgumentNullException.ThrowIfNull(context);
         var accepted = SubscribeAccepted.Allow;
-        foreach (var handler in _handlers)
+        foreach (var handler in _subscribe)
         {
             var answer = await CallAsync(handler, static (h, c, t) => h.OnSubscribeAsync(c, t), context, "subscribe", context.Client.Client, cancellationToken);
             if (!answer.TryGetValue(out var allowed, out var error))
@@ -102,7 +125,7 @@ internal sealed partial class HandlerPipeline
     public async ValueTask<HeraldResult<JsonElement>> PublishAsync(PublishContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        foreach (var handler in _handlers)
+        foreach (var handler in _publish)
         {
             var answer = await CallAsync(handler, static (h, c, t) => h.OnPublishAsync(c, t), context, "publish", context.Client.Client, cancellationToken);
             if (!answer.TryGetValue(out var accepted, out var error))
@@ -145,13 +168,13 @@ internal sealed partial class HandlerPipeline
     /// </summary>
     public void NotifyDisconnect(DisconnectContext context)
     {
-        if (IsEmpty)
+        if (!HandlesDisconnect)
         {
             return;
         }
         _ = Task.Run(async () =>
         {
-            foreach (var handler in _handlers)
+            foreach (var handler in _disconnect)
             {
                 await CallAsync(handler, static async (h, c, t) =>
                 {
@@ -161,6 +184,15 @@ internal sealed partial class HandlerPipeline
             }
         }, CancellationToken.None);
     }
+
+    // The interface map names the method a call through IHeraldHandler lands on: an override, a re-implementation of the
+    // interface, or HeraldHandler's own default.
+    private static IHeraldHandler[] Implementing(IHeraldHandler[] handlers, string hook) =>
+        [.. handlers.Where(handler =>
+        {
+            var map = handler.GetType().GetInterfaceMap(typeof(IHeraldHandler));
+            return map.TargetMethods[Array.FindIndex(map.InterfaceMethods, m => m.Name == hook)].DeclaringType != typeof(HeraldHandler);
+        })];
 
     /// <summary>One handler call under the timeout; an exception or a timeout becomes an error, logged. The caller's cancellation propagates.</summary>
     private async ValueTask<HeraldResult<T>> CallAsync<TContext, T>(

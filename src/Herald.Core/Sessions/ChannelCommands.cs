@@ -46,7 +46,7 @@ internal static class ChannelCommands
             return CommandOutcome.Failed(command.Id, badBytes);
         }
         var data = command.Data;
-        if (!handlers.IsEmpty)
+        if (handlers.HandlesPublish)
         {
             // Herald's own rules first, so the application only sees publications it could allow.
             var checkedFirst = bytes is null

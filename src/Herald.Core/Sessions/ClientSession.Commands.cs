@@ -95,7 +95,7 @@ internal sealed partial class ClientSession
             return CommandOutcome.Failed(command.Id, ErrorCodes.AlreadyConnected, "this connection is already connected");
         }
         var auth = await Node.Authenticator.AuthenticateAsync(command.Token, cancellationToken);
-        if (!Node.Handlers.IsEmpty)
+        if (Node.Handlers.HandlesConnect)
         {
             var decided = await Node.Handlers.ConnectAsync(
                 new ConnectContext(ClientId, _transport.Name, command.Token, auth, _transport.Headers, _transport.RemoteAddress), cancellationToken);
@@ -352,7 +352,7 @@ internal sealed partial class ClientSession
         }
 
         JsonElement? attached = null;
-        if (auth is not null && !Node.Handlers.IsEmpty)
+        if (auth is not null && Node.Handlers.HandlesSubscribe)
         {
             HeraldResult<SubscribeAccepted> allowed;
             try

@@ -151,7 +151,7 @@ internal sealed partial class ClientSession : IOutboundQueueOwner
     /// </summary>
     public void NotifyDisconnected(int code, string reason)
     {
-        if (!Node.Handlers.IsEmpty && Volatile.Read(ref _client) is { } client)
+        if (Node.Handlers.HandlesDisconnect && Volatile.Read(ref _client) is { } client)
         {
             Node.Handlers.NotifyDisconnect(new Handlers.DisconnectContext(client, _transport.Name, code, reason));
         }

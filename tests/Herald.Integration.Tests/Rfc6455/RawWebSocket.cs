@@ -341,15 +341,18 @@ public sealed class RawWebSocket : IAsyncDisposable
         return new CloseOutcome(code, reason, ClosedWithoutCloseFrame: false, Reset: reset, ServerClosedTcp: closed);
     }
 
-    /// <summary>Reads (and discards frames) until the server closes TCP; false when it did not within the timeout.</summary>
-    public async Task<bool> WaitForServerToCloseTcpAsync(TimeSpan timeout)
+    /// <summary>Reads until the server closes TCP (keeping the bytes in <paramref name="received"/> if given); false when it did not within the timeout.</summary>
+    public async Task<bool> WaitForServerToCloseTcpAsync(TimeSpan timeout, List<byte>? received = null)
     {
         using var cts = new CancellationTokenSource(timeout);
         try
         {
+            received?.AddRange(_buffer.AsSpan(_start, _end - _start));
             _start = _end = 0;
-            while (await _stream.ReadAsync(_buffer, cts.Token) > 0)
+            int read;
+            while ((read = await _stream.ReadAsync(_buffer, cts.Token)) > 0)
             {
+                received?.AddRange(_buffer.AsSpan(0, read));
             }
             return true;
         }
