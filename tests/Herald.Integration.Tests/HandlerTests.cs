@@ -343,6 +343,49 @@ public sealed class HandlerTests
     }
 
     [Fact]
+    public async Task RpcInFlight_WhenTheConnectionIsClosedAndTheCloseDeadlinePasses_IsCancelled()
+    {
+        // The read loop waits for the handler, so the client's close answer goes unread and the close deadline aborts
+        // the connection: that abort must reach the command being handled (its token source lives per message).
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var handler = new TestHandler
+        {
+            Rpc = async (_, cancellationToken) =>
+            {
+                entered.TrySetResult();
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    cancelled.TrySetResult();
+                    throw;
+                }
+                return new RpcReply();
+            },
+        };
+        await using var server = await TestServer.StartAsync(o =>
+        {
+            o.CloseTimeout = TimeSpan.FromMilliseconds(300);
+            o.HandlerTimeout = TimeSpan.FromMinutes(5); // so that only the abort can end the call in time
+        }, configureServices: services =>
+        {
+            Herald.Tests.Infrastructure.UserAuthenticator.Use(services);
+            services.AddHeraldHandler(handler);
+        });
+        await using var client = await server.ConnectAsync(Herald.Tests.Infrastructure.UserAuthenticator.TokenFor("alice"));
+        await client.SendRawAsync("""{"id":7,"op":"rpc","method":"slow"}""");
+        await entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        using var response = await server.Api.PostAsync("/api/disconnect", new StringContent("""{"user":"alice"}"""));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public async Task Rpc_WithoutAnyHandler_IsNotAvailable()
     {
         await using var server = await TestServer.StartAsync();

@@ -39,21 +39,7 @@ public static class HeraldEndpointRouteBuilderExtensions
         {
             node.Stopping.Register(keepAlive.Dispose);
         }
-        endpoints.Map("/ws", async context =>
-        {
-            if (origins.IsAllowed(context, out var origin))
-            {
-                using var slot = await limits.AcquireConnectionAsync(context);
-                if (slot is not null && await WebSocketEndpoint.AcceptAsync(context, node, keepAlive, logger) is { } connection)
-                {
-                    await connection.RunAsync();
-                }
-            }
-            else
-            {
-                await HttpErrors.WriteAsync(context, StatusCodes.Status403Forbidden, Herald.Protocol.ErrorCodes.ForbiddenOrigin, $"origin {origin} is not allowed (Herald:AllowedOrigins)");
-            }
-        });
+        endpoints.Map("/ws", context => WebSocketEndpoint.HandleAsync(context, node, keepAlive, logger, origins, limits));
         var sseLogger = endpoints.ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger("Herald.Sse");
         endpoints.MapMethods("/sse", [HttpMethods.Get, HttpMethods.Options], async context =>
         {

@@ -21,18 +21,20 @@ namespace Herald.AspNetCore.WebSockets;
 /// </remarks>
 /// <param name="inner">The upgraded connection.</param>
 /// <param name="maxMessageBytes">The message limit.</param>
-/// <param name="abandonRead">
-/// Ends a read pending on <paramref name="inner"/> (by aborting the connection); called when this stream is disposed
-/// during such a read. A token source linked into every read would do the same at the price of a source and
-/// registrations that an idle connection holds for its whole life.
+/// <param name="request">
+/// The upgraded request, aborted to end a read pending on <paramref name="inner"/> when this stream is disposed during
+/// such a read. A token source linked into every read would do the same at the price of a source and registrations
+/// that an idle connection holds for its whole life (and a delegate in place of the request, of one more object).
 /// </param>
-internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Action abandonRead) : Stream
+internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Microsoft.AspNetCore.Http.HttpContext request) : Stream
 {
     private const int MaxControlPayload = 125;
 
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly byte[] _header = new byte[14];
-    private readonly byte[] _maskKey = new byte[4];
+    // The frame headers being parsed are kept in the stream itself rather than in arrays of their own: one object less
+    // each, for every connection.
+    private FrameHeader _header;
+    private MaskKey _maskKey;
     // Only a close frame's payload is kept (to check its reason), so the buffer waits for one.
     private byte[]? _closePayload;
     private int _headerFilled;
@@ -50,9 +52,23 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
     private int _disposed;
     private int _reading;
     private int _readCount;
-    private readonly byte[] _outHeader = new byte[14];
+    private FrameHeader _outHeader;
     private int _outHeaderFilled;
     private long _outPayloadRemaining;
+
+    /// <summary>A WebSocket frame header: at most 2 bytes, 8 of extended length and a 4-byte mask key.</summary>
+    [System.Runtime.CompilerServices.InlineArray(14)]
+    private struct FrameHeader
+    {
+        private byte _first;
+    }
+
+    /// <summary>A client frame's mask key.</summary>
+    [System.Runtime.CompilerServices.InlineArray(4)]
+    private struct MaskKey
+    {
+        private byte _first;
+    }
 
     /// <summary>A frame this stream refuses: the close code and reason to send.</summary>
     private readonly record struct Violation(ushort Code, string Reason);
@@ -78,7 +94,22 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
     public override long Length => throw new NotSupportedException();
     public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (buffer.IsEmpty && !_tripped && _pending is null)
+        {
+            // A zero-byte read waits for data without holding a buffer (the WebSocket's idle wait); there is nothing
+            // to inspect, and 0 here does not mean the peer closed: the next real read tells. It is handed back as it
+            // is rather than awaited here, because an idle connection waits in it for good and an async method would
+            // keep a state machine alive for that long. So the read is marked pending and stays marked after it
+            // completes: the WebSocket always goes on to read the frame it announced, and that read clears the mark.
+            Volatile.Write(ref _reading, 1);
+            return inner.ReadAsync(buffer, cancellationToken);
+        }
+        return ReadCoreAsync(buffer, cancellationToken);
+    }
+
+    private async ValueTask<int> ReadCoreAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         if (_tripped)
         {
@@ -88,20 +119,6 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
         {
             await TripAsync(pending, cancellationToken);
             return 0;
-        }
-        if (buffer.IsEmpty)
-        {
-            // A zero-byte read waits for data without holding a buffer (the WebSocket's idle wait); there is nothing
-            // to inspect, and 0 here does not mean the peer closed: the next real read tells.
-            Volatile.Write(ref _reading, 1);
-            try
-            {
-                return await inner.ReadAsync(buffer, cancellationToken);
-            }
-            finally
-            {
-                Volatile.Write(ref _reading, 0);
-            }
         }
         int read;
         Volatile.Write(ref _reading, 1);
@@ -275,8 +292,8 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
             {
                 continue;
             }
-            _outPayloadRemaining = len7 == 126 ? BinaryPrimitives.ReadUInt16BigEndian(_outHeader.AsSpan(2))
-                : len7 == 127 ? (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(_outHeader.AsSpan(2)), long.MaxValue)
+            _outPayloadRemaining = len7 == 126 ? BinaryPrimitives.ReadUInt16BigEndian(((ReadOnlySpan<byte>)_outHeader)[2..])
+                : len7 == 127 ? (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(((ReadOnlySpan<byte>)_outHeader)[2..]), long.MaxValue)
                 : len7;
             if ((_outHeader[0] & 0x0F) == 0x8)
             {
@@ -307,7 +324,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
                     for (var i = 0; i < take; i++)
                     {
                         _closePayload ??= new byte[MaxControlPayload];
-                        _closePayload[_payloadSeen + i] = (byte)(data[position + i] ^ _maskKey[(_payloadSeen + i) & 3]);
+                        _closePayload[_payloadSeen + i] = (byte)(data[position + i] ^ _maskKey[(int)((_payloadSeen + i) & 3)]);
                     }
                 }
                 _payloadSeen += take;
@@ -339,16 +356,16 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
             _masked = (_header[1] & 0x80) != 0;
             if (_masked)
             {
-                _header.AsSpan(_headerNeeded - 4, 4).CopyTo(_maskKey);
+                ((ReadOnlySpan<byte>)_header).Slice(_headerNeeded - 4, 4).CopyTo(_maskKey);
             }
             var len = (long)(_header[1] & 0x7F);
             if (len == 126)
             {
-                len = BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(2));
+                len = BinaryPrimitives.ReadUInt16BigEndian(((ReadOnlySpan<byte>)_header)[2..]);
             }
             else if (len == 127)
             {
-                var wide = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(2));
+                var wide = BinaryPrimitives.ReadUInt64BigEndian(((ReadOnlySpan<byte>)_header)[2..]);
                 len = wide > long.MaxValue ? long.MaxValue : (long)wide;
             }
             _headerFilled = 0;
@@ -415,7 +432,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Actio
         {
             if (Volatile.Read(ref _reading) != 0)
             {
-                abandonRead();
+                request.Abort();
             }
             _writeLock.Dispose();
         }

@@ -20,7 +20,7 @@ internal sealed partial class WebSocketConnection
     private int _writerBusy;
 
     /// <summary>Completed when the writer has finished for good: the close frame sent (or given up), or writing failed.</summary>
-    private readonly TaskCompletionSource _writerDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private LazySignal _writerDone;
 
     /// <summary>What the frame being written holds: bytes taken from the queue, and its pushes' accepted-at stamps.</summary>
     /// <remarks>Only the writer, one at a time, touches these.</remarks>
@@ -63,7 +63,8 @@ internal sealed partial class WebSocketConnection
     /// </summary>
     private void Write(bool inline)
     {
-        var reader = _session.Outbound.Reader;
+        var queue = _session.Outbound;
+        var reader = queue.Reader;
         try
         {
             while (true)
@@ -75,7 +76,7 @@ internal sealed partial class WebSocketConnection
                 }
                 if (!reader.TryPeek(out _))
                 {
-                    if (reader.Completion.IsCompleted)
+                    if (queue.IsFinished)
                     {
                         _ = FinishAsync();
                         return;
@@ -83,7 +84,7 @@ internal sealed partial class WebSocketConnection
                     _wroteInline = false;
                     Volatile.Write(ref _writerBusy, 0);
                     // A message queued between the look and the release found the writer busy and left it to us.
-                    if ((!reader.TryPeek(out _) && !reader.Completion.IsCompleted) || Interlocked.CompareExchange(ref _writerBusy, 1, 0) != 0)
+                    if ((!reader.TryPeek(out _) && !queue.IsFinished) || Interlocked.CompareExchange(ref _writerBusy, 1, 0) != 0)
                     {
                         return;
                     }
@@ -165,7 +166,7 @@ internal sealed partial class WebSocketConnection
         }
         finally
         {
-            _writerDone.TrySetResult();
+            _writerDone.Set();
         }
     }
 
@@ -228,7 +229,7 @@ internal sealed partial class WebSocketConnection
         {
             // The queue can end before Close has set the code: an overflowing queue discards itself first and only
             // then asks for close 4002. Wait for the decision, or the close frame would say 1000.
-            await CloseDecidedAsync().WaitAsync(_abort.Token);
+            await _closeDecided.WaitAsync().WaitAsync(_abort.Token);
             if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived && !_stream.Tripped)
             {
                 await _socket.CloseOutputAsync((WebSocketCloseStatus)_closeCode, _closeReason, _abort.Token);
@@ -240,7 +241,7 @@ internal sealed partial class WebSocketConnection
         }
         finally
         {
-            _writerDone.TrySetResult();
+            _writerDone.Set();
         }
     }
 }

@@ -1,3 +1,4 @@
+using Herald.AspNetCore.Security;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
@@ -7,18 +8,57 @@ namespace Herald.AspNetCore.WebSockets;
 internal static class WebSocketEndpoint
 {
     /// <summary>
-    /// Answers the handshake; returns the connection to run, or <see langword="null"/> when the request was refused (the
-    /// refusal is written). Apart from running it, so that the caller awaits <see cref="WebSocketConnection.RunAsync"/>
-    /// itself: a method awaiting both would keep its state machine for the connection's whole life.
+    /// Serves one request to <c>/ws</c>. The task it returns is the connection's own <see cref="WebSocketConnection.RunAsync"/>
+    /// whenever the handshake completes at once (as it does unless the 101 answer has to wait for the socket), so that no
+    /// method awaiting the connection keeps a state machine of its own for the connection's whole life.
     /// </summary>
-    public static async ValueTask<WebSocketConnection?> AcceptAsync(HttpContext context, HeraldNode node, WebSocketKeepAlive? keepAlive, ILogger logger)
+    public static Task HandleAsync(HttpContext context, HeraldNode node, WebSocketKeepAlive? keepAlive, ILogger logger, OriginPolicy origins, RequestLimits limits)
     {
-        var (ok, subProtocol, key) = await WebSocketHandshake.ValidateAsync(context);
-        if (!ok)
+        if (!origins.IsAllowed(context, out var origin))
+        {
+            return HttpErrors.WriteAsync(context, StatusCodes.Status403Forbidden, Herald.Protocol.ErrorCodes.ForbiddenOrigin,
+                $"origin {origin} is not allowed (Herald:AllowedOrigins)");
+        }
+        var accepting = AcceptAsync(context, node, keepAlive, logger, limits);
+        return accepting.IsCompletedSuccessfully
+            ? accepting.Result?.RunAsync() ?? Task.CompletedTask
+            : RunWhenAcceptedAsync(accepting);
+    }
+
+    private static async Task RunWhenAcceptedAsync(ValueTask<WebSocketConnection?> accepting)
+    {
+        if (await accepting is { } connection)
+        {
+            await connection.RunAsync();
+        }
+    }
+
+    /// <summary>
+    /// Takes a connection slot and answers the handshake; returns the connection to run, which owns the slot from then
+    /// on, or <see langword="null"/> when the request was refused (the refusal is written, the slot given back).
+    /// </summary>
+    private static async ValueTask<WebSocketConnection?> AcceptAsync(HttpContext context, HeraldNode node, WebSocketKeepAlive? keepAlive, ILogger logger, RequestLimits limits)
+    {
+        var slot = await limits.AcquireConnectionAsync(context);
+        if (slot is null)
         {
             return null;
         }
-        var stream = await WebSocketHandshake.AcceptAsync(context, key!, subProtocol);
-        return new WebSocketConnection(node, context, stream, subProtocol, keepAlive, logger);
+        try
+        {
+            var (ok, subProtocol, key) = await WebSocketHandshake.ValidateAsync(context);
+            if (!ok)
+            {
+                slot.Dispose();
+                return null;
+            }
+            var stream = await WebSocketHandshake.AcceptAsync(context, key!, subProtocol);
+            return new WebSocketConnection(node, context, stream, subProtocol, keepAlive, logger, slot);
+        }
+        catch
+        {
+            slot.Dispose();
+            throw;
+        }
     }
 }

@@ -348,7 +348,7 @@ internal sealed partial class ClientSession
             {
                 return new HeraldError(ErrorCodes.TooManySubscriptions, $"a connection may hold at most {Node.Options.MaxSubscriptionsPerConnection} subscriptions");
             }
-            _subscriptions.Add(channel, subscription);
+            _subscriptions.Add(subscription);
         }
 
         JsonElement? attached = null;
@@ -535,7 +535,7 @@ internal sealed partial class ClientSession
         {
             if (_subscriptions.TryGetValue(channel, out var reserved) && ReferenceEquals(reserved, subscription))
             {
-                _subscriptions.Remove(channel);
+                _subscriptions.Remove(channel, out _);
             }
         }
     }
@@ -544,7 +544,7 @@ internal sealed partial class ClientSession
     {
         lock (_gate)
         {
-            _subscriptions.Remove(subscription.Channel);
+            _subscriptions.Remove(subscription.Channel, out _);
         }
         subscription.Close();
         await Node.RemoveSubscriptionAsync(subscription);

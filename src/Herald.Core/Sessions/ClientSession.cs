@@ -8,10 +8,10 @@ namespace Herald.Sessions;
 /// independent: a transport hands it frames and writes out what it queues in <see cref="Outbound"/>.
 /// </summary>
 /// <remarks>Commands of one session are handled one at a time, in order, so replies keep the order of commands.</remarks>
-internal sealed partial class ClientSession
+internal sealed partial class ClientSession : IOutboundQueueOwner
 {
     private readonly ISessionTransport _transport;
-    private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private SubscriptionSet _subscriptions;
     private readonly Lock _gate = new();
     private readonly ILogger _logger;
     private ClientInfo? _client;
@@ -32,7 +32,7 @@ internal sealed partial class ClientSession
         _logger = node.SessionLogger;
         ClientId = node.NewClientId();
         Encoding = transport.Encoding;
-        Outbound = new OutboundQueue(node.Options.MaxQueuedMessages, node.Options.MaxQueuedBytes, OnSlowConsumer);
+        Outbound = new OutboundQueue(node.Options.MaxQueuedMessages, node.Options.MaxQueuedBytes, this);
         _commands = new RateBucket(node.Options.MaxCommandsPerSecond);
         _publishes = new RateBucket(node.Options.MaxPublishesPerSecond);
     }
@@ -131,8 +131,7 @@ internal sealed partial class ClientSession
                 return;
             }
             _terminated = true;
-            subscriptions = [.. _subscriptions.Values];
-            _subscriptions.Clear();
+            subscriptions = _subscriptions.TakeAll();
             if (_listedAsUser)
             {
                 Node.RemoveUserSession(_client!.User, this);
@@ -197,6 +196,10 @@ internal sealed partial class ClientSession
 
     /// <summary>Closes the connection for the server (<c>IHeraldServer.DisconnectAsync</c>): what is queued goes out first.</summary>
     internal void Disconnect(int code, string reason) => _transport.Close(code, reason);
+
+    void IOutboundQueueOwner.Overflowed() => OnSlowConsumer();
+
+    void IOutboundQueueOwner.Queued() => _transport.Queued();
 
     internal void OnSlowConsumer()
     {

@@ -30,6 +30,14 @@ internal interface ISessionTransport
     }
 
     /// <summary>
+    /// Called after each message is queued on the session's <see cref="ClientSession.Outbound"/>, on the thread that
+    /// queued it, for a transport that writes as soon as a message arrives instead of waiting on the queue's reader.
+    /// </summary>
+    void Queued()
+    {
+    }
+
+    /// <summary>
     /// Starts closing the connection with <paramref name="code"/> (a <see cref="Protocol.CloseCodes"/> value).
     /// Returns at once; the transport finishes the close on its own.
     /// </summary>
