@@ -211,4 +211,34 @@ public sealed class OutboundQueueReaderTests
         await reader.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.All(last, l => Assert.Equal(each - 1, l));
     }
+    [Fact]
+    public void ABurstAfterTheFirst_AllocatesNoRing_AndKeepsOrder()
+    {
+        // A connection that falls behind at every fan-out takes its burst ring from the pool and gets its own small
+        // ring back when it drains: after the first burst, queuing and draining 256 messages allocates nothing.
+        var queue = new OutboundQueue(maxMessages: 10_000, maxBytes: 1 << 20, () => Assert.Fail("must not trip"));
+        var message = new byte[10];
+        // Counted, not asserted, inside the burst: xunit's Assert.Equal allocates a comparer per call.
+        int Burst()
+        {
+            var wrong = 0;
+            for (var i = 0; i < 256; i++)
+            {
+                wrong += queue.TryEnqueue(message, acceptedTimestamp: i + 1) ? 0 : 1;
+            }
+            for (var i = 0; i < 256; i++)
+            {
+                wrong += queue.Reader.TryRead(out var taken) && taken.AcceptedTimestamp == i + 1 ? 0 : 1;
+                queue.Written(taken.Bytes.Length);
+            }
+            return wrong + (queue.Reader.TryRead(out _) ? 1 : 0);
+        }
+        Assert.Equal(0, Burst());
+        Assert.Equal(0, Burst());
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var wrongInThird = Burst();
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, wrongInThird);
+        Assert.Equal(0, allocated);
+    }
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Threading.Channels;
 using System.Threading.Tasks.Sources;
 
@@ -31,6 +32,8 @@ internal sealed class OutboundQueue
     private OutboundMessage _slot;
     private bool _inSlot;
     private OutboundMessage[]? _ring;
+    // The small ring put aside while a burst uses a rented one.
+    private OutboundMessage[]? _spare;
     private int _head;
     private int _inRing;
     // Everything queued: the slot's message and the ring's.
@@ -160,14 +163,36 @@ internal sealed class OutboundQueue
     private OutboundMessage[] Grow()
     {
         var old = _ring;
-        var ring = new OutboundMessage[old is null ? InitialCapacity : Math.Min(old.Length * 2, _maxMessages)];
+        var size = old is null ? InitialCapacity : Math.Min(old.Length * 2, _maxMessages);
+        // A burst's larger ring is rented: a connection that falls behind at every fan-out would otherwise allocate
+        // (and drop) its ring at every burst. The small ring an idle connection may keep is its own.
+        var ring = size > KeptCapacity ? ArrayPool<OutboundMessage>.Shared.Rent(size) : new OutboundMessage[size];
         for (var i = 0; i < _inRing; i++)
         {
             ring[i] = old![(_head + i) % old.Length];
         }
         _head = 0;
         _ring = ring;
+        if (old is { Length: <= KeptCapacity } && ring.Length > KeptCapacity)
+        {
+            // The connection's own small ring waits for the burst to drain, then serves again: no allocation per burst.
+            Array.Clear(old);
+            _spare = old;
+        }
+        else
+        {
+            ReturnRing(old);
+        }
         return ring;
+    }
+
+    /// <summary>Gives a rented ring back to the pool, cleared (it holds the messages' bytes and subscriptions).</summary>
+    private static void ReturnRing(OutboundMessage[]? ring)
+    {
+        if (ring is { Length: > KeptCapacity })
+        {
+            ArrayPool<OutboundMessage>.Shared.Return(ring, clearArray: true);
+        }
     }
 
     /// <summary>Tells the queue that the writer has written <paramref name="bytes"/> bytes of what it took.</summary>
@@ -237,7 +262,9 @@ internal sealed class OutboundQueue
             Interlocked.Add(ref _bytes, -dropped);
             _slot = default;
             _inSlot = false;
+            ReturnRing(_ring);
             _ring = null;
+            _spare = null;
             _head = 0;
             _inRing = 0;
             _count = 0;
@@ -290,7 +317,9 @@ internal sealed class OutboundQueue
                 _head = 0;
                 if (ring.Length > KeptCapacity)
                 {
-                    _ring = null; // a burst's ring goes once it has drained
+                    _ring = _spare; // a burst's ring goes back to the pool once it has drained
+                    _spare = null;
+                    ReturnRing(ring);
                 }
             }
             return true;
