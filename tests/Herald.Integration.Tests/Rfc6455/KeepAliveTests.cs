@@ -11,14 +11,16 @@ public sealed class KeepAliveTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
+    private static Task<TestServer> StartAsync(TimeSpan interval, TimeSpan timeout) => TestServer.StartAsync(o =>
+    {
+        o.KeepAliveInterval = interval;
+        o.KeepAliveTimeout = timeout;
+    });
+
     [Fact]
     public async Task IdlePeer_GetsEmptyUnmaskedPings_AndStaysWhileItAnswersThem()
     {
-        await using var server = await TestServer.StartAsync(o =>
-        {
-            o.KeepAliveInterval = TimeSpan.FromMilliseconds(100);
-            o.KeepAliveTimeout = TimeSpan.FromMilliseconds(300);
-        });
+        await using var server = await StartAsync(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(300));
         await using var client = await RawWebSocket.OpenConnectedAsync(server.Port);
 
         // Ten pings span 1 s, more than three timeouts: each answered one keeps the connection.
@@ -39,11 +41,7 @@ public sealed class KeepAliveTests
     [Fact]
     public async Task PeerThatAnswersPingsWithMessages_NotPongs_StaysConnected()
     {
-        await using var server = await TestServer.StartAsync(o =>
-        {
-            o.KeepAliveInterval = TimeSpan.FromMilliseconds(100);
-            o.KeepAliveTimeout = TimeSpan.FromMilliseconds(300);
-        });
+        await using var server = await StartAsync(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(300));
         await using var client = await RawWebSocket.OpenConnectedAsync(server.Port);
 
         // Any frame from the peer proves it alive: here a command after each ping, never a pong.
@@ -60,11 +58,7 @@ public sealed class KeepAliveTests
     [Fact]
     public async Task PeerThatStopsAnswering_IsDroppedWithoutACloseFrame_AfterOnePingWhenTheTimeoutIsLongerThanTheInterval()
     {
-        await using var server = await TestServer.StartAsync(o =>
-        {
-            o.KeepAliveInterval = TimeSpan.FromMilliseconds(100);
-            o.KeepAliveTimeout = TimeSpan.FromMilliseconds(450);
-        });
+        await using var server = await StartAsync(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(450));
         await using var client = await RawWebSocket.OpenConnectedAsync(server.Port);
         for (var i = 0; i < 3; i++)
         {
@@ -85,11 +79,7 @@ public sealed class KeepAliveTests
     [Fact]
     public async Task TimeoutZero_GoesOnPingingASilentPeer_AndNeverDropsIt()
     {
-        await using var server = await TestServer.StartAsync(o =>
-        {
-            o.KeepAliveInterval = TimeSpan.FromMilliseconds(50);
-            o.KeepAliveTimeout = TimeSpan.Zero;
-        });
+        await using var server = await StartAsync(TimeSpan.FromMilliseconds(50), TimeSpan.Zero);
         await using var client = await RawWebSocket.OpenConnectedAsync(server.Port);
 
         // Never answered, the pings still come (they keep proxies' idle timers from firing), and nobody is dropped.
@@ -105,11 +95,7 @@ public sealed class KeepAliveTests
     [Fact]
     public async Task KeepAliveOff_SendsNoPings()
     {
-        await using var server = await TestServer.StartAsync(o =>
-        {
-            o.KeepAliveInterval = TimeSpan.Zero;
-            o.KeepAliveTimeout = TimeSpan.FromMilliseconds(100);
-        });
+        await using var server = await StartAsync(TimeSpan.Zero, TimeSpan.FromMilliseconds(100));
         await using var client = await RawWebSocket.OpenConnectedAsync(server.Port);
 
         // With keep-alive off nothing arrives unasked: the next frame is the reply to a command sent after a pause
