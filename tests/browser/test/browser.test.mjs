@@ -187,7 +187,8 @@ test('two chat pages on different transports talk both ways; the dashboard shows
 
   const dashboard = await openPage(`${baseUrl}/dashboard.html?transport=longpoll`);
   await dashboard.locator('#status', { hasText: 'connected (longpoll)' }).waitFor({ timeout: STEP_MS });
-  // A message sent now reaches the dashboard's own subscription, which measures its delivery latency.
+  // A message sent once the dashboard's own subscription has its position reaches it, and it measures its latency.
+  await dashboard.evaluate(() => window.dashboard.lobbyReady());
   await send(a, 'latency probe');
   await messageIn(b, 'alice', 'latency probe');
   await dashboard.locator('#page-latency', { hasText: /reach it in \d+ ms/ }).waitFor({ timeout: STEP_MS });
