@@ -205,11 +205,17 @@ internal sealed partial class HandlerPipeline
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(Timeout);
+        Task<HeraldResult<T>>? waited = null;
         try
         {
             var pending = call(handler, context, timeout.Token);
+            if (pending.IsCompletedSuccessfully)
+            {
+                return pending.Result;
+            }
             // WaitAsync: a handler that ignores its token must not hold the client past the timeout either.
-            return pending.IsCompletedSuccessfully ? pending.Result : await pending.AsTask().WaitAsync(timeout.Token);
+            waited = pending.AsTask();
+            return await waited.WaitAsync(timeout.Token);
         }
         catch (HeraldHandlerException ex)
         {
@@ -220,10 +226,35 @@ internal sealed partial class HandlerPipeline
         {
             throw;
         }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && waited is { IsCompleted: true } && !waited.IsCanceled)
+        {
+            // The handler answered before this timeout was handled (a busy thread pool ran its answer first): its
+            // answer stands. So a handler with a deadline of its own just under the timeout, as the proxy's, is heard.
+            return await AnswerOf(waited, handler, hook, client);
+        }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
             Log.TimedOut(_logger, hook, client, handler.GetType().Name, Timeout.TotalSeconds);
             return new HeraldError(ErrorCodes.Internal, $"the application did not answer {hook} in time");
+        }
+        catch (Exception ex)
+        {
+            Log.Failed(_logger, hook, client, handler.GetType().Name, ex);
+            return new HeraldError(ErrorCodes.Internal, $"the application failed to handle {hook}");
+        }
+    }
+
+    /// <summary>The answer of a handler call that completed, its refusal or failure turned into an error as above.</summary>
+    private async ValueTask<HeraldResult<T>> AnswerOf<T>(Task<HeraldResult<T>> completed, IHeraldHandler handler, string hook, string client)
+    {
+        try
+        {
+            return await completed;
+        }
+        catch (HeraldHandlerException ex)
+        {
+            Log.Refused(_logger, hook, client, handler.GetType().Name, ex.Error.Code, ex.Error.Message);
+            return ex.Error;
         }
         catch (Exception ex)
         {
