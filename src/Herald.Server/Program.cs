@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Herald;
 using Herald.Server;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Options;
 
 var commandLine = CommandLine.Parse(args);
@@ -57,9 +58,15 @@ static async Task RunAsync(CommandLine commandLine)
     // appsettings.json, environment variables (Logging__LogLevel__…) or the command line turn it back on
     // (Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics). An ActivityListener (OpenTelemetry's tracing) still
     // gets its per-request Activity either way: the hosting creates one whenever its ActivitySource has a listener.
+    //
+    // Kestrel's sockets transport runs each connection's sends and request processing inline, on the thread that has the
+    // data, instead of queuing them to one of a few I/O queues: a fan-out to 10,000 WebSockets otherwise leaves thousands
+    // of sends in those queues, and a publish request's read waits behind them (docs/benchmarks.md, "Publishing while
+    // the fan-out is busy"). Herald's own code never blocks a thread; Kestrel:Sockets binds the rest of the transport's
+    // options the same way.
     builder.Configuration.Sources.Insert(0, new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource
     {
-        InitialData = [new(HostingDiagnosticsLogLevel, "None")],
+        InitialData = [new(HostingDiagnosticsLogLevel, "None"), new(InlineScheduling, "true")],
     });
 
     if (commandLine.ConfigFile is not null)
@@ -80,6 +87,7 @@ static async Task RunAsync(CommandLine commandLine)
 
     // No "Server: Kestrel" header: it tells a client nothing it needs, and every poll answer would carry it.
     builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
+    builder.Services.Configure<SocketTransportOptions>(builder.Configuration.GetSection(SocketsSection));
 
     // The server API needs a key; rather than running with the API silently disabled, make one up and say so.
     var generatedApiKey = string.IsNullOrEmpty(builder.Configuration["Herald:ApiKey"])
@@ -133,6 +141,8 @@ static async Task RunAsync(CommandLine commandLine)
     var options = app.Services.GetRequiredService<IOptions<HeraldOptions>>().Value;
     var namespaces = string.Join(", ", options.Namespaces.Keys.Prepend(HeraldOptions.DefaultNamespace).Distinct());
     ServerLog.Profile(app.Logger, app.Environment.EnvironmentName, options.AllowAnonymous, namespaces);
+    var sockets = app.Services.GetRequiredService<IOptions<SocketTransportOptions>>().Value;
+    ServerLog.Transport(app.Logger, sockets.UnsafePreferInlineScheduling);
 
     await app.RunAsync();
 }
@@ -142,4 +152,10 @@ internal static partial class Program
 {
     /// <summary>The log level of ASP.NET Core's per-request diagnostics (request scope, request start and end).</summary>
     internal const string HostingDiagnosticsLogLevel = "Logging:LogLevel:Microsoft.AspNetCore.Hosting.Diagnostics";
+
+    /// <summary>The section bound to Kestrel's <see cref="SocketTransportOptions"/>.</summary>
+    internal const string SocketsSection = "Kestrel:Sockets";
+
+    /// <summary>Whether the sockets transport runs sends and request processing inline (on by default here).</summary>
+    internal const string InlineScheduling = SocketsSection + ":" + nameof(SocketTransportOptions.UnsafePreferInlineScheduling);
 }

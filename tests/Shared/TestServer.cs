@@ -28,6 +28,9 @@ public sealed class TestServer : IAsyncDisposable
         Api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ApiKey);
     }
 
+    /// <summary>Whether the servers run Kestrel's sockets transport inline: <c>HERALD_TEST_INLINE_SCHEDULING=1</c>.</summary>
+    public static bool InlineScheduling { get; } = Environment.GetEnvironmentVariable("HERALD_TEST_INLINE_SCHEDULING") == "1";
+
     public Uri BaseUri { get; }
 
     public Uri WebSocketUri => new($"ws://{BaseUri.Authority}/ws");
@@ -55,6 +58,12 @@ public sealed class TestServer : IAsyncDisposable
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseKestrel().UseUrls($"http://127.0.0.1:{port}");
+        if (InlineScheduling)
+        {
+            // The standalone server's default (Kestrel:Sockets:UnsafePreferInlineScheduling); test.sh runs the suites
+            // that use this server once more with it on.
+            builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = true);
+        }
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Services.AddHerald(o =>

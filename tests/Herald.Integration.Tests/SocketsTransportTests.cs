@@ -1,0 +1,73 @@
+using System.Net.Http.Headers;
+using System.Text;
+using Herald.Integration.Tests.Infrastructure;
+
+namespace Herald.Integration.Tests;
+
+/// <summary>
+/// The standalone server's sockets transport: inline scheduling on by default (a fan-out's sends must not queue ahead of a
+/// publish request's read), <c>Kestrel:Sockets</c> bound to Kestrel's <c>SocketTransportOptions</c>, and a value that is
+/// not one refused at start, naming the key. The rest of the integration suite runs once more with inline scheduling on
+/// (<c>HERALD_TEST_INLINE_SCHEDULING=1</c> in <c>test.sh</c>).
+/// </summary>
+public sealed class SocketsTransportTests
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
+    private const string ApiKey = "sockets-transport-test-key-0123456789";
+
+    [Fact]
+    public async Task ByDefault_InlineSchedulingIsOn_AndAPublicationReachesAWebSocketSubscriber()
+    {
+        await using var server = await HeraldProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Herald__AllowAnonymous"] = "true",
+            ["Herald__ApiKey"] = ApiKey,
+        }, StartTimeout);
+        Assert.False(server.HasExited, server.Output);
+        Assert.Contains("inline scheduling True", server.Output, StringComparison.Ordinal);
+
+        await using var client = await WsClient.OpenAsync(server.WebSocketUri);
+        Assert.True((await client.CommandAsync("""{"op":"connect"}""")).TryGetProperty("result", out _));
+        Assert.True((await client.CommandAsync("""{"op":"subscribe","channel":"inline"}""")).TryGetProperty("result", out _));
+
+        using var publish = new HttpRequestMessage(HttpMethod.Post, "/api/publish")
+        {
+            Content = new StringContent("""{"channel":"inline","data":{"n":1}}""", Encoding.UTF8, "application/json"),
+        };
+        publish.Headers.Authorization = new AuthenticationHeaderValue("Bearer", ApiKey);
+        using var response = await server.Http.SendAsync(publish);
+        Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+
+        var push = await client.NextPushAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(1, push.GetProperty("push").GetProperty("pub").GetProperty("data").GetProperty("n").GetInt32());
+    }
+
+    [Fact]
+    public async Task Configuration_TurnsInlineSchedulingOff()
+    {
+        await using var server = await HeraldProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Herald__AllowAnonymous"] = "true",
+            ["Kestrel__Sockets__UnsafePreferInlineScheduling"] = "false",
+        }, StartTimeout);
+        Assert.False(server.HasExited, server.Output);
+        Assert.Contains("inline scheduling False", server.Output, StringComparison.Ordinal);
+        using var response = await server.Http.GetAsync(new Uri("/poll?channel=off", UriKind.Relative));
+        response.EnsureSuccessStatusCode();
+    }
+
+    [Fact]
+    public async Task AValueThatIsNotABoolean_StopsTheServerAtStart_NamingTheKey()
+    {
+        await using var server = await HeraldProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Herald__AllowAnonymous"] = "true",
+            ["Kestrel__Sockets__UnsafePreferInlineScheduling"] = "sometimes",
+        }, StartTimeout);
+
+        Assert.True(server.HasExited, $"the server started with an invalid Kestrel:Sockets value:\n{server.Output}");
+        Assert.NotEqual(0, server.ExitCode);
+        Assert.Contains("herald: invalid configuration", server.Output, StringComparison.Ordinal);
+        Assert.Contains("'Kestrel:Sockets:UnsafePreferInlineScheduling'", server.Output, StringComparison.Ordinal);
+    }
+}
