@@ -321,6 +321,31 @@ public sealed class SseTests
     }
 
     [Fact]
+    public async Task BusyStream_GetsNoHeartbeat_WhileEventsKeepItAlive()
+    {
+        // Events every 50 ms against a 2 s interval: a stream that wrote since it was last due gets no comment. (A
+        // comment here would need the publisher to stall for a whole interval.)
+        await using var server = await TestServer.StartAsync(o => o.KeepAliveInterval = TimeSpan.FromSeconds(2));
+        var (_, stream) = await SseStream.OpenAsync(server.Http, "/sse?channel=chat:busy");
+        await using var opened = stream;
+        await stream!.NextAsync();
+        await stream.NextAsync();
+        var started = DateTime.UtcNow;
+        ulong published = 0;
+        while (DateTime.UtcNow - started < TimeSpan.FromSeconds(5))
+        {
+            published = await server.PublishAsync("chat:busy", $"{published + 1}");
+            var push = await stream.NextAsync();
+            Assert.Equal(published, push.Json.GetProperty("push").GetProperty("pub").GetProperty("offset").GetUInt64());
+            await Task.Delay(50);
+        }
+        Assert.Equal(0, stream.Comments);
+
+        // Idle again, it gets one within the next two intervals.
+        await Wait.UntilAsync(() => stream.Comments >= 1, Timeout, "a heartbeat once idle");
+    }
+
+    [Fact]
     public async Task Shutdown_EndsTheStreamWithACloseEvent1001()
     {
         var server = await TestServer.StartAsync();

@@ -34,7 +34,7 @@ public static class HeraldEndpointRouteBuilderExtensions
 
         var origins = new OriginPolicy(node.Options);
         var limits = new RequestLimits(node.Options);
-        var keepAlive = WebSocketKeepAlive.Create(node.Options);
+        var keepAlive = KeepAliveWheel.Create(node.Options, node.TimeProvider);
         if (keepAlive is not null)
         {
             node.Stopping.Register(keepAlive.Dispose);
@@ -49,7 +49,7 @@ public static class HeraldEndpointRouteBuilderExtensions
                 using var slot = await limits.AcquireConnectionAsync(context);
                 if (slot is not null)
                 {
-                    await SseEndpoint.HandleAsync(context, node, sseLogger);
+                    await SseEndpoint.HandleAsync(context, node, keepAlive, sseLogger);
                 }
             }
         });

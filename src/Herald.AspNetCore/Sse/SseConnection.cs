@@ -11,11 +11,12 @@ namespace Herald.AspNetCore.Sse;
 /// <summary>
 /// One Server-Sent Events stream: a session (the same subscriptions, recovery, queue and limits as a WebSocket) whose
 /// transport writes each queued message as an event, <c>id: &lt;every channel's position&gt;</c> then
-/// <c>data: &lt;the JSON message&gt;</c>, and a comment line while idle. It has no inbound side: commands go to <c>/cmd</c>.
+/// <c>data: &lt;the JSON message&gt;</c>, and a comment line while idle (the node's <see cref="KeepAliveWheel"/> says when).
+/// It has no inbound side: commands go to <c>/cmd</c>.
 /// </summary>
 // RunAsync disposes what it owns before it returns; the type is never used after that.
 #pragma warning disable CA1001
-internal sealed partial class SseConnection : ISessionTransport
+internal sealed partial class SseConnection : ISessionTransport, IKeepAliveMember
 #pragma warning restore CA1001
 {
     private static readonly byte[] IdPrefix = "id: "u8.ToArray();
@@ -24,6 +25,7 @@ internal sealed partial class SseConnection : ISessionTransport
 
     private readonly HeraldNode _node;
     private readonly HttpContext _http;
+    private readonly KeepAliveWheel? _keepAlive;
     private readonly ILogger _logger;
     private readonly Dictionary<string, int> _slots;
     private readonly ulong[] _offsets;
@@ -38,10 +40,11 @@ internal sealed partial class SseConnection : ISessionTransport
     private int _wroteSinceTick;
 
     // channels: in the order of the request, which is the order of the positions in ids; start: each one's cursor, or null.
-    public SseConnection(HeraldNode node, HttpContext http, IReadOnlyList<string> channels, IReadOnlyList<StreamPosition?> start, ILogger logger)
+    public SseConnection(HeraldNode node, HttpContext http, IReadOnlyList<string> channels, IReadOnlyList<StreamPosition?> start, KeepAliveWheel? keepAlive, ILogger logger)
     {
         _node = node;
         _http = http;
+        _keepAlive = keepAlive;
         _logger = logger;
         _slots = new Dictionary<string, int>(channels.Count, StringComparer.Ordinal);
         _offsets = new ulong[channels.Count];
@@ -72,10 +75,7 @@ internal sealed partial class SseConnection : ISessionTransport
         _node.Metrics.SseConnectionChanged(+1);
         using var aborted = _http.RequestAborted.Register(static state => ((SseConnection)state!).Abort(), this);
         using var stopping = _node.Stopping.Register(static state => ((SseConnection)state!).Close(CloseCodes.GoingAway, "server shutting down"), this);
-        var interval = _node.Options.KeepAliveInterval;
-        using var heartbeat = interval > TimeSpan.Zero
-            ? _node.TimeProvider.CreateTimer(static state => ((SseConnection)state!).OnHeartbeatTick(), this, interval, interval)
-            : null;
+        _keepAlive?.Add(this);
         try
         {
             var response = _http.Response;
@@ -97,6 +97,7 @@ internal sealed partial class SseConnection : ISessionTransport
         }
         finally
         {
+            _keepAlive?.Remove(this);
             var dropped = !Closing;
             Close(CloseCodes.Normal, "");
             await Session.TerminateAsync();
@@ -155,8 +156,23 @@ internal sealed partial class SseConnection : ISessionTransport
         }
     }
 
-    // A comment line keeps proxies from closing an idle stream; sent only when nothing else was written since the last tick.
-    private void OnHeartbeatTick()
+    /// <inheritdoc/>
+    public int KeepAliveSlot { get; set; } = -1;
+
+    /// <inheritdoc/>
+    public int KeepAliveIndex { get; set; }
+
+    /// <inheritdoc/>
+    /// <remarks>A stream has nothing to answer with (its client's commands go to <c>/cmd</c>): a dead peer ends it when a write fails.</remarks>
+    public void CheckKeepAlive(KeepAliveWheel wheel)
+    {
+    }
+
+    /// <summary>
+    /// A comment line keeps proxies from closing an idle stream; sent only when nothing else was written since the
+    /// stream was last due.
+    /// </summary>
+    public void KeepAliveDue(KeepAliveWheel wheel)
     {
         if (Interlocked.Exchange(ref _wroteSinceTick, 0) == 0 && !Closing)
         {

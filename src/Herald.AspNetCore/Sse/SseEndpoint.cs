@@ -15,7 +15,7 @@ namespace Herald.AspNetCore.Sse;
 /// </summary>
 internal static class SseEndpoint
 {
-    public static async Task HandleAsync(HttpContext context, HeraldNode node, ILogger logger)
+    public static async Task HandleAsync(HttpContext context, HeraldNode node, KeepAliveWheel? keepAlive, ILogger logger)
     {
         var options = node.Options;
         var query = context.Request.Query;
@@ -84,7 +84,7 @@ internal static class SseEndpoint
             return;
         }
 
-        var connection = new SseConnection(node, context, cursors.Select(c => c.Channel).ToArray(), start, logger);
+        var connection = new SseConnection(node, context, cursors.Select(c => c.Channel).ToArray(), start, keepAlive, logger);
         var session = connection.Session;
         if (await HttpAuth.AuthenticateAsync(context, node, Herald.Handlers.HeraldTransportNames.Sse, session.ClientId, PollRequest.Nullable(query["token"])) is not { } auth)
         {

@@ -1,17 +1,16 @@
 namespace Herald.AspNetCore.WebSockets;
 
-/// <summary>The connection's side of <see cref="WebSocketKeepAlive"/>: its place on the wheel and its outstanding ping.</summary>
-internal sealed partial class WebSocketConnection
+/// <summary>The connection's side of <see cref="KeepAliveWheel"/>: its place on the wheel and its outstanding ping.</summary>
+internal sealed partial class WebSocketConnection : IKeepAliveMember
 {
     /// <summary>An unmasked ping frame with no payload (RFC 6455 5.5.2): the peer answers with an empty pong.</summary>
     private static readonly byte[] PingFrame = [0x89, 0x00];
 
-    /// <summary>The wheel slot holding this connection, or -1 when it is on none.</summary>
-    /// <remarks>Written under the wheel's lock only.</remarks>
-    internal int KeepAliveSlot = -1;
+    /// <inheritdoc/>
+    public int KeepAliveSlot { get; set; } = -1;
 
-    /// <summary>The connection's index in its slot's list.</summary>
-    internal int KeepAliveIndex;
+    /// <inheritdoc/>
+    public int KeepAliveIndex { get; set; }
 
     // The tick the outstanding ping went out at (0: none), and how many reads the stream had made then. Touched only
     // by the wheel's tick, which never runs twice at once.
@@ -19,7 +18,7 @@ internal sealed partial class WebSocketConnection
     private int _pingReads;
 
     /// <summary>The wheel's timeout pass: drops the connection if its ping has gone unanswered for the timeout.</summary>
-    internal void CheckKeepAlive(WebSocketKeepAlive keepAlive)
+    public void CheckKeepAlive(KeepAliveWheel keepAlive)
     {
         if (_pingSentAt != 0 && _stream.ReadCount == _pingReads && keepAlive.Now - _pingSentAt >= keepAlive.TimeoutTicks)
         {
@@ -28,9 +27,9 @@ internal sealed partial class WebSocketConnection
     }
 
     /// <summary>The wheel's ping pass: a connection whose last ping is answered (or that has none) gets a new one.</summary>
-    internal void PingOrDrop(WebSocketKeepAlive keepAlive)
+    public void KeepAliveDue(KeepAliveWheel keepAlive)
     {
-        if (_pingSentAt != 0 && _stream.ReadCount == _pingReads && keepAlive.TimeoutTicks != WebSocketKeepAlive.NoTimeout)
+        if (_pingSentAt != 0 && _stream.ReadCount == _pingReads && keepAlive.TimeoutTicks != KeepAliveWheel.NoTimeout)
         {
             if (keepAlive.Now - _pingSentAt >= keepAlive.TimeoutTicks)
             {

@@ -51,9 +51,9 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
     /// <summary>The connection slot (<c>Herald:MaxConnections</c>, <c>MaxConnectionsPerIp</c>), given back when the connection ends.</summary>
     private readonly IDisposable _slot;
 
-    private readonly WebSocketKeepAlive? _keepAlive;
+    private readonly KeepAliveWheel? _keepAlive;
 
-    public WebSocketConnection(HeraldNode node, Microsoft.AspNetCore.Http.HttpContext http, Stream upgraded, string? subProtocol, WebSocketKeepAlive? keepAlive, ILogger logger, IDisposable slot)
+    public WebSocketConnection(HeraldNode node, Microsoft.AspNetCore.Http.HttpContext http, Stream upgraded, string? subProtocol, KeepAliveWheel? keepAlive, ILogger logger, IDisposable slot)
     {
         _node = node;
         _keepAlive = keepAlive;
@@ -66,7 +66,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         {
             IsServer = true,
             SubProtocol = subProtocol,
-            // Pings are the node's WebSocketKeepAlive's (one timer for all); the platform's would give each connection a timer.
+            // Pings are the node's KeepAliveWheel's (one timer for all); the platform's would give each connection a timer.
             KeepAliveInterval = TimeSpan.Zero,
         });
         Encoding = WebSocketHandshake.EncodingOf(subProtocol);

@@ -12,7 +12,7 @@ internal static class WebSocketEndpoint
     /// whenever the handshake completes at once (as it does unless the 101 answer has to wait for the socket), so that no
     /// method awaiting the connection keeps a state machine of its own for the connection's whole life.
     /// </summary>
-    public static Task HandleAsync(HttpContext context, HeraldNode node, WebSocketKeepAlive? keepAlive, ILogger logger, OriginPolicy origins, RequestLimits limits)
+    public static Task HandleAsync(HttpContext context, HeraldNode node, KeepAliveWheel? keepAlive, ILogger logger, OriginPolicy origins, RequestLimits limits)
     {
         if (!origins.IsAllowed(context, out var origin))
         {
@@ -37,7 +37,7 @@ internal static class WebSocketEndpoint
     /// Takes a connection slot and answers the handshake; returns the connection to run, which owns the slot from then
     /// on, or <see langword="null"/> when the request was refused (the refusal is written, the slot given back).
     /// </summary>
-    private static async ValueTask<WebSocketConnection?> AcceptAsync(HttpContext context, HeraldNode node, WebSocketKeepAlive? keepAlive, ILogger logger, RequestLimits limits)
+    private static async ValueTask<WebSocketConnection?> AcceptAsync(HttpContext context, HeraldNode node, KeepAliveWheel? keepAlive, ILogger logger, RequestLimits limits)
     {
         var slot = await limits.AcquireConnectionAsync(context);
         if (slot is null)

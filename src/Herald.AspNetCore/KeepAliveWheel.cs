@@ -1,36 +1,56 @@
-namespace Herald.AspNetCore.WebSockets;
+namespace Herald.AspNetCore;
+
+/// <summary>A connection kept alive by the node's <see cref="KeepAliveWheel"/>: a WebSocket (pings) or an SSE stream (comments).</summary>
+internal interface IKeepAliveMember
+{
+    /// <summary>The wheel slot holding the connection, or -1 when it is on none. Written under the wheel's lock only.</summary>
+    int KeepAliveSlot { get; set; }
+
+    /// <summary>The connection's index in its slot's list. Written under the wheel's lock only.</summary>
+    int KeepAliveIndex { get; set; }
+
+    /// <summary>The timeout pass, <c>KeepAliveTimeout</c> after the connection's slot was due: drop it if it has not answered.</summary>
+    void CheckKeepAlive(KeepAliveWheel wheel);
+
+    /// <summary>The connection's slot is due, once per <c>KeepAliveInterval</c>: ping it (or send a heartbeat).</summary>
+    void KeepAliveDue(KeepAliveWheel wheel);
+}
 
 /// <summary>
-/// Pings every WebSocket of a node every <c>Herald:KeepAliveInterval</c> and drops one that has sent nothing for
-/// <c>Herald:KeepAliveTimeout</c> after a ping, from one timer for the whole node: a timing wheel of
-/// <see cref="Slots"/> slots, one turned per tick.
+/// Keeps every WebSocket and SSE stream of a node alive from one timer: a timing wheel of <see cref="Slots"/> slots,
+/// one turned per tick, so each connection is due once every <c>Herald:KeepAliveInterval</c>. A WebSocket gets a
+/// ping and is dropped if it has sent nothing <c>Herald:KeepAliveTimeout</c> after it; an SSE stream that wrote
+/// nothing since its last turn gets a comment line.
 /// </summary>
 /// <remarks>
-/// The platform WebSocket's own keep-alive gives every connection a timer of its own. Those fire at scattered
-/// moments, and each one wakes a thread-pool thread that sends one ping, waits for nothing, and spins before it sleeps:
-/// with 1,000 idle connections that was about 24 ms of CPU a second (3× the rest of the idle server), more than a
-/// whole delivery step at low load. Here one tick pings a slot's connections together, so their pongs arrive together
-/// too, and a connection holds four integers instead of a timer. Any frame read from the peer answers a ping (a pong,
-/// or a message), counted by <see cref="FrameGuardStream.ReadCount"/>: no clock is read per connection.
+/// The platform WebSocket's own keep-alive gives every connection a timer of its own, as SSE's heartbeat did. Those
+/// fire at scattered moments, and each one wakes a thread-pool thread that sends one ping, waits for nothing, and spins
+/// before it sleeps: with 1,000 idle WebSockets that was about 24 ms of CPU a second (3× the rest of the idle server),
+/// more than a whole delivery step at low load. Here one tick serves a slot's connections together, so their pongs
+/// arrive together too, and a connection holds four integers instead of a timer. Any frame read from a WebSocket peer
+/// answers a ping (a pong, or a message), counted by <see cref="WebSockets.FrameGuardStream.ReadCount"/>: no clock is
+/// read per connection.
 /// </remarks>
-internal sealed class WebSocketKeepAlive : IDisposable
+internal sealed class KeepAliveWheel : IDisposable
 {
-    private readonly List<WebSocketConnection>[] _slots;
+    private readonly List<IKeepAliveMember>[] _slots;
     private readonly Lock _gate = new();
-    private readonly List<WebSocketConnection> _due = [];
-    private readonly List<WebSocketConnection> _expiring = [];
+    private readonly List<IKeepAliveMember> _due = [];
+    private readonly List<IKeepAliveMember> _expiring = [];
     private readonly TimeSpan _tick;
+    private readonly TimeProvider _time;
     private ITimer? _timer;
     private int _cursor;
     private int _ticking;
     private bool _disposed;
 
-    private WebSocketKeepAlive(TimeSpan interval, TimeSpan timeout)
+    private KeepAliveWheel(TimeSpan interval, TimeSpan timeout, TimeProvider time)
     {
+        _time = time;
         // A tick short enough that the timeout is kept to within an eighth of itself, and no longer than a second.
         var shortest = timeout > TimeSpan.Zero && timeout < interval ? timeout : interval;
         _tick = TimeSpan.FromTicks(Math.Clamp(shortest.Ticks / 8, TimeSpan.FromMilliseconds(10).Ticks, TimeSpan.FromSeconds(1).Ticks));
-        _slots = new List<WebSocketConnection>[Math.Max(1, (int)Math.Round(interval / _tick))];
+        _slots = new List<IKeepAliveMember>[Math.Max(1, (int)Math.Round(interval / _tick))];
         for (var i = 0; i < _slots.Length; i++)
         {
             _slots[i] = [];
@@ -52,11 +72,11 @@ internal sealed class WebSocketKeepAlive : IDisposable
     internal long Now { get; private set; }
 
     /// <summary>The keep-alive for these options, or <see langword="null"/> when <c>KeepAliveInterval</c> is zero (off).</summary>
-    public static WebSocketKeepAlive? Create(HeraldOptions options) =>
-        options.KeepAliveInterval > TimeSpan.Zero ? new WebSocketKeepAlive(options.KeepAliveInterval, options.KeepAliveTimeout) : null;
+    public static KeepAliveWheel? Create(HeraldOptions options, TimeProvider time) =>
+        options.KeepAliveInterval > TimeSpan.Zero ? new KeepAliveWheel(options.KeepAliveInterval, options.KeepAliveTimeout, time) : null;
 
-    /// <summary>Starts pinging <paramref name="connection"/>: its first ping goes about one interval from now.</summary>
-    public void Add(WebSocketConnection connection)
+    /// <summary>Starts keeping <paramref name="connection"/> alive: it is first due about one interval from now.</summary>
+    public void Add(IKeepAliveMember connection)
     {
         lock (_gate)
         {
@@ -69,12 +89,12 @@ internal sealed class WebSocketKeepAlive : IDisposable
             connection.KeepAliveSlot = slot;
             connection.KeepAliveIndex = _slots[slot].Count;
             _slots[slot].Add(connection);
-            _timer ??= TimeProvider.System.CreateTimer(static state => ((WebSocketKeepAlive)state!).Tick(), this, _tick, _tick);
+            _timer ??= _time.CreateTimer(static state => ((KeepAliveWheel)state!).Tick(), this, _tick, _tick);
         }
     }
 
-    /// <summary>Stops pinging <paramref name="connection"/> (it has ended).</summary>
-    public void Remove(WebSocketConnection connection)
+    /// <summary>Stops keeping <paramref name="connection"/> alive (it has ended).</summary>
+    public void Remove(IKeepAliveMember connection)
     {
         lock (_gate)
         {
@@ -93,8 +113,8 @@ internal sealed class WebSocketKeepAlive : IDisposable
     }
 
     /// <summary>
-    /// Turns the wheel once: drops the connections of the slot pinged <see cref="TimeoutTicks"/> ago that have not
-    /// answered, then pings the current slot's. Overlapping ticks (a slow one) skip rather than run together.
+    /// Turns the wheel once: drops the connections of the slot due <see cref="TimeoutTicks"/> ago that have not
+    /// answered, then serves the current slot's. Overlapping ticks (a slow one) skip rather than run together.
     /// </summary>
     internal void Tick()
     {
@@ -120,7 +140,7 @@ internal sealed class WebSocketKeepAlive : IDisposable
             }
             foreach (var connection in _due)
             {
-                connection.PingOrDrop(this);
+                connection.KeepAliveDue(this);
             }
         }
         finally
