@@ -143,7 +143,7 @@ public sealed class HeraldProcess : IAsyncDisposable
     }
 
     /// <summary>HERALD_DLL, or src/Herald.Server/bin/{Release|Debug}/net10.0/herald.dll under the directory holding Herald.slnx.</summary>
-    private static string LocateServerDll()
+    internal static string LocateServerDll()
     {
         if (Environment.GetEnvironmentVariable("HERALD_DLL") is { Length: > 0 } given)
         {

@@ -5,12 +5,13 @@ using Herald.Integration.Tests.Infrastructure;
 namespace Herald.Integration.Tests;
 
 /// <summary>
-/// The standalone server's sockets transport: inline scheduling on by default (a fan-out's sends must not queue ahead of a
-/// publish request's read), <c>Kestrel:Sockets</c> bound to Kestrel's <c>SocketTransportOptions</c>, and a value that is
-/// not one refused at start, naming the key. The rest of the integration suite runs once more with inline scheduling on
-/// (<c>HERALD_TEST_INLINE_SCHEDULING=1</c> in <c>test.sh</c>).
+/// The standalone server's tuning of the platform. Its sockets transport: inline scheduling on by default (a fan-out's
+/// sends must not queue ahead of a publish request's read), <c>Kestrel:Sockets</c> bound to Kestrel's
+/// <c>SocketTransportOptions</c>, and a value that is not one refused at start, naming the key. The rest of the
+/// integration suite runs once more with inline scheduling on (<c>HERALD_TEST_INLINE_SCHEDULING=1</c> in <c>test.sh</c>).
+/// Its thread pool: no spin-wait, from <c>herald.runtimeconfig.json</c>.
 /// </summary>
-public sealed class SocketsTransportTests
+public sealed class ServerTuningTests
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(30);
     private const string ApiKey = "sockets-transport-test-key-0123456789";
@@ -69,5 +70,14 @@ public sealed class SocketsTransportTests
         Assert.NotEqual(0, server.ExitCode);
         Assert.Contains("herald: invalid configuration", server.Output, StringComparison.Ordinal);
         Assert.Contains("'Kestrel:Sockets:UnsafePreferInlineScheduling'", server.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TheServersRuntimeConfig_TurnsTheThreadPoolsSpinWaitOff()
+    {
+        var runtimeConfig = Path.ChangeExtension(HeraldProcess.LocateServerDll(), ".runtimeconfig.json");
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(runtimeConfig));
+        var properties = json.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
+        Assert.Equal(0, properties.GetProperty("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit").GetInt32());
     }
 }
