@@ -38,10 +38,14 @@ internal sealed partial class WebSocketConnection : IKeepAliveMember
             // Otherwise the timeout is longer than the interval and still running: one ping at a time.
             return;
         }
+        // The count is taken before the ping goes out: with the transport inline the ping is on the wire when
+        // TrySendPing returns, and the peer's pong may already have been read (a count taken after would include it,
+        // and the answered ping would look unanswered).
+        var reads = _stream.ReadCount;
         if (TrySendPing())
         {
             _pingSentAt = keepAlive.Now;
-            _pingReads = _stream.ReadCount;
+            _pingReads = reads;
         }
     }
 
