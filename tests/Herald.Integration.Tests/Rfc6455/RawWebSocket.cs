@@ -378,8 +378,10 @@ public sealed class RawWebSocket : IAsyncDisposable
     private static string DescribeClose(RawFrame frame) =>
         frame.Payload.Length >= 2 ? $"{BinaryPrimitives.ReadUInt16BigEndian(frame.Payload)} '{Encoding.UTF8.GetString(frame.Payload, 2, frame.Payload.Length - 2)}'" : "(no code)";
 
+    // A write to a connection the server has already reset fails with EPIPE ("broken pipe", SocketError.Shutdown): with
+    // the transport inline, a server that fails the connection (RFC 6455 7.1.7) can close TCP before our close reply.
     private static bool IsReset(IOException ex) =>
-        ex.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionReset or SocketError.ConnectionAborted };
+        ex.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionReset or SocketError.ConnectionAborted or SocketError.Shutdown };
 
     private async Task<RawHttpResponse> ReadHttpResponseAsync()
     {
