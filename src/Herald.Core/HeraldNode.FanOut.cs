@@ -30,11 +30,20 @@ public sealed partial class HeraldNode
     }
 
     /// <summary>
-    /// Completes once <paramref name="channel"/>'s fan-out backlog on this node is under
-    /// <see cref="HeraldOptions.MaxDispatchBacklog"/> (at once, without allocating, in the usual case), so that a
-    /// publisher faster than the fan-out is slowed down before it appends rather than growing the backlog.
+    /// With <see cref="HeraldOptions.PublishBackpressure"/>, completes once <paramref name="channel"/>'s fan-out backlog
+    /// on this node is under <see cref="HeraldOptions.MaxDispatchBacklog"/> (at once, without allocating, in the usual
+    /// case), so that a publisher faster than the fan-out is slowed down before it appends rather than growing the
+    /// backlog. Without it, completes at once: the publisher never waits for the fan-out.
     /// </summary>
     internal ValueTask WaitForFanOutRoomAsync(string channel, CancellationToken cancellationToken) =>
+        Options.PublishBackpressure ? WaitForFanOutBelowLimitAsync(channel, cancellationToken) : ValueTask.CompletedTask;
+
+    /// <summary>
+    /// Completes once <paramref name="channel"/>'s fan-out backlog on this node is under
+    /// <see cref="HeraldOptions.MaxDispatchBacklog"/>, whatever <see cref="HeraldOptions.PublishBackpressure"/> says: for
+    /// callers that pace a burst of their own (tests publishing straight into the broker).
+    /// </summary>
+    internal ValueTask WaitForFanOutBelowLimitAsync(string channel, CancellationToken cancellationToken) =>
         _channels.TryGetValue(channel, out var entry) ? entry.FanOut.WaitForRoomAsync(cancellationToken) : ValueTask.CompletedTask;
 
     /// <summary>
@@ -104,6 +113,10 @@ public sealed partial class HeraldNode
         /// <summary>Publications queued and not yet delivered.</summary>
         public int Count => Volatile.Read(ref _count);
 
+        // With backpressure, publishers through this node stop at the limit, so only what they cannot hold back (other
+        // nodes' publications, concurrent publishers past the wait) goes beyond it; the backlog is dropped at twice it.
+        private int DropAt => node.Options.PublishBackpressure ? 2 * node.Options.MaxDispatchBacklog : node.Options.MaxDispatchBacklog;
+
         /// <summary>Queues a publication; the caller hands them over one at a time, in offset order.</summary>
         public void Enqueue(Publication publication, string epoch)
         {
@@ -112,11 +125,12 @@ public sealed partial class HeraldNode
             lock (_lock)
             {
                 var items = _items ??= new Queue<(Publication, string)>();
-                if (items.Count >= 2 * node.Options.MaxDispatchBacklog)
+                if (items.Count >= DropAt)
                 {
-                    // Fan-out has fallen too far behind publishers this node cannot slow down. Dropping the backlog keeps
-                    // memory bounded, and it is never silent: the next publication delivered (this one) is past a gap, so
-                    // each subscriber's continuity check closes it with 4004 and its client recovers from history.
+                    // Fan-out has fallen too far behind its publishers (without backpressure, any; with it, those this
+                    // node cannot slow down). Dropping the backlog keeps memory and the subscribers' lag bounded, and it
+                    // is never silent: the next publication delivered (this one) is past a gap, so each subscriber's
+                    // continuity check closes it with 4004 and its client recovers from history.
                     dropped = items.Count;
                     items.Clear();
                 }
@@ -225,7 +239,7 @@ public sealed partial class HeraldNode
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 107, Level = LogLevel.Warning, Message = "Fan-out of {Channel} fell {Dropped} publications behind (twice Herald:MaxDispatchBacklog = {Limit}); dropped them, its subscribers recover from history")]
+        [LoggerMessage(EventId = 107, Level = LogLevel.Warning, Message = "Fan-out of {Channel} fell {Dropped} publications behind (Herald:MaxDispatchBacklog = {Limit}); dropped them, its subscribers on this node are closed with 4004 and recover from history")]
         public static partial void FanOutBacklogDropped(ILogger logger, string channel, int dropped, int limit);
 
         [LoggerMessage(EventId = 108, Level = LogLevel.Error, Message = "Fan-out of {Channel} offset {Offset} failed")]

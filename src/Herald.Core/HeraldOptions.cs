@@ -66,13 +66,23 @@ public sealed class HeraldOptions
 
     /// <summary>
     /// Most publications of one channel handed to this node's fan-out and not yet delivered to its subscribers. A
-    /// publish through this node to a channel whose backlog is at the limit waits (without holding a thread) until the
-    /// fan-out has caught up below it. A backlog that reaches twice the limit (publications from other nodes, which
-    /// this node cannot slow down, or a burst of concurrent publishers) is dropped; the channel's subscribers then see
-    /// a gap and are closed with 4004, so they recover from history. Default 1,000.
+    /// publication that finds the backlog at the limit means the fan-out has fallen that far behind: the backlog is
+    /// dropped (the newest publication stays queued), so the channel's subscribers on this node see a gap and are closed
+    /// with 4004, and recover from history. With <see cref="PublishBackpressure"/>, a publish through this node waits
+    /// for room instead, and only a backlog of twice the limit (publications from other nodes, which this node cannot
+    /// slow down) is dropped. Default 1,000.
     /// </summary>
     [Range(16, 1_000_000)]
     public int MaxDispatchBacklog { get; set; } = 1000;
+
+    /// <summary>
+    /// Whether a publish through this node waits, before it is appended, while its channel's fan-out backlog is at
+    /// <see cref="MaxDispatchBacklog"/>, so that publishers are slowed to the rate the node can deliver instead of the
+    /// backlog being dropped. Default <see langword="false"/>: a publish answers once its publication is in the log,
+    /// however far behind the fan-out is, and a fan-out that falls <see cref="MaxDispatchBacklog"/> publications behind
+    /// closes the channel's subscribers on this node with 4004 to recover from history.
+    /// </summary>
+    public bool PublishBackpressure { get; set; }
 
     /// <summary>Most bytes waiting to be written to one connection before it is closed as a slow consumer (4002). Default 8 MiB.</summary>
     [Range(4096, long.MaxValue)]

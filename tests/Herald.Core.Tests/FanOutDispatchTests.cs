@@ -11,8 +11,9 @@ namespace Herald.Core.Tests;
 
 /// <summary>
 /// The fan-out dispatcher: a publish returns once the log append is done, before the delivery to subscribers, which a
-/// per-channel worker does in offset order; the backlog is bounded (publishers wait at the limit, twice the limit is
-/// dropped and its subscribers recover), and shutdown drops it. The fan-out's work items are held by the test's
+/// per-channel worker does in offset order; the backlog is bounded (by default a publish never waits and a backlog at
+/// the limit is dropped, its subscribers closed with 4004 to recover; with Herald:PublishBackpressure publishers wait
+/// at the limit and twice the limit is dropped), and shutdown drops it. The fan-out's work items are held by the test's
 /// scheduler, so "not delivered yet" is a fact of the test, not a race.
 /// </summary>
 public sealed class FanOutDispatchTests
@@ -52,9 +53,9 @@ public sealed class FanOutDispatchTests
         public void Close(int code, string reason) => Closes.Enqueue(code);
     }
 
-    private static async Task<(HeraldNode Node, HeldScheduler Scheduler)> StartAsync(int maxBacklog = 1000)
+    private static async Task<(HeraldNode Node, HeldScheduler Scheduler)> StartAsync(int maxBacklog = 1000, bool backpressure = false)
     {
-        var options = new HeraldOptions { AllowAnonymous = true, MaxDispatchBacklog = maxBacklog };
+        var options = new HeraldOptions { AllowAnonymous = true, MaxDispatchBacklog = maxBacklog, PublishBackpressure = backpressure };
         options.Namespaces["chat"] = new NamespaceOptions { HistorySize = 1000, HistoryTtl = TimeSpan.Zero };
         var scheduler = new HeldScheduler();
         var node = new HeraldNode(options, new MemoryBroker()) { ScheduleFanOut = scheduler.Schedule };
@@ -189,10 +190,76 @@ public sealed class FanOutDispatchTests
     }
 
     [Fact]
-    public async Task PublishAtTheBacklogLimit_WaitsBeforeAppending_UntilTheFanOutCatchesUp()
+    public async Task PublishAtTheBacklogLimit_NeverWaits_TheBacklogIsDropped_AndItsSubscribersRecoverEveryOffset()
     {
         const int Limit = 16;
         var (node, scheduler) = await StartAsync(Limit);
+        await using var _ = node;
+        var (session, transport) = await SubscribeAsync(node);
+        for (var n = 1; n <= Limit; n++)
+        {
+            Assert.Equal((ulong)n, OffsetOf(await PublishAsync(node, n)));
+        }
+        Assert.Equal(Limit, node.DispatchBacklog);
+
+        // The fan-out is held: the publication past the limit is appended and answered at once all the same.
+        var published = PublishAsync(node, Limit + 1).AsTask();
+
+        Assert.True(published.IsCompletedSuccessfully);
+        Assert.Equal((ulong)Limit + 1, OffsetOf(await published));
+        Assert.Equal(0, node.Metrics.PublishFanOutWaits);
+        Assert.Equal(1, node.Metrics.DispatchOverflows);
+        Assert.Equal(1, node.DispatchBacklog); // the backlog went; the newest publication stays queued
+
+        scheduler.RunAll();
+
+        // Told, never a silent gap: the subscriber is closed with 4004, and a resubscribe from where it was recovers all.
+        Assert.Empty(PushedOffsets(session));
+        Assert.Equal([CloseCodes.InsufficientState], transport.Closes);
+        var again = new ClientSession(node, new Transport());
+        await again.HandleMessageAsync(SubscribeFromStart((await node.Broker.ReadHistoryAsync(Channel, null, 0, Policy)).Position.Epoch));
+        var result = Drain(again)[1].GetProperty("result");
+        Assert.True(result.GetProperty("recovered").GetBoolean());
+        Assert.Equal(Enumerable.Range(1, Limit + 1).Select(n => (ulong)n), result.GetProperty("publications").EnumerateArray().Select(p => p.GetProperty("offset").GetUInt64()));
+    }
+
+    [Fact]
+    public async Task ConflatedChannel_BacklogDropped_SubscriberGetsTheNewestBehindASkipNotice_AndStaysOpen()
+    {
+        const int Limit = 16;
+        const string Latest = "latest:dispatch";
+        var options = new HeraldOptions { AllowAnonymous = true, MaxDispatchBacklog = Limit };
+        options.Namespaces["latest"] = new NamespaceOptions { HistorySize = 100, HistoryTtl = TimeSpan.Zero, Conflate = true };
+        var scheduler = new HeldScheduler();
+        await using var node = new HeraldNode(options, new MemoryBroker()) { ScheduleFanOut = scheduler.Schedule };
+        await node.StartAsync();
+        var transport = new Transport();
+        var session = new ClientSession(node, transport);
+        await session.HandleMessageAsync(Encoding.UTF8.GetBytes($$"""{"id":1,"op":"connect"}{{"\n"}}{"id":2,"op":"subscribe","channel":"{{Latest}}"}"""));
+        Assert.Equal(2, Drain(session).Count);
+        for (var n = 1; n <= Limit + 1; n++)
+        {
+            await node.Channels.PublishAsync(null, Latest, JsonDocument.Parse($$"""{"n":{{n}}}""").RootElement, null);
+        }
+        Assert.Equal(1, node.Metrics.DispatchOverflows);
+
+        scheduler.RunAll();
+
+        // A latest-value subscriber is owed the newest, not every offset: the dropped ones are skipped, and it is told.
+        var messages = Drain(session);
+        Assert.Equal(2, messages.Count);
+        var skipped = messages[0].GetProperty("push").GetProperty("skipped");
+        Assert.Equal((1UL, (ulong)Limit), (skipped.GetProperty("from").GetUInt64(), skipped.GetProperty("to").GetUInt64()));
+        Assert.Equal((ulong)Limit + 1, messages[1].GetProperty("push").GetProperty("pub").GetProperty("offset").GetUInt64());
+        Assert.Empty(transport.Closes);
+        Assert.Equal(Limit, node.Metrics.ConflatedSkips);
+    }
+
+    [Fact]
+    public async Task WithPublishBackpressure_PublishAtTheBacklogLimit_WaitsBeforeAppending_UntilTheFanOutCatchesUp()
+    {
+        const int Limit = 16;
+        var (node, scheduler) = await StartAsync(Limit, backpressure: true);
         await using var _ = node;
         var (session, _) = await SubscribeAsync(node);
         for (var n = 1; n <= Limit; n++)
@@ -214,10 +281,10 @@ public sealed class FanOutDispatchTests
     }
 
     [Fact]
-    public async Task BacklogAtTwiceTheLimit_IsDropped_AndItsSubscribersAreClosedWith4004ToRecover()
+    public async Task WithPublishBackpressure_BacklogAtTwiceTheLimit_IsDropped_AndItsSubscribersAreClosedWith4004ToRecover()
     {
         const int Limit = 16;
-        var (node, scheduler) = await StartAsync(Limit);
+        var (node, scheduler) = await StartAsync(Limit, backpressure: true);
         await using var _ = node;
         var (session, transport) = await SubscribeAsync(node);
 
@@ -243,7 +310,7 @@ public sealed class FanOutDispatchTests
     public async Task BeginShutdown_DropsTheBacklog_AndReleasesPublishersWaitingForRoom()
     {
         const int Limit = 16;
-        var (node, scheduler) = await StartAsync(Limit);
+        var (node, scheduler) = await StartAsync(Limit, backpressure: true);
         await using var _ = node;
         var (session, _) = await SubscribeAsync(node);
         for (var n = 1; n <= Limit; n++)
@@ -264,7 +331,8 @@ public sealed class FanOutDispatchTests
     [Fact]
     public async Task FanOutOnTheThreadPool_RacingPublishersAndSubscribers_DeliversEveryOffsetOnceInOrder()
     {
-        var options = new HeraldOptions { AllowAnonymous = true, MaxDispatchBacklog = 16, MaxQueuedMessages = 100_000, MaxQueuedBytes = 1L << 30 };
+        // Backpressure keeps eight publishers within the small backlog, so that every offset reaches every subscriber live.
+        var options = new HeraldOptions { AllowAnonymous = true, MaxDispatchBacklog = 16, PublishBackpressure = true, MaxQueuedMessages = 100_000, MaxQueuedBytes = 1L << 30 };
         options.Namespaces["chat"] = new NamespaceOptions { HistorySize = 10_000, HistoryTtl = TimeSpan.Zero };
         await using var node = new HeraldNode(options, new MemoryBroker());
         await node.StartAsync();
@@ -353,9 +421,10 @@ public sealed class FanOutDispatchTests
     }
 
     [Fact]
-    public void MaxDispatchBacklog_DefaultsTo1000_AndOutsideItsRangeIsRefusedByName()
+    public void MaxDispatchBacklog_DefaultsTo1000_WithoutBackpressure_AndOutsideItsRangeIsRefusedByName()
     {
         Assert.Equal(1000, new HeraldOptions().MaxDispatchBacklog);
+        Assert.False(new HeraldOptions().PublishBackpressure);
         Assert.Empty(Problems(new HeraldOptions()));
         Assert.Empty(Problems(new HeraldOptions { MaxDispatchBacklog = 16 }));
         Assert.Contains(nameof(HeraldOptions.MaxDispatchBacklog), Problems(new HeraldOptions { MaxDispatchBacklog = 15 }));

@@ -180,15 +180,17 @@ public sealed class ProtocolTests : IAsyncLifetime
         await using var subscriber = await _server.ConnectAsync();
         await subscriber.CommandAsync("""{"op":"subscribe","channel":"chat:burst"}""");
         var framesBefore = subscriber.FramesReceived;
-        // Publish straight into the node so that the pushes queue faster than one write each.
+        // Publish straight into the node so that the pushes queue faster than one write each (all at once: fewer than
+        // Herald:MaxDispatchBacklog, which a burst past would drop).
+        const int Pushes = 900;
         var ns = _server.Node.Options.FindNamespace("chat")!;
-        var publishes = Enumerable.Range(0, 2000).Select(i => _server.Node.PublishAsync("chat:burst", ns, "{}"u8.ToArray(), null).AsTask());
+        var publishes = Enumerable.Range(0, Pushes).Select(i => _server.Node.PublishAsync("chat:burst", ns, "{}"u8.ToArray(), null).AsTask());
         await Task.WhenAll(publishes);
-        for (var i = 1; i <= 2000; i++)
+        for (var i = 1; i <= Pushes; i++)
         {
             var push = await subscriber.NextPushAsync();
             Assert.Equal((ulong)i, push.GetProperty("push").GetProperty("pub").GetProperty("offset").GetUInt64());
         }
-        Assert.True(subscriber.FramesReceived - framesBefore < 2000, $"{subscriber.FramesReceived - framesBefore} frames for 2000 pushes");
+        Assert.True(subscriber.FramesReceived - framesBefore < Pushes, $"{subscriber.FramesReceived - framesBefore} frames for {Pushes} pushes");
     }
 }

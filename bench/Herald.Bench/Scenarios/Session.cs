@@ -191,11 +191,18 @@ internal sealed class Session : IAsyncDisposable
             RequestsPerDelivery = delivered > 0 ? (double)(Stats.Requests - requests0) / delivered : 0,
             Errors = Stats.Errors + Publisher.Failed - errors0,
             Saturated = saturated,
-            Limit = Limits.Explain(serverPercent, generatorPercent, saturated, Stats.Errors - clientErrors0),
+            Limit = Limits.Explain(serverPercent, generatorPercent, saturated, Stats.Errors - clientErrors0, ClosedByServer()),
         };
     }
 
     private static double Ms(long micros) => micros / 1000.0;
+
+    /// <summary>The close codes the server ended WebSocket subscribers with so far, most frequent first ("4004 x10000").</summary>
+    private string? ClosedByServer()
+    {
+        var codes = _clients.OfType<WebSocketClient>().Where(c => c.CloseCode is not null).GroupBy(c => c.CloseCode!.Value).OrderByDescending(g => g.Count()).ToList();
+        return codes.Count == 0 ? null : string.Join(", ", codes.Select(g => $"{g.Key} x{g.Count()}"));
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -209,12 +216,18 @@ internal sealed class Session : IAsyncDisposable
 /// <summary>Says what held a run back, from the CPU figures of the server and of the generator (2 cores share both).</summary>
 internal static class Limits
 {
-    public static string Explain(double serverPercent, double generatorPercent, bool saturated, long clientErrors)
+    public static string Explain(double serverPercent, double generatorPercent, bool saturated, long clientErrors, string? closedByServer = null)
     {
         var cores = Environment.ProcessorCount * 100.0;
         if (!saturated)
         {
             return "none (below saturation)";
+        }
+        if (closedByServer is not null)
+        {
+            // Herald closes subscribers with 4004 when its fan-out falls Herald:MaxDispatchBacklog behind (4002: a
+            // connection's own queue overflowed); either way the server's CPU could not keep up with the step.
+            return $"subscribers closed by the server ({closedByServer}), {(serverPercent + generatorPercent > cores * 0.85 ? "CPU" : "server")} behind";
         }
         if (clientErrors > 0)
         {

@@ -25,8 +25,8 @@ internal static class MetricsEndpoint
         Metric(text, "herald_publications_total", "counter", "Publications appended through this node.", (null, m.Publications));
         Metric(text, "herald_deliveries_total", "counter", "Publications queued to WebSocket and SSE subscribers of this node.", (null, m.Deliveries));
         Metric(text, "herald_dispatch_backlog", "gauge", "Publications handed to this node's fan-out and not yet delivered to its subscribers, all channels.", (null, m.DispatchBacklog));
-        Metric(text, "herald_dispatch_overflows_total", "counter", "Times a channel's fan-out backlog reached twice Herald:MaxDispatchBacklog and was dropped (its subscribers closed with 4004).", (null, m.DispatchOverflows));
-        Metric(text, "herald_publish_fanout_waits_total", "counter", "Publishes through this node that waited for a channel's fan-out backlog to fall under Herald:MaxDispatchBacklog.", (null, m.PublishFanOutWaits));
+        Metric(text, "herald_dispatch_overflows_total", "counter", "Times a channel's fan-out backlog reached Herald:MaxDispatchBacklog (twice it with Herald:PublishBackpressure) and was dropped (its subscribers on this node closed with 4004).", (null, m.DispatchOverflows));
+        Metric(text, "herald_publish_fanout_waits_total", "counter", "Publishes through this node that waited for a channel's fan-out backlog to fall under Herald:MaxDispatchBacklog (only with Herald:PublishBackpressure).", (null, m.PublishFanOutWaits));
         Metric(text, "herald_slow_consumer_closes_total", "counter", "Connections closed with 4002 because their outbound queue was full.", (null, m.SlowConsumerCloses));
         Metric(text, "herald_conflated_skips_total", "counter", "Publications of conflated channels not sent to a subscriber that fell behind, replaced by a newer one.", (null, m.ConflatedSkips));
         Metric(text, "herald_commands_total", "counter", "Client commands handled (WebSocket and /cmd).", (null, m.Commands));

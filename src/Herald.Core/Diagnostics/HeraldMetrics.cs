@@ -79,8 +79,8 @@ internal sealed class HeraldMetrics : IDisposable
             tags: null,
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyHistogram.BucketBounds });
         _meter.CreateObservableUpDownCounter("herald.dispatch_backlog", () => DispatchBacklog, description: "Publications handed to this node's fan-out and not yet delivered to its subscribers, all channels.");
-        _meter.CreateObservableCounter("herald.dispatch_overflows", () => DispatchOverflows, description: "Times a channel's fan-out backlog reached twice Herald:MaxDispatchBacklog and was dropped.");
-        _meter.CreateObservableCounter("herald.publish_fanout_waits", () => PublishFanOutWaits, description: "Publishes that waited for a channel's fan-out backlog to fall under Herald:MaxDispatchBacklog.");
+        _meter.CreateObservableCounter("herald.dispatch_overflows", () => DispatchOverflows, description: "Times a channel's fan-out backlog reached Herald:MaxDispatchBacklog (twice it with Herald:PublishBackpressure) and was dropped.");
+        _meter.CreateObservableCounter("herald.publish_fanout_waits", () => PublishFanOutWaits, description: "Publishes that waited for a channel's fan-out backlog to fall under Herald:MaxDispatchBacklog (only with Herald:PublishBackpressure).");
         _meter.CreateObservableUpDownCounter("herald.connections", () => new[]
         {
             new Measurement<long>(WebSocketConnections, new KeyValuePair<string, object?>("transport", "websocket")),
@@ -172,7 +172,7 @@ internal sealed class HeraldMetrics : IDisposable
     /// <summary>Publications handed to this node's fan-out and not yet delivered, all channels; read when asked, counted nowhere.</summary>
     public long DispatchBacklog => _dispatchBacklog();
 
-    /// <summary>Times a channel's fan-out backlog was dropped for reaching twice <c>Herald:MaxDispatchBacklog</c>.</summary>
+    /// <summary>Times a channel's fan-out backlog was dropped for reaching <c>Herald:MaxDispatchBacklog</c> (twice it with <c>Herald:PublishBackpressure</c>).</summary>
     public long DispatchOverflows => Volatile.Read(ref _dispatchOverflows);
 
     /// <summary>Publishes through this node that waited for room in a channel's fan-out backlog.</summary>

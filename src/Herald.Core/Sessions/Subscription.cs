@@ -216,6 +216,14 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
         }
         if (publication.Offset != _lastOffset + 1)
         {
+            if (Namespace.Conflate)
+            {
+                // A latest-value subscriber wants the newest, not every offset: the ones that never reached it (the
+                // node's fan-out dropped its backlog, or the broker lost them) are skipped, and it is told so.
+                var from = _lastOffset + 1;
+                _lastOffset = publication.Offset;
+                return DeliverPastGap(publication, push, from);
+            }
             _closed = true;
             Session.OnInsufficientState($"channel {Channel} skipped from offset {_lastOffset} to {publication.Offset}");
             return false;
@@ -249,6 +257,22 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
         _latest = publication;
         _latestPush = push;
         return true;
+    }
+
+    /// <summary>
+    /// A conflated channel's delivery after offsets from <paramref name="from"/> on never reached this node's fan-out:
+    /// the publication goes out behind a skip notice for them, as if the subscriber had fallen behind (which it has).
+    /// </summary>
+    private bool DeliverPastGap(Publication publication, byte[] push, ulong from)
+    {
+        var marked = _latest is not null;
+        if (!marked)
+        {
+            _skipFrom = from;
+        }
+        _latest = publication;
+        _latestPush = push;
+        return marked || Session.Outbound.TryEnqueueMarker(this);
     }
 
     /// <summary>
