@@ -159,7 +159,8 @@ internal sealed class Session : IAsyncDisposable
         var cpu = server1.CpuSeconds - server0.CpuSeconds;
         var serverPercent = cpu / seconds * 100;
         var generatorPercent = (gen1 - gen0) / seconds * 100;
-        var p99 = Ms(histogram.GetValueAtPercentile(99));
+        // A step with no delivery at all (every subscriber closed by the server) has an empty histogram.
+        var p99 = histogram.TotalCount == 0 ? 0 : Ms(histogram.GetValueAtPercentile(99));
         // Publications are paced over the step; the last ones may still be answered after it, so the rate offered
         // is what was sent in the step's window, not the wait for the stragglers.
         var publishRate = published / duration.TotalSeconds;
@@ -174,7 +175,7 @@ internal sealed class Session : IAsyncDisposable
             Seconds = seconds,
             DeliveriesPerSecond = delivered / Math.Max(publishSeconds, duration.TotalSeconds),
             P50Ms = histogram.TotalCount == 0 ? 0 : Ms(histogram.GetValueAtPercentile(50)),
-            P90Ms = Ms(histogram.GetValueAtPercentile(90)),
+            P90Ms = histogram.TotalCount == 0 ? 0 : Ms(histogram.GetValueAtPercentile(90)),
             P99Ms = p99,
             // GetMaxValue's enumerator throws on some interval histograms (HdrHistogram.NET 2.5); the 100th percentile is
             // the same figure, read another way.

@@ -238,7 +238,10 @@ internal sealed partial class ClientSession : IOutboundQueueOwner
         [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Client {ClientId} closed as a slow consumer ({QueuedBytes} bytes queued)")]
         public static partial void SlowConsumer(ILogger logger, string clientId, long queuedBytes);
 
-        [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "Client {ClientId} closed: {Reason}")]
+        // Debug: the causes are a channel's, not the client's (an epoch change, offsets lost on their way to the node, a
+        // fan-out backlog dropped, which the node logs once as a warning), and every subscriber of the channel on the node
+        // sees them at once; a warning per client would be thousands of lines, written while the node is overloaded.
+        [LoggerMessage(EventId = 201, Level = LogLevel.Debug, Message = "Client {ClientId} closed: {Reason}")]
         public static partial void InsufficientState(ILogger logger, string clientId, string reason);
 
         [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "Client {ClientId}: leaving presence of {Channel} failed")]
