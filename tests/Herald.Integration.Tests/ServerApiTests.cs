@@ -33,6 +33,68 @@ public sealed class ServerApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task KeepAliveConnection_WrongKeyAfterTheRightOne_IsStill401()
+    {
+        // One connection for every request: Kestrel hands back the same header string when a request repeats the
+        // previous one's bytes, and the key check lets a string it accepted through by reference. A different key on
+        // the same connection must still be hashed and refused, and the right one accepted again afterwards.
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync("127.0.0.1", _server.Port);
+        var stream = tcp.GetStream();
+        var right = "Bearer " + TestServer.ApiKey;
+        Assert.Equal(200, await PublishOnAsync(stream, right));
+        Assert.Equal(200, await PublishOnAsync(stream, right));
+        Assert.Equal(401, await PublishOnAsync(stream, "Bearer " + TestServer.ApiKey + "x"));
+        Assert.Equal(401, await PublishOnAsync(stream, "Bearer " + TestServer.ApiKey[..^1]));
+        Assert.Equal(401, await PublishOnAsync(stream, TestServer.ApiKey));
+        Assert.Equal(200, await PublishOnAsync(stream, right));
+        Assert.Equal(200, await PublishOnAsync(stream, "bearer  " + TestServer.ApiKey + " "));
+        Assert.Equal(4, _server.Node.Metrics.Publications);
+    }
+
+    /// <summary>Sends one publish on a kept-alive connection and reads its whole answer; returns the status code.</summary>
+    private static async Task<int> PublishOnAsync(System.Net.Sockets.NetworkStream stream, string authorization)
+    {
+        const string Body = """{"channel":"chat:keys","data":1}""";
+        await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(
+            $"POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\nContent-Type: application/json\r\nContent-Length: {Body.Length}\r\n\r\n{Body}"));
+        var received = new List<byte>();
+        var buffer = new byte[4096];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            var text = System.Text.Encoding.ASCII.GetString([.. received]);
+            var end = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+            if (end >= 0)
+            {
+                var head = text[..end].Split("\r\n");
+                var status = int.Parse(head[0].AsSpan(9, 3), System.Globalization.CultureInfo.InvariantCulture);
+                var lengthLine = head.FirstOrDefault(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase));
+                if (lengthLine is not null)
+                {
+                    var length = int.Parse(lengthLine["Content-Length:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+                    if (received.Count >= end + 4 + length)
+                    {
+                        Assert.Equal(end + 4 + length, received.Count); // nothing more: the next answer starts clean
+                        return status;
+                    }
+                }
+                else
+                {
+                    Assert.Contains(head, l => l.Equals("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase));
+                    if (text.EndsWith("\r\n0\r\n\r\n", StringComparison.Ordinal))
+                    {
+                        return status; // the last chunk: the answer is whole
+                    }
+                }
+            }
+            var read = await stream.ReadAsync(buffer, timeout.Token);
+            Assert.True(read > 0, "the server closed the kept-alive connection");
+            received.AddRange(buffer.AsSpan(0, read));
+        }
+    }
+
+    [Fact]
     public async Task Publish_ReachesWebSocketSubscribers_AndHistoryReadsIt()
     {
         await using var client = await _server.ConnectAsync();
