@@ -6,8 +6,8 @@ using Herald.Bench.Scenarios;
 using Herald.Bench.Systems;
 
 // herald-bench: the load generator of bench/README.md.
-//   herald-bench <fanout|channels|idle|polling|multinode|conflate|all> [--size smoke|default] [--systems herald,signalr,socketio,nchan,kestrel,kestrel-raw] [--out DIR]
-//       [--clients 1000,5000] [--rates 1,2] [--step SECONDS]   narrow a scenario down while investigating
+//   herald-bench <fanout|channels|idle|polling|multinode|conflate|all> [--size smoke|default] [--systems herald,signalr,socketio,nchan,kestrel,kestrel-raw[,kestrel-socket]] [--out DIR]
+//       [--clients 1000,5000] [--rates 1,2] [--step SECONDS] [--warm-load SECONDS]   narrow a scenario down while investigating
 //       [--note TEXT]   said beside the run's figures in docs/benchmarks.md (e.g. that the machine was shared)
 //   herald-bench report [--out DIR] [--docs DIR]     regenerates docs/benchmarks.md and its plots from the results
 //   herald-bench agent …                              (internal) holds connections for the idle and multinode scenarios
@@ -33,7 +33,7 @@ if (command == "report")
 var scenarios = command == "all" ? ScenarioRunner.Names : ScenarioRunner.Names.Contains(command) ? [command] : null;
 if (scenarios is null)
 {
-    Console.Error.WriteLine("usage: herald-bench <fanout|channels|idle|polling|multinode|conflate|all|report> [--size smoke|default] [--systems herald,signalr,socketio,nchan,kestrel,kestrel-raw] [--out DIR] [--note TEXT]");
+    Console.Error.WriteLine("usage: herald-bench <fanout|channels|idle|polling|multinode|conflate|all|report> [--size smoke|default] [--systems herald,signalr,socketio,nchan,kestrel,kestrel-raw[,kestrel-socket]] [--out DIR] [--note TEXT]");
     return 2;
 }
 var size = Option("--size", "default");
@@ -59,7 +59,8 @@ foreach (var scenario in scenarios)
 {
     var started = DateTimeOffset.Now;
     var sizes = Sizes.For(scenario, size);
-    // --clients 1000,5000, --rates 1,2 and --step 5 narrow a scenario down while investigating; the published results use the defaults.
+    // --clients 1000,5000, --rates 1,2, --step 5 and --warm-load 40 narrow a scenario down while investigating; the
+    // published results use the defaults.
     if (Option("--clients", "") is { Length: > 0 } clients)
     {
         sizes = sizes with { Clients = [.. clients.Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture))] };
@@ -71,6 +72,10 @@ foreach (var scenario in scenarios)
     if (Option("--step", "") is { Length: > 0 } step)
     {
         sizes = sizes with { Step = TimeSpan.FromSeconds(double.Parse(step, CultureInfo.InvariantCulture)) };
+    }
+    if (Option("--warm-load", "") is { Length: > 0 } warmLoad)
+    {
+        sizes = sizes with { WarmLoad = TimeSpan.FromSeconds(double.Parse(warmLoad, CultureInfo.InvariantCulture)) };
     }
     List<RunResult> runs;
     try
@@ -134,7 +139,7 @@ static string? Check(RunResult run, string size)
     return run.Scenario == "conflate" ? ConflateScenario.Check(run) : null;
 }
 
-static int Order(string system) => BenchSystem.All.Select(s => s.Name).ToList().IndexOf(system);
+static int Order(string system) => BenchSystem.All.Concat(BenchSystem.Optional).Select(s => s.Name).ToList().IndexOf(system);
 
 static string FindRoot()
 {

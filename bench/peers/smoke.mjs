@@ -1,6 +1,6 @@
 // Wire-level smoke test of the benchmark peers and floors (see README.md for the protocols it checks).
 //
-//   node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--kestrel PORT] [--kestrel-raw PORT] [--host 127.0.0.1]
+//   node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--kestrel PORT] [--kestrel-raw PORT] [--kestrel-socket PORT] [--host 127.0.0.1]
 //
 // For each peer given: two subscribers on one channel (each way of subscribing that the README documents), exact
 // handshake frames, then three publications over HTTP; every subscriber must receive all three, in order, once, in
@@ -18,8 +18,8 @@ const opts = { host: '127.0.0.1' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) {
   const key = argv[i].replace(/^--/, '');
-  if (!['signalr', 'socketio', 'nchan', 'kestrel', 'kestrel-raw', 'host'].includes(key) || argv[i + 1] === undefined) {
-    console.error('usage: node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--kestrel PORT] [--kestrel-raw PORT] [--host HOST]');
+  if (!['signalr', 'socketio', 'nchan', 'kestrel', 'kestrel-raw', 'kestrel-socket', 'host'].includes(key) || argv[i + 1] === undefined) {
+    console.error('usage: node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--kestrel PORT] [--kestrel-raw PORT] [--kestrel-socket PORT] [--host HOST]');
     process.exit(2);
   }
   opts[key] = argv[i + 1];
@@ -280,7 +280,7 @@ async function nchan(port) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The floors (kestrel, kestrel-raw): Herald's herald.json at /ws (connect, subscribe, pushes), POST /api/publish
+// The floors (kestrel, kestrel-raw, kestrel-socket): Herald's herald.json at /ws (connect, subscribe, pushes), POST /api/publish
 
 async function floor(peer, port) {
   const base = `http://${opts.host}:${port}`;
@@ -339,9 +339,10 @@ async function floor(peer, port) {
 // ---------------------------------------------------------------------------------------------------------------
 
 const peers = [['signalr', signalr], ['socketio', socketio], ['nchan', nchan],
-  ['kestrel', (port) => floor('kestrel', port)], ['kestrel-raw', (port) => floor('kestrel-raw', port)]].filter(([k]) => opts[k]);
+  ['kestrel', (port) => floor('kestrel', port)], ['kestrel-raw', (port) => floor('kestrel-raw', port)],
+  ['kestrel-socket', (port) => floor('kestrel-socket', port)]].filter(([k]) => opts[k]);
 if (peers.length === 0) {
-  console.error('usage: node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--kestrel PORT] [--kestrel-raw PORT] [--host HOST]');
+  console.error('usage: node smoke.mjs [--signalr PORT] [--socketio PORT] [--nchan PORT] [--kestrel PORT] [--kestrel-raw PORT] [--kestrel-socket PORT] [--host HOST]');
   process.exit(2);
 }
 for (const [name, run] of peers) {

@@ -61,6 +61,7 @@ SOCKETIO_PORT="$(free_port)"
 NCHAN_PORT="$(free_port)"
 KESTREL_PORT="$(free_port)"
 KESTREL_RAW_PORT="$(free_port)"
+KESTREL_SOCKET_PORT="$(free_port)"
 
 dotnet "$HERE/signalr/bin/Release/net10.0/herald-bench-signalr.dll" --urls "http://127.0.0.1:$SIGNALR_PORT" \
   >"$WORK/signalr.log" 2>&1 &
@@ -75,7 +76,7 @@ bash "$HERE/nchan/run.sh" "$NCHAN_PORT" "$WORK/nchan" >"$WORK/nchan.log" 2>&1 &
 PIDS+=($!)
 NCHAN_PID=$!
 
-# The floors: one build, two modes (kestrel/README.md).
+# The floors: one build, three modes (README.md, "Floors").
 KESTREL_DLL="$HERE/kestrel/bin/Release/net10.0/herald-bench-kestrel.dll"
 dotnet "$KESTREL_DLL" --urls "http://127.0.0.1:$KESTREL_PORT" >"$WORK/kestrel.log" 2>&1 &
 PIDS+=($!)
@@ -83,18 +84,22 @@ KESTREL_PID=$!
 dotnet "$KESTREL_DLL" --raw --urls "http://127.0.0.1:$KESTREL_RAW_PORT" >"$WORK/kestrel-raw.log" 2>&1 &
 PIDS+=($!)
 KESTREL_RAW_PID=$!
+dotnet "$KESTREL_DLL" --socket --urls "http://127.0.0.1:$KESTREL_SOCKET_PORT" >"$WORK/kestrel-socket.log" 2>&1 &
+PIDS+=($!)
+KESTREL_SOCKET_PID=$!
 
 wait_port signalr "$SIGNALR_PORT" "$SIGNALR_PID"
 wait_port socketio "$SOCKETIO_PORT" "$SOCKETIO_PID"
 wait_port nchan "$NCHAN_PORT" "$NCHAN_PID"
 wait_port kestrel "$KESTREL_PORT" "$KESTREL_PID"
 wait_port kestrel-raw "$KESTREL_RAW_PORT" "$KESTREL_RAW_PID"
+wait_port kestrel-socket "$KESTREL_SOCKET_PORT" "$KESTREL_SOCKET_PID"
 echo "smoke.sh: signalr :$SIGNALR_PORT (pid $SIGNALR_PID), socketio :$SOCKETIO_PORT (pid $SOCKETIO_PID), nchan :$NCHAN_PORT (master pid $NCHAN_PID)," \
-  "kestrel :$KESTREL_PORT (pid $KESTREL_PID), kestrel-raw :$KESTREL_RAW_PORT (pid $KESTREL_RAW_PID)"
+  "kestrel :$KESTREL_PORT (pid $KESTREL_PID), kestrel-raw :$KESTREL_RAW_PORT (pid $KESTREL_RAW_PID), kestrel-socket :$KESTREL_SOCKET_PORT (pid $KESTREL_SOCKET_PID)"
 
 # In the background plus wait, so that a signal to this script runs cleanup at once (and ends smoke.mjs too).
 node "$HERE/smoke.mjs" --signalr "$SIGNALR_PORT" --socketio "$SOCKETIO_PORT" --nchan "$NCHAN_PORT" \
-  --kestrel "$KESTREL_PORT" --kestrel-raw "$KESTREL_RAW_PORT" &
+  --kestrel "$KESTREL_PORT" --kestrel-raw "$KESTREL_RAW_PORT" --kestrel-socket "$KESTREL_SOCKET_PORT" &
 SMOKE_PID=$!
 PIDS+=("$SMOKE_PID")
 wait "$SMOKE_PID"

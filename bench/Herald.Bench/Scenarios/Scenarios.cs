@@ -18,7 +18,9 @@ internal sealed record Sizes(int[] Clients, double[] Rates, TimeSpan Step, TimeS
         ("idle", "smoke") => new([100], [], TimeSpan.FromSeconds(1), TimeSpan.Zero),
         ("idle", _) => new([5000, 10000, 18000], [], TimeSpan.FromSeconds(3), TimeSpan.Zero),
         ("polling", "smoke") => new([50], [5], TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(1)),
-        ("polling", _) => new([1000], [5], TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(10)),
+        // 40 s of warm load: at 5 publications/s, .NET's tiering was still recompiling hot methods in bursts 10 s in, a
+        // large share of the small CPU this scenario measures (bench/README.md, "Warm-up").
+        ("polling", _) => new([1000], [5], TimeSpan.FromSeconds(20), TimeSpan.FromSeconds(40)),
         // Clients in total over the three nodes. Steps of 5 s rather than fan-out's 3 s: Redis's CPU per publication
         // at the low rates is a few milliseconds a step, and needs the publications to be read at all.
         ("multinode", "smoke") => new([300], [5, 20], TimeSpan.FromSeconds(1), TimeSpan.Zero),

@@ -46,9 +46,15 @@ internal abstract class BenchSystem(string name)
     public static IReadOnlyList<BenchSystem> All { get; } =
         [new HeraldSystem(), new SignalRSystem(), new SocketIoSystem(), new NchanSystem(), new KestrelFloorSystem(raw: false), new KestrelFloorSystem(raw: true)];
 
+    /// <summary>
+    /// Systems run only when named with <c>--systems</c>: <c>kestrel-socket</c>, the floor of a transport that owns the
+    /// socket (issue 14's question whether one would reach Nchan's cost per delivery), measured in scenario (d).
+    /// </summary>
+    public static IReadOnlyList<BenchSystem> Optional { get; } = [new KestrelFloorSystem(raw: true, socket: true)];
+
     public static BenchSystem Find(string name) =>
-        All.FirstOrDefault(s => s.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
-        ?? throw new ArgumentException($"unknown system '{name}'; known: {string.Join(", ", All.Select(s => s.Name))}");
+        All.Concat(Optional).FirstOrDefault(s => s.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
+        ?? throw new ArgumentException($"unknown system '{name}'; known: {string.Join(", ", All.Concat(Optional).Select(s => s.Name))}");
 
     protected static ProcessStartInfo Dotnet(string dll, int port)
     {
@@ -186,18 +192,19 @@ internal sealed class NchanSystem() : BenchSystem("nchan")
 /// A floor, not a product (bench/peers/kestrel): the least a .NET server on Kestrel does to serve Herald's WebSocket
 /// fan-out, spoken to with Herald's own client and publish API. <c>kestrel</c> is ASP.NET Core's <c>UseWebSockets</c>
 /// and <c>WebSocket.SendAsync</c>; <c>kestrel-raw</c> answers the upgrade in a connection middleware and writes
-/// pre-built frames into the transport, below Kestrel's HTTP layer.
+/// pre-built frames into the transport, below Kestrel's HTTP layer; <c>kestrel-socket</c> (optional) sends them on the
+/// socket itself.
 /// </summary>
-internal sealed class KestrelFloorSystem(bool raw) : BenchSystem(raw ? "kestrel-raw" : "kestrel")
+internal sealed class KestrelFloorSystem(bool raw, bool socket = false) : BenchSystem(socket ? "kestrel-socket" : raw ? "kestrel-raw" : "kestrel")
 {
     public override IReadOnlyList<string> Transports { get; } = [Systems.Transports.WebSocket];
 
     public override ProcessStartInfo CreateStart(string root, int port, string workDir)
     {
         var start = Dotnet(Path.Combine(root, "bench/peers/kestrel/bin/Release/net10.0/herald-bench-kestrel.dll"), port);
-        if (raw)
+        if (raw || socket)
         {
-            start.ArgumentList.Add("--raw");
+            start.ArgumentList.Add(socket ? "--socket" : "--raw");
         }
         return start;
     }

@@ -3,14 +3,24 @@
 //   kestrel:      Kestrel + UseWebSockets; GET /ws accepted by ASP.NET Core, each publication sent with WebSocket.SendAsync.
 //   kestrel-raw:  (--raw) a connection middleware answers the GET /ws upgrade by hand on the transport and writes
 //                 pre-built RFC 6455 frames straight into it; no HTTP/1.1 connection object is kept after the upgrade.
+//   kestrel-socket: (--socket) kestrel-raw writing each frame to the connection's socket itself, one non-blocking
+//                 send on the publisher's thread (not through the transport's output pipe), with Kestrel's sockets
+//                 transport inline as in Herald's standalone server: the least any .NET transport owning the socket does.
 // Both speak enough of herald.json for the bench's Herald client (connect, subscribe, pushes) and take
 // POST /api/publish {"channel":…,"data":…} -> 200 {"epoch":"floor","offset":N} (no API key, no history, no queue).
 // Port: --urls http://127.0.0.1:PORT.
 using System.Text.Json;
 using Herald.Bench.Kestrel;
 
-var raw = args.Contains("--raw");
-var builder = WebApplication.CreateBuilder([.. args.Where(a => a != "--raw")]);
+var socket = args.Contains("--socket");
+var raw = socket || args.Contains("--raw");
+RawWebSocket.DirectSocket = socket;
+var builder = WebApplication.CreateBuilder([.. args.Where(a => a is not "--raw" and not "--socket")]);
+if (socket)
+{
+    // No I/O queue hop for what still goes through Kestrel (client frames, the publish requests), as in Herald's server.
+    builder.WebHost.UseSockets(o => o.UnsafePreferInlineScheduling = true);
+}
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
 builder.WebHost.ConfigureKestrel(kestrel =>
 {

@@ -1,9 +1,11 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 
 namespace Herald.Bench.Kestrel;
 
@@ -25,6 +27,12 @@ internal static class RawWebSocket
     /// <summary>Publications leave as whole text frames, built once for every subscriber.</summary>
     public static Hub Hub { get; } = new(static payload => Frame(Text, payload));
 
+    /// <summary>
+    /// <c>--socket</c>: the 101 answer and every frame after it go straight to the connection's socket, one non-blocking
+    /// send each, never through the transport's output pipe (so nothing written there can be overtaken).
+    /// </summary>
+    public static bool DirectSocket { get; set; }
+
     public static async Task RunAsync(ConnectionContext connection, ConnectionDelegate next, Hub hub)
     {
         var input = connection.Transport.Input;
@@ -37,10 +45,11 @@ internal static class RawWebSocket
             await next(connection);
             return;
         }
-        var subscriber = new PipeSubscriber(connection);
+        var socket = DirectSocket ? connection.Features.Get<IConnectionSocketFeature>()?.Socket : null;
+        var subscriber = new PipeSubscriber(connection, socket);
         try
         {
-            if (!await HandshakeAsync(connection, read))
+            if (!await HandshakeAsync(connection, read, socket))
             {
                 return;
             }
@@ -69,7 +78,7 @@ internal static class RawWebSocket
     }
 
     /// <summary>Reads the request's headers and answers 101, or 400 without a valid <c>Sec-WebSocket-Key</c>.</summary>
-    private static async Task<bool> HandshakeAsync(ConnectionContext connection, ReadResult read)
+    private static async Task<bool> HandshakeAsync(ConnectionContext connection, ReadResult read, Socket? socket)
     {
         var input = connection.Transport.Input;
         var output = connection.Transport.Output;
@@ -119,8 +128,15 @@ internal static class RawWebSocket
 #pragma warning disable CA5350
         var accept = Convert.ToBase64String(SHA1.HashData(Encoding.ASCII.GetBytes(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")));
 #pragma warning restore CA5350
-        await output.WriteAsync(Encoding.ASCII.GetBytes(
-            $"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"));
+        var answer = Encoding.ASCII.GetBytes(
+            $"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+        if (socket is not null)
+        {
+            // Nothing goes through the transport's output from here on, so nothing written there can be overtaken.
+            socket.Blocking = false;
+            return socket.Send(answer, SocketFlags.None, out var error) == answer.Length && error == SocketError.Success;
+        }
+        await output.WriteAsync(answer);
         return true;
     }
 
@@ -270,9 +286,11 @@ internal static class RawWebSocket
     /// <summary>
     /// Writes frames straight into the transport's output pipe under a lock (a pipe has one writer at a time). The pipe's
     /// own buffer (Kestrel's 64 KiB write limit) is the only queue: a subscriber whose last flush is still waiting for
-    /// room when the next frame comes is dropped, so memory stays bounded and no frame is skipped silently.
+    /// room when the next frame comes is dropped, so memory stays bounded and no frame is skipped silently. With a
+    /// <paramref name="socket"/> (<c>--socket</c>), each frame is one non-blocking send on it instead, and the kernel's
+    /// socket buffer is the only queue: a send that cannot take the whole frame drops the subscriber.
     /// </summary>
-    private sealed class PipeSubscriber(ConnectionContext connection) : Subscriber
+    private sealed class PipeSubscriber(ConnectionContext connection, Socket? socket) : Subscriber
     {
         private readonly Lock _lock = new();
         private Task? _flushing;
@@ -291,6 +309,17 @@ internal static class RawWebSocket
             {
                 if (_closed)
                 {
+                    return;
+                }
+                if (socket is not null)
+                {
+                    // One send, on this thread; a socket that cannot take the whole frame at once is a slow subscriber.
+                    var sent = socket.Send(frame, SocketFlags.None, out var error);
+                    if (error != SocketError.Success || sent != frame.Length)
+                    {
+                        _closed = true;
+                        connection.Abort(new ConnectionAbortedException("slow subscriber: its socket buffer is full"));
+                    }
                     return;
                 }
                 if (_flushing is { IsCompleted: false })
