@@ -6,7 +6,7 @@
 //   kestrel-socket: (--socket) kestrel-raw writing each frame to the connection's socket itself, one non-blocking
 //                 send on the publisher's thread (not through the transport's output pipe), with Kestrel's sockets
 //                 transport inline as in Herald's standalone server: the least any .NET transport owning the socket does.
-// Both speak enough of herald.json for the bench's Herald client (connect, subscribe, pushes) and take
+// All three speak enough of herald.json for the bench's Herald client (connect, subscribe, pushes) and take
 // POST /api/publish {"channel":…,"data":…} -> 200 {"epoch":"floor","offset":N} (no API key, no history, no queue).
 // Port: --urls http://127.0.0.1:PORT.
 using System.Text.Json;

@@ -55,7 +55,8 @@ internal sealed class ApiKey
             return Verdict.NotBearer;
         }
         var given = header.AsSpan(Prefix.Length).Trim();
-        Span<byte> bytes = Encoding.UTF8.GetByteCount(given) <= 256 ? stackalloc byte[256] : new byte[Encoding.UTF8.GetByteCount(given)];
+        var count = Encoding.UTF8.GetByteCount(given);
+        Span<byte> bytes = count <= 256 ? stackalloc byte[256] : new byte[count];
         var length = Encoding.UTF8.GetBytes(given, bytes);
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
         SHA256.HashData(bytes[..length], hash);
