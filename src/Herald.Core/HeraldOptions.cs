@@ -160,6 +160,16 @@ public sealed class HeraldOptions
     public IList<string> TrustedProxies { get; } = [];
 
     /// <summary>
+    /// Whether a WebSocket's frames are sent on the connection's socket itself, one <c>send</c> on the thread that has
+    /// them, instead of through Kestrel's output pipe and its send loop: less CPU per delivery (docs/benchmarks.md). Only
+    /// plain HTTP/1.1 connections on Kestrel's sockets transport qualify (TLS, HTTP/2 and other transports always write
+    /// through Kestrel), and only once the client has sent its first bytes, so every frame follows the 101 answer. Off by
+    /// default, because a connection middleware of the application's own that wraps the transport (logging, throttling,
+    /// a stream of its own) would be bypassed; the standalone server turns it on.
+    /// </summary>
+    public bool WebSocketDirectSend { get; set; }
+
+    /// <summary>
     /// How long one call of an application handler (connect, subscribe, publish, RPC, disconnect) may take before the
     /// client gets <c>internal</c>. Between 10 ms and 5 minutes. Default 5 s.
     /// </summary>

@@ -64,9 +64,13 @@ static async Task RunAsync(CommandLine commandLine)
     // of sends in those queues, and a publish request's read waits behind them (docs/benchmarks.md, "Publishing while
     // the fan-out is busy"). Herald's own code never blocks a thread; Kestrel:Sockets binds the rest of the transport's
     // options the same way.
+    //
+    // A WebSocket's frames go straight onto its socket (Herald:WebSocketDirectSend): this server's Kestrel has no
+    // connection middleware of an application's that such sends would bypass, and TLS connections write through Kestrel
+    // whatever the option says.
     builder.Configuration.Sources.Insert(0, new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource
     {
-        InitialData = [new(HostingDiagnosticsLogLevel, "None"), new(InlineScheduling, "true")],
+        InitialData = [new(HostingDiagnosticsLogLevel, "None"), new(InlineScheduling, "true"), new(WebSocketDirectSend, "true")],
     });
 
     if (commandLine.ConfigFile is not null)
@@ -142,7 +146,7 @@ static async Task RunAsync(CommandLine commandLine)
     var namespaces = string.Join(", ", options.Namespaces.Keys.Prepend(HeraldOptions.DefaultNamespace).Distinct());
     ServerLog.Profile(app.Logger, app.Environment.EnvironmentName, options.AllowAnonymous, namespaces);
     var sockets = app.Services.GetRequiredService<IOptions<SocketTransportOptions>>().Value;
-    ServerLog.Transport(app.Logger, sockets.UnsafePreferInlineScheduling);
+    ServerLog.Transport(app.Logger, sockets.UnsafePreferInlineScheduling, options.WebSocketDirectSend);
 
     await app.RunAsync();
 }
@@ -158,4 +162,7 @@ internal static partial class Program
 
     /// <summary>Whether the sockets transport runs sends and request processing inline (on by default here).</summary>
     internal const string InlineScheduling = SocketsSection + ":" + nameof(SocketTransportOptions.UnsafePreferInlineScheduling);
+
+    /// <summary>Whether WebSocket frames are sent on the connection's socket itself (on by default here).</summary>
+    internal const string WebSocketDirectSend = "Herald:" + nameof(HeraldOptions.WebSocketDirectSend);
 }

@@ -28,7 +28,10 @@ public sealed class TestServer : IAsyncDisposable
         Api.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ApiKey);
     }
 
-    /// <summary>Whether the servers run Kestrel's sockets transport inline: <c>HERALD_TEST_INLINE_SCHEDULING=1</c>.</summary>
+    /// <summary>
+    /// Whether the servers run the standalone server's transport defaults, Kestrel's sockets transport inline and
+    /// WebSocket frames sent on the socket (<see cref="HeraldOptions.WebSocketDirectSend"/>): <c>HERALD_TEST_INLINE_SCHEDULING=1</c>.
+    /// </summary>
     public static bool InlineScheduling { get; } = Environment.GetEnvironmentVariable("HERALD_TEST_INLINE_SCHEDULING") == "1";
 
     public Uri BaseUri { get; }
@@ -75,6 +78,7 @@ public sealed class TestServer : IAsyncDisposable
             o.MaxHttpRequestsPerSecondPerIp = 1_000_000;
             o.MaxConnectionsPerIp = 100_000;
             o.AllowAnonymous = true;
+            o.WebSocketDirectSend = InlineScheduling;
             o.Namespaces["chat"] = new NamespaceOptions { HistorySize = 100_000, HistoryTtl = TimeSpan.FromMinutes(10), AllowClientPublish = true, Presence = true };
             o.Namespaces["small"] = new NamespaceOptions { HistorySize = 5, HistoryTtl = TimeSpan.FromMinutes(10), AllowClientPublish = true };
             o.Namespaces["nohist"] = new NamespaceOptions { HistorySize = 0, AllowClientPublish = true };

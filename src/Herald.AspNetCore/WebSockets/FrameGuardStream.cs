@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Unicode;
 
@@ -26,8 +27,15 @@ namespace Herald.AspNetCore.WebSockets;
 /// such a read. A token source linked into every read would do the same at the price of a source and registrations
 /// that an idle connection holds for its whole life (and a delegate in place of the request, of one more object).
 /// </param>
-internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Microsoft.AspNetCore.Http.HttpContext request) : Stream
+/// <param name="socket">
+/// The connection's socket, when frames may be sent on it directly (plain HTTP/1.1 on Kestrel's sockets transport,
+/// nothing between Kestrel and the socket); <see langword="null"/> to write through <paramref name="inner"/> only.
+/// </param>
+internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Microsoft.AspNetCore.Http.HttpContext request, Socket? socket = null) : Stream
 {
+    /// <summary>Where writes go: Kestrel's upgraded stream until <see cref="TrySendOnSocket"/> moves them to the socket.</summary>
+    private const int OutputUndecided = 0, OutputSocket = 1, OutputKestrel = -1;
+
     private const int MaxControlPayload = 125;
 
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -55,6 +63,9 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
     private FrameHeader _outHeader;
     private int _outHeaderFilled;
     private long _outPayloadRemaining;
+    // Changed only under the write lock.
+    private int _output = socket is null ? OutputKestrel : OutputUndecided;
+    private int _sending;
 
     /// <summary>A WebSocket frame header: at most 2 bytes, 8 of extended length and a 4-byte mask key.</summary>
     [System.Runtime.CompilerServices.InlineArray(14)]
@@ -136,6 +147,10 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
             return 0;
         }
         Volatile.Write(ref _readCount, _readCount + 1);
+        if (_output == OutputUndecided)
+        {
+            TrySendOnSocket();
+        }
         if (Inspect(buffer.Span[..read], enforce: true, out var deliverable) is { } violation)
         {
             if (deliverable > 0)
@@ -161,7 +176,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
             if (!_tripped)
             {
                 TrackOutbound(buffer.Span);
-                await inner.WriteAsync(buffer, cancellationToken);
+                await SendAsync(buffer, cancellationToken);
             }
         }
         finally
@@ -199,12 +214,88 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
     /// Writes one whole data frame built by the caller, who holds the write lock. It is not parsed on the way out: only
     /// the WebSocket's own frames (control frames, among them the close) go through <see cref="WriteAsync(ReadOnlyMemory{byte}, CancellationToken)"/>.
     /// </summary>
-    public ValueTask WriteFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken) => inner.WriteAsync(frame, cancellationToken);
+    public ValueTask WriteFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken) => SendAsync(frame, cancellationToken);
+
+    /// <summary>
+    /// Moves writes to the socket, if this stream was given one and nothing has been written through Kestrel since the
+    /// 101 answer. Called when the client's first bytes arrive: a client sends only after it has read the 101, so by
+    /// then Kestrel has handed the 101 to the socket, and a frame sent on the socket goes out behind it.
+    /// </summary>
+    private void TrySendOnSocket()
+    {
+        if (!_writeLock.Wait(0))
+        {
+            return; // a write is under way (through Kestrel, so the output stays there): decided by that write
+        }
+        try
+        {
+            if (_output == OutputUndecided)
+            {
+                // A non-blocking send either takes the bytes into the kernel at once or says it would block; a blocking
+                // one would hold the fan-out's thread on a peer that reads slowly.
+                socket!.Blocking = false;
+                _output = OutputSocket;
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            _output = OutputKestrel;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Writes bytes out, the caller holding the write lock: on the socket itself once <see cref="TrySendOnSocket"/> has
+    /// moved the output there (one <c>send</c> on the caller's thread; what the kernel does not take at once is sent
+    /// asynchronously, and the caller waits for it), otherwise through Kestrel's upgraded stream.
+    /// </summary>
+    private ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        if (_output != OutputSocket)
+        {
+            _output = OutputKestrel; // written through Kestrel once: the socket is no longer known to come after it
+            return inner.WriteAsync(data, cancellationToken);
+        }
+        var sent = socket!.Send(data.Span, SocketFlags.None, out var error);
+        if (error == SocketError.Success && sent == data.Length)
+        {
+            return ValueTask.CompletedTask;
+        }
+        if (error is not (SocketError.Success or SocketError.WouldBlock))
+        {
+            return ValueTask.FromException(new IOException($"send failed: {error}", new SocketException((int)error)));
+        }
+        return SendRestAsync(data[Math.Max(sent, 0)..], cancellationToken);
+    }
+
+    private async ValueTask SendRestAsync(ReadOnlyMemory<byte> rest, CancellationToken cancellationToken)
+    {
+        Volatile.Write(ref _sending, 1);
+        try
+        {
+            while (!rest.IsEmpty)
+            {
+                rest = rest[await socket!.SendAsync(rest, SocketFlags.None, cancellationToken)..];
+            }
+        }
+        catch (SocketException ex)
+        {
+            throw new IOException(ex.Message, ex);
+        }
+        finally
+        {
+            Volatile.Write(ref _sending, 0);
+        }
+    }
 
     public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
-    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+    public override Task FlushAsync(CancellationToken cancellationToken) =>
+        _output == OutputSocket ? Task.CompletedTask : inner.FlushAsync(cancellationToken);
 
     /// <summary>
     /// Reads and discards input until the peer's close frame has arrived, the peer closes, or
@@ -256,8 +347,8 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
         try
         {
             _closeSent = true;
-            await inner.WriteAsync(frame, cancellationToken);
-            await inner.FlushAsync(cancellationToken);
+            await SendAsync(frame, cancellationToken);
+            await FlushAsync(cancellationToken);
         }
         catch (IOException)
         {
@@ -417,7 +508,13 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
         return null;
     }
 
-    public override void Flush() => inner.Flush();
+    public override void Flush()
+    {
+        if (_output != OutputSocket)
+        {
+            inner.Flush();
+        }
+    }
     public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("async only");
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException("async only");
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
@@ -430,7 +527,7 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
         // keep-alive pings), and a read that waits for a dead peer would keep the connection alive forever.
         if (disposing && Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            if (Volatile.Read(ref _reading) != 0)
+            if (Volatile.Read(ref _reading) != 0 || Volatile.Read(ref _sending) != 0)
             {
                 request.Abort();
             }

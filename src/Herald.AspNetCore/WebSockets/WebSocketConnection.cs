@@ -61,7 +61,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         _slot = slot;
         _logger = logger;
         var options = node.Options;
-        _stream = new FrameGuardStream(upgraded, options.MaxMessageBytes, http);
+        _stream = new FrameGuardStream(upgraded, options.MaxMessageBytes, http, options.WebSocketDirectSend ? DirectSocketOf(http) : null);
         _socket = WebSocket.CreateFromStream(_stream, new WebSocketCreationOptions
         {
             IsServer = true,
@@ -73,6 +73,18 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         _messageType = Encoding == WireEncoding.MsgPack ? WebSocketMessageType.Binary : WebSocketMessageType.Text;
         _session = new ClientSession(node, this);
     }
+
+    /// <summary>
+    /// The connection's socket, if frames may go straight onto it (<see cref="HeraldOptions.WebSocketDirectSend"/>):
+    /// plain HTTP/1.1 on Kestrel's sockets transport. Over TLS the bytes on the socket are ciphertext, and over HTTP/2 the
+    /// WebSocket is one stream among others, so those always write through Kestrel.
+    /// </summary>
+    private static System.Net.Sockets.Socket? DirectSocketOf(Microsoft.AspNetCore.Http.HttpContext http) =>
+        http.Request.IsHttps
+        || !Microsoft.AspNetCore.Http.HttpProtocol.IsHttp11(http.Request.Protocol)
+        || http.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>() is not null
+            ? null
+            : http.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionSocketFeature>()?.Socket;
 
     /// <inheritdoc/>
     public WireEncoding Encoding { get; }
