@@ -471,7 +471,9 @@ public sealed class HandlerTests
             var told = await handler.Disconnects.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
             Assert.Equal((4100, "done here", HeraldTransportNames.WebSocket), (told.Code, told.Reason, told.Transport));
 
-            var expiring = await server.ConnectAsync(Token("dave", DateTime.UtcNow.AddSeconds(1)));
+            // exp is in whole seconds, so now + 1 s could be a few milliseconds away and expire before the connect is
+            // checked on a busy machine (it did, once in CI); 3 s leaves at least 2 s for the connect.
+            var expiring = await server.ConnectAsync(Token("dave", DateTime.UtcNow.AddSeconds(3)));
             told = await handler.Disconnects.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
             Assert.Equal((CloseCodes.TokenExpired, "dave"), (told.Code, told.Client.User));
 
