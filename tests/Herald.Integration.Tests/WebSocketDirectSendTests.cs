@@ -138,6 +138,30 @@ public sealed class WebSocketDirectSendTests
         Assert.Equal(ClientFrame, buffer);
     }
 
+    /// <summary>
+    /// Writes 60-KB frames to a client that does not read until the socket's buffers are full and a send has to wait
+    /// (it took part of a frame or nothing); returns the frames written and that send, which still holds the write lock.
+    /// </summary>
+    private static async Task<(List<byte[]> Frames, Task Pending)> WriteUntilASendWaitsAsync(FrameGuardStream stream, CancellationToken cancellationToken)
+    {
+        var frames = new List<byte[]>();
+        for (var i = 0; i < 1000; i++)
+        {
+            var frame = ServerFrame((byte)('a' + (i % 26)), 60_000);
+            frames.Add(frame);
+            Assert.True(stream.TryEnterWrite());
+            var pending = stream.WriteFrameAsync(frame, cancellationToken);
+            if (!pending.IsCompleted)
+            {
+                return (frames, pending.AsTask());
+            }
+            await pending;
+            stream.ExitWrite();
+        }
+        Assert.Fail("the socket took 60 MB that no one read");
+        return default;
+    }
+
     [Fact]
     public async Task BeforeTheClientsFirstBytes_FramesGoThroughKestrel_AfterThemOnTheSocket()
     {
@@ -185,27 +209,12 @@ public sealed class WebSocketDirectSendTests
         await using var stream = Stream(kestrel, direct);
         await ReadClientFrameAsync(stream, kestrel);
 
-        // The client does not read: the socket's buffers fill, and a send takes part of a frame or nothing.
-        var frames = new List<byte[]>();
-        ValueTask pending = default;
-        for (var i = 0; i < 1000 && pending.IsCompleted; i++)
-        {
-            var frame = ServerFrame((byte)('a' + (i % 26)), 60_000);
-            frames.Add(frame);
-            Assert.True(stream.TryEnterWrite());
-            pending = stream.WriteFrameAsync(frame, CancellationToken.None);
-            if (pending.IsCompleted)
-            {
-                await pending;
-                stream.ExitWrite();
-            }
-        }
-        Assert.False(pending.IsCompleted, "the socket took 60 MB that no one read");
+        var (frames, pending) = await WriteUntilASendWaitsAsync(stream, CancellationToken.None);
 
         // The writer waits for the rest (holding the write lock, so nothing can come between); then the next frame.
         var total = frames.Sum(f => f.Length) + 7;
         var reading = direct.ReadAsync(total);
-        await pending.AsTask().WaitAsync(Timeout);
+        await pending.WaitAsync(Timeout);
         stream.ExitWrite();
         await stream.WriteAsync(ServerFrame((byte)'z', 5));
 
@@ -222,22 +231,11 @@ public sealed class WebSocketDirectSendTests
         await ReadClientFrameAsync(stream, kestrel);
         using var abort = new CancellationTokenSource();
 
-        ValueTask pending = default;
-        for (var i = 0; i < 1000 && pending.IsCompleted; i++)
-        {
-            Assert.True(stream.TryEnterWrite());
-            pending = stream.WriteFrameAsync(ServerFrame((byte)'x', 60_000), abort.Token);
-            if (pending.IsCompleted)
-            {
-                await pending;
-                stream.ExitWrite();
-            }
-        }
-        Assert.False(pending.IsCompleted, "the socket took 60 MB that no one read");
+        var (_, pending) = await WriteUntilASendWaitsAsync(stream, abort.Token);
 
         // The connection's abort (a slow consumer's close deadline, the node stopping) cancels the writer's token.
         abort.Cancel();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending.AsTask().WaitAsync(Timeout));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending.WaitAsync(Timeout));
     }
 
     [Fact]
@@ -274,5 +272,20 @@ public sealed class WebSocketDirectSendTests
                 Assert.Equal(n, push.GetProperty("push").GetProperty("pub").GetProperty("data").GetProperty("n").GetInt32());
             }
         }
+    }
+
+    [Fact]
+    public async Task AValueThatIsNotABoolean_StopsTheStandaloneServerAtStart_NamingTheKey()
+    {
+        await using var server = await HeraldProcess.StartAsync(new Dictionary<string, string>
+        {
+            ["Herald__AllowAnonymous"] = "true",
+            ["Herald__WebSocketDirectSend"] = "sometimes",
+        }, TimeSpan.FromSeconds(30));
+
+        Assert.True(server.HasExited, $"the server started with an invalid Herald:WebSocketDirectSend:\n{server.Output}");
+        Assert.NotEqual(0, server.ExitCode);
+        Assert.Contains("herald: invalid configuration", server.Output, StringComparison.Ordinal);
+        Assert.Contains("'Herald:WebSocketDirectSend'", server.Output, StringComparison.Ordinal);
     }
 }
