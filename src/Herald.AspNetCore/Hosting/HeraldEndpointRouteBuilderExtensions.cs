@@ -33,7 +33,7 @@ public static class HeraldEndpointRouteBuilderExtensions
         var logger = endpoints.ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger("Herald.WebSocket");
 
         var origins = new OriginPolicy(node.Options);
-        var limits = new RequestLimits(node.Options);
+        var limits = new RequestLimits(node.Options, node.TimeProvider);
         var keepAlive = KeepAliveWheel.Create(node.Options, node.TimeProvider);
         if (keepAlive is not null)
         {
