@@ -80,11 +80,21 @@ public sealed partial class HeraldNode
         }
         var push = new PushFrames(channel, publication);
         var delivered = 0;
-        foreach (var subscription in all)
+        for (var i = 0; i < all.Length; i++)
         {
+            var subscription = all[i];
             if (subscription is null)
             {
                 break; // the spare capacity after the last subscriber
+            }
+            // Each subscriber is cold at a low rate: its subscription four ahead, then its session and lock two ahead.
+            if (i + 4 < all.Length)
+            {
+                CachePrefetch.Object(all[i + 4]);
+            }
+            if (i + 2 < all.Length)
+            {
+                all[i + 2]?.PrefetchState();
             }
             if (subscription.Deliver(publication, epoch, ref push))
             {

@@ -9,13 +9,18 @@ public sealed class DeliveryBatchTests
     {
         public int Writes;
         public int Thread;
+        public int Prefetches;
+        public bool PrefetchedBeforeWrite;
 
         public void WriteDeferred()
         {
+            PrefetchedBeforeWrite = Volatile.Read(ref Prefetches) > 0;
             Interlocked.Increment(ref Writes);
             Thread = Environment.CurrentManagedThreadId;
             done.Signal();
         }
+
+        public void PrefetchState() => Interlocked.Increment(ref Prefetches);
     }
 
     [Fact]
@@ -40,6 +45,10 @@ public sealed class DeliveryBatchTests
         Assert.True(done.Wait(TimeSpan.FromSeconds(10)), $"{done.CurrentCount} writers never ran");
         Assert.All(writers, w => Assert.Equal(1, w.Writes));
         Assert.All(writers, w => Assert.NotEqual(Environment.CurrentManagedThreadId, w.Thread));
+        // Each writer but the first two of its chunk is asked to prefetch its state once, before it is written.
+        const int Chunks = 4;
+        Assert.Equal(Writers - (2 * Chunks), writers.Count(w => w.PrefetchedBeforeWrite));
+        Assert.All(writers, w => Assert.InRange(w.Prefetches, 0, 1));
     }
 
     [Fact]

@@ -54,6 +54,14 @@ internal sealed partial class WebSocketConnection
     /// <summary>The fan-out's batch reached this connection: it writes one frame here, and leaves any more to the pool.</summary>
     void IDeferredWriter.WriteDeferred() => Write(inline: true);
 
+    /// <inheritdoc/>
+    void IDeferredWriter.PrefetchState()
+    {
+        CachePrefetch.Object(_session);
+        CachePrefetch.Object(_outbound);
+        CachePrefetch.Object(_stream);
+    }
+
     /// <summary>A writer handed to the thread pool when the one that queued a message should not write everything itself.</summary>
     void IThreadPoolWorkItem.Execute() => Write(inline: false);
 

@@ -29,6 +29,8 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
     private readonly FrameGuardStream _stream;
     private readonly WebSocket _socket;
     private readonly ClientSession _session;
+    // The session's queue, held here too so that the writer's prefetch can reach it without loading the session first.
+    private readonly OutboundQueue _outbound;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _abort = new();
     // The source of the message being handled, if any (see HandleMessageAsync).
@@ -72,6 +74,7 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
         Encoding = WebSocketHandshake.EncodingOf(subProtocol);
         _messageType = Encoding == WireEncoding.MsgPack ? WebSocketMessageType.Binary : WebSocketMessageType.Text;
         _session = new ClientSession(node, this);
+        _outbound = _session.Outbound;
     }
 
     /// <summary>

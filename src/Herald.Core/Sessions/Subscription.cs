@@ -37,6 +37,16 @@ internal sealed class Subscription(ClientSession session, string channel, Namesp
     /// <summary>The epoch of the subscribe reply, once queued; a live subscription never changes it (a new epoch closes it).</summary>
     public string Epoch => Volatile.Read(ref _epoch);
 
+    /// <summary>
+    /// Prefetches what <see cref="Deliver"/> reads first beyond this object (its session and lock); the fan-out calls it
+    /// a couple of subscribers ahead (see <see cref="CachePrefetch"/>).
+    /// </summary>
+    public void PrefetchState()
+    {
+        CachePrefetch.Object(Session);
+        CachePrefetch.Object(_gate);
+    }
+
     /// <summary>Called by the fan-out; never blocks. Returns whether the push was queued.</summary>
     public bool Deliver(Publication publication, string epoch, ref PushFrames frames)
     {
