@@ -78,7 +78,7 @@ internal sealed class RequestLimits
         bool allowed;
         lock (_gate)
         {
-            allowed = UseOf(ip).TryTakeRequest(_options.MaxHttpRequestsPerSecondPerIp, _time.GetTimestamp(), _second);
+            allowed = UseOf(ip).TryTakeRequest(_time.GetTimestamp(), _second);
         }
         if (allowed)
         {
@@ -157,29 +157,15 @@ internal sealed class RequestLimits
         }
     }
 
-    /// <summary>What one IP address holds: open connections, and this second's HTTP requests (a one-second window, refilled whole when it has passed).</summary>
+    /// <summary>What one IP address holds: open connections, and this second's HTTP requests.</summary>
     private sealed class IpUse(int requestLimit, long now)
     {
         public int Connections;
-        private int _requestsLeft = requestLimit;
-        private long _windowStart = now;
+        private Herald.Sessions.RateBucket _requests = new(requestLimit, now);
 
-        public bool TryTakeRequest(int limit, long now, long second)
-        {
-            if (now - _windowStart >= second)
-            {
-                _requestsLeft = limit;
-                _windowStart = now;
-            }
-            if (_requestsLeft <= 0)
-            {
-                return false;
-            }
-            _requestsLeft--;
-            return true;
-        }
+        public bool TryTakeRequest(long now, long second) => _requests.TryTake(now, second);
 
-        public bool IsIdle(long now, long second) => Connections == 0 && now - _windowStart >= second;
+        public bool IsIdle(long now, long second) => Connections == 0 && _requests.WouldRefill(now, second);
     }
 
     /// <summary>One connection's place in the counts, given back once when the connection ends.</summary>
