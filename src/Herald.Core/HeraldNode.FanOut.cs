@@ -87,14 +87,14 @@ public sealed partial class HeraldNode
             {
                 break; // the spare capacity after the last subscriber
             }
-            // Each subscriber is cold at a low rate: its subscription four ahead, then its session and lock two ahead.
-            if (i + 4 < all.Length)
+            // Each subscriber is cold at a low rate: its subscription CachePrefetch.Ahead ahead, then its session and lock half as far.
+            if (i + CachePrefetch.Ahead < all.Length)
             {
-                CachePrefetch.Object(all[i + 4]);
+                CachePrefetch.Object(all[i + CachePrefetch.Ahead]);
             }
-            if (i + 2 < all.Length)
+            if (i + (CachePrefetch.Ahead / 2) < all.Length)
             {
-                all[i + 2]?.PrefetchState();
+                all[i + (CachePrefetch.Ahead / 2)]?.PrefetchState();
             }
             if (subscription.Deliver(publication, epoch, ref push))
             {

@@ -15,6 +15,12 @@ namespace Herald.Sessions;
 /// </remarks>
 internal static class CachePrefetch
 {
+    /// <summary>
+    /// How far ahead a loop over subscribers prefetches an object; what that object points to is prefetched half as far
+    /// ahead, when the object itself has arrived.
+    /// </summary>
+    public const int Ahead = 4;
+
     /// <summary>Prefetches the first two cache lines of <paramref name="target"/> (where the object's header and first fields are).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe void Object<T>(T? target)

@@ -133,8 +133,6 @@ internal sealed class DeliveryBatch
 
     private sealed class Chunk
     {
-        private const int PrefetchAhead = 4;
-
         public readonly IDeferredWriter[] Writers = ArrayPool<IDeferredWriter>.Shared.Rent(ChunkSize);
         public int Count;
 
@@ -144,14 +142,14 @@ internal sealed class DeliveryBatch
             var count = Count;
             for (var i = 0; i < count; i++)
             {
-                // Each connection is cold at a low rate: its object four ahead, then what it points to two ahead (see CachePrefetch).
-                if (i + PrefetchAhead < count)
+                // Each connection is cold at a low rate: its object CachePrefetch.Ahead ahead, then what it points to half as far (see CachePrefetch).
+                if (i + CachePrefetch.Ahead < count)
                 {
-                    CachePrefetch.Object(writers[i + PrefetchAhead]);
+                    CachePrefetch.Object(writers[i + CachePrefetch.Ahead]);
                 }
-                if (i + (PrefetchAhead / 2) < count)
+                if (i + (CachePrefetch.Ahead / 2) < count)
                 {
-                    writers[i + (PrefetchAhead / 2)].PrefetchState();
+                    writers[i + (CachePrefetch.Ahead / 2)].PrefetchState();
                 }
                 writers[i].WriteDeferred();
             }
