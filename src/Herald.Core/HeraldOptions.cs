@@ -170,6 +170,19 @@ public sealed class HeraldOptions
     public bool WebSocketDirectSend { get; set; }
 
     /// <summary>
+    /// Whether a WebSocket leaves Kestrel's HTTP layer once its handshake is answered: the handshake request runs as any
+    /// request (forwarded headers, origin, limits, checks), then ends at the 101 answer, and the WebSocket runs on the
+    /// connection's transport itself, so that nothing of the HTTP/1.1 connection and its request (about 8 KB) stays for
+    /// the WebSocket's life (docs/benchmarks.md). Handlers then see a copy of the handshake's headers. Only the first
+    /// request of a plain HTTP/1.1 connection to <c>/ws</c> at the root qualifies; over TLS, HTTP/2, under a path prefix or
+    /// later on a keep-alive connection the WebSocket stays inside its request. Installed through Kestrel's endpoint
+    /// defaults (<c>KestrelServerOptions.ConfigureEndpointDefaults</c>), which an application's own call replaces. Off by
+    /// default, because the application's own connection middleware and request-scoped state do not see the connection
+    /// after the handshake; the standalone server turns it on.
+    /// </summary>
+    public bool WebSocketHandoff { get; set; }
+
+    /// <summary>
     /// How long one call of an application handler (connect, subscribe, publish, RPC, disconnect) may take before the
     /// client gets <c>internal</c>. Between 10 ms and 5 minutes. Default 5 s.
     /// </summary>

@@ -65,12 +65,13 @@ static async Task RunAsync(CommandLine commandLine)
     // the fan-out is busy"). Herald's own code never blocks a thread; Kestrel:Sockets binds the rest of the transport's
     // options the same way.
     //
-    // A WebSocket's frames go straight onto its socket (Herald:WebSocketDirectSend): this server's Kestrel has no
-    // connection middleware of an application's that such sends would bypass, and TLS connections write through Kestrel
-    // whatever the option says.
+    // A WebSocket's frames go straight onto its socket (Herald:WebSocketDirectSend), and the WebSocket leaves Kestrel's
+    // HTTP layer after its handshake (Herald:WebSocketHandoff): this server's Kestrel has no connection middleware or
+    // request state of an application's that either would bypass, and TLS connections keep Kestrel's path whatever the
+    // options say.
     builder.Configuration.Sources.Insert(0, new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource
     {
-        InitialData = [new(HostingDiagnosticsLogLevel, "None"), new(InlineScheduling, "true"), new(WebSocketDirectSend, "true")],
+        InitialData = [new(HostingDiagnosticsLogLevel, "None"), new(InlineScheduling, "true"), new(WebSocketDirectSend, "true"), new(WebSocketHandoff, "true")],
     });
 
     if (commandLine.ConfigFile is not null)
@@ -146,7 +147,7 @@ static async Task RunAsync(CommandLine commandLine)
     var namespaces = string.Join(", ", options.Namespaces.Keys.Prepend(HeraldOptions.DefaultNamespace).Distinct());
     ServerLog.Profile(app.Logger, app.Environment.EnvironmentName, options.AllowAnonymous, namespaces);
     var sockets = app.Services.GetRequiredService<IOptions<SocketTransportOptions>>().Value;
-    ServerLog.Transport(app.Logger, sockets.UnsafePreferInlineScheduling, options.WebSocketDirectSend);
+    ServerLog.Transport(app.Logger, sockets.UnsafePreferInlineScheduling, options.WebSocketDirectSend, options.WebSocketHandoff);
 
     await app.RunAsync();
 }
@@ -165,4 +166,7 @@ internal static partial class Program
 
     /// <summary>Whether WebSocket frames are sent on the connection's socket itself (on by default here).</summary>
     internal const string WebSocketDirectSend = "Herald:" + nameof(HeraldOptions.WebSocketDirectSend);
+
+    /// <summary>Whether a WebSocket leaves Kestrel's HTTP layer after its handshake (on by default here).</summary>
+    internal const string WebSocketHandoff = "Herald:" + nameof(HeraldOptions.WebSocketHandoff);
 }

@@ -11,6 +11,6 @@ internal static partial class ServerLog
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "The demo pages cannot connect: {Path} is missing. The server's build makes it when Node.js 20+ and npm are installed: install them and build again (or run `npm ci && npm run build` in clients/js).")]
     public static partial void JsClientMissing(ILogger logger, string path);
 
-    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Kestrel sockets transport: inline scheduling {Inline} (Kestrel:Sockets:UnsafePreferInlineScheduling); WebSocket frames sent on the socket {DirectSend} (Herald:WebSocketDirectSend)")]
-    public static partial void Transport(ILogger logger, bool inline, bool directSend);
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Kestrel sockets transport: inline scheduling {Inline} (Kestrel:Sockets:UnsafePreferInlineScheduling); WebSocket frames sent on the socket {DirectSend} (Herald:WebSocketDirectSend); WebSocket handed off below HTTP after its handshake {Handoff} (Herald:WebSocketHandoff)")]
+    public static partial void Transport(ILogger logger, bool inline, bool directSend, bool handoff);
 }

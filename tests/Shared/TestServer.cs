@@ -79,6 +79,7 @@ public sealed class TestServer : IAsyncDisposable
             o.MaxConnectionsPerIp = 100_000;
             o.AllowAnonymous = true;
             o.WebSocketDirectSend = InlineScheduling;
+            o.WebSocketHandoff = InlineScheduling;
             o.Namespaces["chat"] = new NamespaceOptions { HistorySize = 100_000, HistoryTtl = TimeSpan.FromMinutes(10), AllowClientPublish = true, Presence = true };
             o.Namespaces["small"] = new NamespaceOptions { HistorySize = 5, HistoryTtl = TimeSpan.FromMinutes(10), AllowClientPublish = true };
             o.Namespaces["nohist"] = new NamespaceOptions { HistorySize = 0, AllowClientPublish = true };

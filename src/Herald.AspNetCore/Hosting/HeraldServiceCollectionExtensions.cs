@@ -1,3 +1,4 @@
+using Herald.AspNetCore.WebSockets;
 using Herald;
 using Herald.AspNetCore.Hosting;
 using Herald.AspNetCore.Security;
@@ -35,7 +36,15 @@ public static class HeraldServiceCollectionExtensions
         options.ValidateDataAnnotations().ValidateOnStart();
 
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<HeraldOptions>>((kestrel, herald) =>
-            kestrel.Limits.RequestHeadersTimeout = herald.Value.HandshakeTimeout);
+        {
+            kestrel.Limits.RequestHeadersTimeout = herald.Value.HandshakeTimeout;
+            if (herald.Value.WebSocketHandoff)
+            {
+                // A connection that sends nothing is closed after Kestrel's keep-alive timeout, as the HTTP layer would.
+                var handoff = WebSocketHandoff.Middleware(() => kestrel.Limits.KeepAliveTimeout);
+                kestrel.ConfigureEndpointDefaults(listen => listen.Use(handoff));
+            }
+        });
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IBroker>(sp => new MemoryBroker(sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<IPresenceStore>(sp => new MemoryPresenceStore(

@@ -22,16 +22,18 @@ namespace Herald.AspNetCore.WebSockets;
 /// </remarks>
 /// <param name="inner">The upgraded connection.</param>
 /// <param name="maxMessageBytes">The message limit.</param>
-/// <param name="request">
-/// The upgraded request, aborted to end a read pending on <paramref name="inner"/> when this stream is disposed during
-/// such a read. A token source linked into every read would do the same at the price of a source and registrations
-/// that an idle connection holds for its whole life (and a delegate in place of the request, of one more object).
+/// <param name="owner">
+/// What is aborted to end a read pending on <paramref name="inner"/> when this stream is disposed during such a read: the
+/// upgraded request (an <see cref="Microsoft.AspNetCore.Http.HttpContext"/>), or for a WebSocket handed off below the
+/// HTTP layer its connection (a <see cref="Microsoft.AspNetCore.Connections.ConnectionContext"/>). A token source linked
+/// into every read would do the same at the price of a source and registrations that an idle connection holds for its
+/// whole life (and a delegate in place of the owner, of one more object).
 /// </param>
 /// <param name="socket">
 /// The connection's socket, when frames may be sent on it directly (plain HTTP/1.1 on Kestrel's sockets transport,
 /// nothing between Kestrel and the socket); <see langword="null"/> to write through <paramref name="inner"/> only.
 /// </param>
-internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Microsoft.AspNetCore.Http.HttpContext request, Socket? socket = null) : Stream
+internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, object owner, Socket? socket = null) : Stream
 {
     /// <summary>Where writes go: Kestrel's upgraded stream until <see cref="TrySendOnSocket"/> moves them to the socket.</summary>
     private const int OutputUndecided = 0, OutputSocket = 1, OutputKestrel = -1;
@@ -529,7 +531,15 @@ internal sealed class FrameGuardStream(Stream inner, long maxMessageBytes, Micro
         {
             if (Volatile.Read(ref _reading) != 0 || Volatile.Read(ref _sending) != 0)
             {
-                request.Abort();
+                switch (owner)
+                {
+                    case Microsoft.AspNetCore.Http.HttpContext request:
+                        request.Abort();
+                        break;
+                    case Microsoft.AspNetCore.Connections.ConnectionContext connection:
+                        connection.Abort();
+                        break;
+                }
             }
             _writeLock.Dispose();
         }

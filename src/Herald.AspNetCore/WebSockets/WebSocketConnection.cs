@@ -48,22 +48,44 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
     /// </summary>
     private LazySignal _closeDecided;
 
-    private readonly Microsoft.AspNetCore.Http.HttpContext _http;
+    /// <summary>
+    /// The handshake request as handlers see it: the request itself while the connection runs inside it, or a
+    /// <see cref="HandshakeSnapshot"/> when the connection was handed off below the HTTP layer and the request has ended.
+    /// </summary>
+    private readonly object _request;
 
     /// <summary>The connection slot (<c>Herald:MaxConnections</c>, <c>MaxConnectionsPerIp</c>), given back when the connection ends.</summary>
     private readonly IDisposable _slot;
 
     private readonly KeepAliveWheel? _keepAlive;
 
+    /// <summary>A connection that runs inside its upgraded request, reading and writing <paramref name="upgraded"/>.</summary>
     public WebSocketConnection(HeraldNode node, Microsoft.AspNetCore.Http.HttpContext http, Stream upgraded, string? subProtocol, KeepAliveWheel? keepAlive, ILogger logger, IDisposable slot)
+        : this(node, http, upgraded, http, node.Options.WebSocketDirectSend ? DirectSocketOf(http) : null, subProtocol, keepAlive, logger, slot)
+    {
+    }
+
+    /// <summary>
+    /// A connection handed off below the HTTP layer (<see cref="WebSocketHandoff"/>): it runs on the transport itself once
+    /// <paramref name="handshake"/>, whose headers and client address it keeps a copy of, has ended.
+    /// </summary>
+    public WebSocketConnection(HeraldNode node, WebSocketHandoff handoff, Microsoft.AspNetCore.Http.HttpContext handshake, string? subProtocol, KeepAliveWheel? keepAlive, ILogger logger, IDisposable slot)
+        : this(node, new HandshakeSnapshot(handshake), new TransportStream(handoff.Connection.Transport), handoff.Connection,
+            node.Options.WebSocketDirectSend && DirectSocketOf(handshake) is not null
+                ? handoff.Connection.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionSocketFeature>()?.Socket
+                : null,
+            subProtocol, keepAlive, logger, slot)
+    {
+    }
+
+    private WebSocketConnection(HeraldNode node, object request, Stream inner, object owner, System.Net.Sockets.Socket? directSocket, string? subProtocol, KeepAliveWheel? keepAlive, ILogger logger, IDisposable slot)
     {
         _node = node;
         _keepAlive = keepAlive;
-        _http = http;
+        _request = request;
         _slot = slot;
         _logger = logger;
-        var options = node.Options;
-        _stream = new FrameGuardStream(upgraded, options.MaxMessageBytes, http, options.WebSocketDirectSend ? DirectSocketOf(http) : null);
+        _stream = new FrameGuardStream(inner, node.Options.MaxMessageBytes, owner, directSocket);
         _socket = WebSocket.CreateFromStream(_stream, new WebSocketCreationOptions
         {
             IsServer = true,
@@ -89,6 +111,14 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
             ? null
             : http.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionSocketFeature>()?.Socket;
 
+    /// <summary>What a handed-off connection keeps of its handshake request for handlers.</summary>
+    private sealed class HandshakeSnapshot(Microsoft.AspNetCore.Http.HttpContext http)
+    {
+        public HeaderSnapshot Headers { get; } = new(http.Request.Headers);
+
+        public string? RemoteAddress { get; } = http.Connection.RemoteIpAddress?.ToString();
+    }
+
     /// <inheritdoc/>
     public WireEncoding Encoding { get; }
 
@@ -97,10 +127,15 @@ internal sealed partial class WebSocketConnection : ISessionTransport, IThreadPo
 
     public string Name => Herald.Handlers.HeraldTransportNames.WebSocket;
 
-    // The handshake request lives as long as the connection (RunAsync runs inside it), so handlers read its headers live.
-    public IReadOnlyDictionary<string, string> Headers => new RequestHeaders(_http.Request.Headers);
+    // Inside the request, the request lives as long as the connection (RunAsync runs inside it), so handlers read its
+    // headers live; a handed-off connection's request has ended, and its headers were copied.
+    public IReadOnlyDictionary<string, string> Headers => _request is HandshakeSnapshot snapshot
+        ? snapshot.Headers
+        : new RequestHeaders(((Microsoft.AspNetCore.Http.HttpContext)_request).Request.Headers);
 
-    public string? RemoteAddress => _http.Connection.RemoteIpAddress?.ToString();
+    public string? RemoteAddress => _request is HandshakeSnapshot snapshot
+        ? snapshot.RemoteAddress
+        : ((Microsoft.AspNetCore.Http.HttpContext)_request).Connection.RemoteIpAddress?.ToString();
 
     /// <summary>
     /// Runs the connection until it closes. It does not watch the request's <c>RequestAborted</c>: the read loop always

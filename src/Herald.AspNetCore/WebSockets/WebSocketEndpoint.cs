@@ -35,7 +35,8 @@ internal static class WebSocketEndpoint
 
     /// <summary>
     /// Takes a connection slot and answers the handshake; returns the connection to run, which owns the slot from then
-    /// on, or <see langword="null"/> when the request was refused (the refusal is written, the slot given back).
+    /// on, or <see langword="null"/> when the request was refused (the refusal is written, the slot given back) or the
+    /// connection was handed off below the HTTP layer (<see cref="WebSocketHandoff"/>), which runs it.
     /// </summary>
     private static async ValueTask<WebSocketConnection?> AcceptAsync(HttpContext context, HeraldNode node, KeepAliveWheel? keepAlive, ILogger logger, RequestLimits limits)
     {
@@ -53,6 +54,12 @@ internal static class WebSocketEndpoint
                 return null;
             }
             var stream = await WebSocketHandshake.AcceptAsync(context, key!, subProtocol);
+            if (context.Features.Get<WebSocketHandoff>() is { } handoff)
+            {
+                // Below the HTTP layer: the request ends now, and the connection runs once Kestrel has let it go.
+                handoff.Accept(new WebSocketConnection(node, handoff, context, subProtocol, keepAlive, logger, slot));
+                return null;
+            }
             return new WebSocketConnection(node, context, stream, subProtocol, keepAlive, logger, slot);
         }
         catch
