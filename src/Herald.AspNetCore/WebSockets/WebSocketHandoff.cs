@@ -81,7 +81,15 @@ internal sealed class WebSocketHandoff
         }
         var ours = IsWebSocketRequest(read.Buffer);
         input.AdvanceTo(read.Buffer.Start);
-        await (ours ? HandOffAsync(connection, next) : next(connection));
+        if (!ours)
+        {
+            await next(connection);
+        }
+        // HandOffAsync written out: the WebSocket's life is awaited here, by one state machine rather than two.
+        else if (await HandshakeAsync(connection, next) is { } accepted)
+        {
+            await accepted.RunAsync();
+        }
     }
 
     private static bool IsWebSocketRequest(ReadOnlySequence<byte> buffer)
