@@ -148,6 +148,7 @@ static async Task RunAsync(CommandLine commandLine)
     ServerLog.Profile(app.Logger, app.Environment.EnvironmentName, options.AllowAnonymous, namespaces);
     var sockets = app.Services.GetRequiredService<IOptions<SocketTransportOptions>>().Value;
     ServerLog.Transport(app.Logger, sockets.UnsafePreferInlineScheduling, options.WebSocketDirectSend, options.WebSocketHandoff);
+    ServerLog.GarbageCollector(app.Logger, System.Runtime.GCSettings.IsServerGC ? "Server" : "Workstation");
 
     await app.RunAsync();
 }

@@ -13,4 +13,7 @@ internal static partial class ServerLog
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Kestrel sockets transport: inline scheduling {Inline} (Kestrel:Sockets:UnsafePreferInlineScheduling); WebSocket frames sent on the socket {DirectSend} (Herald:WebSocketDirectSend); WebSocket handed off below HTTP after its handshake {Handoff} (Herald:WebSocketHandoff)")]
     public static partial void Transport(ILogger logger, bool inline, bool directSend, bool handoff);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "Garbage collector: {Mode} (Workstation by default; DOTNET_gcServer=1 for Server GC)")]
+    public static partial void GarbageCollector(ILogger logger, string mode);
 }

@@ -9,7 +9,8 @@ namespace Herald.Integration.Tests;
 /// sends must not queue ahead of a publish request's read), <c>Kestrel:Sockets</c> bound to Kestrel's
 /// <c>SocketTransportOptions</c>, and a value that is not one refused at start, naming the key. The rest of the
 /// integration suite runs once more with inline scheduling on (<c>HERALD_TEST_INLINE_SCHEDULING=1</c> in <c>test.sh</c>).
-/// Its thread pool: no spin-wait, from <c>herald.runtimeconfig.json</c>.
+/// Its thread pool: no spin-wait, from <c>herald.runtimeconfig.json</c>; its garbage collector: Workstation unless the
+/// environment asks for Server.
 /// </summary>
 public sealed class ServerTuningTests
 {
@@ -70,6 +71,21 @@ public sealed class ServerTuningTests
         Assert.NotEqual(0, server.ExitCode);
         Assert.Contains("herald: invalid configuration", server.Output, StringComparison.Ordinal);
         Assert.Contains("'Kestrel:Sockets:UnsafePreferInlineScheduling'", server.Output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(null, "Garbage collector: Workstation")]
+    [InlineData("1", "Garbage collector: Server")]
+    public async Task TheGarbageCollector_IsWorkstationByDefault_AndTheEnvironmentChoosesServer(string? gcServer, string expected)
+    {
+        var environment = new Dictionary<string, string> { ["Herald__AllowAnonymous"] = "true" };
+        if (gcServer is not null)
+        {
+            environment["DOTNET_gcServer"] = gcServer;
+        }
+        await using var server = await HeraldProcess.StartAsync(environment, StartTimeout);
+        Assert.False(server.HasExited, server.Output);
+        Assert.Contains(expected, server.Output, StringComparison.Ordinal);
     }
 
     [Fact]
