@@ -58,19 +58,23 @@ public sealed class ServerTuningTests
         response.EnsureSuccessStatusCode();
     }
 
-    [Fact]
-    public async Task AValueThatIsNotABoolean_StopsTheServerAtStart_NamingTheKey()
+    /// <summary>Each boolean the standalone server sets by default: a value that is not one stops it, naming the key.</summary>
+    [Theory]
+    [InlineData("Kestrel:Sockets:UnsafePreferInlineScheduling")]
+    [InlineData("Herald:WebSocketDirectSend")]
+    [InlineData("Herald:WebSocketHandoff")]
+    public async Task AValueThatIsNotABoolean_StopsTheServerAtStart_NamingTheKey(string key)
     {
         await using var server = await HeraldProcess.StartAsync(new Dictionary<string, string>
         {
             ["Herald__AllowAnonymous"] = "true",
-            ["Kestrel__Sockets__UnsafePreferInlineScheduling"] = "sometimes",
+            [key.Replace(":", "__", StringComparison.Ordinal)] = "sometimes",
         }, StartTimeout);
 
-        Assert.True(server.HasExited, $"the server started with an invalid Kestrel:Sockets value:\n{server.Output}");
+        Assert.True(server.HasExited, $"the server started with an invalid {key}:\n{server.Output}");
         Assert.NotEqual(0, server.ExitCode);
         Assert.Contains("herald: invalid configuration", server.Output, StringComparison.Ordinal);
-        Assert.Contains("'Kestrel:Sockets:UnsafePreferInlineScheduling'", server.Output, StringComparison.Ordinal);
+        Assert.Contains($"'{key}'", server.Output, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -273,19 +273,4 @@ public sealed class WebSocketDirectSendTests
             }
         }
     }
-
-    [Fact]
-    public async Task AValueThatIsNotABoolean_StopsTheStandaloneServerAtStart_NamingTheKey()
-    {
-        await using var server = await HeraldProcess.StartAsync(new Dictionary<string, string>
-        {
-            ["Herald__AllowAnonymous"] = "true",
-            ["Herald__WebSocketDirectSend"] = "sometimes",
-        }, TimeSpan.FromSeconds(30));
-
-        Assert.True(server.HasExited, $"the server started with an invalid Herald:WebSocketDirectSend:\n{server.Output}");
-        Assert.NotEqual(0, server.ExitCode);
-        Assert.Contains("herald: invalid configuration", server.Output, StringComparison.Ordinal);
-        Assert.Contains("'Herald:WebSocketDirectSend'", server.Output, StringComparison.Ordinal);
-    }
 }

@@ -197,21 +197,6 @@ public sealed class WebSocketHandoffTests
         Assert.Equal(1, push.GetProperty("push").GetProperty("pub").GetProperty("data").GetProperty("n").GetInt32());
     }
 
-    [Fact]
-    public async Task AValueThatIsNotABoolean_StopsTheStandaloneServerAtStart_NamingTheKey()
-    {
-        await using var server = await HeraldProcess.StartAsync(new Dictionary<string, string>
-        {
-            ["Herald__AllowAnonymous"] = "true",
-            ["Herald__WebSocketHandoff"] = "sometimes",
-        }, TimeSpan.FromSeconds(30));
-
-        Assert.True(server.HasExited, $"the server started with an invalid Herald:WebSocketHandoff:\n{server.Output}");
-        Assert.NotEqual(0, server.ExitCode);
-        Assert.Contains("herald: invalid configuration", server.Output, StringComparison.Ordinal);
-        Assert.Contains("'Herald:WebSocketHandoff'", server.Output, StringComparison.Ordinal);
-    }
-
     private const string UpgradeRequest =
         "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: herald.json\r\n\r\n";
