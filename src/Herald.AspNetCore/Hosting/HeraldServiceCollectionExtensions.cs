@@ -1,7 +1,7 @@
-using Herald.AspNetCore.WebSockets;
 using Herald;
 using Herald.AspNetCore.Hosting;
 using Herald.AspNetCore.Security;
+using Herald.AspNetCore.WebSockets;
 using Herald.Brokers;
 using Herald.Handlers;
 using Herald.Presence;
